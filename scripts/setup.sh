@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make .venv with everything cosmos3-robot needs, then run the main job (`cosmos3-robot demo`).
+# Usage: ./scripts/setup.sh [--no-demo]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Current lerobot needs Python >= 3.12 (see README "Install notes").
+find_python() {
+    for py in python3.12 python3.13; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then
+            echo "$py"; return 0
+        fi
+    done
+    if command -v pyenv >/dev/null 2>&1; then
+        for v in $(pyenv versions --bare | grep -E '^3\.1[2-9]' | sort -V); do  # 3.12 first: labmaze (dm-control) has no 3.13 wheel
+            echo "$(pyenv root)/versions/$v/bin/python"; return 0
+        done
+    fi
+    return 1
+}
+
+# torchcodec (lerobot's video decoder) needs a system FFmpeg.
+if ! command -v ffmpeg >/dev/null 2>&1; then
+    echo "[setup] installing ffmpeg from apt"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    PY=$(find_python) || { echo "[setup] error: need Python >= 3.12 (python3.12, python3.13 or pyenv); install one and rerun" >&2; exit 1; }
+    echo "[setup] creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+echo "[setup] installing cosmos3-robot and its dependencies (first run: a few minutes, ~3 GB download)"
+.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip check
+
+if [ "${1:-}" != "--no-demo" ]; then
+    export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
+    .venv/bin/cosmos3-robot demo
+fi

@@ -1,0 +1,89 @@
+"""`cosmos3-robot` command line: a thin layer over functions the tests call directly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .embodiments import list_embodiments, load_spec
+
+
+def embodiment_rows() -> list[dict[str, str]]:
+    """One row per shipped spec: the facts `cosmos3-robot embodiments` prints."""
+    rows = []
+    for name in list_embodiments():
+        s = load_spec(name)
+        rows.append({
+            "name": s.name,
+            "kind": s.kind,
+            "domain": str(s.domain_id),
+            "action": f"{s.default_action} ({s.action_dims}-D)",
+            "variants": ", ".join(f"{k}:{v.dims}" for k, v in s.actions.items() if k != s.default_action) or "-",
+            "state": str(s.state.dims),
+            "control_hz": f"{s.control_hz:g}",
+            "video_fps": f"{s.video_fps:g}",
+            "chunk": str(s.chunk_length),
+            "cameras": ", ".join(f"{c.name} {c.height}x{c.width}" for c in s.cameras),
+        })
+    return rows
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    headers = list(rows[0])
+    widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line([r[h] for h in headers]) for r in rows]
+    return "\n".join(out)
+
+
+def cmd_embodiments(args: argparse.Namespace) -> int:
+    if args.name:
+        s = load_spec(args.name)
+        print(f"{s.name} ({s.kind}, domain {s.domain_id}): {s.description}")
+        for variant, vec in s.actions.items():
+            mark = " (default)" if variant == s.default_action else ""
+            print(f"  action {variant}{mark}: {vec.dims}-D, chunk {vec.chunk_length}")
+            for f in vec.fields:
+                rot = f", {f.rotation}" if f.rotation else ""
+                print(f"    {f.name:<22} {f.dims:>2} {f.unit:<10} {f.representation}{rot}, norm {f.normalization},"
+                      f" [{f.lower.min():g}, {f.upper.max():g}]")
+        print(f"  state: {s.state.dims}-D  " + ", ".join(f"{f.name}[{f.dims}]" for f in s.state.fields))
+        return 0
+    print(format_table(embodiment_rows()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print("cosmos3-robot: embodiment specs shipped with this package\n")
+    print(format_table(embodiment_rows()))
+    print(
+        "\nComing next: the learned PushT simulator (a Cosmos-3-style world model trained on gym-pusht"
+        " data), a closed-loop rollout next to the real simulator, an .rrd for Rerun and the"
+        " evaluation table. Until then, `cosmos3-robot embodiments NAME` shows one spec in full."
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the main job on the shipped defaults")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("embodiments", help="table of all embodiment specs, or one spec in full")
+    p.add_argument("name", nargs="?", help="one embodiment to show in full")
+    p.set_defaults(func=cmd_embodiments)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError) as e:  # bad user input: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Embodiment specs: what an action, a state and a camera are for one robot, loaded from TOML.
+
+A spec file lives in `cosmos3_robot/embodiments/specs/<name>.toml`; `load_spec("droid")` reads the
+shipped one, `load_spec(path)` any other. Every field is checked on load and an error names the
+file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+REPRESENTATIONS = ("absolute", "delta", "velocity")
+ROTATION_FORMATS = ("rot6d", "euler_xyz", "quat_xyzw", "matrix")
+NORMALIZATION_MODES = ("quantile", "mean_std", "min_max", "identity")
+VIEWPOINTS = ("ego", "wrist", "third_person", "concat")
+KINDS = (
+    "planar_pusher",
+    "single_arm",
+    "dual_arm",
+    "humanoid",
+    "camera_motion",
+    "autonomous_vehicle",
+    "egocentric",
+)
+
+
+class SpecError(ValueError):
+    """A spec file or spec field is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One named block of an action or state vector (e.g. `ee_translation`, 3 dims, meters)."""
+
+    name: str
+    dims: int
+    unit: str
+    lower: np.ndarray  # (dims,)
+    upper: np.ndarray  # (dims,)
+    representation: str = "absolute"
+    rotation: str | None = None
+    normalization: str = "quantile"
+    names: tuple[str, ...] = ()
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Per-dimension names, `<field>.<name>`; LeRobot feature `names` use these."""
+        if self.names:
+            return tuple(f"{self.name}.{n}" for n in self.names)
+        return tuple(f"{self.name}.{i}" for i in range(self.dims))
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """An ordered list of fields forming one flat vector (an action variant or the state)."""
+
+    name: str
+    fields: tuple[FieldSpec, ...]
+    chunk_length: int = 1
+
+    @property
+    def dims(self) -> int:
+        return sum(f.dims for f in self.fields)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.concatenate([f.lower for f in self.fields]) if self.fields else np.zeros(0)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.concatenate([f.upper for f in self.fields]) if self.fields else np.zeros(0)
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        return tuple(n for f in self.fields for n in f.dim_names)
+
+    @property
+    def normalization_modes(self) -> tuple[str, ...]:
+        """The normalization mode of every dimension, in vector order."""
+        return tuple(m for f in self.fields for m in [f.normalization] * f.dims)
+
+    def slices(self) -> dict[str, slice]:
+        """Field name -> slice into the flat vector."""
+        out, start = {}, 0
+        for f in self.fields:
+            out[f.name] = slice(start, start + f.dims)
+            start += f.dims
+        return out
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name!r} has no field {name!r}; fields are {[f.name for f in self.fields]}")
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A camera stream: LeRobot key `observation.images.<name>`, frames of `height` x `width`."""
+
+    name: str
+    height: int
+    width: int
+    viewpoint: str
+    calibration: dict | None = None  # CameraCalibration.to_dict() layout, when known a priori
+
+    @property
+    def key(self) -> str:
+        return f"observation.images.{self.name}"
+
+
+@dataclass(frozen=True)
+class EmbodimentSpec:
+    """Everything the toolkit knows about one embodiment; see the spec files for sources."""
+
+    name: str
+    kind: str
+    domain_id: int
+    description: str
+    control_hz: float
+    video_fps: float
+    chunk_length: int
+    actions: dict[str, VectorSpec]
+    default_action: str
+    state: VectorSpec
+    cameras: tuple[CameraSpec, ...]
+    gripper_open: float | None = None  # value of a gripper field meaning "open" (0 or 1), None if no gripper
+    concat_view: tuple[str, ...] = ()  # camera order of the concat layout: first on top, rest halved below
+    task: str = ""
+    source: str = field(default="", compare=False)
+
+    @property
+    def action(self) -> VectorSpec:
+        """The default action variant (the canonical one the model consumes)."""
+        return self.actions[self.default_action]
+
+    @property
+    def action_dims(self) -> int:
+        return self.action.dims
+
+    @property
+    def frames_per_action(self) -> float:
+        """Video frames per control step (1.0 when one action per frame, the Cosmos convention)."""
+        return self.video_fps / self.control_hz
+
+    def camera(self, name: str) -> CameraSpec:
+        for c in self.cameras:
+            if c.name == name:
+                return c
+        raise KeyError(f"embodiment {self.name!r} has no camera {name!r}; cameras are {[c.name for c in self.cameras]}")
+
+    def action_variant(self, name: str | None = None) -> VectorSpec:
+        """An action variant by name (default: `default_action`), with an error listing the options."""
+        name = name or self.default_action
+        if name not in self.actions:
+            raise SpecError(
+                f"embodiment {self.name!r} has no action variant {name!r}; choose one of {sorted(self.actions)}"
+            )
+        return self.actions[name]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _require(table: dict, key: str, where: str, types: type | tuple[type, ...]):
+    if key not in table:
+        raise SpecError(f"{where}: missing required field {key!r}; add `{key} = ...`")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise SpecError(f"{where}: field {key!r} = {value!r} has type {type(value).__name__}, expected {types}")
+    return value
+
+
+def _choice(table: dict, key: str, where: str, options: tuple[str, ...], default: str):
+    value = table.get(key, default)
+    if value not in options:
+        raise SpecError(f"{where}: field {key!r} = {value!r} is not one of {list(options)}")
+    return value
+
+
+def _limits(value, dims: int, where: str, key: str) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if arr.shape == (1,):
+        arr = np.repeat(arr, dims)
+    if arr.shape != (dims,):
+        raise SpecError(f"{where}: field {key!r} has {arr.size} values, expected 1 or dims={dims}")
+    return arr
+
+
+def _parse_field(table: dict, where: str) -> FieldSpec:
+    name = _require(table, "name", where, str)
+    where = f"{where} field {name!r}"
+    dims = _require(table, "dims", where, int)
+    if dims < 1:
+        raise SpecError(f"{where}: dims = {dims} must be >= 1")
+    lower = _limits(_require(table, "lower", where, (int, float, list)), dims, where, "lower")
+    upper = _limits(_require(table, "upper", where, (int, float, list)), dims, where, "upper")
+    if np.any(lower > upper):
+        raise SpecError(f"{where}: lower {lower.tolist()} exceeds upper {upper.tolist()}; swap them")
+    names = tuple(table.get("names", ()))
+    if names and len(names) != dims:
+        raise SpecError(f"{where}: {len(names)} names given for dims = {dims}")
+    rotation = _choice(table, "rotation", where, ROTATION_FORMATS, "") if "rotation" in table else None
+    return FieldSpec(
+        name=name,
+        dims=dims,
+        unit=_require(table, "unit", where, str),
+        lower=lower,
+        upper=upper,
+        representation=_choice(table, "representation", where, REPRESENTATIONS, "absolute"),
+        rotation=rotation,
+        normalization=_choice(table, "normalization", where, NORMALIZATION_MODES, "quantile"),
+        names=names,
+    )
+
+
+def _parse_vector(name: str, table: dict, where: str, chunk_default: int) -> VectorSpec:
+    fields = table.get("fields", [])
+    if not isinstance(fields, list):
+        raise SpecError(f"{where}: 'fields' must be an array of tables ([[...fields]])")
+    parsed = tuple(_parse_field(f, where) for f in fields)
+    names = [f.name for f in parsed]
+    if len(set(names)) != len(names):
+        raise SpecError(f"{where}: duplicate field names {names}")
+    return VectorSpec(name=name, fields=parsed, chunk_length=int(table.get("chunk_length", chunk_default)))
+
+
+def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
+    """Build an `EmbodimentSpec` from a parsed TOML table; errors name `source` and the field."""
+    where = f"spec {source}"
+    name = _require(data, "name", where, str)
+    control_hz = float(_require(data, "control_hz", where, (int, float)))
+    video_fps = float(_require(data, "video_fps", where, (int, float)))
+    for key, value in (("control_hz", control_hz), ("video_fps", video_fps)):
+        if value <= 0:
+            raise SpecError(f"{where}: {key} = {value} must be > 0")
+    chunk_length = _require(data, "chunk_length", where, int)
+    actions_table = _require(data, "actions", where, dict)
+    if not actions_table:
+        raise SpecError(f"{where}: 'actions' has no variant; add [actions.<variant>] with [[actions.<variant>.fields]]")
+    actions = {
+        k: _parse_vector(k, v, f"{where} [actions.{k}]", chunk_length) for k, v in actions_table.items()
+    }
+    default_action = data.get("default_action", next(iter(actions)))
+    if default_action not in actions:
+        raise SpecError(f"{where}: default_action = {default_action!r} is not one of {sorted(actions)}")
+    cameras = []
+    for i, cam in enumerate(data.get("cameras", [])):
+        cwhere = f"{where} [[cameras]] #{i}"
+        cameras.append(
+            CameraSpec(
+                name=_require(cam, "name", cwhere, str),
+                height=_require(cam, "height", cwhere, int),
+                width=_require(cam, "width", cwhere, int),
+                viewpoint=_choice(cam, "viewpoint", cwhere, VIEWPOINTS, "third_person"),
+                calibration=cam.get("calibration"),
+            )
+        )
+    camera_names = [c.name for c in cameras]
+    concat_view = tuple(data.get("concat_view", ()))
+    unknown = [c for c in concat_view if c not in camera_names]
+    if unknown:
+        raise SpecError(f"{where}: concat_view names unknown cameras {unknown}; cameras are {camera_names}")
+    gripper_open = data.get("gripper_open")
+    if gripper_open not in (None, 0, 1):
+        raise SpecError(f"{where}: gripper_open = {gripper_open!r}, expected 0 or 1 (the value meaning open)")
+    return EmbodimentSpec(
+        name=name,
+        kind=_choice(data, "kind", where, KINDS, _require(data, "kind", where, str)),
+        domain_id=_require(data, "domain_id", where, int),
+        description=data.get("description", ""),
+        control_hz=control_hz,
+        video_fps=video_fps,
+        chunk_length=chunk_length,
+        actions=actions,
+        default_action=default_action,
+        state=_parse_vector("state", {"fields": data.get("state", [])}, f"{where} [[state]]", 1),
+        cameras=tuple(cameras),
+        gripper_open=None if gripper_open is None else float(gripper_open),
+        concat_view=concat_view,
+        task=data.get("task", ""),
+        source=source,
+    )
+
+
+def _shipped_dir():
+    return resources.files("cosmos3_robot.embodiments") / "specs"
+
+
+def list_embodiments() -> list[str]:
+    """Names of the spec files shipped in the package, sorted by domain id."""
+    names = [p.name[: -len(".toml")] for p in _shipped_dir().iterdir() if p.name.endswith(".toml")]
+    return sorted(names, key=lambda n: load_spec(n).domain_id)
+
+
+@cache
+def _load_shipped(name: str) -> EmbodimentSpec:
+    path = _shipped_dir() / f"{name}.toml"
+    return parse_spec(tomllib.loads(path.read_text()), source=f"{name}.toml")
+
+
+def load_spec(name_or_path: str | Path) -> EmbodimentSpec:
+    """Load a shipped spec by name (`"pusht"`) or any spec file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise SpecError(f"spec file {str(path)!r} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"spec file {str(path)!r} is not valid TOML: {e}") from e
+        return parse_spec(data, source=str(path))
+    name = str(name_or_path)
+    if not (_shipped_dir() / f"{name}.toml").is_file():
+        shipped = sorted(p.name[:-5] for p in _shipped_dir().iterdir() if p.name.endswith(".toml"))
+        raise SpecError(
+            f"unknown embodiment {name!r}; shipped embodiments are {shipped}, or pass a path to a .toml spec file"
+        )
+    return _load_shipped(name)
