@@ -15,7 +15,7 @@ import numpy as np
 from scipy.interpolate import interp1d
 from scipy.spatial.transform import Rotation, Slerp
 
-from .representation import from_rotation, to_rotation
+from .representation import ROTATION_DIMS, from_rotation, to_rotation
 from .spec import EmbodimentSpec, VectorSpec
 
 _TOL = 1e-9
@@ -92,6 +92,8 @@ def actions_to_frame_rate(actions: np.ndarray, vector: VectorSpec, steps_per_fra
             out[:, sl] = block.mean(axis=1)
         elif f.rotation is None:
             out[:, sl] = block.sum(axis=1)
+        elif f.dims != ROTATION_DIMS[f.rotation]:
+            raise ValueError(f"delta field {f.name!r} mixes linear and {f.rotation} dims; split it into two fields")
         else:  # compose deltas in application order: R_total = dR_k ... dR_1
             rots = [to_rotation(block[:, j], f.rotation) for j in range(k)]
             total = rots[0]
@@ -155,11 +157,14 @@ def resample_vector(vector: VectorSpec, times: np.ndarray, values: np.ndarray, n
                 f"field {f.name!r} is {f.representation}; resample the absolute trajectory "
                 "(deltas_to_poses) and convert back (poses_to_deltas) instead"
             )
+        # a rotation field may lead with linear dims (DROID cartesian_position: xyz + euler)
+        n_lin = f.dims - (ROTATION_DIMS[f.rotation] if f.rotation else 0)
+        lin, rot = slice(sl.start, sl.start + n_lin), slice(sl.start + n_lin, sl.stop)
+        if n_lin:
+            out[:, lin] = resample(times, values[:, lin], new_times)
         if f.rotation:
-            rots = resample_rotations(times, to_rotation(values[:, sl], f.rotation), new_times)
-            out[:, sl] = from_rotation(rots, f.rotation).reshape(len(new_times), -1)
-        else:
-            out[:, sl] = resample(times, values[:, sl], new_times)
+            rots = resample_rotations(times, to_rotation(values[:, rot], f.rotation), new_times)
+            out[:, rot] = from_rotation(rots, f.rotation).reshape(len(new_times), -1)
     return out
 
 

@@ -16,6 +16,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 
+# cv2.undistortPoints' default 5 iterations leave ~0.03 px error under strong distortion.
+_UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+
+
 def _as_points(points: np.ndarray, dims: int, what: str) -> np.ndarray:
     arr = np.asarray(points, dtype=np.float64)
     if arr.shape[-1] != dims:
@@ -123,7 +127,8 @@ class CameraCalibration:
     def normalized_coordinates(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 2) distorted pixels -> (N, 2) undistorted normalized image coordinates (x/z, y/z)."""
         uv = _as_points(pixels, 2, "pixels")
-        return cv2.undistortPoints(uv.reshape(-1, 1, 2), self.K, self.dist).reshape(-1, 2)
+        return cv2.undistortPointsIter(uv.reshape(-1, 1, 2), self.K, self.dist, None, None,
+                                       _UNDISTORT_CRITERIA).reshape(-1, 2)
 
     def unproject(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """(N, 2) pixels + (N,) depth along the optical axis (z, meters) -> (N, 3) world points."""
@@ -135,7 +140,8 @@ class CameraCalibration:
     def undistort_points(self, pixels: np.ndarray) -> np.ndarray:
         """Distorted pixel coordinates -> where they land in the undistorted image (same K)."""
         uv = _as_points(pixels, 2, "pixels")
-        return cv2.undistortPoints(uv.reshape(-1, 1, 2), self.K, self.dist, P=self.K).reshape(-1, 2)
+        return cv2.undistortPointsIter(uv.reshape(-1, 1, 2), self.K, self.dist, None, self.K,
+                                       _UNDISTORT_CRITERIA).reshape(-1, 2)
 
     def distort_points(self, pixels: np.ndarray) -> np.ndarray:
         """Undistorted pixel coordinates -> distorted ones (inverse of `undistort_points`)."""
