@@ -1,0 +1,21 @@
+"""The world model: a Cosmos-3-style Mixture-of-Transformers (Reasoner + Generator towers)."""
+
+from .checkpoint import CheckpointError
+from .config import PRESETS, ModelConfig, get_config
+from .frame_tokenizer import FrameAutoencoder, psnr, train_frame_autoencoder
+from .mot import MoTBlock
+from .world_model import PrefixCache, WorldModel, attention_mask
+
+__all__ = [
+    "CheckpointError",
+    "FrameAutoencoder",
+    "ModelConfig",
+    "MoTBlock",
+    "PRESETS",
+    "PrefixCache",
+    "WorldModel",
+    "attention_mask",
+    "get_config",
+    "psnr",
+    "train_frame_autoencoder",
+]

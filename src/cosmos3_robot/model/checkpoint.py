@@ -1,0 +1,98 @@
+"""Checkpoints: `config.json` (model config + metadata such as embodiment specs and normalizer
+stats) and `model.safetensors`, sharded as `model-0000k-of-0000n.safetensors` with
+`model.safetensors.index.json` (the Hugging Face layout) when larger than one shard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+
+CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt or does not match the model; names file and key."""
+
+
+def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in [*directory.glob("model*.safetensors"), directory / INDEX]:
+        old.unlink(missing_ok=True)
+    (directory / CONFIG).write_text(json.dumps({"model": model.cfg.to_dict(), "metadata": model.metadata}, indent=2))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    shards, current, size = [], {}, 0
+    for key, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > max_shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[key] = tensor
+        size += nbytes
+    shards.append(current)
+    if len(shards) == 1:
+        save_file(shards[0], directory / WEIGHTS, metadata={"format": "pt"})
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, directory / name, metadata={"format": "pt"})
+        weight_map.update({k: name for k in shard})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    (directory / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+
+
+def _load_shard(path: Path, map_location: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {str(path)!r} is missing")
+    try:
+        return load_file(path, device=map_location)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint file {str(path)!r} is corrupt or not safetensors: {e}") from e
+
+
+def read_config(directory) -> tuple[ModelConfig, dict]:
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {str(path)!r} is missing; is {str(directory)!r} a checkpoint directory?")
+    try:
+        raw = json.loads(path.read_text())
+        return ModelConfig.from_dict(raw["model"]), raw.get("metadata", {})
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint file {str(path)!r} is not a valid model config: {e!r}") from e
+
+
+def from_pretrained(cls, directory, map_location: str = "cpu"):
+    directory = Path(directory)
+    cfg, metadata = read_config(directory)
+    if (directory / INDEX).is_file():
+        try:
+            weight_map = json.loads((directory / INDEX).read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"checkpoint file {str(directory / INDEX)!r} is corrupt: {e!r}") from e
+        state = {}
+        for shard in sorted(set(weight_map.values())):
+            state.update(_load_shard(directory / shard, map_location))
+        source = str(directory / INDEX)
+    else:
+        state = _load_shard(directory / WEIGHTS, map_location)
+        source = str(directory / WEIGHTS)
+    model = cls(cfg, metadata)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {source!r} does not match the model: missing keys {missing[:5]},"
+                              f" unexpected keys {unexpected[:5]}")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(f"checkpoint {source!r}: key {key!r} has shape {tuple(state[key].shape)},"
+                                  f" the model expects {tuple(tensor.shape)} (config.json and weights disagree)")
+    model.load_state_dict(state)
+    return model.eval()

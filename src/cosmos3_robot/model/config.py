@@ -1,0 +1,101 @@
+"""Model configuration: one dataclass, three presets (tiny for tests, small for the shipped learned
+simulator, nano = Cosmos3-Nano's backbone shape, for parameter and FLOP accounting only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # backbone (per tower; the Mixture-of-Transformers has a reasoner and a generator tower)
+    dim: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int = 2  # grouped-query attention
+    head_dim: int = 16
+    ffn_dim: int = 128  # SwiGLU hidden width
+    rope_theta: float = 10000.0
+    mrope_section: tuple[int, int, int] = (24, 20, 20)  # Cosmos 3 / Qwen3-VL (t, h, w) of 64 slots, rescaled
+    norm_eps: float = 1e-6
+    # text (byte-level, read by the reasoner tower)
+    vocab_size: int = 259  # 256 bytes + pad + bos + judge query
+    max_text_len: int = 16
+    # frames
+    image_size: int = 32
+    image_channels: int = 3
+    latent_channels: int = 8
+    ae_widths: tuple[int, ...] = (16, 32, 32)  # one stride-2 stage per entry: downsample 2**len
+    latent_patch: int = 1  # latent pixels per token side
+    max_cameras: int = 4
+    # actions and state (zero-padded to a common width; per-embodiment projections by domain id)
+    action_dim: int = 64  # Cosmos 3's common padded width
+    state_dim: int = 64
+    n_domains: int = 8
+    # diffusion (rectified flow)
+    action_loss_weight: float = 10.0  # Cosmos 3 weights the action loss by 10
+    time_shift: float = 1.0  # logit-normal time sampling, shifted toward noise when > 1
+    sample_steps: int = 4  # Euler steps at inference (Cosmos' DROID policy serves with 4)
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** len(self.ae_widths)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.downsample
+
+    @property
+    def grid_size(self) -> int:
+        """Tokens per frame side (latent grid over latent_patch)."""
+        return self.latent_size // self.latent_patch
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid_size**2
+
+    def __post_init__(self):
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.image_size % self.downsample or self.latent_size % self.latent_patch:
+            raise ValueError(
+                f"image_size={self.image_size} must divide by downsample={self.downsample} x latent_patch="
+                f"{self.latent_patch}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"config.json has unknown ModelConfig keys {unknown}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(),
+    # The shipped learned PushT simulator: 96x96 frames -> 12x12x16 latents -> 6x6 tokens of 2x2 patches.
+    "small": ModelConfig(
+        dim=192, n_layers=6, n_heads=6, n_kv_heads=2, head_dim=32, ffn_dim=512, max_text_len=48,
+        image_size=96, latent_channels=16, ae_widths=(32, 64, 96), latent_patch=2,
+    ),
+    # Cosmos3-Nano backbone shape (Qwen3-VL-8B language model, two towers): hidden 4096, 36 layers,
+    # 32 query / 8 KV heads of dim 128, SwiGLU 12288, vocab 151936 (Qwen3 tokenizer), 720p-class frames.
+    "nano": ModelConfig(
+        dim=4096, n_layers=36, n_heads=32, n_kv_heads=8, head_dim=128, ffn_dim=12288, rope_theta=5_000_000.0,
+        vocab_size=151936, max_text_len=512, image_size=512, latent_channels=16, ae_widths=(128, 256, 512),
+        latent_patch=2,
+    ),
+}
+
+
+def get_config(preset: str, **overrides) -> ModelConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[preset], **overrides)

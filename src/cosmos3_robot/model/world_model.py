@@ -1,0 +1,334 @@
+"""WorldModel: a Cosmos-3-style Mixture-of-Transformers with a Reasoner and a Generator tower.
+
+Sequence, in order (reasoner tokens first, then generator tokens):
+    text (n_text, reasoner, causal)
+    context steps c = 0..C-1: frame tokens (v gh gw) + 1 state token      clean, block-causal in time
+    future steps f = 0..F-1:  frame tokens (v gh gw) + 1 state token      noise level t_frames
+    actions k = 0..F-1: one token each (action k leads to future frame k)  noise level t_actions
+Text never sees generator tokens; context step c sees text and context steps <= c; noisy tokens
+see everything. So text + context keys/values do not depend on the noisy tokens: they are computed
+once (`encode_prefix`, `extend_prefix`) and reused across denoising steps and env steps.
+
+The noise levels make one model serve every mode: forward dynamics (t_actions = 0), policy (both
+noisy), inverse dynamics (t_frames = 0) and video prediction (actions pure noise, t_actions = 1).
+A reasoner-only pass over (text, frame, judge query) gives the success judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .config import ModelConfig
+from .flow import add_noise, euler_schedule, sample_time, velocity_target
+from .frame_tokenizer import FrameAutoencoder
+from .mot import GENERATOR, REASONER, MoTBlock
+from .mrope import grid_positions, rope_angles, text_positions
+from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
+
+FRAME, STATE, ACTION = 0, 1, 2  # modality embedding rows
+# training mode mix: forward dynamics, policy, inverse dynamics, video prediction
+MODE_PROBS = (0.4, 0.3, 0.15, 0.15)
+
+
+@dataclass
+class PrefixCache:
+    """Per-layer keys/values of text + context tokens, and how many context steps they hold."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    n_text: int
+    n_context: int
+    domain: torch.Tensor
+
+
+def attention_mask(n_text: int, n_context: int, n_future: int, step_tokens: int) -> torch.Tensor:
+    """(L, L) bool, True = query row may attend to key column (see module docstring)."""
+    n_noisy = n_future * step_tokens + n_future
+    block = torch.cat([
+        torch.full((n_text,), -1),
+        torch.arange(n_context).repeat_interleave(step_tokens),
+        torch.full((n_noisy,), n_context),  # noisy tokens: one block after all context
+    ])
+    idx = torch.arange(len(block))
+    is_text = block < 0
+    q_text, k_text = is_text[:, None], is_text[None, :]
+    text_rule = q_text & k_text & (idx[None, :] <= idx[:, None])
+    gen_rule = ~q_text & (k_text | (block[None, :] <= block[:, None]))
+    return text_rule | gen_rule
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, metadata: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.metadata = dict(metadata or {})  # embodiment specs, normalizer stats: saved with the weights
+        d, patch_dim = cfg.dim, cfg.latent_channels * cfg.latent_patch**2
+        self.text_tokenizer = ByteTokenizer(cfg.max_text_len)
+        self.frame_tokenizer = FrameAutoencoder(cfg)
+        self.text_embed = nn.Embedding(cfg.vocab_size, d)
+        self.frame_in = nn.Linear(patch_dim, d)  # generator: latent patches in
+        self.vision_in = nn.Linear(patch_dim, d)  # reasoner: latent patches in (understanding)
+        self.camera_embed = nn.Embedding(cfg.max_cameras, d)
+        self.modality_embed = nn.Embedding(3, d)
+        self.action_in = DomainAwareLinear(cfg.n_domains, cfg.action_dim, d)
+        self.state_in = DomainAwareLinear(cfg.n_domains, cfg.state_dim, d)
+        self.time_embed = TimestepEmbedding(d)
+        self.blocks = nn.ModuleList(MoTBlock(cfg) for _ in range(cfg.n_layers))
+        self.norm_out = nn.ModuleList([nn.RMSNorm(d, eps=cfg.norm_eps), nn.RMSNorm(d, eps=cfg.norm_eps)])
+        self.frame_out = nn.Linear(d, patch_dim)
+        self.action_out = DomainAwareLinear(cfg.n_domains, d, cfg.action_dim)
+        self.state_out = DomainAwareLinear(cfg.n_domains, d, cfg.state_dim)
+        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)  # reasoner text out
+        self.judge_head = nn.Linear(d, 1)
+        self._init_weights()
+
+    def _init_weights(self):
+        # Zero the output heads so an untrained model predicts zero velocity (DiT-style), small
+        # normal init elsewhere; the frame tokenizer keeps PyTorch's conv defaults.
+        for name, p in self.named_parameters():
+            if name.startswith("frame_tokenizer") or p.dim() < 2 or "weight" not in name:
+                continue
+            if name.startswith(("action_in", "state_in", "action_out", "state_out")):
+                continue  # DomainAwareLinear scales its own init
+            nn.init.normal_(p, std=0.02)
+        for head in (self.frame_out, self.judge_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        nn.init.zeros_(self.action_out.weight)
+        nn.init.zeros_(self.state_out.weight)
+
+    # ------------------------------------------------------------------ tokens
+
+    def tokenize_text(self, texts: list[str]) -> torch.Tensor:
+        return self.text_tokenizer.encode(texts).to(self.text_embed.weight.device)
+
+    def patchify(self, latents: torch.Tensor) -> torch.Tensor:
+        """(b, T, v, c, h, w) -> (b, T, v*gh*gw, c*p*p)."""
+        p = self.cfg.latent_patch
+        return rearrange(latents, "b t v c (gh p1) (gw p2) -> b t (v gh gw) (c p1 p2)", p1=p, p2=p)
+
+    def unpatchify(self, tokens: torch.Tensor, n_views: int) -> torch.Tensor:
+        p, g = self.cfg.latent_patch, self.cfg.grid_size
+        return rearrange(tokens, "b t (v gh gw) (c p1 p2) -> b t v c (gh p1) (gw p2)", v=n_views, gh=g, gw=g,
+                         p1=p, p2=p)
+
+    def _camera_ids(self, n_views: int, device) -> torch.Tensor:
+        if n_views > self.cfg.max_cameras:
+            raise ValueError(f"{n_views} cameras exceed max_cameras={self.cfg.max_cameras}")
+        return torch.arange(n_views, device=device).repeat_interleave(self.cfg.tokens_per_frame)
+
+    def _step_tokens(self, latents, state, domain, t=None) -> torch.Tensor:
+        """Frames (b, T, v, c, h, w) + state (b, T, S) -> (b, T*(v*gh*gw + 1), d), per step [frame..., state]."""
+        b, T, v = latents.shape[:3]
+        frame = self.frame_in(self.patchify(latents)) + self.camera_embed(self._camera_ids(v, latents.device))
+        frame = frame + self.modality_embed.weight[FRAME]
+        st = self.state_in(state, domain) + self.modality_embed.weight[STATE]
+        tokens = torch.cat([frame, st[:, :, None]], dim=2)  # (b, T, n+1, d)
+        if t is not None:
+            tokens = tokens + self.time_embed(t)[:, None, None]
+        return tokens.reshape(b, -1, tokens.shape[-1])
+
+    def _action_tokens(self, actions, domain, t) -> torch.Tensor:
+        return self.action_in(actions, domain) + self.modality_embed.weight[ACTION] + self.time_embed(t)[:, None]
+
+    def _positions(self, n_text: int, start_step: int, n_steps: int, n_views: int, with_actions: bool = False):
+        """(3, L) positions for `n_steps` steps starting at step index `start_step` (after the text),
+        followed by one action token per step when `with_actions` (action k -> frame start_step+k)."""
+        g = self.cfg.grid_size
+        pos = []
+        for s in range(start_step, start_step + n_steps):
+            t = n_text + s
+            pos += [grid_positions(t, g, g, col_offset=v * g) for v in range(n_views)]
+            pos.append(torch.tensor([[t], [0], [0]]))
+        if with_actions:
+            pos.append(torch.stack([torch.arange(n_text + start_step, n_text + start_step + n_steps)]
+                                   + [torch.zeros(n_steps, dtype=torch.long)] * 2))
+        return torch.cat(pos, dim=1) if pos else torch.zeros(3, 0, dtype=torch.long)
+
+    def _rope(self, positions: torch.Tensor, device):
+        cos, sin = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.mrope_section)
+        return cos.to(device), sin.to(device)
+
+    def _run(self, x, n_reasoner, positions, mask, past=None):
+        cos, sin = self._rope(positions, x.device)
+        kvs = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, n_reasoner, cos, sin, mask, None if past is None else past[i])
+            kvs.append(kv)
+        return x, kvs
+
+    def _heads(self, h_noisy, n_future, n_views, domain):
+        """Generator outputs of the noisy tokens -> frame, state and action velocities."""
+        h = self.norm_out[GENERATOR](h_noisy)
+        b, step = h.shape[0], n_views * self.cfg.tokens_per_frame + 1
+        steps = h[:, : n_future * step].reshape(b, n_future, step, -1)
+        frames = self.unpatchify(self.frame_out(steps[:, :, :-1]), n_views)
+        state = self.state_out(steps[:, :, -1], domain)
+        actions = self.action_out(h[:, n_future * step :], domain)
+        return {"frames": frames, "state": state, "actions": actions}
+
+    # ------------------------------------------------------------------ full forward (training)
+
+    def forward(self, text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, domain, t_frames,
+                t_actions) -> dict[str, torch.Tensor]:
+        """Velocity predictions for the (noisy) future frames, future state and actions.
+        Shapes: text_ids (b, n_text); *_latents (b, T, v, c, h, w); *_state (b, T, S); actions (b, F, A)."""
+        n_text, C, F_, v = text_ids.shape[1], ctx_latents.shape[1], fut_latents.shape[1], ctx_latents.shape[2]
+        x = torch.cat([
+            self.text_embed(text_ids),
+            self._step_tokens(ctx_latents, ctx_state, domain),
+            self._step_tokens(fut_latents, fut_state, domain, t_frames),
+            self._action_tokens(actions, domain, t_actions),
+        ], dim=1)
+        step = v * self.cfg.tokens_per_frame + 1
+        positions = torch.cat([text_positions(n_text), self._positions(n_text, 0, C, v),
+                               self._positions(n_text, C, F_, v, with_actions=True)], dim=1)
+        mask = attention_mask(n_text, C, F_, step).to(x.device)
+        h, _ = self._run(x, n_text, positions, mask)
+        return self._heads(h[:, n_text + C * step :], F_, v, domain)
+
+    def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
+                  mode_probs: tuple[float, ...] = MODE_PROBS) -> dict[str, torch.Tensor]:
+        """One rectified-flow training loss with modes sampled per example (see module docstring).
+        `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
+        state_mask, domain."""
+        fut, act = batch["fut_latents"], batch["actions"]
+        b, dev = fut.shape[0], fut.device
+        mode = torch.multinomial(torch.tensor(mode_probs, dtype=torch.float), b, replacement=True, generator=generator).to(dev)
+        t_f = sample_time(b, self.cfg.time_shift, generator).to(dev)
+        t_a = sample_time(b, self.cfg.time_shift, generator).to(dev)
+        t_a = torch.where(mode == 0, 0.0, torch.where(mode == 3, 1.0, t_a))  # forward dyn: clean; video: noise
+        t_f = torch.where(mode == 2, 0.0, t_f)  # inverse dynamics: frames clean
+        noise_f = torch.randn(fut.shape, generator=generator).to(dev)
+        noise_s = torch.randn(batch["fut_state"].shape, generator=generator).to(dev)
+        noise_a = torch.randn(act.shape, generator=generator).to(dev)
+        a_mask = batch["action_mask"][:, None].float()
+        s_mask = batch["state_mask"][:, None].float()
+        pred = self(
+            batch["text_ids"], batch["ctx_latents"], batch["ctx_state"],
+            add_noise(fut, noise_f, t_f), add_noise(batch["fut_state"], noise_s, t_f) * s_mask,
+            add_noise(act, noise_a, t_a) * a_mask, batch["domain"], t_f, t_a,
+        )
+        w_f, w_a = (t_f > 0).float(), (t_a > 0).float()  # no loss on a group given clean
+        per_f = ((pred["frames"] - velocity_target(fut, noise_f)) ** 2).flatten(1).mean(1)
+        per_s = (((pred["state"] - velocity_target(batch["fut_state"], noise_s)) ** 2) * s_mask).sum((1, 2)) / (
+            s_mask.sum((1, 2)) * fut.shape[1]).clamp_min(1)
+        per_a = (((pred["actions"] - velocity_target(act, noise_a)) ** 2) * a_mask).sum((1, 2)) / (
+            a_mask.sum((1, 2)) * act.shape[1]).clamp_min(1)
+        loss_f = (per_f * w_f).sum() / w_f.sum().clamp_min(1)
+        loss_s = (per_s * w_f).sum() / w_f.sum().clamp_min(1)
+        loss_a = (per_a * w_a).sum() / w_a.sum().clamp_min(1)
+        loss = loss_f + loss_s + self.cfg.action_loss_weight * loss_a
+        return {"loss": loss, "frames": loss_f.detach(), "state": loss_s.detach(), "actions": loss_a.detach()}
+
+    # ------------------------------------------------------------------ cached inference
+
+    @torch.no_grad()
+    def encode_prefix(self, text_ids, ctx_latents, ctx_state, domain) -> PrefixCache:
+        """Keys/values of text + context, computed once per env step."""
+        n_text, C, v = text_ids.shape[1], ctx_latents.shape[1], ctx_latents.shape[2]
+        x = torch.cat([self.text_embed(text_ids), self._step_tokens(ctx_latents, ctx_state, domain)], dim=1)
+        positions = torch.cat([text_positions(n_text), self._positions(n_text, 0, C, v)], dim=1)
+        mask = attention_mask(n_text, C, 0, v * self.cfg.tokens_per_frame + 1).to(x.device)
+        _, kv = self._run(x, n_text, positions, mask)
+        return PrefixCache(kv, n_text, C, domain)
+
+    @torch.no_grad()
+    def extend_prefix(self, cache: PrefixCache, new_latents, new_state) -> PrefixCache:
+        """Append context steps to a cache (exact: earlier steps never attend to later ones)."""
+        n_new, v = new_latents.shape[1], new_latents.shape[2]
+        step = v * self.cfg.tokens_per_frame + 1
+        x = self._step_tokens(new_latents, new_state, cache.domain)
+        positions = self._positions(cache.n_text, cache.n_context, n_new, v)
+        past_len = cache.kv[0][0].shape[2]
+        own = torch.arange(n_new).repeat_interleave(step)
+        mask = torch.cat([torch.ones(len(own), past_len, dtype=torch.bool), own[None, :] <= own[:, None]], dim=1)
+        _, kv = self._run(x, 0, positions, mask.to(x.device), past=cache.kv)
+        merged = [(torch.cat([pk, k], 2), torch.cat([pv, v_], 2)) for (pk, pv), (k, v_) in zip(cache.kv, kv)]
+        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain)
+
+    def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
+        """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
+        F_, v = fut_latents.shape[1], fut_latents.shape[2]
+        x = torch.cat([self._step_tokens(fut_latents, fut_state, cache.domain, t_frames),
+                       self._action_tokens(actions, cache.domain, t_actions)], dim=1)
+        positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
+        h, _ = self._run(x, 0, positions, None, past=cache.kv)
+        return self._heads(h, F_, v, cache.domain)
+
+    @torch.no_grad()
+    def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
+               actions=None, fut_latents=None, fut_state=None, steps: int | None = None,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Euler sampling of whatever is not given: actions given -> forward dynamics; future frames
+        given -> inverse dynamics; neither -> policy (actions and frames together)."""
+        cfg, dev = self.cfg, cache.domain.device
+        b = cache.domain.shape[0]
+        g, c = cfg.latent_size, cfg.latent_channels
+
+        def noise(*shape):
+            return torch.randn(*shape, generator=generator).to(dev)
+
+        a_mask, s_mask = action_mask[:, None].float(), state_mask[:, None].float()
+        gen_frames, gen_actions = fut_latents is None, actions is None
+        x_f = noise(b, n_future, n_views, c, g, g) if gen_frames else fut_latents
+        x_s = noise(b, n_future, cfg.state_dim) * s_mask if gen_frames else fut_state * s_mask
+        x_a = noise(b, n_future, cfg.action_dim) * a_mask if gen_actions else actions * a_mask
+        times = euler_schedule(cfg.sample_steps if steps is None else steps, cfg.time_shift)
+        zero = torch.zeros(b, device=dev)
+        for t, t_next in zip(times[:-1], times[1:]):
+            tt = torch.full((b,), float(t), device=dev)
+            v = self.velocity(cache, x_f, x_s, x_a, tt if gen_frames else zero, tt if gen_actions else zero)
+            dt = float(t_next - t)
+            if gen_frames:
+                x_f, x_s = x_f + dt * v["frames"], (x_s + dt * v["state"]) * s_mask
+            if gen_actions:
+                x_a = (x_a + dt * v["actions"]) * a_mask
+        return {"frames": x_f, "state": x_s, "actions": x_a}
+
+    # ------------------------------------------------------------------ reasoner: judge and text
+
+    def judge_logits(self, text_ids, latents) -> torch.Tensor:
+        """Success logit (b,) of frames (b, v, c, h, w) for the instruction: a reasoner-only pass over
+        [text, vision tokens of the frame, judge query], read at the query token."""
+        b, n_text, v = text_ids.shape[0], text_ids.shape[1], latents.shape[1]
+        g = self.cfg.grid_size
+        vision = self.vision_in(self.patchify(latents[:, None])[:, 0]) + self.camera_embed(
+            self._camera_ids(v, latents.device))
+        query = self.text_embed(torch.full((b, 1), JUDGE, device=latents.device))
+        x = torch.cat([self.text_embed(text_ids), vision, query], dim=1)
+        vis_pos = torch.cat([grid_positions(n_text, g, g, col_offset=k * g) for k in range(v)], dim=1)
+        vis_pos[1:] += n_text  # Qwen-VL style: spatial indices start at the segment's offset
+        q_pos = int(vis_pos.max()) + 1
+        positions = torch.cat([text_positions(n_text), vis_pos, text_positions(1, q_pos)], dim=1)
+        L = x.shape[1]
+        mask = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        h, _ = self._run(x, L, positions, mask)
+        return self.judge_head(self.norm_out[REASONER](h[:, -1]))[:, 0]
+
+    def judge_loss(self, text_ids, latents, success) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self.judge_logits(text_ids, latents), success.float())
+
+    def text_logits(self, text_ids) -> torch.Tensor:
+        """Next-byte logits of the reasoner over a text (b, n) -> (b, n, vocab)."""
+        n = text_ids.shape[1]
+        mask = torch.ones(n, n, dtype=torch.bool, device=text_ids.device).tril()
+        h, _ = self._run(self.text_embed(text_ids), n, text_positions(n), mask)
+        return self.lm_head(self.norm_out[REASONER](h))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_pretrained(self, directory, max_shard_bytes: int = 2 * 1024**3) -> None:
+        from .checkpoint import save_pretrained
+
+        save_pretrained(self, directory, max_shard_bytes)
+
+    @classmethod
+    def from_pretrained(cls, directory, map_location: str = "cpu") -> WorldModel:
+        from .checkpoint import from_pretrained
+
+        return from_pretrained(cls, directory, map_location)

@@ -1,0 +1,267 @@
+import json
+
+import pytest
+import torch
+
+from cosmos3_robot.model import CheckpointError, WorldModel, attention_mask, get_config
+from cosmos3_robot.model.flow import add_noise, euler_schedule, sample_time
+from cosmos3_robot.model.mot import MoTBlock
+from cosmos3_robot.model.mrope import rope_angles, text_positions
+from cosmos3_robot.model.tokens import ByteTokenizer, DomainAwareLinear
+
+CFG = get_config("tiny")
+
+
+def make_batch(b=2, C=2, F=2, v=1, seed=0, domain=0, a_dims=2):
+    g = torch.Generator().manual_seed(seed)
+    n, c = CFG.latent_size, CFG.latent_channels
+    mask = torch.arange(64)[None].repeat(b, 1) < a_dims
+    return dict(
+        text_ids=ByteTokenizer(CFG.max_text_len).encode(["push the T"] * b),
+        ctx_latents=torch.randn(b, C, v, c, n, n, generator=g),
+        ctx_state=torch.randn(b, C, 64, generator=g) * mask[:, None],
+        fut_latents=torch.randn(b, F, v, c, n, n, generator=g),
+        fut_state=torch.randn(b, F, 64, generator=g) * mask[:, None],
+        actions=torch.randn(b, F, 64, generator=g) * mask[:, None],
+        action_mask=mask, state_mask=mask, domain=torch.full((b,), domain),
+    )
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    m = WorldModel(CFG).eval()
+    for head in (m.frame_out, m.judge_head):  # heads start at zero; give them weights to test outputs
+        torch.nn.init.normal_(head.weight, std=0.1)
+    torch.nn.init.normal_(m.action_out.weight, std=0.1)
+    torch.nn.init.normal_(m.state_out.weight, std=0.1)
+    return m
+
+
+def test_attention_mask_rules():
+    n_text, C, F, step = 3, 2, 1, 2
+    m = attention_mask(n_text, C, F, step)
+    text = slice(0, 3)
+    ctx0, ctx1 = slice(3, 5), slice(5, 7)
+    noisy = slice(7, 10)
+    assert torch.equal(m[text, text], torch.ones(3, 3, dtype=torch.bool).tril())
+    assert not m[text, 3:].any()  # reasoner never sees generator tokens
+    assert m[ctx0, text].all() and m[ctx0, ctx0].all() and not m[ctx0, ctx1].any() and not m[ctx0, noisy].any()
+    assert m[ctx1, ctx0].all() and not m[ctx1, noisy].any()
+    assert m[noisy].all()
+
+
+def test_generator_tokens_never_change_reasoner_outputs():
+    torch.manual_seed(0)
+    block = MoTBlock(CFG)
+    n_r, L = 5, 12
+    x = torch.randn(2, L, CFG.dim)
+    cos, sin = rope_angles(text_positions(L), CFG.head_dim)
+    mask = attention_mask(n_r, 0, 1, L - n_r - 1)  # text + one noisy step + one action token
+    out, _ = block(x, n_r, cos, sin, mask)
+    x2 = x.clone()
+    x2[:, n_r:] += torch.randn(2, L - n_r, CFG.dim)
+    out2, _ = block(x2, n_r, cos, sin, mask)
+    torch.testing.assert_close(out[:, :n_r], out2[:, :n_r])
+    assert (out[:, n_r:] - out2[:, n_r:]).abs().max() > 1e-3
+    x3 = x.clone()
+    x3[:, 3] += 1.0  # a later text token
+    out3, _ = block(x3, n_r, cos, sin, mask)
+    torch.testing.assert_close(out[:, :3], out3[:, :3])
+    assert (out[:, 3:] - out3[:, 3:]).abs().max() > 1e-3  # later text and generator tokens see it
+
+
+def test_towers_have_separate_weights():
+    block = MoTBlock(CFG)
+    r, g = block.towers
+    assert r.wqkv.weight.data_ptr() != g.wqkv.weight.data_ptr()
+    assert {n.split(".")[0] for n, _ in r.named_parameters()} >= {"attn_norm", "wqkv", "q_norm", "k_norm", "wo",
+                                                                  "mlp_norm", "w_gate_up", "w_down"}
+
+
+def test_full_model_causality(model):
+    """End to end: future frames/actions never change text-conditioned context outputs; the
+    prediction depends on the actions (forward dynamics) and on the text."""
+    batch = make_batch()
+    t = torch.full((2,), 0.5)
+    args = lambda b: (b["text_ids"], b["ctx_latents"], b["ctx_state"], b["fut_latents"], b["fut_state"],  # noqa
+                      b["actions"], b["domain"], t, t)
+    out = model(*args(batch))
+    b2 = dict(batch, actions=batch["actions"] + 1.0 * batch["action_mask"][:, None])
+    out2 = model(*args(b2))
+    assert (out["frames"] - out2["frames"]).abs().max() > 1e-4
+    b3 = dict(batch, text_ids=ByteTokenizer(CFG.max_text_len).encode(["other task"] * 2))
+    assert (model(*args(b3))["frames"] - out["frames"]).abs().max() > 1e-4
+
+
+def test_cached_and_uncached_agree(model):
+    batch = make_batch(C=3)
+    t_f, t_a = torch.tensor([0.3, 0.9]), torch.tensor([0.0, 0.5])
+    full = model(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"],
+                 batch["fut_state"], batch["actions"], batch["domain"], t_f, t_a)
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+    cached = model.velocity(cache, batch["fut_latents"], batch["fut_state"], batch["actions"], t_f, t_a)
+    for key in full:
+        torch.testing.assert_close(cached[key], full[key], atol=1e-5, rtol=1e-4)
+    # extending a cache step by step equals encoding the whole context at once (across env steps)
+    step_cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"][:, :1], batch["ctx_state"][:, :1],
+                                     batch["domain"])
+    step_cache = model.extend_prefix(step_cache, batch["ctx_latents"][:, 1:], batch["ctx_state"][:, 1:])
+    assert step_cache.n_context == 3
+    for (k1, v1), (k2, v2) in zip(step_cache.kv, cache.kv):
+        torch.testing.assert_close(k1, k2, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(v1, v2, atol=1e-5, rtol=1e-4)
+
+
+def test_sampling_is_seeded_and_modes_keep_given_groups(model):
+    batch = make_batch()
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+    kw = dict(n_future=2, n_views=1, action_mask=batch["action_mask"], state_mask=batch["state_mask"])
+    a = model.sample(cache, **kw, generator=torch.Generator().manual_seed(1))
+    b = model.sample(cache, **kw, generator=torch.Generator().manual_seed(1))
+    c = model.sample(cache, **kw, generator=torch.Generator().manual_seed(2))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert (a["frames"] - c["frames"]).abs().max() > 1e-4
+    assert torch.all(a["actions"][:, :, 2:] == 0)  # padded action dims stay zero
+    fd = model.sample(cache, **kw, actions=batch["actions"], generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(fd["actions"], batch["actions"])  # forward dynamics: actions given
+    inv = model.sample(cache, **kw, fut_latents=batch["fut_latents"], fut_state=batch["fut_state"],
+                       generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(inv["frames"], batch["fut_latents"])  # inverse dynamics: frames given
+    assert inv["actions"].shape == (2, 2, 64)
+    with pytest.raises(ValueError, match="sampling steps = 0"):
+        model.sample(cache, **kw, steps=0)
+
+
+def test_domain_aware_linear_uses_per_domain_weights():
+    torch.manual_seed(0)
+    layer = DomainAwareLinear(4, 6, 5)
+    x = torch.randn(2, 3, 6)
+    same = layer(x, torch.tensor([1, 1]))
+    diff = layer(x, torch.tensor([1, 2]))
+    torch.testing.assert_close(same[0], diff[0])
+    assert (same[1] - diff[1]).abs().max() > 1e-3
+    torch.testing.assert_close(same[0], x[0] @ layer.weight[1] + layer.bias[1])
+    with pytest.raises(ValueError, match="domain id"):
+        layer(x, torch.tensor([0, 4]))
+
+
+def test_byte_tokenizer_round_trip():
+    tok = ByteTokenizer(12)
+    ids = tok.encode(["push T", "é"])
+    assert ids.shape == (2, 12) and ids[0, 0] == 257
+    assert tok.decode(ids) == ["push T", "é"]
+    assert tok.decode(tok.encode(["a" * 50])) == ["a" * 11]  # BOS + 11 bytes
+
+
+def test_flow_time_sampling_and_noise():
+    g = torch.Generator().manual_seed(0)
+    t = sample_time(10000, generator=g)
+    assert 0 < t.min() and t.max() < 1 and abs(t.mean().item() - 0.5) < 0.02
+    t_shift = sample_time(10000, shift=3.0, generator=torch.Generator().manual_seed(0))
+    assert t_shift.mean() > t.mean() + 0.1  # shift > 1 moves time toward noise
+    x, n = torch.randn(3, 4), torch.randn(3, 4)
+    torch.testing.assert_close(add_noise(x, n, torch.zeros(3)), x)
+    torch.testing.assert_close(add_noise(x, n, torch.ones(3)), n)
+    s = euler_schedule(4)
+    assert s[0] == 1 and s[-1] == 0 and len(s) == 5
+
+
+@pytest.mark.parametrize("mode", ["forward_dynamics", "policy", "inverse_dynamics", "video_prediction"])
+def test_tiny_model_overfits_one_batch_in_each_mode(mode):
+    torch.manual_seed(0)
+    model = WorldModel(CFG)
+    batch = make_batch(b=4)
+    probs = {"forward_dynamics": (1, 0, 0, 0), "policy": (0, 1, 0, 0), "inverse_dynamics": (0, 0, 1, 0),
+             "video_prediction": (0, 0, 0, 1)}[mode]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(300):
+        # the same seed every step: one fixed batch of noise and times to memorize
+        out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=probs)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+        if losses[-1] < losses[0] / 10:
+            break
+    assert losses[-1] < losses[0] / 10, f"{mode}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {len(losses)} steps"
+
+
+def test_judge_learns_to_separate_frames():
+    torch.manual_seed(0)
+    model = WorldModel(CFG)
+    batch = make_batch(b=8)
+    frames = batch["ctx_latents"][:, 0]
+    success = torch.tensor([1, 0] * 4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.judge_loss(batch["text_ids"], frames, success).item()
+    for _ in range(100):
+        loss = model.judge_loss(batch["text_ids"], frames, success)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 10
+    probs = torch.sigmoid(model.judge_logits(batch["text_ids"], frames))
+    assert torch.all((probs > 0.5) == success.bool())
+
+
+def test_save_load_round_trip_bit_identical(tmp_path, model):
+    model.metadata = {"embodiments": {"pusht": 0}, "normalizers": {"action": {"center": [1.0, 2.0]}}}
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = WorldModel.from_pretrained(tmp_path / "ckpt")
+    assert loaded.metadata == model.metadata and loaded.cfg == model.cfg
+    batch = make_batch()
+    t = torch.full((2,), 0.4)
+    args = (batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"], batch["fut_state"],
+            batch["actions"], batch["domain"], t, t)
+    with torch.no_grad():
+        a, b = model(*args), loaded(*args)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+
+
+def test_sharded_checkpoint(tmp_path, model):
+    model.save_pretrained(tmp_path, max_shard_bytes=200_000)
+    shards = sorted(p.name for p in tmp_path.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "model.safetensors.index.json").is_file()
+    loaded = WorldModel.from_pretrained(tmp_path)
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_checkpoint_errors_name_file_and_key(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors.*corrupt"):
+        WorldModel.from_pretrained(tmp_path)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors' is missing"):
+        WorldModel.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["model"]["ffn_dim"] = 96
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"key '.*w_gate_up.weight' has shape"):
+        WorldModel.from_pretrained(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="config.json' is missing"):
+        WorldModel.from_pretrained(tmp_path)
+
+
+def test_nano_parameter_count_on_meta():
+    with torch.device("meta"):
+        nano = WorldModel(get_config("nano"))
+    n = sum(p.numel() for p in nano.parameters())
+    # two Qwen3-8B-shaped towers (36 x 4096, GQA 32/8, SwiGLU 12288) + embeddings: ~15B
+    assert 14.5e9 < n < 17e9, n
+    tower = sum(p.numel() for p in nano.blocks[0].towers[0].parameters())
+    assert tower == 4096 * (32 + 16) * 128 + 32 * 128 * 4096 + 3 * 4096 * 12288 + 2 * 4096 + 2 * 128
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown model preset 'huge'"):
+        get_config("huge")
