@@ -65,6 +65,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_policy(env_name: str, policy: str, seed: int = 0):
+    from .policies import RandomPolicy, make_pusht_policy
+
+    if env_name == "pusht":
+        return make_pusht_policy(policy, seed=seed)
+    if policy == "random":
+        from .embodiments import load_spec
+
+        vec = load_spec(env_name).action
+        return RandomPolicy(low=vec.lower, high=vec.upper, dims=vec.dims, seed=seed)
+    raise ValueError(f"policy {policy!r} is not available for env {env_name!r}; scripted experts exist for pusht")
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .envs import make_real_env
+    from .eval.rollout import collect, make_writer
+
+    kwargs = {"max_episode_steps": args.max_steps}
+    if args.env == "pusht":
+        kwargs["success_threshold"] = args.success_threshold
+    env = make_real_env(args.env, **kwargs)
+    policy = make_policy(args.env, args.policy, args.seed)
+    writer = make_writer(args.format, args.out, env.embodiment)
+    before = len(writer.existing_episodes())
+    results = collect(env, policy, args.episodes, writer, seed0=args.seed, env_name=args.env)
+    writer.close()
+    total = len(writer.existing_episodes())
+    rate = sum(r["success"] for r in results) / max(1, len(results))
+    print(f"collected {len(results)} new episodes ({before} already there, {total} now) of {policy.name} on"
+          f" {args.env} into {args.out} [{args.format}]; success {rate:.2f}")
+    return 0
+
+
+def cmd_convert_droid(args: argparse.Namespace) -> int:
+    from .datasets import droid_to_lerobot
+
+    rec = droid_to_lerobot(args.src, args.out)
+    print(f"converted {rec.num_episodes} DROID-layout episodes from {args.src} into LeRobot dataset {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embodiments", help="table of all embodiment specs, or one spec in full")
     p.add_argument("name", nargs="?", help="one embodiment to show in full")
     p.set_defaults(func=cmd_embodiments)
+    p = sub.add_parser("collect", help="closed-loop data collection from a real simulator")
+    p.add_argument("--env", default="pusht", choices=["pusht", "aloha"])
+    p.add_argument("--policy", default="expert", help="expert, expert-noise0.2, expert-lag2, expert-slow, random")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--out", required=True, help="dataset directory (appended to if it exists)")
+    p.add_argument("--format", default="lerobot", choices=["lerobot", "droid"])
+    p.add_argument("--seed", type=int, default=0, help="first episode seed (episodes use seed, seed+1, ...)")
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--success-threshold", type=float, default=0.90, help="PushT goal coverage counted as success")
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("convert-droid", help="convert DROID-layout episodes into a LeRobot dataset")
+    p.add_argument("src")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_convert_droid)
     return parser
 
 
@@ -80,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError) as e:  # bad user input: one clear line, no traceback
+    except (ValueError, KeyError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,180 @@
+"""Record episodes into LeRobot v3 datasets through lerobot's own `LeRobotDataset`, and read them.
+
+Crash safety: lerobot keeps a parquet writer open until `finalize()`, and a killed process leaves
+that file without its footer. The recorder therefore finalizes after every episode and resumes
+(`LeRobotDataset.resume`) for the next, so a kill mid-episode loses only the unfinished episode.
+Per-episode facts lerobot has no field for (seed, policy, success) go to `meta/cosmos3_episodes.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..embodiments import EmbodimentSpec, Normalizer, load_spec, normalizers_from_stats
+
+EPISODES_FILE = "meta/cosmos3_episodes.jsonl"
+
+
+def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, variant: str | None = None,
+                     use_videos: bool = True) -> dict:
+    """LeRobot feature dict (dtype/shape/names) for an embodiment's observations and actions."""
+    cams = [spec.camera(c) for c in cameras] if cameras else list(spec.cameras)
+    action = spec.action_variant(variant)
+    features = {
+        c.key: {"dtype": "video" if use_videos else "image", "shape": (c.height, c.width, 3),
+                "names": ["height", "width", "channels"]}
+        for c in cams
+    }
+    if spec.state.dims:
+        features["observation.state"] = {"dtype": "float32", "shape": (spec.state.dims,),
+                                         "names": list(spec.state.dim_names)}
+    features["action"] = {"dtype": "float32", "shape": (action.dims,), "names": list(action.dim_names)}
+    features["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
+    features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
+    return features
+
+
+def _encoder(vcodec: str):
+    from lerobot.configs import RGBEncoderConfig
+
+    return RGBEncoderConfig(vcodec=vcodec)
+
+
+def read_episode_meta(root: str | Path) -> list[dict]:
+    """The per-episode sidecar records (seed, policy, success, length, ...), in episode order."""
+    path = Path(root) / EPISODES_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class LeRobotRecorder:
+    """Append episodes to a LeRobot v3 dataset at `root` (created if new, resumed if it exists)."""
+
+    def __init__(self, root: str | Path, spec: EmbodimentSpec | str, repo_id: str = "local/cosmos3",
+                 cameras: list[str] | None = None, fps: float | None = None, vcodec: str = "h264",
+                 robot_type: str | None = None):
+        self.root = Path(root)
+        self.spec = load_spec(spec) if isinstance(spec, str) else spec
+        self.repo_id, self.vcodec = repo_id, vcodec
+        self.fps = int(round(fps or self.spec.control_hz))
+        self.features = lerobot_features(self.spec, cameras)
+        self.robot_type = robot_type or self.spec.name
+        self._ds = None
+        self._frames = 0
+
+    @property
+    def num_episodes(self) -> int:
+        return len(read_episode_meta(self.root))
+
+    def _open(self):
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        if self._ds is not None:
+            return self._ds
+        if (self.root / "meta" / "info.json").is_file():
+            self._ds = LeRobotDataset.resume(self.repo_id, root=self.root, rgb_encoder=_encoder(self.vcodec))
+            existing = {k: tuple(v["shape"]) for k, v in self._ds.meta.features.items() if k in self.features}
+            wanted = {k: tuple(v["shape"]) for k, v in self.features.items()}
+            if existing != wanted:
+                raise ValueError(f"dataset at {str(self.root)!r} has features {existing}, this recorder writes"
+                                 f" {wanted}; record into a new directory")
+        else:
+            self._ds = LeRobotDataset.create(self.repo_id, fps=self.fps, features=self.features, root=self.root,
+                                             robot_type=self.robot_type, use_videos=True,
+                                             rgb_encoder=_encoder(self.vcodec))
+        return self._ds
+
+    def add_frame(self, observation: dict, action, reward: float, success: bool, task: str) -> None:
+        ds = self._open()
+        frame = {k: observation[k] for k in self.features if k.startswith("observation.")}
+        frame["action"] = np.asarray(action, dtype=np.float32)
+        frame["next.reward"] = np.array([reward], dtype=np.float32)
+        frame["next.success"] = np.array([bool(success)])
+        frame["task"] = task
+        ds.add_frame(frame)
+        self._frames += 1
+
+    def save_episode(self, **meta) -> int:
+        """Write the buffered episode, make it durable, and record `meta` (seed, policy, success...)."""
+        if self._ds is None or self._frames == 0:
+            raise ValueError("save_episode() with no frames added; call add_frame() first")
+        index = self._ds.meta.total_episodes
+        self._ds.save_episode()
+        self._ds.finalize()
+        self._ds, self._frames = None, 0
+        record = {"episode_index": index, **meta}
+        path = self.root / EPISODES_FILE
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return index
+
+    def existing_episodes(self) -> list[dict]:
+        return read_episode_meta(self.root)
+
+    def discard_episode(self) -> None:
+        if self._ds is not None and self._frames:
+            self._ds.clear_episode_buffer()
+        self._frames = 0
+
+    def close(self) -> None:
+        self.discard_episode()
+        if self._ds is not None:
+            self._ds.finalize()
+            self._ds = None
+
+
+def open_dataset(root: str | Path, repo_id: str = "local/cosmos3", **kwargs):
+    """`LeRobotDataset` for a local root, offline, with a clear error when it is not a dataset."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = Path(root)
+    if not (root / "meta" / "info.json").is_file():
+        raise FileNotFoundError(f"{str(root)!r} is not a LeRobot dataset (no meta/info.json); collect one with"
+                                " `cosmos3-robot collect --out DIR`")
+    return LeRobotDataset(repo_id, root=root, **kwargs)
+
+
+def dataset_normalizers(root: str | Path, spec: EmbodimentSpec | str, clamp: float | None = None
+                        ) -> dict[str, Normalizer]:
+    """Normalizers for `action` / `observation.state` straight from the dataset's `meta/stats.json`."""
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    path = Path(root) / "meta" / "stats.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} is missing; lerobot writes it when the dataset is finalized")
+    return normalizers_from_stats(spec, json.loads(path.read_text()), clamp=clamp)
+
+
+def load_episodes(root: str | Path, repo_id: str = "local/cosmos3") -> list[dict]:
+    """Every episode as in-memory arrays: frames per camera uint8 (T, H, W, 3), state, action,
+    reward, success, task, plus the sidecar record. Decodes each video once (training input)."""
+    ds = open_dataset(root, repo_id)
+    meta = {m["episode_index"]: m for m in read_episode_meta(root)}
+    cams = [k for k, v in ds.meta.features.items() if v["dtype"] in ("video", "image")]
+    hf = ds.hf_dataset.with_format("numpy")
+    episode_index = np.asarray(hf["episode_index"])
+    out = []
+    for ep in range(ds.meta.total_episodes):
+        idx = np.nonzero(episode_index == ep)[0]
+        frames = {c: [] for c in cams}
+        for i in idx:
+            item = ds[int(i)]
+            for c in cams:
+                frames[c].append((item[c].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        rows = hf[idx]
+        out.append({
+            "frames": {c: np.stack(v) for c, v in frames.items()},
+            "state": np.asarray(rows["observation.state"], dtype=np.float32) if "observation.state" in rows else None,
+            "action": np.asarray(rows["action"], dtype=np.float32),
+            "reward": np.asarray(rows["next.reward"], dtype=np.float32).reshape(-1),
+            "success": np.asarray(rows["next.success"]).reshape(-1).astype(bool),
+            "task": ds.meta.tasks.index[int(np.asarray(rows["task_index"])[0])] if len(idx) else "",
+            "meta": meta.get(ep, {}),
+        })
+    return out

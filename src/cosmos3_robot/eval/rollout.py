@@ -1,0 +1,66 @@
+"""The closed-loop rollout loop and data collection (policy in the loop, real or learned env)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def rollout(env, policy, seed: int | None = None, options: dict | None = None, max_steps: int | None = None,
+            on_step=None) -> dict:
+    """Run one episode; `on_step(obs, action, reward, terminated, info)` sees every transition with
+    the observation the action was chosen from. Returns length, return, success and final info."""
+    obs, info = env.reset(seed=seed, options=options)
+    policy.reset(seed)
+    total, steps, success = 0.0, 0, False
+    while True:
+        action = policy.select_action(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        steps += 1
+        success = success or bool(info.get("is_success", False))
+        if on_step is not None:
+            on_step(obs, action, reward, terminated, info)
+        obs = next_obs
+        if terminated or truncated or (max_steps is not None and steps >= max_steps):
+            break
+    return {"length": steps, "return": total, "success": success, "info": info}
+
+
+def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None = None, progress: bool = True,
+            env_name: str = "") -> list[dict]:
+    """Collect `episodes` episodes (seeds seed0, seed0+1, ...) into `writer` (LeRobotRecorder or
+    DroidWriter); each finished episode is durable before the next starts. Seeds already present in
+    the writer's dataset are skipped, so rerunning after a crash resumes."""
+    task = task or env.embodiment.task
+    done_seeds = {m.get("seed") for m in writer.existing_episodes()}
+    results = []
+    bar = tqdm(range(seed0, seed0 + episodes), desc=f"collect {policy.name}", disable=not progress)
+    for seed in bar:
+        if seed in done_seeds:
+            continue
+
+        def on_step(obs, action, reward, terminated, info):
+            writer.add_frame(obs, action, reward, bool(info.get("is_success", False)), task)
+
+        res = rollout(env, policy, seed=seed, on_step=on_step)
+        record = {"seed": seed, "policy": policy.name, "success": res["success"], "length": res["length"],
+                  "return": res["return"], "env": env_name}
+        if "coverage" in res["info"]:
+            record["final_coverage"] = float(res["info"]["coverage"])
+        writer.save_episode(**record)
+        results.append(record)
+        bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
+    return results
+
+
+def make_writer(fmt: str, out: str | Path, spec, **kwargs):
+    from ..datasets import DroidWriter, LeRobotRecorder
+
+    if fmt == "lerobot":
+        return LeRobotRecorder(out, spec, **kwargs)
+    if fmt == "droid":
+        return DroidWriter(out, spec, **kwargs)
+    raise ValueError(f"unknown dataset format {fmt!r}; choose lerobot or droid")

@@ -1,0 +1,50 @@
+"""Estimate the PushT block pose from a camera image with OpenCV (colour mask + image moments).
+
+gym-pusht's T (body frame, workspace units, y down): a bar x in [-60, 60], y in [0, 30] and a stem
+x in [-15, 15], y in [30, 120]; the body origin is the top middle of the bar, the pose angle rotates
+body +y (the stem direction). The filled T's area centroid sits at body (0, 40.71); its major
+principal axis is the stem axis and the third moment along it is positive toward the stem.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+WORKSPACE = 512.0
+CENTROID_OFFSET = (3600 * 15 + 2700 * 75) / 6300  # area centroid along body +y: 40.714
+# T colours as rendered by gym-pusht (pygame fill and outline of LightSlateGray)
+BLOCK_COLOURS = np.array([[143, 163, 184], [119, 136, 153]], dtype=np.float32)
+
+
+def block_mask(image: np.ndarray, tol: float = 32.0) -> np.ndarray:
+    """(H, W, 3) uint8 -> bool mask of T pixels."""
+    img = image.astype(np.float32)
+    dist = np.min(np.linalg.norm(img[:, :, None, :] - BLOCK_COLOURS[None, None], axis=-1), axis=-1)
+    return dist < tol
+
+
+def pixel_to_workspace(uv: np.ndarray, size: int) -> np.ndarray:
+    """Image pixel coordinates (centres at integers) -> workspace units (cv2.resize maps centres)."""
+    return (np.asarray(uv, dtype=np.float64) + 0.5) * (WORKSPACE / size) - 0.5
+
+
+def estimate_block_pose(image: np.ndarray) -> np.ndarray | None:
+    """(x, y, angle) of the T's body origin in workspace units, or None when the T is not visible."""
+    mask = block_mask(image).astype(np.uint8)
+    m = cv2.moments(mask, binaryImage=True)
+    if m["m00"] < 10:
+        return None
+    size = image.shape[0]
+    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / m["m00"]
+    evals, evecs = np.linalg.eigh(cov)
+    axis = evecs[:, np.argmax(evals)]
+    ys, xs = np.nonzero(mask)
+    proj = (xs - cx) * axis[0] + (ys - cy) * axis[1]
+    if np.sum(proj**3) < 0:  # point the axis toward the stem (positive skew)
+        axis = -axis
+    angle = np.arctan2(-axis[0], axis[1])  # body +y = (-sin a, cos a)
+    centroid = pixel_to_workspace([cx, cy], size)
+    origin = centroid - CENTROID_OFFSET * np.array([-np.sin(angle), np.cos(angle)])
+    return np.array([origin[0], origin[1], angle])

@@ -1,0 +1,248 @@
+"""Scripted PushT policies of graded quality, acting from the observation alone (camera image +
+agent position), so they run unchanged in the real and in the learned simulator.
+
+The expert estimates the T's pose from pixels (`pusht_vision`), picks the contact point on the T
+whose push best moves the block toward the goal pose (a quasi-static pushing model), walks around
+the block to the pre-push point and pushes. Degraded variants: Gaussian action noise, a lag (acts
+on stale observations), a speed limit, and uniform random targets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import numpy as np
+from shapely.geometry import LineString, Point, Polygon
+from shapely.ops import nearest_points
+
+from .pusht_vision import estimate_block_pose
+
+GOAL = np.array([256.0, 256.0, np.pi / 4])  # gym-pusht goal_pose
+COG = np.array([0.0, 45.0])  # body centre of gravity (gym-pusht add_tee)
+AGENT_RADIUS = 15.0
+T_OUTLINE = np.array([(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)], float)
+GYRATION2 = 2000.0  # ~ area moment of the T about its COG over its area (units^2)
+ROT_SCALE = 60.0  # units of translation worth one radian of rotation error
+RING = np.linspace(0, 2 * np.pi, 16, endpoint=False)  # navigation waypoints around the block
+REACH = (25.0, 487.0)  # agent centre range: walls at 5 and 506, agent radius 15
+IMAGE_KEY, STATE_KEY = "observation.images.top", "observation.state"
+
+
+def _rot(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s], [s, c]])
+
+
+def _wrap(a: float) -> float:
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def _contacts() -> tuple[np.ndarray, np.ndarray]:
+    """Candidate contact points on the T outline (body frame) and their outward normals."""
+    points, normals = [], []
+    for a, b in zip(T_OUTLINE, np.roll(T_OUTLINE, -1, axis=0)):
+        edge = b - a
+        length = np.linalg.norm(edge)
+        normal = np.array([edge[1], -edge[0]]) / length  # outline is clockwise in y-down coordinates
+        if normal @ (a + b - 2 * np.array([0, 45.0])) < 0:
+            normal = -normal
+        for s in np.linspace(0.1, 0.9, max(2, int(length // 12))):
+            p = a + s * edge
+            # skip points the agent cannot reach: the inner corners between bar and stem
+            if abs(p[1] - 30) < 1e-6 and abs(abs(p[0]) - 15) < AGENT_RADIUS + 2:
+                continue
+            points.append(p)
+            normals.append(normal)
+    return np.array(points), np.array(normals)
+
+
+CONTACTS, NORMALS = _contacts()
+
+
+class PushTExpert:
+    """Vision-based pushing expert (see module docstring)."""
+
+    def __init__(self, name: str = "expert", tolerance: float = 1.5):
+        self.name = name
+        self.tolerance = tolerance
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        self._plan: int | None = None
+        self._last_pose: np.ndarray | None = None
+
+    def _choose_contact(self, pose, dp, dtheta) -> int:
+        R = _rot(pose[2])
+        d_world = -(NORMALS @ R.T)  # push directions
+        r = (CONTACTS - COG) @ R.T
+        torque = r[:, 0] * d_world[:, 1] - r[:, 1] * d_world[:, 0]
+        twist = np.column_stack([d_world, ROT_SCALE * torque / GYRATION2])
+        want = np.array([dp[0], dp[1], ROT_SCALE * dtheta])
+        score = twist @ want / (np.linalg.norm(twist, axis=1) * np.linalg.norm(want) + 1e-9)
+        # the agent's centre must reach the pre-push point inside the walls
+        pre = pose[:2] + CONTACTS @ R.T + (NORMALS @ R.T) * (AGENT_RADIUS + 6)
+        reachable = np.all((pre > REACH[0]) & (pre < REACH[1]), axis=1)
+        score = np.where(reachable, score, -np.inf)
+        best = int(np.argmax(score))
+        if self._plan is not None and score[self._plan] > score[best] - 0.15 and score[self._plan] > 0.3:
+            return self._plan  # hysteresis: keep pushing where we are
+        return best
+
+    def select_action(self, observation: dict) -> np.ndarray:
+        agent = np.asarray(observation[STATE_KEY], dtype=np.float64)[:2]
+        pose = estimate_block_pose(np.asarray(observation[IMAGE_KEY]))
+        if pose is None:
+            pose = self._last_pose
+        if pose is None:
+            return agent.astype(np.float32)
+        self._last_pose = pose
+        R = _rot(pose[2])
+        cog = pose[:2] + R @ COG
+        goal_cog = GOAL[:2] + _rot(GOAL[2]) @ COG
+        dp, dtheta = goal_cog - cog, _wrap(GOAL[2] - pose[2])
+        error = np.linalg.norm(dp) + ROT_SCALE * abs(dtheta)
+        if error < self.tolerance:
+            self._plan = None
+            return agent.astype(np.float32)
+        k = self._choose_contact(pose, dp, dtheta)
+        contact = pose[:2] + R @ CONTACTS[k]
+        normal = R @ NORMALS[k]
+        pre = contact + normal * (AGENT_RADIUS + 6)
+        if self._plan == k and np.linalg.norm(agent - pre) < 25 or np.linalg.norm(agent - pre) < 8:
+            self._plan = k
+            push = np.clip(0.6 * error, 2.0, 30.0)
+            target = contact - normal * push
+        else:
+            self._plan = None
+            target = self._navigate(agent, pre, pose, cog)
+        return np.clip(target, 20, 492).astype(np.float32)
+
+    def _navigate(self, agent, pre, pose, cog) -> np.ndarray:
+        """Next waypoint toward `pre` on the shortest collision-free path around the (inflated) T,
+        through a ring of waypoints (a small visibility graph, solved with Dijkstra)."""
+        body = Polygon(pose[:2] + T_OUTLINE @ _rot(pose[2]).T)
+        inflated = body.buffer(AGENT_RADIUS + 1)
+        if inflated.contains(Point(agent)):  # touching the block: step straight away from it
+            away = agent - np.array(nearest_points(body.exterior, Point(agent))[0].coords[0])
+            return agent + away / max(np.linalg.norm(away), 1e-6) * 20
+        ring = cog + 108 * np.stack([np.cos(RING), np.sin(RING)], axis=1)
+        ring = ring[np.all((ring > REACH[0]) & (ring < REACH[1]), axis=1)]
+        nodes = np.vstack([agent, pre, ring])
+        n = len(nodes)
+        dist = np.full(n, np.inf)
+        prev = np.full(n, -1)
+        dist[0], done = 0.0, np.zeros(n, bool)
+        for _ in range(n):
+            u = int(np.argmin(np.where(done, np.inf, dist)))
+            if not np.isfinite(dist[u]) or u == 1:
+                break
+            done[u] = True
+            for v in range(n):
+                if done[v] or v == u:
+                    continue
+                length = np.linalg.norm(nodes[u] - nodes[v])
+                if dist[u] + length < dist[v] and not LineString([nodes[u], nodes[v]]).intersects(inflated):
+                    dist[v], prev[v] = dist[u] + length, u
+        if not np.isfinite(dist[1]):
+            return pre  # no clear path found: head straight for it
+        v = 1
+        while prev[v] != 0:
+            v = prev[v]
+        return nodes[v]
+
+
+class NoisyPolicy:
+    """Adds zero-mean Gaussian noise of `sigma` workspace units to another policy's actions."""
+
+    def __init__(self, policy, sigma: float, name: str, seed: int = 0):
+        self.policy, self.sigma, self.name, self._seed = policy, sigma, name, seed
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(self._seed if seed is None else seed)
+        self.policy.reset(seed)
+
+    def select_action(self, observation):
+        a = self.policy.select_action(observation)
+        return np.clip(a + self.rng.normal(0, self.sigma, size=a.shape), 0, 512).astype(np.float32)
+
+
+class LaggedPolicy:
+    """Acts on the observation from `lag` steps ago (a slow perception pipeline)."""
+
+    def __init__(self, policy, lag: int, name: str):
+        self.policy, self.lag, self.name = policy, lag, name
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        self.buffer: deque = deque(maxlen=self.lag + 1)
+        self.policy.reset(seed)
+
+    def select_action(self, observation):
+        self.buffer.append(observation)
+        return self.policy.select_action(self.buffer[0])
+
+
+class SlowPolicy:
+    """Moves at most `max_step` workspace units per step toward the wrapped policy's target."""
+
+    def __init__(self, policy, max_step: float, name: str):
+        self.policy, self.max_step, self.name = policy, max_step, name
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset(seed)
+
+    def select_action(self, observation):
+        agent = np.asarray(observation[STATE_KEY], dtype=np.float64)[:2]
+        delta = self.policy.select_action(observation) - agent
+        norm = np.linalg.norm(delta)
+        if norm > self.max_step:
+            delta *= self.max_step / norm
+        return (agent + delta).astype(np.float32)
+
+
+class RandomPolicy:
+    """Uniform random targets in the workspace."""
+
+    def __init__(self, name: str = "random", low: float = 0.0, high: float = 512.0, dims: int = 2, seed: int = 0):
+        self.name, self.low, self.high, self.dims, self._seed = name, low, high, dims, seed
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(self._seed if seed is None else seed)
+
+    def select_action(self, observation):
+        return self.rng.uniform(self.low, self.high, size=self.dims).astype(np.float32)
+
+
+# The graded PushT ladder, best first (ground truth ordering is measured, see README).
+PUSHT_LEVELS = (
+    "expert",
+    "expert-noise0.1",
+    "expert-lag2",
+    "expert-noise0.2",
+    "expert-slow",
+    "expert-noise0.4",
+    "expert-noise0.8",
+    "random",
+)
+
+
+def make_pusht_policy(name: str, seed: int = 0):
+    """Build a PushT policy by name: expert, expert-noise<s> (sigma = s x 100 units),
+    expert-lag<k>, expert-slow[<units per step>], random."""
+    if name == "expert":
+        return PushTExpert()
+    if name == "random":
+        return RandomPolicy(seed=seed)
+    if m := re.fullmatch(r"expert-noise([0-9.]+)", name):
+        return NoisyPolicy(PushTExpert(), float(m.group(1)) * 100.0, name, seed)
+    if m := re.fullmatch(r"expert-lag([0-9]+)", name):
+        return LaggedPolicy(PushTExpert(), int(m.group(1)), name)
+    if m := re.fullmatch(r"expert-slow([0-9.]*)", name):
+        return SlowPolicy(PushTExpert(), float(m.group(1) or 8.0), name)
+    raise ValueError(
+        f"unknown PushT policy {name!r}; use expert, expert-noise<sigma/100>, expert-lag<steps>, "
+        f"expert-slow[<units/step>] or random (the graded ladder: {', '.join(PUSHT_LEVELS)})"
+    )

@@ -1,0 +1,225 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cosmos3_robot.datasets import (
+    DroidWriter,
+    LeRobotRecorder,
+    TrainingWindows,
+    dataset_normalizers,
+    droid_to_lerobot,
+    lerobot_delta_timestamps,
+    list_droid_episodes,
+    load_episodes,
+    open_dataset,
+    read_droid_episode,
+    read_episode_meta,
+)
+from cosmos3_robot.embodiments import CameraCalibration, load_spec
+from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.eval.rollout import collect, rollout
+from cosmos3_robot.policies import make_pusht_policy
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-10))
+
+
+class Tap:
+    """A writer wrapper that remembers what the env returned, to compare with what was stored."""
+
+    def __init__(self, writer):
+        self.writer, self.frames, self.states, self.actions = writer, [], [], []
+
+    def existing_episodes(self):
+        return self.writer.existing_episodes()
+
+    def add_frame(self, obs, action, reward, success, task):
+        self.frames.append(obs["observation.images.top"].copy())
+        self.states.append(obs["observation.state"].copy())
+        self.actions.append(np.asarray(action, np.float32).copy())
+        self.writer.add_frame(obs, action, reward, success, task)
+
+    def save_episode(self, **meta):
+        return self.writer.save_episode(**meta)
+
+
+@pytest.fixture(scope="module")
+def pusht_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lerobot") / "pusht"
+    env = PushTRealEnv(max_episode_steps=12)
+    tap = Tap(LeRobotRecorder(root, env.embodiment))
+    results = collect(env, make_pusht_policy("expert-noise0.2"), 3, tap, progress=False)
+    return root, tap, results
+
+
+def test_lerobot_dataset_reloads_with_lerobot_and_matches_env(pusht_dataset):
+    root, tap, results = pusht_dataset
+    ds = open_dataset(root)
+    assert ds.meta.total_episodes == 3 and ds.meta.total_frames == 36 == len(tap.frames)
+    assert ds.meta.fps == 10 and ds.meta.robot_type == "pusht"
+    for i in (0, 13, 35):
+        item = ds[i]
+        img = (item["observation.images.top"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        assert psnr(img, tap.frames[i]) > 30  # h264 video: lossy but close
+        np.testing.assert_array_equal(item["observation.state"].numpy(), tap.states[i])
+        np.testing.assert_array_equal(item["action"].numpy(), tap.actions[i])
+    meta = read_episode_meta(root)
+    assert [m["seed"] for m in meta] == [0, 1, 2] and all(m["policy"] == "expert-noise0.2" for m in meta)
+    assert [m["success"] for m in meta] == [r["success"] for r in results]
+
+
+def test_stats_feed_the_normalizer(pusht_dataset):
+    root, tap, _ = pusht_dataset
+    norms = dataset_normalizers(root, "pusht")
+    actions = np.stack(tap.actions)
+    y = norms["action"].normalize(actions)
+    assert y.min() == pytest.approx(-1, abs=1e-5) and y.max() == pytest.approx(1, abs=1e-5)  # min_max from stats
+    np.testing.assert_allclose(norms["action"].unnormalize(y), actions, rtol=1e-6, atol=1e-4)
+
+
+def test_training_windows(pusht_dataset):
+    root, tap, _ = pusht_dataset
+    episodes = load_episodes(root)
+    assert len(episodes) == 3 and episodes[0]["frames"]["observation.images.top"].shape == (12, 96, 96, 3)
+    windows = TrainingWindows(episodes, "pusht", context=2, horizon=3)
+    assert len(windows) == 36
+    w = windows[5]  # episode 0, t = 5: context frames 4, 5; actions 5..7; targets 6..8
+    frames = torch.from_numpy(episodes[0]["frames"]["observation.images.top"]).permute(0, 3, 1, 2)
+    assert torch.equal(w["ctx_frames"][:, 0], frames[4:6]) and torch.equal(w["fut_frames"][:, 0], frames[6:9])
+    np.testing.assert_array_equal(w["actions"].numpy(), episodes[0]["action"][5:8])
+    assert w["instruction"] == load_spec("pusht").task and not w["action_pad"].any()
+    start = windows[0]  # before the start the first frame repeats
+    assert torch.equal(start["ctx_frames"][0], start["ctx_frames"][1])
+    end = windows[11]  # last step: only one real action, the rest padding
+    assert end["action_pad"].tolist() == [False, True, True] and torch.all(end["actions"][1:] == 0)
+
+
+def test_lerobot_native_windows_through_delta_timestamps(pusht_dataset):
+    root, _, _ = pusht_dataset
+    spec = load_spec("pusht")
+    ds = open_dataset(root, delta_timestamps=lerobot_delta_timestamps(spec, context=2, horizon=3))
+    item = ds[5]
+    assert item["observation.images.top"].shape == (5, 3, 96, 96) and item["action"].shape == (3, 2)
+
+
+def test_resume_appends(pusht_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(pusht_dataset[0], root)
+    env = PushTRealEnv(max_episode_steps=5)
+    collect(env, make_pusht_policy("random"), 5, LeRobotRecorder(root, env.embodiment), progress=False)
+    meta = read_episode_meta(root)
+    assert [m["seed"] for m in meta] == [0, 1, 2, 3, 4]  # seeds 0-2 were there: skipped, not duplicated
+    assert open_dataset(root).meta.total_episodes == 5
+
+
+def test_droid_layout_round_trip_preserves_every_array(tmp_path):
+    env = PushTRealEnv(max_episode_steps=10)
+    calib = CameraCalibration.from_intrinsics(90.0, 90.0, 47.5, 47.5, 96, 96, name="top")
+    tap = Tap(DroidWriter(tmp_path / "droid", env.embodiment, calibrations={"top": calib}))
+    collect(env, make_pusht_policy("expert"), 2, tap, progress=False)
+    episodes = list_droid_episodes(tmp_path / "droid")
+    assert len(episodes) == 2
+    ep = read_droid_episode(episodes[1])
+    assert (episodes[1] / "trajectory.h5").is_file() and list((episodes[1] / "recordings" / "MP4").glob("*.mp4"))
+    np.testing.assert_array_equal(ep["frames"]["top"], np.stack(tap.frames[10:]))  # lossless video
+    np.testing.assert_array_equal(ep["state"], np.stack(tap.states[10:]))
+    np.testing.assert_array_equal(ep["action"], np.stack(tap.actions[10:]))
+    assert ep["metadata"]["seed"] == 1 and ep["metadata"]["trajectory_length"] == 10
+    serial = ep["metadata"]["camera_serials"]["top"]
+    np.testing.assert_allclose(ep["arrays"][f"observation/camera_extrinsics/{serial}_left"][0], calib.to_droid())
+    np.testing.assert_array_equal(ep["calibrations"]["top"].K, calib.K)
+    # and into LeRobot
+    droid_to_lerobot(tmp_path / "droid", tmp_path / "converted", progress=False)
+    ds = open_dataset(tmp_path / "converted")
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 20
+    np.testing.assert_array_equal(ds[12]["action"].numpy(), tap.actions[12])
+
+
+def test_droid_metadata_for_droid_cameras(tmp_path):
+    spec = load_spec("droid")
+    writer = DroidWriter(tmp_path, spec)
+    obs = {c.key: np.zeros((c.height, c.width, 3), np.uint8) for c in spec.cameras}
+    obs["observation.state"] = np.zeros(spec.state.dims, np.float32)
+    for _ in range(2):
+        writer.add_frame(obs, np.zeros(10), 0.0, False, "pick")
+    writer.save_episode(success=False)
+    ep = read_droid_episode(list_droid_episodes(tmp_path)[0])
+    meta = ep["metadata"]
+    assert {"wrist_cam_serial", "ext1_cam_serial", "ext2_cam_serial"} <= set(meta)
+    assert set(ep["arrays"]) >= {"observation/robot_state/joint_positions", "observation/robot_state/gripper_position",
+                                 "observation/robot_state/cartesian_position", "action/ee_translation"}
+
+
+SLOW_COLLECT = """
+import sys, time
+from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.eval.rollout import collect, make_writer
+from cosmos3_robot.policies import make_pusht_policy
+
+class Slow:
+    name = "slow-random"
+    def __init__(self): self.p = make_pusht_policy("random")
+    def reset(self, seed=None): self.p.reset(seed)
+    def select_action(self, obs):
+        time.sleep(0.03)
+        return self.p.select_action(obs)
+
+env = PushTRealEnv(max_episode_steps=8)
+collect(env, Slow(), 100, make_writer(sys.argv[1], sys.argv[2], env.embodiment), progress=False)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["lerobot", "droid"])
+def test_sigkill_mid_episode_keeps_finished_episodes(tmp_path, fmt):
+    out = tmp_path / "ds"
+    script = tmp_path / "collect.py"
+    script.write_text(SLOW_COLLECT)
+    proc = subprocess.Popen([sys.executable, str(script), fmt, str(out)], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    def finished():
+        if fmt == "lerobot":
+            return len(read_episode_meta(out)) if out.exists() else 0
+        return len(list_droid_episodes(out)) if out.exists() else 0
+
+    deadline = time.time() + 120
+    while finished() < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.12)  # a few steps into the next episode
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n = finished()
+    assert n >= 2
+    if fmt == "lerobot":
+        ds = open_dataset(out)
+        assert ds.meta.total_episodes == n and ds.meta.total_frames == 8 * n
+        assert ds[8 * n - 1]["episode_index"].item() == n - 1
+        env = PushTRealEnv(max_episode_steps=8)
+        collect(env, make_pusht_policy("random"), n + 1, LeRobotRecorder(out, env.embodiment), progress=False)
+        assert open_dataset(out).meta.total_episodes == n + 1  # resumed and appended
+    else:
+        for ep in list_droid_episodes(out):
+            assert read_droid_episode(ep)["action"].shape == (8, 2)
+        assert not list(out.glob("episode_*/.tmp*"))
+
+
+def test_collect_cli(tmp_path, capsys):
+    from cosmos3_robot.cli import main
+
+    assert main(["collect", "--policy", "expert-lag2", "--episodes", "2", "--out", str(tmp_path / "c"),
+                 "--max-steps", "6"]) == 0
+    assert "collected 2 new episodes" in capsys.readouterr().out
+    meta = read_episode_meta(tmp_path / "c")
+    assert [m["policy"] for m in meta] == ["expert-lag2"] * 2
+    assert main(["collect", "--policy", "genius", "--episodes", "1", "--out", str(tmp_path / "d")]) == 2
+    assert main(["convert-droid", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
