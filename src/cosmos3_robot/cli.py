@@ -106,6 +106,18 @@ def cmd_convert_droid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .model.training import TrainConfig, train
+
+    cfg = TrainConfig(dataset=args.dataset, out=args.out, embodiment=args.embodiment, preset=args.preset,
+                      steps=args.steps, tokenizer_steps=args.tokenizer_steps, judge_steps=args.judge_steps,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
+                      context=args.context)
+    train(cfg)
+    print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--success-threshold", type=float, default=0.90, help="PushT goal coverage counted as success")
     p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("train", help="train the world model (tokenizer, world model, judge) on a dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True, help="checkpoint directory (resumed if a run was interrupted)")
+    p.add_argument("--embodiment", default="pusht")
+    p.add_argument("--preset", default="small", choices=["tiny", "small"])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--tokenizer-steps", type=int, default=1500)
+    p.add_argument("--judge-steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--context", type=int, default=2)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("convert-droid", help="convert DROID-layout episodes into a LeRobot dataset")
     p.add_argument("src")
     p.add_argument("--out", required=True)

@@ -33,9 +33,9 @@ def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None
             env_name: str = "") -> list[dict]:
     """Collect `episodes` episodes (seeds seed0, seed0+1, ...) into `writer` (LeRobotRecorder or
     DroidWriter); each finished episode is durable before the next starts. Seeds already present in
-    the writer's dataset are skipped, so rerunning after a crash resumes."""
+    the writer's dataset for this policy are skipped, so rerunning after a crash resumes."""
     task = task or env.embodiment.task
-    done_seeds = {m.get("seed") for m in writer.existing_episodes()}
+    done_seeds = {m.get("seed") for m in writer.existing_episodes() if m.get("policy") == policy.name}
     results = []
     bar = tqdm(range(seed0, seed0 + episodes), desc=f"collect {policy.name}", disable=not progress)
     for seed in bar:

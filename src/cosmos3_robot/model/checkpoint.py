@@ -5,6 +5,7 @@ stats) and `model.safetensors`, sharded as `model-0000k-of-0000n.safetensors` wi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -20,13 +21,20 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt or does not match the model; names file and key."""
 
 
-def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3) -> None:
+def _atomic_save(tensors: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata={"format": "pt"})
+    os.replace(tmp, path)  # a kill mid-save leaves the previous file intact
+
+
+def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3, dtype: torch.dtype | None = None) -> None:
+    """Write config.json + weights; `dtype` (e.g. torch.float16) stores floating tensors smaller
+    (loading casts them back to the model's dtype)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for old in [*directory.glob("model*.safetensors"), directory / INDEX]:
-        old.unlink(missing_ok=True)
-    (directory / CONFIG).write_text(json.dumps({"model": model.cfg.to_dict(), "metadata": model.metadata}, indent=2))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     shards, current, size = [], {}, 0
     for key, tensor in state.items():
         nbytes = tensor.numel() * tensor.element_size()
@@ -36,13 +44,19 @@ def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3) -> Non
         current[key] = tensor
         size += nbytes
     shards.append(current)
+    tmp = directory / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps({"model": model.cfg.to_dict(), "metadata": model.metadata}, indent=2))
+    os.replace(tmp, directory / CONFIG)
     if len(shards) == 1:
-        save_file(shards[0], directory / WEIGHTS, metadata={"format": "pt"})
+        for old in [*directory.glob("model-*.safetensors"), directory / INDEX]:
+            old.unlink(missing_ok=True)
+        _atomic_save(shards[0], directory / WEIGHTS)
         return
+    (directory / WEIGHTS).unlink(missing_ok=True)
     weight_map = {}
     for i, shard in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, directory / name, metadata={"format": "pt"})
+        _atomic_save(shard, directory / name)
         weight_map.update({k: name for k in shard})
     total = sum(t.numel() * t.element_size() for t in state.values())
     (directory / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))

@@ -80,10 +80,11 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
-    # The shipped learned PushT simulator: 96x96 frames -> 12x12x16 latents -> 6x6 tokens of 2x2 patches.
+    # The shipped learned PushT simulator, sized to train on 2 CPU cores: 96x96 frames -> 12x12x8
+    # latents -> 4x4 tokens of 3x3 latent patches; 4 MoT layers of width 160.
     "small": ModelConfig(
-        dim=192, n_layers=6, n_heads=6, n_kv_heads=2, head_dim=32, ffn_dim=512, max_text_len=48,
-        image_size=96, latent_channels=16, ae_widths=(32, 64, 96), latent_patch=2,
+        dim=160, n_layers=4, n_heads=5, n_kv_heads=1, head_dim=32, ffn_dim=480, max_text_len=24,
+        image_size=96, latent_channels=8, ae_widths=(24, 48, 64), latent_patch=3,
     ),
     # Cosmos3-Nano backbone shape (Qwen3-VL-8B language model, two towers): hidden 4096, 36 layers,
     # 32 query / 8 KV heads of dim 128, SwiGLU 12288, vocab 151936 (Qwen3 tokenizer), 720p-class frames.

@@ -4,12 +4,15 @@ after training, so the flow model sees roughly unit-variance targets."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .config import ModelConfig
+from .schedule import warmup_cosine
 
 
 def _groups(ch: int) -> int:
@@ -21,13 +24,22 @@ def to_float_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
 
 
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3): camera resolution to the model's (area resampling
+    down, bilinear up); a no-op when they match."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    interp = cv2.INTER_AREA if frames.shape[1] > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+
+
 class FrameAutoencoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         widths = cfg.ae_widths
-        enc: list[nn.Module] = [nn.Conv2d(cfg.image_channels, widths[0], 3, padding=1)]
-        prev = widths[0]
-        for w in widths:  # each stage halves the resolution
+        enc: list[nn.Module] = []
+        prev = cfg.image_channels
+        for w in widths:  # each stage halves the resolution (no full-resolution conv: CPU cost)
             enc += [nn.Conv2d(prev, w, 4, stride=2, padding=1), nn.GroupNorm(_groups(w), w), nn.SiLU(),
                     nn.Conv2d(w, w, 3, padding=1), nn.SiLU()]
             prev = w
@@ -36,10 +48,10 @@ class FrameAutoencoder(nn.Module):
 
         dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), nn.SiLU()]
         rev = list(reversed(widths))
-        for w, nxt in zip(rev, rev[1:] + [widths[0]]):
+        for w, nxt in zip(rev, rev[1:]):
             dec += [nn.ConvTranspose2d(w, nxt, 4, stride=2, padding=1), nn.GroupNorm(_groups(nxt), nxt), nn.SiLU(),
                     nn.Conv2d(nxt, nxt, 3, padding=1), nn.SiLU()]
-        dec.append(nn.Conv2d(widths[0], cfg.image_channels, 3, padding=1))
+        dec.append(nn.ConvTranspose2d(widths[0], cfg.image_channels, 4, stride=2, padding=1))
         self.decoder = nn.Sequential(*dec)
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
@@ -93,7 +105,7 @@ def train_frame_autoencoder(
     """Train the autoencoder on frames (L1 + MSE), then calibrate its latent statistics."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = warmup_cosine(opt, steps)
     losses = []
     ae.train()
     for _ in tqdm(range(steps), desc="frame tokenizer", disable=not progress):

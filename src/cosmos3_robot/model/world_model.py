@@ -322,10 +322,10 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_pretrained(self, directory, max_shard_bytes: int = 2 * 1024**3) -> None:
+    def save_pretrained(self, directory, max_shard_bytes: int = 2 * 1024**3, dtype=None) -> None:
         from .checkpoint import save_pretrained
 
-        save_pretrained(self, directory, max_shard_bytes)
+        save_pretrained(self, directory, max_shard_bytes, dtype)
 
     @classmethod
     def from_pretrained(cls, directory, map_location: str = "cpu") -> WorldModel:

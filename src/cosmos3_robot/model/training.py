@@ -1,0 +1,212 @@
+"""Training: frame tokenizer, then the world model in all modes, then the success/progress judge.
+
+Seeded, with a progress bar, periodic checkpoints (`save_pretrained` + `trainer_state.pt`) and
+resume after a kill; a loss log in `losses.jsonl`. Under `torchrun --nproc_per_node N` it trains
+with DistributedDataParallel (gloo on CPU); rank 0 writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..datasets import dataset_normalizers, load_episodes
+from ..embodiments import load_spec, pad_action
+from .config import get_config
+from .frame_tokenizer import resize_frames, train_frame_autoencoder
+from .schedule import warmup_cosine
+from .world_model import WorldModel
+
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    dataset: str
+    out: str
+    embodiment: str = "pusht"
+    preset: str = "small"
+    context: int = 2  # context frames per window (the learned env's window)
+    tokenizer_steps: int = 1500
+    tokenizer_batch: int = 32
+    steps: int = 3000  # world-model steps
+    judge_steps: int = 300  # head-only fine-tune after joint training
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    save_every: int = 250
+    success_threshold: float = 0.90  # PushT coverage counted as success (the env's default)
+    progress: bool = True
+
+
+class LatentData:
+    """Every episode's frames encoded once; samples (context, action, next frame) windows."""
+
+    def __init__(self, model: WorldModel, episodes: list[dict], spec, normalizers, context: int, camera: str):
+        self.context = context
+        lat, state, action, reward, ep_of, t_of = [], [], [], [], [], []
+        with torch.no_grad():
+            for e, ep in enumerate(episodes):
+                frames = torch.from_numpy(resize_frames(ep["frames"][camera], model.cfg.image_size)).permute(0, 3, 1, 2)
+                lat.append(torch.cat([model.frame_tokenizer.encode(frames[i : i + 256])
+                                      for i in range(0, len(frames), 256)]))
+                s = normalizers["observation.state"].normalize(ep["state"]) if ep["state"] is not None else \
+                    np.zeros((len(frames), 0))
+                state.append(pad_action(s.astype(np.float32), model.cfg.state_dim)[0])
+                action.append(pad_action(normalizers["action"].normalize(ep["action"]).astype(np.float32),
+                                         model.cfg.action_dim)[0])
+                reward.append(ep["reward"])
+                ep_of.append(np.full(len(frames), e))
+                t_of.append(np.arange(len(frames)))
+        self.latents = torch.cat(lat)[:, None]  # (N, v=1, c, h, w)
+        self.state = torch.from_numpy(np.concatenate(state))
+        self.action = torch.from_numpy(np.concatenate(action))
+        self.reward = torch.from_numpy(np.concatenate(reward).astype(np.float32))
+        ep_of, t_of = np.concatenate(ep_of), np.concatenate(t_of)
+        self.start = torch.from_numpy(np.concatenate([[0], np.cumsum([len(e["action"]) for e in episodes])[:-1]])[ep_of])
+        # a window at global index i needs the next frame i+1 inside the same episode
+        self.valid = torch.from_numpy(np.nonzero(np.append(ep_of[1:] == ep_of[:-1], False))[0])
+        self.state_mask = torch.from_numpy(pad_action(np.zeros(spec.state.dims), model.cfg.state_dim)[1])
+        self.action_mask = torch.from_numpy(pad_action(np.zeros(spec.action.dims), model.cfg.action_dim)[1])
+        self.text_ids = model.tokenize_text([episodes[0]["task"]])[0]
+        self.domain = spec.domain_id
+
+    def batch(self, b: int, gen: torch.Generator) -> dict:
+        i = self.valid[torch.randint(len(self.valid), (b,), generator=gen)]
+        ctx = torch.maximum(i[:, None] + torch.arange(-self.context + 1, 1)[None], self.start[i][:, None])
+        return {
+            "text_ids": self.text_ids[None].repeat(b, 1),
+            "ctx_latents": self.latents[ctx], "ctx_state": self.state[ctx],
+            "fut_latents": self.latents[i + 1][:, None], "fut_state": self.state[i + 1][:, None],
+            "actions": self.action[i][:, None],
+            "action_mask": self.action_mask[None].repeat(b, 1), "state_mask": self.state_mask[None].repeat(b, 1),
+            "domain": torch.full((b,), self.domain), "reward": self.reward[i],
+        }
+
+
+class _Objective(nn.Module):
+    """DDP needs the loss inside `forward`; this routes to the world model's two objectives."""
+
+    def __init__(self, model: WorldModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, kind: str, batch: dict, gen: torch.Generator):
+        # judge: the coverage of the frame the action led to, as a soft success/progress label
+        judge = self.model.judge_loss(batch["text_ids"], batch["fut_latents"][:, 0], batch["reward"])
+        if kind == "judge":
+            return {"loss": judge}
+        losses = self.model.flow_loss(batch, gen)
+        # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
+        return {**losses, "loss": losses["loss"] + judge, "judge": judge.detach()}
+
+
+def _dist() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / "losses.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(cfg: TrainConfig) -> WorldModel:
+    rank, world = _dist()
+    out = Path(cfg.out)
+    spec = load_spec(cfg.embodiment)
+    torch.manual_seed(cfg.seed)
+    state_path = out / STATE_FILE
+    resumed = state_path.is_file()
+    if resumed:
+        model = WorldModel.from_pretrained(out)
+        st = torch.load(state_path, weights_only=False)
+    else:
+        model = WorldModel(get_config(cfg.preset))
+        st = {"stage": "tokenizer", "step": 0}
+    normalizers = dataset_normalizers(cfg.dataset, spec)
+    model.metadata.update({
+        "embodiment": spec.name, "domain_id": spec.domain_id, "context": cfg.context,
+        "success_threshold": cfg.success_threshold, "train": asdict(cfg),
+        "normalizers": {k: n.to_dict() for k, n in normalizers.items()},
+    })
+    episodes = load_episodes(cfg.dataset)
+    camera = spec.cameras[0].key
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(stage: str, step: int, opt=None):
+        if rank != 0:
+            return
+        model.save_pretrained(out)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"stage": stage, "step": step, "optimizer": None if opt is None else opt.state_dict()}, tmp)
+        os.replace(tmp, state_path)  # atomic: a kill never leaves a half-written state
+
+    t0 = time.time()
+    if st["stage"] == "tokenizer":
+        frames = np.concatenate([resize_frames(e["frames"][camera], model.cfg.image_size) for e in episodes])
+        frames = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        losses = train_frame_autoencoder(model.frame_tokenizer, frames, steps=cfg.tokenizer_steps,
+                                         batch_size=cfg.tokenizer_batch, seed=cfg.seed,
+                                         progress=cfg.progress and rank == 0)
+        if rank == 0:
+            _log(out, {"stage": "tokenizer", "loss_first": losses[0], "loss_last": float(np.mean(losses[-50:])),
+                       "seconds": time.time() - t0})
+        st = {"stage": "world_model", "step": 0}
+        checkpoint("world_model", 0)
+    model.frame_tokenizer.requires_grad_(False)
+    data = LatentData(model, episodes, spec, normalizers, cfg.context, camera)
+    for stage, steps in (("world_model", cfg.steps), ("judge", cfg.judge_steps)):
+        if st["stage"] == "done" or (stage == "world_model" and st["stage"] == "judge"):
+            continue
+        if stage == "judge":  # last stage: only weights the generator never reads
+            model.requires_grad_(False)
+            model.judge_head.requires_grad_(True)
+            model.vision_in.requires_grad_(True)
+        params = [p for p in model.parameters() if p.requires_grad]
+        objective = _Objective(model)
+        if world > 1:
+            objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+        start = st["step"] if st["stage"] == stage else 0
+        if st["stage"] == stage and st.get("optimizer"):
+            opt.load_state_dict(st["optimizer"])
+        sched = warmup_cosine(opt, steps, start=start)
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + start)
+        kind = "flow" if stage == "world_model" else "judge"
+        bar = tqdm(range(start, steps), desc=stage, disable=not (cfg.progress and rank == 0), initial=start,
+                   total=steps)
+        for step in bar:
+            losses = objective(kind, data.batch(cfg.batch_size, gen), gen)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            if step % 10 == 0 and rank == 0:
+                _log(out, {"stage": stage, "step": step, **{k: float(v.detach()) for k, v in losses.items()},
+                           "seconds": time.time() - t0})
+                bar.set_postfix(loss=f"{losses['loss'].item():.4f}")
+            if (step + 1) % cfg.save_every == 0:
+                checkpoint(stage, step + 1, opt)
+        st = {"stage": "judge" if stage == "world_model" else "done", "step": 0}
+        checkpoint(st["stage"], 0)
+    if rank == 0:
+        state_path.unlink(missing_ok=True)  # finished: the directory is a plain checkpoint
+        _log(out, {"stage": "done", "seconds": time.time() - t0, "world_size": world})
+    if dist.is_initialized():
+        dist.barrier()
+    return model.eval()
