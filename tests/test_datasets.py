@@ -117,10 +117,12 @@ def test_resume_appends(pusht_dataset, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(pusht_dataset[0], root)
     env = PushTRealEnv(max_episode_steps=5)
-    collect(env, make_pusht_policy("random"), 5, LeRobotRecorder(root, env.embodiment), progress=False)
+    collect(env, make_pusht_policy("expert-noise0.2"), 5, LeRobotRecorder(root, env.embodiment), progress=False)
     meta = read_episode_meta(root)
     assert [m["seed"] for m in meta] == [0, 1, 2, 3, 4]  # seeds 0-2 were there: skipped, not duplicated
-    assert open_dataset(root).meta.total_episodes == 5
+    collect(env, make_pusht_policy("random"), 1, LeRobotRecorder(root, env.embodiment), progress=False)
+    assert [m["policy"] for m in read_episode_meta(root)][-1] == "random"  # another policy: its own seeds
+    assert open_dataset(root).meta.total_episodes == 6
 
 
 def test_droid_layout_round_trip_preserves_every_array(tmp_path):
@@ -205,7 +207,9 @@ def test_sigkill_mid_episode_keeps_finished_episodes(tmp_path, fmt):
         assert ds.meta.total_episodes == n and ds.meta.total_frames == 8 * n
         assert ds[8 * n - 1]["episode_index"].item() == n - 1
         env = PushTRealEnv(max_episode_steps=8)
-        collect(env, make_pusht_policy("random"), n + 1, LeRobotRecorder(out, env.embodiment), progress=False)
+        from cosmos3_robot.policies import RandomPolicy
+
+        collect(env, RandomPolicy(name="slow-random"), n + 1, LeRobotRecorder(out, env.embodiment), progress=False)
         assert open_dataset(out).meta.total_episodes == n + 1  # resumed and appended
     else:
         for ep in list_droid_episodes(out):

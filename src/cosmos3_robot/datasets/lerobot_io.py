@@ -151,6 +151,17 @@ def dataset_normalizers(root: str | Path, spec: EmbodimentSpec | str, clamp: flo
     return normalizers_from_stats(spec, json.loads(path.read_text()), clamp=clamp)
 
 
+def _decode_episode(ds, ep: int, key: str, timestamps: list[float]) -> np.ndarray:
+    """All frames of one episode's camera in one decoder pass -> (T, H, W, 3) uint8."""
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    start = ds.meta.episodes[ep][f"videos/{key}/from_timestamp"]
+    path = ds.root / ds.meta.get_video_file_path(ep, key)
+    frames = decode_video_frames(path, [start + t for t in timestamps], ds.tolerance_s)
+    frames = frames.reshape(len(timestamps), *frames.shape[-3:])  # (T, 3, H, W) float in [0, 1]
+    return (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
 def load_episodes(root: str | Path, repo_id: str = "local/cosmos3") -> list[dict]:
     """Every episode as in-memory arrays: frames per camera uint8 (T, H, W, 3), state, action,
     reward, success, task, plus the sidecar record. Decodes each video once (training input)."""
@@ -162,14 +173,11 @@ def load_episodes(root: str | Path, repo_id: str = "local/cosmos3") -> list[dict
     out = []
     for ep in range(ds.meta.total_episodes):
         idx = np.nonzero(episode_index == ep)[0]
-        frames = {c: [] for c in cams}
-        for i in idx:
-            item = ds[int(i)]
-            for c in cams:
-                frames[c].append((item[c].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        timestamps = [float(t) for t in np.asarray(hf[idx]["timestamp"])]
+        frames = {c: _decode_episode(ds, ep, c, timestamps) for c in cams}
         rows = hf[idx]
         out.append({
-            "frames": {c: np.stack(v) for c, v in frames.items()},
+            "frames": frames,
             "state": np.asarray(rows["observation.state"], dtype=np.float32) if "observation.state" in rows else None,
             "action": np.asarray(rows["action"], dtype=np.float32),
             "reward": np.asarray(rows["next.reward"], dtype=np.float32).reshape(-1),

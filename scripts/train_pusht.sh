@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Reproduce the shipped learned PushT simulator: collect data from the real gym-pusht with every
+# graded policy, train the `small` world model on CPU, export a float16 copy into the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+DATA=${DATA:-outputs/pusht_train}
+RUN=${RUN:-outputs/pusht_small_run}
+i=0
+for p in expert expert-noise0.1 expert-lag2 expert-noise0.2 expert-slow expert-noise0.4 expert-noise0.8 random; do
+  .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$DATA"
+  i=$((i + 1))
+done
+.venv/bin/cosmos3-robot train --dataset "$DATA" --out "$RUN" --preset small \
+  --tokenizer-steps "${TOKENIZER_STEPS:-1000}" --steps "${STEPS:-2500}" --judge-steps "${JUDGE_STEPS:-200}"
+.venv/bin/python - "$RUN" <<'PY'
+import sys, torch
+from cosmos3_robot.model import WorldModel
+WorldModel.from_pretrained(sys.argv[1]).save_pretrained("src/cosmos3_robot/checkpoints/pusht_small", dtype=torch.float16)
+PY

@@ -1,0 +1,16 @@
+"""Rerun logging: rollouts and dataset episodes with cameras, actions, paths and calibrated frustums."""
+
+from .rerun_log import (
+    RolloutLog,
+    blueprint,
+    end_effector_path,
+    episode_log,
+    log_rollout,
+    open_recording,
+    pusht_world,
+    save_rollout,
+    spec_calibrations,
+)
+
+__all__ = ["RolloutLog", "blueprint", "end_effector_path", "episode_log", "log_rollout", "open_recording",
+           "pusht_world", "save_rollout", "spec_calibrations"]

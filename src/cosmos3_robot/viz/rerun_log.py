@@ -1,0 +1,176 @@
+"""Rerun logging of rollouts and dataset episodes.
+
+Layout (entity paths):
+  cameras/<cam>/real, cameras/<cam>/predicted, cameras/<cam>/abs_diff   JPEG `EncodedImage`s
+  cameras/<cam>/real/ee_path                                          end-effector path projected (2-D)
+  actions/<field>/<dim>, state/<field>/<dim>, success_probability    scalar series (bulk `send_columns`)
+  world/ee_path (LineStrips3D), world/ee (Points3D)                   end-effector in 3-D
+  world/cameras/<cam> (Transform3D + Pinhole), .../image              calibrated frustums with the frame
+Timelines: `step` (control step) and `time` (seconds at the spec's control rate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rerun as rr
+import rerun.blueprint as rrb
+
+from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
+
+
+@dataclass
+class RolloutLog:
+    """What one rollout (or dataset episode) shows: per-camera frames (T, H, W, 3) uint8, actions
+    (T, D), states (T, S), optional success probabilities (T,) and end-effector path (T, 3)."""
+
+    spec: EmbodimentSpec
+    real: dict[str, np.ndarray] = field(default_factory=dict)
+    predicted: dict[str, np.ndarray] = field(default_factory=dict)
+    actions: np.ndarray | None = None
+    states: np.ndarray | None = None
+    success_prob: np.ndarray | None = None
+    ee_path: np.ndarray | None = None
+    calibrations: dict[str, CameraCalibration] = field(default_factory=dict)
+    name: str = "rollout"
+
+    def __len__(self) -> int:
+        for arr in (*self.real.values(), *self.predicted.values(), self.actions, self.states):
+            if arr is not None:
+                return len(arr)
+        return 0
+
+
+def pusht_world(points_xy: np.ndarray) -> np.ndarray:
+    """PushT workspace units (y down) -> world meters on the table plane: X = x/1000, Y = -y/1000, Z = 0."""
+    p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    return np.column_stack([p[:, 0] / 1000.0, -p[:, 1] / 1000.0, np.zeros(len(p))])
+
+
+def end_effector_path(spec: EmbodimentSpec, states: np.ndarray | None) -> np.ndarray | None:
+    """World-frame end-effector positions from the state, where the embodiment has one."""
+    if states is None or not len(states):
+        return None
+    sl = spec.state.slices()
+    if spec.name == "pusht":
+        return pusht_world(states[:, sl["agent_pos"]])
+    if "cartesian_position" in sl:  # DROID: base-frame xyz, meters
+        return np.asarray(states[:, sl["cartesian_position"]][:, :3], dtype=np.float64)
+    return None
+
+
+def spec_calibrations(spec: EmbodimentSpec) -> dict[str, CameraCalibration]:
+    return {c.name: CameraCalibration.from_dict({**c.calibration, "name": c.name})
+            for c in spec.cameras if c.calibration}
+
+
+def _jpeg(image: np.ndarray, quality: int) -> rr.EncodedImage:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return rr.EncodedImage(contents=buf.tobytes(), media_type="image/jpeg")
+
+
+def blueprint(log: RolloutLog) -> rrb.Blueprint:
+    cams = sorted({*log.real, *log.predicted})
+    views = []
+    for cam in cams:
+        for kind in ("real", "predicted", "abs_diff"):
+            if kind == "abs_diff" and not (cam in log.real and cam in log.predicted):
+                continue
+            if cam in (log.real if kind == "real" else log.predicted if kind == "predicted" else log.real):
+                views.append(rrb.Spatial2DView(origin=f"cameras/{cam}/{kind}", name=f"{cam} {kind}"))
+    series = [rrb.TimeSeriesView(origin="actions", name="actions")]
+    if log.states is not None:
+        series.append(rrb.TimeSeriesView(origin="state", name="state"))
+    if log.success_prob is not None:
+        series.append(rrb.TimeSeriesView(origin="success_probability", name="success probability"))
+    return rrb.Blueprint(rrb.Horizontal(
+        rrb.Grid(*views, grid_columns=3 if len(views) >= 3 else len(views) or 1),
+        rrb.Vertical(*series),
+        rrb.Spatial3DView(origin="world", name="3-D: end effector and cameras"),
+        column_shares=[3, 2, 2],
+    ))
+
+
+def _scalar_columns(rec, prefix: str, names: tuple[str, ...], values: np.ndarray, steps: np.ndarray, fps: float):
+    """One entity per dimension, all rows in one `send_columns` call each (bulk, not per step)."""
+    for j, name in enumerate(names):
+        rr.send_columns(f"{prefix}/{name.replace('.', '/')}",
+                        indexes=[rr.TimeColumn("step", sequence=steps), rr.TimeColumn("time", duration=steps / fps)],
+                        columns=rr.Scalars.columns(scalars=values[:, j].astype(np.float64)), recording=rec)
+
+
+def log_rollout(log: RolloutLog, rec: rr.RecordingStream, jpeg_quality: int = 85) -> None:
+    """Log a rollout into an open recording (see module docstring for the layout)."""
+    spec, T = log.spec, len(log)
+    steps = np.arange(T)
+    fps = spec.control_hz
+    rec.send_blueprint(blueprint(log))
+    rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
+    calibs = log.calibrations or spec_calibrations(spec)
+    ee = log.ee_path if log.ee_path is not None else end_effector_path(spec, log.states)
+    for cam, calib in calibs.items():
+        c2w = calib.camera_to_world
+        rec.log(f"world/cameras/{cam}", rr.Transform3D(translation=c2w[:3, 3], mat3x3=c2w[:3, :3]), static=True)
+        rec.log(f"world/cameras/{cam}", rr.Pinhole(image_from_camera=calib.K, resolution=[calib.width, calib.height],
+                                                  camera_xyz=rr.ViewCoordinates.RDF), static=True)
+    if ee is not None:
+        rec.log("world/ee_path", rr.LineStrips3D([ee]), static=True)
+    projected = {cam: calib.project(ee) for cam, calib in calibs.items()} if ee is not None else {}
+    for t in range(T):
+        rec.set_time("step", sequence=t)
+        rec.set_time("time", duration=t / fps)
+        for cam, frames in log.real.items():
+            rec.log(f"cameras/{cam}/real", _jpeg(frames[t], jpeg_quality))
+            if cam in calibs:
+                rec.log(f"world/cameras/{cam}/image", _jpeg(frames[t], jpeg_quality))
+            if cam in projected:
+                rec.log(f"cameras/{cam}/real/ee_path", rr.Points2D(projected[cam][: t + 1], radii=0.6))
+        for cam, frames in log.predicted.items():
+            rec.log(f"cameras/{cam}/predicted", _jpeg(frames[t], jpeg_quality))
+            if cam in log.real:
+                diff = np.abs(frames[t].astype(np.int16) - log.real[cam][t].astype(np.int16)).astype(np.uint8)
+                rec.log(f"cameras/{cam}/abs_diff", _jpeg(diff, jpeg_quality))
+        if ee is not None:
+            rec.log("world/ee", rr.Points3D(ee[t : t + 1], radii=0.01))
+    if log.actions is not None:
+        _scalar_columns(rec, "actions", spec.action.dim_names, np.asarray(log.actions), steps, fps)
+    if log.states is not None and spec.state.dims:
+        _scalar_columns(rec, "state", spec.state.dim_names, np.asarray(log.states), steps, fps)
+    if log.success_prob is not None:
+        _scalar_columns(rec, "success_probability", ("p",), np.asarray(log.success_prob)[:, None], steps, fps)
+
+
+def open_recording(name: str, rrd: str | Path | None = None, spawn: bool = False, serve: bool = False
+                   ) -> rr.RecordingStream:
+    """A recording saved to `rrd` (the default, headless), or sent to a spawned / served viewer."""
+    rec = rr.RecordingStream("cosmos3_robot", recording_id=name)
+    if spawn:
+        rec.spawn()
+    elif serve:
+        rec.serve_grpc()
+    else:
+        Path(rrd).parent.mkdir(parents=True, exist_ok=True)
+        rec.save(str(rrd))
+    return rec
+
+
+def save_rollout(log: RolloutLog, rrd: str | Path, jpeg_quality: int = 85) -> Path:
+    rec = open_recording(log.name, rrd)
+    log_rollout(log, rec, jpeg_quality)
+    rec.flush()
+    rec.disconnect()
+    return Path(rrd)
+
+
+def episode_log(episode: dict, spec: EmbodimentSpec | str, name: str = "episode") -> RolloutLog:
+    """A LeRobot (`load_episodes`) or DROID-layout (`read_droid_episode`) episode as a RolloutLog."""
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    frames = {k.removeprefix("observation.images."): v for k, v in episode["frames"].items()}
+    return RolloutLog(spec=spec, real=frames, actions=episode.get("action"), states=episode.get("state"),
+                      calibrations=episode.get("calibrations") or {}, name=name)
