@@ -118,6 +118,77 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sink(args) -> dict:
+    return {"spawn": args.spawn, "serve": args.serve}
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .datasets import list_droid_episodes, load_episodes, read_droid_episode, read_episode_meta
+    from .viz import episode_log, log_rollout, open_recording
+
+    root = Path(args.dataset)
+    if (root / "meta" / "info.json").is_file():
+        episodes = load_episodes(root)
+        if not 0 <= args.episode < len(episodes):
+            raise ValueError(f"--episode {args.episode} is out of range: the dataset has {len(episodes)} episodes")
+        ep = episodes[args.episode]
+        spec = read_episode_meta(root)[args.episode].get("env") or "pusht"
+    else:
+        paths = list_droid_episodes(root)
+        if not 0 <= args.episode < len(paths):
+            raise ValueError(f"--episode {args.episode} is out of range: {len(paths)} DROID-layout episodes in {root}")
+        ep = read_droid_episode(paths[args.episode])
+        spec = ep["metadata"]["embodiment"]
+    rrd = args.rrd or f"{root.name}_episode{args.episode}.rrd"
+    log = episode_log(ep, spec, name=f"{root.name}/episode_{args.episode}")
+    rec = open_recording(log.name, rrd, **_sink(args))
+    log_rollout(log, rec)
+    rec.flush()
+    print(f"logged episode {args.episode} of {root} ({len(log)} steps)" + ("" if args.spawn or args.serve else f" to {rrd}"))
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from .envs import WorldModelEnv, make_real_env
+    from .eval import paired_rollout, record
+    from .viz import RolloutLog, log_rollout, open_recording
+
+    policy = make_policy(args.env, args.policy, args.seed)
+    learned = WorldModelEnv(args.checkpoint, max_episode_steps=args.max_steps) if args.sim != "real" else None
+    real = make_real_env(args.env, max_episode_steps=args.max_steps) if args.sim != "learned" else None
+    spec = (real or learned).embodiment
+    cam = spec.cameras[0].name
+    if args.sim == "both":
+        res = paired_rollout(real, learned, policy, args.seed)
+        n = res["steps"]
+        log = RolloutLog(spec=spec, real={cam: res["real"]["frames"][:n]}, predicted={cam: res["learned"]["frames"][:n]},
+                         actions=res["real"]["actions"][:n], states=res["real"]["states"][:n],
+                         success_prob=res["learned"]["rewards"][:n], name=f"{args.policy}-seed{args.seed}")
+        summary = (f"real success {res['real']['success']} in {res['real']['length']} steps, learned success "
+                   f"{res['learned']['success']} in {res['learned']['length']}; mean frame PSNR {res['psnr'].mean():.1f} dB")
+    else:
+        env = real or learned
+        ep = record(env, policy, args.seed)
+        frames = {cam: ep["frames"]}
+        log = RolloutLog(spec=spec, real=frames if real else {}, predicted={} if real else frames,
+                         actions=ep["actions"], states=ep["states"],
+                         success_prob=None if real else ep["rewards"], name=f"{args.policy}-seed{args.seed}")
+        summary = f"{args.sim} success {ep['success']} in {ep['length']} steps"
+    rec = open_recording(log.name, args.rrd, **_sink(args))
+    log_rollout(log, rec)
+    rec.flush()
+    print(summary + ("" if args.spawn or args.serve else f"; wrote {args.rrd}"))
+    return 0
+
+
+def _add_sinks(p):
+    p.add_argument("--rrd", default=None, help="write a .rrd file (default)")
+    p.add_argument("--spawn", action="store_true", help="spawn a local Rerun viewer instead")
+    p.add_argument("--serve", action="store_true", help="serve the Rerun web viewer instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("view", help="log a LeRobot or DROID-layout episode to Rerun")
+    p.add_argument("dataset")
+    p.add_argument("--episode", type=int, default=0)
+    _add_sinks(p)
+    p.set_defaults(func=cmd_view)
+    p = sub.add_parser("rollout", help="run and log a closed-loop rollout (real, learned, or both)")
+    p.add_argument("--env", default="pusht", choices=["pusht"])
+    p.add_argument("--policy", default="expert")
+    p.add_argument("--sim", default="both", choices=["real", "learned", "both"])
+    p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=300)
+    _add_sinks(p)
+    p.set_defaults(func=cmd_rollout, rrd="rollout.rrd")
     p = sub.add_parser("convert-droid", help="convert DROID-layout episodes into a LeRobot dataset")
     p.add_argument("src")
     p.add_argument("--out", required=True)
