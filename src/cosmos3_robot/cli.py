@@ -55,13 +55,71 @@ def cmd_embodiments(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print("cosmos3-robot: embodiment specs shipped with this package\n")
-    print(format_table(embodiment_rows()))
-    print(
-        "\nComing next: the learned PushT simulator (a Cosmos-3-style world model trained on gym-pusht"
-        " data), a closed-loop rollout next to the real simulator, an .rrd for Rerun and the"
-        " evaluation table. Until then, `cosmos3-robot embodiments NAME` shows one spec in full."
-    )
+    """The main job: the expert in the learned and the real PushT simulator from the same seed,
+    per-step agreement, an .rrd of both, and a small learned-vs-real evaluation table."""
+    from .envs import PushTRealEnv, WorldModelEnv, load_world_model
+    from .eval import paired_rollout
+    from .eval.policy_eval import evaluate, write_report
+    from .viz import RolloutLog, save_rollout
+
+    model = load_world_model(args.checkpoint)
+    print(f"learned simulator: {args.checkpoint or 'shipped pusht_small checkpoint'} "
+          f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
+    real, learned = PushTRealEnv(max_episode_steps=args.max_steps), WorldModelEnv(model, max_episode_steps=args.max_steps)
+    res = paired_rollout(real, learned, make_policy("pusht", "expert", args.seed), args.seed)
+    print(f"\nexpert, seed {args.seed}: closed loop in both simulators (same first frame)")
+    print("| step | frame PSNR real vs learned (dB) | agent position error (px) | learned success prob |")
+    print("|---|---|---|---|")
+    for t in range(0, res["steps"], max(1, res["steps"] // 10)):
+        prob = res["learned"]["rewards"][t - 1] if t else 0.0
+        print(f"| {t} | {min(res['psnr'][t], 99):.1f} | {res['state_error'][t]:.1f} | {prob:.2f} |")
+    print(f"final: real success {res['real']['success']} after {res['real']['length']} steps;"
+          f" learned success {res['learned']['success']} after {res['learned']['length']} steps")
+    n = res["steps"]
+    log = RolloutLog(spec=real.embodiment, real={"top": res["real"]["frames"][:n]},
+                     predicted={"top": res["learned"]["frames"][:n]}, actions=res["real"]["actions"][:n],
+                     states=res["real"]["states"][:n], success_prob=res["learned"]["rewards"][:n], name="demo")
+    save_rollout(log, args.rrd)
+    print(f"wrote {args.rrd} (open with `rerun {args.rrd}`)")
+    policies = ["expert", "expert-noise0.4", "random"]
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    report = evaluate(policies, lambda name, seed: make_policy("pusht", name, seed), seeds, model=model,
+                      real_env=PushTRealEnv(max_episode_steps=args.max_steps), max_steps=args.max_steps,
+                      progress=False, n_boot=200)
+    paths = write_report(report, args.out)
+    print(f"\nevaluation: {len(policies)} policies x {len(seeds)} seeds, {args.max_steps} steps max")
+    print(paths["markdown"].read_text())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .envs import load_world_model, make_real_env
+    from .eval.policy_eval import evaluate, write_report
+
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    real = make_real_env(args.real, max_episode_steps=args.max_steps) if args.real else None
+    report = evaluate(policies, lambda name, seed: make_policy("pusht", name, seed), seeds,
+                      model=load_world_model(args.checkpoint), real_env=real, max_steps=args.max_steps)
+    paths = write_report(report, args.out)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_eval_fidelity(args: argparse.Namespace) -> int:
+    from .envs import PushTRealEnv, WorldModelEnv
+    from .eval.fidelity import fidelity_table, open_loop, record_with_states
+
+    horizons = tuple(int(h) for h in args.horizons.split(","))
+    real = PushTRealEnv(max_episode_steps=10_000, success_threshold=1.01)
+    episodes = [record_with_states(real, make_policy("pusht", args.policy, s), s, args.steps)
+                for s in range(args.seed, args.seed + args.episodes)]
+    learned = WorldModelEnv(args.checkpoint, max_episode_steps=10_000, success_threshold=1.01)
+    result = open_loop(learned, real, episodes, horizons, args.starts)
+    print(f"open-loop fidelity on {args.episodes} held-out {args.policy} episodes (seeds {args.seed}..), "
+          f"{args.starts} start frames each")
+    print(fidelity_table(result))
     return 0
 
 
@@ -193,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
+    p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=120)
+    p.add_argument("--episodes", type=int, default=4, help="seeds per policy in the evaluation table")
+    p.add_argument("--rrd", default="outputs/demo.rrd")
+    p.add_argument("--out", default="outputs/demo_eval")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("embodiments", help="table of all embodiment specs, or one spec in full")
     p.add_argument("name", nargs="?", help="one embodiment to show in full")
@@ -221,6 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")
+    p.add_argument("--policies", default="expert,expert-noise0.2,expert-noise0.4,random")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--real", default=None, choices=["pusht"], help="also run the real simulator")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--out", default="outputs/eval")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("eval-fidelity", help="open-loop PSNR/SSIM of the learned simulator on held-out episodes")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--policy", default="expert-noise0.2")
+    p.add_argument("--episodes", type=int, default=4)
+    p.add_argument("--seed", type=int, default=5000, help="first held-out seed (training used 1000-1719)")
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--starts", type=int, default=3)
+    p.add_argument("--horizons", default="1,4,16,32")
+    p.set_defaults(func=cmd_eval_fidelity)
     p = sub.add_parser("view", help="log a LeRobot or DROID-layout episode to Rerun")
     p.add_argument("dataset")
     p.add_argument("--episode", type=int, default=0)

@@ -1,0 +1,121 @@
+"""Evaluate policies in the learned simulator and, optionally, the real one from identical initial
+states (episode k of every policy starts from seed `seed0 + k` in both), then compare rankings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .metrics import bootstrap_ci
+from .rollout import rollout
+
+
+def run_learned(make_policy, name: str, seeds: list[int], model, max_steps: int, batch: int = 50) -> dict:
+    """All seeds in batches through the native vector env: one model call per step per batch."""
+    from ..envs import WorldModelVectorEnv
+
+    success, ret, length = [], [], []
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start : start + batch]
+        venv = WorldModelVectorEnv(len(chunk), model, max_episode_steps=max_steps)
+        obs, _ = venv.reset(seed=chunk)
+        policies = [make_policy(name, seed=s) for s in chunk]
+        for p, s in zip(policies, chunk):
+            p.reset(s)
+        n = len(chunk)
+        done, succ, r_sum, steps = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, int)
+        hold = np.asarray(obs["observation.state"])
+        while not done.all():
+            actions = np.stack([policies[i].select_action({k: v[i] for k, v in obs.items()}) if not done[i]
+                                else hold[i] for i in range(n)])
+            obs, r, term, trunc, _ = venv.step(actions)
+            live = ~done
+            r_sum[live] += r[live]
+            steps[live] += 1
+            succ |= live & term
+            done |= live & (term | trunc)
+            hold = np.asarray(obs["observation.state"])
+        venv.close()
+        success += succ.tolist()
+        ret += r_sum.tolist()
+        length += steps.tolist()
+    return {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float)}
+
+
+def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
+    success, ret, length = [], [], []
+    for s in seeds:
+        res = rollout(env, make_policy(name, seed=s), seed=s)
+        success.append(float(res["success"]))
+        ret.append(res["return"])
+        length.append(res["length"])
+    return {"success": np.array(success), "return": np.array(ret), "length": np.array(length, float)}
+
+
+def evaluate(policies: list[str], make_policy, seeds: list[int], model=None, real_env=None, max_steps: int = 300,
+             progress: bool = True, n_boot: int = 1000) -> dict:
+    learned, real = {}, {}
+    for name in tqdm(policies, desc="policies", disable=not progress):
+        if model is not None:
+            learned[name] = run_learned(make_policy, name, seeds, model, max_steps)
+        if real_env is not None:
+            real[name] = run_real(make_policy, name, seeds, real_env)
+    report = {"seeds": seeds, "policies": {}, "metrics": {}}
+    for name in policies:
+        row = {}
+        for where, res in (("learned", learned), ("real", real)):
+            if name in res:
+                row[where] = {k: float(v.mean()) for k, v in res[name].items()}
+                row[where]["episodes"] = [float(x) for x in res[name]["success"]]
+        report["policies"][name] = row
+    if learned and real and len(policies) >= 2:
+        for metric in ("pearson", "spearman", "mmrv"):
+            value, lo, hi = bootstrap_ci([learned[p]["success"] for p in policies],
+                                         [real[p]["success"] for p in policies], metric, n_boot=n_boot)
+            report["metrics"][metric] = {"value": value, "ci95": [lo, hi]}
+    return report
+
+
+def write_report(report: dict, out: str | Path) -> dict[str, Path]:
+    """Markdown table, JSON, and a learned-vs-real success scatter (PNG) in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| policy | learned success | learned return | learned length | real success | real return | real length |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in report["policies"].items():
+        cells = []
+        for where in ("learned", "real"):
+            r = row.get(where)
+            cells += ["-"] * 3 if r is None else [f"{r['success']:.2f}", f"{r['return']:.1f}", f"{r['length']:.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if report["metrics"]:
+        lines += ["", "| metric | value | 95% CI (bootstrap over episodes) |", "|---|---|---|"]
+        for m, v in report["metrics"].items():
+            lines.append(f"| {m} | {v['value']:.3f} | [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] |")
+    paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
+    paths["markdown"].write_text("\n".join(lines) + "\n")
+    paths["json"].write_text(json.dumps(report, indent=2))
+    rows = [(n, r["learned"]["success"], r["real"]["success"]) for n, r in report["policies"].items()
+            if "learned" in r and "real" in r]
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="y = x")
+        for name, lr, rr in rows:
+            ax.scatter(rr, lr)
+            ax.annotate(name, (rr, lr), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="real success rate", ylabel="learned-simulator success rate", xlim=(-0.05, 1.05),
+               ylim=(-0.05, 1.05), title="policy success: learned vs real")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        paths["plot"] = out / "eval_scatter.png"
+        fig.savefig(paths["plot"], dpi=120)
+        plt.close(fig)
+    return paths

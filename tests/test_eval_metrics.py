@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from cosmos3_robot.eval.metrics import bootstrap_ci, mmrv, pearson, spearman
+
+
+def test_pearson_and_spearman_match_hand_values():
+    x, y = [1, 2, 3, 4], [2, 4, 5, 9]
+    # by hand: mean x 2.5, mean y 5; cov = (-1.5*-3 + -0.5*-1 + 0.5*0 + 1.5*4)/n = 11/4; sd x = sqrt(5/4), sd y = sqrt(26/4)
+    assert pearson(x, y) == pytest.approx(11 / np.sqrt(5 * 26))
+    assert spearman(x, y) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # ties get average ranks: x ranks [1, 2.5, 2.5, 4]
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1])
+    assert np.isnan(pearson([1, 1, 1], [1, 2, 3]))
+
+
+def test_mmrv_worked_example():
+    real = [0.9, 0.6, 0.2]
+    assert mmrv([0.8, 0.5, 0.1], real) == 0.0  # same order, different values: no violation
+    # learned swaps policies 0 and 1: violation |0.9 - 0.6| = 0.3 for both, none for policy 2
+    assert mmrv([0.5, 0.8, 0.1], real) == pytest.approx((0.3 + 0.3 + 0.0) / 3)
+    # learned puts policy 2 on top: i=0 worst 0.7 (vs 2), i=1 worst 0.4 (vs 2), i=2 worst 0.7 (vs 0)
+    assert mmrv([0.5, 0.4, 0.9], real) == pytest.approx((0.7 + 0.4 + 0.7) / 3)
+
+
+def test_mmrv_ties():
+    assert mmrv([0.5, 0.5], [0.9, 0.1]) == pytest.approx(0.8)  # learned cannot separate them
+    assert mmrv([0.2, 0.7], [0.4, 0.4]) == 0.0  # real tie: any learned order is fine
+
+
+def test_bootstrap_interval_contains_value_and_is_seeded():
+    rng = np.random.default_rng(0)
+    real = [rng.random(50) < p for p in (0.9, 0.6, 0.3, 0.1)]
+    learned = [rng.random(50) < p for p in (0.8, 0.65, 0.25, 0.05)]
+    v, lo, hi = bootstrap_ci(learned, real, "spearman", n_boot=300)
+    assert lo <= v <= hi and hi <= 1.0
+    assert bootstrap_ci(learned, real, "spearman", n_boot=300) == (v, lo, hi)
+    v, lo, hi = bootstrap_ci(learned, real, "mmrv", n_boot=300)
+    assert 0.0 <= lo <= v + 1e-9 and hi >= v - 1e-9
