@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from cosmos3_robot.cli import embodiment_rows, main
 from cosmos3_robot.embodiments import list_embodiments, load_spec
 
@@ -31,8 +33,38 @@ def test_unknown_embodiment_exit_code(capsys):
     assert "unknown embodiment 'franka'" in capsys.readouterr().err
 
 
-def test_console_script_demo_runs():
-    exe = [sys.executable, "-m", "cosmos3_robot.cli", "demo"]
-    res = subprocess.run(exe, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert "pusht" in res.stdout and "egocentric" in res.stdout
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    import numpy as np
+    import torch
+
+    from cosmos3_robot.embodiments import Normalizer
+    from cosmos3_robot.model import WorldModel, get_config
+
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny"))
+    samples = np.random.default_rng(0).uniform(0, 512, size=(100, 2))
+    model.metadata = {"embodiment": "pusht", "context": 2, "success_threshold": 0.9, "normalizers": {
+        k: Normalizer.fit(samples, "min_max", feature=k).to_dict() for k in ("action", "observation.state")}}
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model.save_pretrained(path)
+    return path
+
+
+def test_console_script_demo_runs(tiny_checkpoint, tmp_path):
+    exe = [sys.executable, "-m", "cosmos3_robot.cli", "demo", "--checkpoint", str(tiny_checkpoint), "--max-steps", "4",
+           "--episodes", "1", "--rrd", str(tmp_path / "demo.rrd"), "--out", str(tmp_path / "eval")]
+    res = subprocess.run(exe, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "final: real success" in res.stdout and "| expert |" in res.stdout and "spearman" in res.stdout
+    assert (tmp_path / "demo.rrd").stat().st_size > 0 and (tmp_path / "eval" / "eval.json").is_file()
+
+
+def test_rollout_and_view_commands(tiny_checkpoint, tmp_path, capsys):
+    assert main(["rollout", "--sim", "both", "--checkpoint", str(tiny_checkpoint), "--max-steps", "3",
+                 "--rrd", str(tmp_path / "r.rrd")]) == 0
+    assert "mean frame PSNR" in capsys.readouterr().out and (tmp_path / "r.rrd").is_file()
+    assert main(["collect", "--format", "droid", "--episodes", "1", "--max-steps", "3", "--out",
+                 str(tmp_path / "d")]) == 0
+    assert main(["view", str(tmp_path / "d"), "--episode", "0", "--rrd", str(tmp_path / "v.rrd")]) == 0
+    assert main(["view", str(tmp_path / "d"), "--episode", "5"]) == 2

@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 250
     success_threshold: float = 0.90  # PushT coverage counted as success (the env's default)
+    init: str | None = None  # start from this checkpoint's weights (tokenizer kept, its stage skipped)
     progress: bool = True
 
 
@@ -133,6 +134,9 @@ def train(cfg: TrainConfig) -> WorldModel:
     if resumed:
         model = WorldModel.from_pretrained(out)
         st = torch.load(state_path, weights_only=False)
+    elif cfg.init:
+        model = WorldModel.from_pretrained(cfg.init)
+        st = {"stage": "world_model", "step": 0}
     else:
         model = WorldModel(get_config(cfg.preset))
         st = {"stage": "tokenizer", "step": 0}
