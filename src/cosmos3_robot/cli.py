@@ -170,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(dataset=args.dataset, out=args.out, embodiment=args.embodiment, preset=args.preset,
                       steps=args.steps, tokenizer_steps=args.tokenizer_steps, judge_steps=args.judge_steps,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
-                      context=args.context, init=args.init)
+                      context=args.context, init=args.init, residual_frames=args.residual_frames or None)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--context", type=int, default=2)
     p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--residual-frames", action="store_true", help="generate frames as a change from the last one")
     p.add_argument("--init", default=None, help="continue from this checkpoint's weights (skips the tokenizer)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)

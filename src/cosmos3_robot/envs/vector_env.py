@@ -45,7 +45,8 @@ class WorldModelVectorEnv(VectorEnv):
         self._steps[i], self._needs_reset[i] = 0, False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        super().reset(seed=seed if isinstance(seed, int) else None)
+        # a list of per-env seeds seeds the sampler with its first entry, so it is reproducible too
+        super().reset(seed=seed if isinstance(seed, int) or seed is None else int(seed[0]))
         n, C = self.num_envs, self.dynamics.context
         if seed is None:
             seeds = [int(s) for s in self.np_random.integers(2**31, size=n)]

@@ -36,6 +36,7 @@ class ModelConfig:
     action_loss_weight: float = 10.0  # Cosmos 3 weights the action loss by 10
     time_shift: float = 1.0  # logit-normal time sampling, shifted toward noise when > 1
     sample_steps: int = 4  # Euler steps at inference (Cosmos' DROID policy serves with 4)
+    residual_frames: bool = False  # generate future latents as a change from the last context frame
 
     @property
     def downsample(self) -> int:

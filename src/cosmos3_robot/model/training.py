@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ class TrainConfig:
     save_every: int = 250
     success_threshold: float = 0.90  # PushT coverage counted as success (the env's default)
     init: str | None = None  # start from this checkpoint's weights (tokenizer kept, its stage skipped)
+    residual_frames: bool | None = None  # override the preset's ModelConfig.residual_frames
     progress: bool = True
 
 
@@ -137,8 +138,11 @@ def train(cfg: TrainConfig) -> WorldModel:
     elif cfg.init:
         model = WorldModel.from_pretrained(cfg.init)
         st = {"stage": "world_model", "step": 0}
+        if cfg.residual_frames is not None:
+            model.cfg = replace(model.cfg, residual_frames=cfg.residual_frames)
     else:
-        model = WorldModel(get_config(cfg.preset))
+        overrides = {} if cfg.residual_frames is None else {"residual_frames": cfg.residual_frames}
+        model = WorldModel(get_config(cfg.preset, **overrides))
         st = {"stage": "tokenizer", "step": 0}
     normalizers = dataset_normalizers(cfg.dataset, spec)
     model.metadata.update({

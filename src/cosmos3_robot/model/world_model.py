@@ -43,6 +43,7 @@ class PrefixCache:
     n_text: int
     n_context: int
     domain: torch.Tensor
+    last_latents: torch.Tensor  # (b, 1, v, c, h, w): the base of residual frame generation
 
 
 def attention_mask(n_text: int, n_context: int, n_future: int, step_tokens: int) -> torch.Tensor:
@@ -197,6 +198,8 @@ class WorldModel(nn.Module):
         `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
         state_mask, domain."""
         fut, act = batch["fut_latents"], batch["actions"]
+        if self.cfg.residual_frames:  # learn the change from the last context frame
+            fut = fut - batch["ctx_latents"][:, -1:]
         b, dev = fut.shape[0], fut.device
         mode = torch.multinomial(torch.tensor(mode_probs, dtype=torch.float), b, replacement=True, generator=generator).to(dev)
         t_f = sample_time(b, self.cfg.time_shift, generator).to(dev)
@@ -235,7 +238,7 @@ class WorldModel(nn.Module):
         positions = torch.cat([text_positions(n_text), self._positions(n_text, 0, C, v)], dim=1)
         mask = attention_mask(n_text, C, 0, v * self.cfg.tokens_per_frame + 1).to(x.device)
         _, kv = self._run(x, n_text, positions, mask)
-        return PrefixCache(kv, n_text, C, domain)
+        return PrefixCache(kv, n_text, C, domain, ctx_latents[:, -1:])
 
     @torch.no_grad()
     def extend_prefix(self, cache: PrefixCache, new_latents, new_state) -> PrefixCache:
@@ -249,7 +252,7 @@ class WorldModel(nn.Module):
         mask = torch.cat([torch.ones(len(own), past_len, dtype=torch.bool), own[None, :] <= own[:, None]], dim=1)
         _, kv = self._run(x, 0, positions, mask.to(x.device), past=cache.kv)
         merged = [(torch.cat([pk, k], 2), torch.cat([pv, v_], 2)) for (pk, pv), (k, v_) in zip(cache.kv, kv)]
-        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain)
+        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, new_latents[:, -1:])
 
     def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
         """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
@@ -275,7 +278,8 @@ class WorldModel(nn.Module):
 
         a_mask, s_mask = action_mask[:, None].float(), state_mask[:, None].float()
         gen_frames, gen_actions = fut_latents is None, actions is None
-        x_f = noise(b, n_future, n_views, c, g, g) if gen_frames else fut_latents
+        base = cache.last_latents if cfg.residual_frames else torch.zeros((), device=dev)
+        x_f = noise(b, n_future, n_views, c, g, g) if gen_frames else fut_latents - base
         x_s = noise(b, n_future, cfg.state_dim) * s_mask if gen_frames else fut_state * s_mask
         x_a = noise(b, n_future, cfg.action_dim) * a_mask if gen_actions else actions * a_mask
         times = euler_schedule(cfg.sample_steps if steps is None else steps, cfg.time_shift)
@@ -288,7 +292,7 @@ class WorldModel(nn.Module):
                 x_f, x_s = x_f + dt * v["frames"], (x_s + dt * v["state"]) * s_mask
             if gen_actions:
                 x_a = (x_a + dt * v["actions"]) * a_mask
-        return {"frames": x_f, "state": x_s, "actions": x_a}
+        return {"frames": x_f + base, "state": x_s, "actions": x_a}
 
     # ------------------------------------------------------------------ reasoner: judge and text
 
