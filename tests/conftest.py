@@ -9,3 +9,25 @@ import torch  # noqa: E402
 # Tiny models run batch-1 steps: one thread avoids oversubscription when other processes share
 # the 2 CPU cores, and keeps timings steady.
 torch.set_num_threads(1)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny untrained world model with PushT metadata (its output heads given small random
+    weights): enough to exercise the learned env, policies, eval and CLI without training."""
+    from cosmos3_robot.embodiments import Normalizer
+    from cosmos3_robot.model import WorldModel, get_config
+
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny"))
+    for head in (model.frame_out, model.judge_head, model.action_out, model.state_out):
+        torch.nn.init.normal_(head.weight, std=0.05)
+    samples = np.random.default_rng(0).uniform(0, 512, size=(100, 2))
+    model.metadata = {"embodiment": "pusht", "context": 2, "success_threshold": 0.9, "normalizers": {
+        k: Normalizer.fit(samples, "min_max", feature=k).to_dict() for k in ("action", "observation.state")}}
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model.save_pretrained(path)
+    return path

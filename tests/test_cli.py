@@ -33,24 +33,6 @@ def test_unknown_embodiment_exit_code(capsys):
     assert "unknown embodiment 'franka'" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    import numpy as np
-    import torch
-
-    from cosmos3_robot.embodiments import Normalizer
-    from cosmos3_robot.model import WorldModel, get_config
-
-    torch.manual_seed(0)
-    model = WorldModel(get_config("tiny"))
-    samples = np.random.default_rng(0).uniform(0, 512, size=(100, 2))
-    model.metadata = {"embodiment": "pusht", "context": 2, "success_threshold": 0.9, "normalizers": {
-        k: Normalizer.fit(samples, "min_max", feature=k).to_dict() for k in ("action", "observation.state")}}
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    model.save_pretrained(path)
-    return path
-
-
 def test_console_script_demo_runs(tiny_checkpoint, tmp_path):
     exe = [sys.executable, "-m", "cosmos3_robot.cli", "demo", "--checkpoint", str(tiny_checkpoint), "--max-steps", "4",
            "--episodes", "1", "--rrd", str(tmp_path / "demo.rrd"), "--out", str(tmp_path / "eval")]

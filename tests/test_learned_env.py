@@ -12,32 +12,13 @@ from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv, WorldModelVectorEnv
 from cosmos3_robot.model import WorldModel, get_config
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny untrained world model with PushT metadata: enough to exercise the env machinery."""
-    torch.manual_seed(0)
-    spec = load_spec("pusht")
-    model = WorldModel(get_config("tiny"))
-    for head in (model.frame_out, model.judge_head):
-        torch.nn.init.normal_(head.weight, std=0.05)
-    torch.nn.init.normal_(model.state_out.weight, std=0.05)
-    rng = np.random.default_rng(0)
-    samples = rng.uniform(0, 512, size=(100, 2))
-    norms = {k: Normalizer.fit(samples, "min_max", feature=k) for k in ("action", "observation.state")}
-    model.metadata = {"embodiment": spec.name, "context": 2, "success_threshold": 0.9,
-                      "normalizers": {k: n.to_dict() for k, n in norms.items()}}
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    model.save_pretrained(path)
-    return path
-
-
-def test_check_env_passes(checkpoint):
-    env = WorldModelEnv(checkpoint, max_episode_steps=20)
+def test_check_env_passes(tiny_checkpoint):
+    env = WorldModelEnv(tiny_checkpoint, max_episode_steps=20)
     check_env(env, skip_render_check=True)
 
 
-def test_reset_matches_real_first_frame_and_step_shapes(checkpoint):
-    env = WorldModelEnv(checkpoint, max_episode_steps=3)
+def test_reset_matches_real_first_frame_and_step_shapes(tiny_checkpoint):
+    env = WorldModelEnv(tiny_checkpoint, max_episode_steps=3)
     obs, info = env.reset(seed=4)
     real_obs, _ = PushTRealEnv().reset(seed=4)
     np.testing.assert_array_equal(obs["observation.images.top"], real_obs["observation.images.top"])
@@ -51,8 +32,8 @@ def test_reset_matches_real_first_frame_and_step_shapes(checkpoint):
     assert np.array_equal(env.render(), obs["observation.images.top"])
 
 
-def test_reset_from_frames_episode_and_observation(checkpoint):
-    env = WorldModelEnv(checkpoint)
+def test_reset_from_frames_episode_and_observation(tiny_checkpoint):
+    env = WorldModelEnv(tiny_checkpoint)
     frames = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3), dtype=np.uint8)
     obs, _ = env.reset(seed=0, options={"frames": frames, "state": [10.0, 20.0]})
     np.testing.assert_array_equal(obs["observation.images.top"], frames[-1])
@@ -72,15 +53,15 @@ def rollout(env, seed, n=6):
     return np.stack(out)
 
 
-def test_same_seed_same_rollout(checkpoint):
-    env = WorldModelEnv(checkpoint)
+def test_same_seed_same_rollout(tiny_checkpoint):
+    env = WorldModelEnv(tiny_checkpoint)
     a, b, c = rollout(env, 1), rollout(env, 1), rollout(env, 2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
-def test_bad_actions_name_the_field(checkpoint):
-    env = WorldModelEnv(checkpoint, out_of_limits="reject")
+def test_bad_actions_name_the_field(tiny_checkpoint):
+    env = WorldModelEnv(tiny_checkpoint, out_of_limits="reject")
     env.reset(seed=0)
     with pytest.raises(ActionError, match=r"shape \(3,\)"):
         env.step(np.zeros(3))
@@ -92,8 +73,8 @@ def test_bad_actions_name_the_field(checkpoint):
         env.step(np.array([900.0, 1.0]))
 
 
-def test_long_rollout_keeps_memory_flat(checkpoint):
-    env = WorldModelEnv(checkpoint, max_episode_steps=10_000)
+def test_long_rollout_keeps_memory_flat(tiny_checkpoint):
+    env = WorldModelEnv(tiny_checkpoint, max_episode_steps=10_000)
     env.reset(seed=0)
     action = np.array([256.0, 256.0])
     for _ in range(200):
@@ -106,11 +87,11 @@ def test_long_rollout_keeps_memory_flat(checkpoint):
     assert grown_mb < 50, f"peak memory grew {grown_mb:.1f} MB over 800 steps"
 
 
-def test_vector_env_batches_and_autoresets(checkpoint):
-    venv = WorldModelVectorEnv(3, checkpoint, max_episode_steps=2)
+def test_vector_env_batches_and_autoresets(tiny_checkpoint):
+    venv = WorldModelVectorEnv(3, tiny_checkpoint, max_episode_steps=2)
     obs, _ = venv.reset(seed=10)
     assert obs["observation.images.top"].shape == (3, 96, 96, 3) and venv.observation_space.contains(obs)
-    single = WorldModelEnv(checkpoint)
+    single = WorldModelEnv(tiny_checkpoint)
     first, _ = single.reset(seed=11)
     np.testing.assert_array_equal(obs["observation.images.top"][1], first["observation.images.top"])  # env i: seed+i
     actions = np.full((3, 2), 256.0, np.float32)
@@ -125,10 +106,10 @@ def test_vector_env_batches_and_autoresets(checkpoint):
         venv.step(actions[:2])
 
 
-def test_gymnasium_registry(checkpoint):
-    env = gym.make("cosmos3_robot/PushT-v0", checkpoint=checkpoint)
+def test_gymnasium_registry(tiny_checkpoint):
+    env = gym.make("cosmos3_robot/PushT-v0", tiny_checkpoint=tiny_checkpoint)
     obs, _ = env.reset(seed=0)
     assert "observation.images.top" in obs
-    venv = cosmos3_robot.make_vec_env("cosmos3_robot/PushT-v0", num_envs=2, checkpoint=checkpoint)
+    venv = cosmos3_robot.make_vec_env("cosmos3_robot/PushT-v0", num_envs=2, tiny_checkpoint=tiny_checkpoint)
     obs, _ = venv.reset(seed=0)
     assert obs["observation.state"].shape == (2, 2)

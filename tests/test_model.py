@@ -168,17 +168,12 @@ def test_flow_time_sampling_and_noise():
     assert s[0] == 1 and s[-1] == 0 and len(s) == 5
 
 
-@pytest.mark.parametrize("mode", ["forward_dynamics", "policy", "inverse_dynamics", "video_prediction"])
-def test_tiny_model_overfits_one_batch_in_each_mode(mode):
-    torch.manual_seed(0)
-    model = WorldModel(CFG)
-    batch = make_batch(b=4)
-    probs = {"forward_dynamics": (1, 0, 0, 0), "policy": (0, 1, 0, 0), "inverse_dynamics": (0, 0, 1, 0),
-             "video_prediction": (0, 0, 0, 1)}[mode]
+def overfit(model, batch, probs, steps=300) -> list[float]:
+    """Adam on one fixed batch (the same seed every step: one set of noise and times to memorize)
+    until the loss falls 10x or `steps` run out."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(300):
-        # the same seed every step: one fixed batch of noise and times to memorize
+    for _ in range(steps):
         out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=probs)
         opt.zero_grad()
         out["loss"].backward()
@@ -186,6 +181,17 @@ def test_tiny_model_overfits_one_batch_in_each_mode(mode):
         losses.append(out["loss"].item())
         if losses[-1] < losses[0] / 10:
             break
+    return losses
+
+
+@pytest.mark.parametrize("mode", ["forward_dynamics", "policy", "inverse_dynamics", "video_prediction"])
+def test_tiny_model_overfits_one_batch_in_each_mode(mode):
+    torch.manual_seed(0)
+    model = WorldModel(CFG)
+    batch = make_batch(b=4)
+    probs = {"forward_dynamics": (1, 0, 0, 0), "policy": (0, 1, 0, 0), "inverse_dynamics": (0, 0, 1, 0),
+             "video_prediction": (0, 0, 0, 1)}[mode]
+    losses = overfit(model, batch, probs)
     assert losses[-1] < losses[0] / 10, f"{mode}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {len(losses)} steps"
 
 
@@ -285,14 +291,5 @@ def test_residual_frames_mode():
                                                 batch["domain"]), 1, 1, batch["action_mask"], batch["state_mask"],
                             actions=batch["actions"][:, :1], generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(fd["frames"] - fd_plain["frames"], batch["ctx_latents"][:, -1:].expand_as(fd["frames"]))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(300):
-        out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=(1, 0, 0, 0))
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        losses.append(out["loss"].item())
-        if losses[-1] < losses[0] / 10:
-            break
+    losses = overfit(model, batch, (1, 0, 0, 0))
     assert losses[-1] < losses[0] / 10

@@ -19,21 +19,6 @@ from cosmos3_robot.policies import LeRobotPolicy, Policy, WorldModelPolicy, make
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = WorldModel(get_config("tiny"))
-    for head in (model.frame_out, model.judge_head):
-        torch.nn.init.normal_(head.weight, std=0.05)
-    torch.nn.init.normal_(model.action_out.weight, std=0.05)
-    samples = np.random.default_rng(0).uniform(0, 512, size=(100, 2))
-    model.metadata = {"embodiment": "pusht", "context": 2, "success_threshold": 0.9, "normalizers": {
-        k: Normalizer.fit(samples, "min_max", feature=k).to_dict() for k in ("action", "observation.state")}}
-    path = tmp_path_factory.mktemp("wm") / "tiny"
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def lerobot_policy_dir(tmp_path_factory):
     """A tiny ACT trained offline for a few steps by lerobot's own `lerobot-train` on our data."""
     root = tmp_path_factory.mktemp("act")
@@ -51,10 +36,10 @@ def lerobot_policy_dir(tmp_path_factory):
     return root / "out" / "checkpoints" / "last" / "pretrained_model"
 
 
-def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, checkpoint):
+def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, tiny_checkpoint):
     policy = LeRobotPolicy(lerobot_policy_dir, task=load_spec("pusht").task)
     assert isinstance(policy, Policy)
-    for env in (PushTRealEnv(max_episode_steps=6), WorldModelEnv(checkpoint, max_episode_steps=6)):
+    for env in (PushTRealEnv(max_episode_steps=6), WorldModelEnv(tiny_checkpoint, max_episode_steps=6)):
         actions = []
         rollout(env, policy, seed=0, on_step=lambda o, a, r, t, i: actions.append(a))
         assert len(actions) == 6 and all(a.shape == (2,) and np.isfinite(a).all() for a in actions)
@@ -62,8 +47,8 @@ def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, checkpo
         LeRobotPolicy(lerobot_policy_dir.parent)
 
 
-def test_world_model_policy_head(checkpoint):
-    policy = WorldModelPolicy(checkpoint, chunk=3, seed=0)
+def test_world_model_policy_head(tiny_checkpoint):
+    policy = WorldModelPolicy(tiny_checkpoint, chunk=3, seed=0)
     obs, _ = PushTRealEnv().reset(seed=0)
     first = [policy.select_action(obs) for _ in range(4)]  # one chunk of 3, then a new chunk
     assert policy.imagined.shape[0] == 3
@@ -73,10 +58,10 @@ def test_world_model_policy_head(checkpoint):
     assert all((0 <= a).all() and (a <= 512).all() for a in first)
 
 
-def test_eval_is_deterministic_and_writes_reports(checkpoint, tmp_path):
+def test_eval_is_deterministic_and_writes_reports(tiny_checkpoint, tmp_path):
     policies = ["expert", "random"]
     kw = dict(make_policy=lambda name, seed: make_pusht_policy(name, seed=seed), seeds=[0, 1],
-              model=WorldModel.from_pretrained(checkpoint), real_env=PushTRealEnv(max_episode_steps=8),
+              model=WorldModel.from_pretrained(tiny_checkpoint), real_env=PushTRealEnv(max_episode_steps=8),
               max_steps=8, progress=False, n_boot=50)
     a = evaluate(policies, **kw)
     b = evaluate(policies, **kw)
