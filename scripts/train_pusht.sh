@@ -11,9 +11,13 @@ for p in expert expert-noise0.1 expert-lag2 expert-noise0.2 expert-slow expert-n
   .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$DATA"
   i=$((i + 1))
 done
+# stage 1: tokenizer (1000 steps) + world model and judge (2500) + judge head (200): ~29 min on 2 cores
 .venv/bin/cosmos3-robot train --dataset "$DATA" --out "$RUN" --preset small \
   --tokenizer-steps "${TOKENIZER_STEPS:-1000}" --steps "${STEPS:-2500}" --judge-steps "${JUDGE_STEPS:-200}"
-.venv/bin/python - "$RUN" <<'PY'
+# stage 2: continue as residual frame generation (change from the last frame), 3500 steps: ~24 min
+.venv/bin/cosmos3-robot train --dataset "$DATA" --out "$RUN-residual" --init "$RUN" --residual-frames \
+  --preset small --steps "${STEPS2:-3500}" --judge-steps 200 --lr 1e-3
+.venv/bin/python - "$RUN-residual" <<'PY'
 import sys, torch
 from cosmos3_robot.model import WorldModel
 WorldModel.from_pretrained(sys.argv[1]).save_pretrained("src/cosmos3_robot/checkpoints/pusht_small", dtype=torch.float16)

@@ -107,9 +107,9 @@ def test_vector_env_batches_and_autoresets(tiny_checkpoint):
 
 
 def test_gymnasium_registry(tiny_checkpoint):
-    env = gym.make("cosmos3_robot/PushT-v0", tiny_checkpoint=tiny_checkpoint)
+    env = gym.make("cosmos3_robot/PushT-v0", checkpoint=tiny_checkpoint)
     obs, _ = env.reset(seed=0)
     assert "observation.images.top" in obs
-    venv = cosmos3_robot.make_vec_env("cosmos3_robot/PushT-v0", num_envs=2, tiny_checkpoint=tiny_checkpoint)
+    venv = cosmos3_robot.make_vec_env("cosmos3_robot/PushT-v0", num_envs=2, checkpoint=tiny_checkpoint)
     obs, _ = venv.reset(seed=0)
     assert obs["observation.state"].shape == (2, 2)
