@@ -227,3 +227,13 @@ def test_collect_cli(tmp_path, capsys):
     assert [m["policy"] for m in meta] == ["expert-lag2"] * 2
     assert main(["collect", "--policy", "genius", "--episodes", "1", "--out", str(tmp_path / "d")]) == 2
     assert main(["convert-droid", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_view_cli_on_a_lerobot_dataset(pusht_dataset, tmp_path, capsys):
+    from cosmos3_robot.cli import main
+
+    root = pusht_dataset[0]
+    assert main(["view", str(root), "--episode", "1", "--rrd", str(tmp_path / "v.rrd")]) == 0
+    assert "12 steps" in capsys.readouterr().out and (tmp_path / "v.rrd").stat().st_size > 0
+    assert main(["view", str(root), "--episode", "7"]) == 2
+    assert [len(e["action"]) for e in load_episodes(root, episodes=[2, 0])] == [12, 12]

@@ -183,16 +183,16 @@ def _sink(args) -> dict:
 def cmd_view(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .datasets import list_droid_episodes, load_episodes, read_droid_episode, read_episode_meta
+    import json
+
+    from .datasets import list_droid_episodes, load_episodes, read_droid_episode
     from .viz import episode_log, log_rollout, open_recording
 
     root = Path(args.dataset)
     if (root / "meta" / "info.json").is_file():
-        episodes = load_episodes(root)
-        if not 0 <= args.episode < len(episodes):
-            raise ValueError(f"--episode {args.episode} is out of range: the dataset has {len(episodes)} episodes")
-        ep = episodes[args.episode]
-        spec = read_episode_meta(root)[args.episode].get("env") or "pusht"
+        ep = load_episodes(root, episodes=[args.episode])[0]
+        # datasets we collected name their embodiment in the sidecar; others: lerobot's robot_type
+        spec = ep["meta"].get("env") or json.loads((root / "meta" / "info.json").read_text()).get("robot_type")
     else:
         paths = list_droid_episodes(root)
         if not 0 <= args.episode < len(paths):

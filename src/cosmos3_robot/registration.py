@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-LEARNED_IDS = {"cosmos3_robot/PushT-v0": {}}
-
-
 def register_envs() -> None:
     if "cosmos3_robot/PushT-v0" in gym.registry:
         return

@@ -162,16 +162,20 @@ def _decode_episode(ds, ep: int, key: str, timestamps: list[float]) -> np.ndarra
     return (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
-def load_episodes(root: str | Path, repo_id: str = "local/cosmos3") -> list[dict]:
-    """Every episode as in-memory arrays: frames per camera uint8 (T, H, W, 3), state, action,
-    reward, success, task, plus the sidecar record. Decodes each video once (training input)."""
+def load_episodes(root: str | Path, repo_id: str = "local/cosmos3", episodes: list[int] | None = None) -> list[dict]:
+    """Every episode (or the `episodes` listed) as in-memory arrays: frames per camera uint8
+    (T, H, W, 3), state, action, reward, success, task, plus the sidecar record. Decodes each video
+    once (training input)."""
     ds = open_dataset(root, repo_id)
     meta = {m["episode_index"]: m for m in read_episode_meta(root)}
     cams = [k for k, v in ds.meta.features.items() if v["dtype"] in ("video", "image")]
     hf = ds.hf_dataset.with_format("numpy")
     episode_index = np.asarray(hf["episode_index"])
     out = []
-    for ep in range(ds.meta.total_episodes):
+    wanted = range(ds.meta.total_episodes) if episodes is None else episodes
+    for ep in wanted:
+        if not 0 <= ep < ds.meta.total_episodes:
+            raise ValueError(f"episode {ep} is out of range: {str(root)!r} has {ds.meta.total_episodes} episodes")
         idx = np.nonzero(episode_index == ep)[0]
         timestamps = [float(t) for t in np.asarray(hf[idx]["timestamp"])]
         frames = {c: _decode_episode(ds, ep, c, timestamps) for c in cams}
