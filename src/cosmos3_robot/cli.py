@@ -128,12 +128,17 @@ def make_policy(env_name: str, policy: str, seed: int = 0):
 
     if env_name == "pusht":
         return make_pusht_policy(policy, seed=seed)
+    if env_name == "droid":
+        from .policies.franka_expert import make_franka_policy
+
+        return make_franka_policy(policy, seed=seed)
     if policy == "random":
         from .embodiments import load_spec
 
         vec = load_spec(env_name).action
         return RandomPolicy(low=vec.lower, high=vec.upper, dims=vec.dims, seed=seed)
-    raise ValueError(f"policy {policy!r} is not available for env {env_name!r}; scripted experts exist for pusht")
+    raise ValueError(f"policy {policy!r} is not available for env {env_name!r}; scripted experts exist for pusht"
+                     " and droid")
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -145,7 +150,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
         kwargs["success_threshold"] = args.success_threshold
     env = make_real_env(args.env, **kwargs)
     policy = make_policy(args.env, args.policy, args.seed)
-    writer = make_writer(args.format, args.out, env.embodiment)
+    extra = {}
+    if hasattr(env, "action_variant"):
+        extra["variant"] = env.action_variant
+    if args.format == "droid" and hasattr(env, "calibrations"):
+        # fixed cameras only: the wrist camera's extrinsics change every step
+        extra["calibrations"] = {n: c for n, c in env.calibrations().items()
+                                 if env.embodiment.camera(n).viewpoint != "wrist"}
+    writer = make_writer(args.format, args.out, env.embodiment, **extra)
     before = len(writer.existing_episodes())
     results = collect(env, policy, args.episodes, writer, seed0=args.seed, env_name=args.env)
     writer.close()
@@ -262,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="one embodiment to show in full")
     p.set_defaults(func=cmd_embodiments)
     p = sub.add_parser("collect", help="closed-loop data collection from a real simulator")
-    p.add_argument("--env", default="pusht", choices=["pusht", "aloha"])
+    p.add_argument("--env", default="pusht", choices=["pusht", "aloha", "droid"],
+                   help="droid: the MuJoCo Franka cube scene")
     p.add_argument("--policy", default="expert", help="expert, expert-noise0.2, expert-lag2, expert-slow, random")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--out", required=True, help="dataset directory (appended to if it exists)")
@@ -327,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    if not os.environ.get("DISPLAY"):  # MuJoCo scenes (aloha, droid) render headless
+        os.environ.setdefault("MUJOCO_GL", "egl")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

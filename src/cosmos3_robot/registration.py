@@ -1,4 +1,5 @@
-"""Gymnasium ids: `gymnasium.make("cosmos3_robot/PushT-v0")` (learned) and `.../PushTReal-v0`."""
+"""Gymnasium ids: `gymnasium.make("cosmos3_robot/PushT-v0")` (learned) and the real simulators
+`.../PushTReal-v0`, `.../AlohaReal-v0`, `.../FrankaCubeReal-v0`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ def register_envs() -> None:
                  vector_entry_point="cosmos3_robot.envs.vector_env:WorldModelVectorEnv")
     gym.register(id="cosmos3_robot/PushTReal-v0", entry_point="cosmos3_robot.envs.real:PushTRealEnv")
     gym.register(id="cosmos3_robot/AlohaReal-v0", entry_point="cosmos3_robot.envs.real:AlohaRealEnv")
+    gym.register(id="cosmos3_robot/FrankaCubeReal-v0", entry_point="cosmos3_robot.envs.franka:FrankaCubeRealEnv")
 
 
 def make_vec_env(env_id: str = "cosmos3_robot/PushT-v0", num_envs: int = 8, **kwargs):

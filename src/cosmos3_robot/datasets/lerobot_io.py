@@ -57,12 +57,12 @@ class LeRobotRecorder:
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec | str, repo_id: str = "local/cosmos3",
                  cameras: list[str] | None = None, fps: float | None = None, vcodec: str = "h264",
-                 robot_type: str | None = None):
+                 robot_type: str | None = None, variant: str | None = None):
         self.root = Path(root)
         self.spec = load_spec(spec) if isinstance(spec, str) else spec
         self.repo_id, self.vcodec = repo_id, vcodec
         self.fps = int(round(fps or self.spec.control_hz))
-        self.features = lerobot_features(self.spec, cameras)
+        self.features = lerobot_features(self.spec, cameras, variant)
         self.robot_type = robot_type or self.spec.name
         self._ds = None
         self._frames = 0

@@ -169,6 +169,11 @@ REAL_ENVS = {"pusht": PushTRealEnv, "aloha": AlohaRealEnv}
 
 
 def make_real_env(name: str, **kwargs) -> gym.Env:
+    """A real simulator by embodiment name: pusht, aloha, droid (the MuJoCo Franka cube scene)."""
+    if name == "droid":
+        from .franka import FrankaCubeRealEnv
+
+        return FrankaCubeRealEnv(**kwargs)
     if name not in REAL_ENVS:
-        raise ValueError(f"unknown real simulator {name!r}; choose one of {sorted(REAL_ENVS)}")
+        raise ValueError(f"unknown real simulator {name!r}; choose one of {sorted([*REAL_ENVS, 'droid'])}")
     return REAL_ENVS[name](**kwargs)
