@@ -177,7 +177,8 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
         raise FileNotFoundError(f"no DROID-layout episodes under {str(droid_root)!r}")
     first = read_droid_metadata(episodes[0])
     spec = load_spec(first["embodiment"])
-    recorder = LeRobotRecorder(out, spec, repo_id=repo_id, cameras=list(first["camera_serials"]))
+    recorder = LeRobotRecorder(out, spec, repo_id=repo_id, cameras=list(first["camera_serials"]),
+                               variant=first.get("action_variant"))
     for path in tqdm(episodes, desc="droid -> lerobot", disable=not progress):
         ep = read_droid_episode(path)
         reward, success = ep["arrays"]["observation/cosmos3/reward"], ep["arrays"]["observation/cosmos3/success"]

@@ -188,6 +188,8 @@ class FrankaCubeRealEnv(gym.Env):
         self.max_episode_steps, self.render_mode = max_episode_steps, render_mode
         self.model = franka_model()
         self.data = mujoco.MjData(self.model)
+        self.data.qpos[:7] = HOME_QPOS
+        mujoco.mj_forward(self.model, self.data)  # camera poses valid before the first reset
         self.n_substeps = int(round(1.0 / CONTROL_HZ / self.model.opt.timestep))
         self.cameras = [c.name for c in self.embodiment.cameras]
         cam = self.embodiment.cameras[0]

@@ -36,6 +36,7 @@ class RolloutLog:
     ee_path: np.ndarray | None = None
     calibrations: dict[str, CameraCalibration] = field(default_factory=dict)
     name: str = "rollout"
+    action_variant: str | None = None  # which of the spec's action variants `actions` holds (default one)
 
     def __len__(self) -> int:
         for arr in (*self.real.values(), *self.predicted.values(), self.actions, self.states):
@@ -139,7 +140,12 @@ def log_rollout(log: RolloutLog, rec: rr.RecordingStream, jpeg_quality: int = 85
         if ee is not None:
             rec.log("world/ee", rr.Points3D(ee[t : t + 1], radii=0.01))
     if log.actions is not None:
-        _scalar_columns(rec, "actions", spec.action.dim_names, np.asarray(log.actions), steps, fps)
+        actions = np.asarray(log.actions)
+        vec = spec.action_variant(log.action_variant)
+        if actions.shape[1] != vec.dims:
+            raise ValueError(f"actions have {actions.shape[1]} dims, action variant {vec.name!r} of {spec.name!r} has"
+                             f" {vec.dims}; set RolloutLog.action_variant to one of {sorted(spec.actions)}")
+        _scalar_columns(rec, "actions", vec.dim_names, actions, steps, fps)
     if log.states is not None and spec.state.dims:
         _scalar_columns(rec, "state", spec.state.dim_names, np.asarray(log.states), steps, fps)
     if log.success_prob is not None:
@@ -172,5 +178,9 @@ def episode_log(episode: dict, spec: EmbodimentSpec | str, name: str = "episode"
     """A LeRobot (`load_episodes`) or DROID-layout (`read_droid_episode`) episode as a RolloutLog."""
     spec = load_spec(spec) if isinstance(spec, str) else spec
     frames = {k.removeprefix("observation.images."): v for k, v in episode["frames"].items()}
+    variant = episode.get("metadata", {}).get("action_variant")
+    if variant is None and episode.get("action") is not None:  # LeRobot: the variant with the stored width
+        widths = [k for k, v in spec.actions.items() if v.dims == np.shape(episode["action"])[-1]]
+        variant = spec.default_action if spec.default_action in widths or not widths else widths[0]
     return RolloutLog(spec=spec, real=frames, actions=episode.get("action"), states=episode.get("state"),
-                      calibrations=episode.get("calibrations") or {}, name=name)
+                      calibrations=episode.get("calibrations") or {}, name=name, action_variant=variant)
