@@ -168,13 +168,13 @@ def test_flow_time_sampling_and_noise():
     assert s[0] == 1 and s[-1] == 0 and len(s) == 5
 
 
-def overfit(model, batch, probs, steps=300) -> list[float]:
+def overfit(model, batch, probs, steps=300, context_noise=0.0) -> list[float]:
     """Adam on one fixed batch (the same seed every step: one set of noise and times to memorize)
     until the loss falls 10x or `steps` run out."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(steps):
-        out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=probs)
+        out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=probs, context_noise=context_noise)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -292,4 +292,34 @@ def test_residual_frames_mode():
                             actions=batch["actions"][:, :1], generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(fd["frames"] - fd_plain["frames"], batch["ctx_latents"][:, -1:].expand_as(fd["frames"]))
     losses = overfit(model, batch, (1, 0, 0, 0))
+    assert losses[-1] < losses[0] / 10
+
+
+def test_context_noise_corrupts_only_the_context(monkeypatch):
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny", residual_frames=True))
+    batch = make_batch(b=4)
+    original = {k: v.clone() for k, v in batch.items() if torch.is_tensor(v)}
+    plain = model.flow_loss(batch, torch.Generator().manual_seed(1))
+    zero = model.flow_loss(batch, torch.Generator().manual_seed(1), context_noise=0.0)
+    torch.testing.assert_close(plain["loss"], zero["loss"])
+    seen = {}
+    forward = model.forward
+
+    def spy(text_ids, ctx_latents, ctx_state, *args):
+        seen["ctx"], seen["state"] = ctx_latents, ctx_state
+        return forward(text_ids, ctx_latents, ctx_state, *args)
+
+    monkeypatch.setattr(model, "forward", spy)
+    noisy = model.flow_loss(batch, torch.Generator().manual_seed(1), context_noise=0.5)
+    assert noisy["loss"].item() != plain["loss"].item()
+    for k, v in original.items():  # the batch is not modified in place
+        torch.testing.assert_close(batch[k], v)
+    diff = (seen["ctx"] - batch["ctx_latents"]).flatten(1)
+    assert (diff.abs().max(1).values > 0).any() and diff.std(1).max() < 0.5 * 1.3
+    # padded state dims stay exactly zero
+    pad = ~batch["state_mask"][:, None].expand_as(seen["state"])
+    assert (seen["state"][pad] == 0).all() and not torch.equal(seen["state"], batch["ctx_state"])
+    monkeypatch.undo()
+    losses = overfit(model, batch, (1, 0, 0, 0), context_noise=0.3)  # still trainable
     assert losses[-1] < losses[0] / 10

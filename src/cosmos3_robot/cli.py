@@ -182,7 +182,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(dataset=args.dataset, out=args.out, embodiment=args.embodiment, preset=args.preset,
                       steps=args.steps, tokenizer_steps=args.tokenizer_steps, judge_steps=args.judge_steps,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
-                      context=args.context, init=args.init, residual_frames=args.residual_frames or None)
+                      context=args.context, init=args.init, residual_frames=args.residual_frames or None,
+                      context_noise=args.context_noise)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--residual-frames", action="store_true", help="generate frames as a change from the last one")
     p.add_argument("--init", default=None, help="continue from this checkpoint's weights (skips the tokenizer)")
+    p.add_argument("--context-noise", type=float, default=0.0,
+                   help="corrupt training context with noise up to this scale (against closed-loop drift)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")

@@ -47,6 +47,7 @@ class TrainConfig:
     success_threshold: float = 0.90  # PushT coverage counted as success (the env's default)
     init: str | None = None  # start from this checkpoint's weights (tokenizer kept, its stage skipped)
     residual_frames: bool | None = None  # override the preset's ModelConfig.residual_frames
+    context_noise: float = 0.0  # max scale of the noise that corrupts training context (WorldModel.flow_loss)
     progress: bool = True
 
 
@@ -98,16 +99,17 @@ class LatentData:
 class _Objective(nn.Module):
     """DDP needs the loss inside `forward`; this routes to the world model's two objectives."""
 
-    def __init__(self, model: WorldModel):
+    def __init__(self, model: WorldModel, context_noise: float = 0.0):
         super().__init__()
         self.model = model
+        self.context_noise = context_noise
 
     def forward(self, kind: str, batch: dict, gen: torch.Generator):
         # judge: the coverage of the frame the action led to, as a soft success/progress label
         judge = self.model.judge_loss(batch["text_ids"], batch["fut_latents"][:, 0], batch["reward"])
         if kind == "judge":
             return {"loss": judge}
-        losses = self.model.flow_loss(batch, gen)
+        losses = self.model.flow_loss(batch, gen, context_noise=self.context_noise)
         # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
         return {**losses, "loss": losses["loss"] + judge, "judge": judge.detach()}
 
@@ -185,7 +187,7 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.judge_head.requires_grad_(True)
             model.vision_in.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
-        objective = _Objective(model)
+        objective = _Objective(model, cfg.context_noise)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)

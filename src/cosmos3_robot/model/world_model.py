@@ -193,13 +193,24 @@ class WorldModel(nn.Module):
         return self._heads(h[:, n_text + C * step :], F_, v, domain)
 
     def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
-                  mode_probs: tuple[float, ...] = MODE_PROBS) -> dict[str, torch.Tensor]:
+                  mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0) -> dict[str, torch.Tensor]:
         """One rectified-flow training loss with modes sampled per example (see module docstring).
         `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
-        state_mask, domain."""
+        state_mask, domain.
+
+        `context_noise` > 0 corrupts the clean context (latents and state) with Gaussian noise of a
+        per-example scale drawn from U(0, context_noise), while the targets stay clean: the model
+        learns to pull imperfect context back to the data, which is what its own predictions are
+        in a closed loop (context-noise augmentation, as GameNGen and DIAMOND use against drift)."""
+        ctx, ctx_state = batch["ctx_latents"], batch["ctx_state"]
+        if context_noise > 0:
+            scale = torch.rand(ctx.shape[0], generator=generator).to(ctx.device) * context_noise
+            ctx = ctx + scale.view(-1, *[1] * (ctx.dim() - 1)) * torch.randn(ctx.shape, generator=generator).to(ctx.device)
+            noise_s = torch.randn(ctx_state.shape, generator=generator).to(ctx.device)
+            ctx_state = ctx_state + scale.view(-1, 1, 1) * noise_s * batch["state_mask"][:, None].float()
         fut, act = batch["fut_latents"], batch["actions"]
-        if self.cfg.residual_frames:  # learn the change from the last context frame
-            fut = fut - batch["ctx_latents"][:, -1:]
+        if self.cfg.residual_frames:  # learn the change from the last (possibly corrupted) context frame
+            fut = fut - ctx[:, -1:]
         b, dev = fut.shape[0], fut.device
         mode = torch.multinomial(torch.tensor(mode_probs, dtype=torch.float), b, replacement=True, generator=generator).to(dev)
         t_f = sample_time(b, self.cfg.time_shift, generator).to(dev)
@@ -212,7 +223,7 @@ class WorldModel(nn.Module):
         a_mask = batch["action_mask"][:, None].float()
         s_mask = batch["state_mask"][:, None].float()
         pred = self(
-            batch["text_ids"], batch["ctx_latents"], batch["ctx_state"],
+            batch["text_ids"], ctx, ctx_state,
             add_noise(fut, noise_f, t_f), add_noise(batch["fut_state"], noise_s, t_f) * s_mask,
             add_noise(act, noise_a, t_a) * a_mask, batch["domain"], t_f, t_a,
         )
