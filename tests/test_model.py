@@ -323,3 +323,17 @@ def test_context_noise_corrupts_only_the_context(monkeypatch):
     monkeypatch.undo()
     losses = overfit(model, batch, (1, 0, 0, 0), context_noise=0.3)  # still trainable
     assert losses[-1] < losses[0] / 10
+
+
+def test_noise_scale_zero_samples_the_mean_flow(model):
+    batch = make_batch(b=2)
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+
+    def fd(seed, scale):
+        return model.sample(cache, 1, 1, batch["action_mask"], batch["state_mask"], actions=batch["actions"][:, :1],
+                            generator=torch.Generator().manual_seed(seed), noise_scale=scale)["frames"]
+
+    torch.testing.assert_close(fd(0, 0.0), fd(1, 0.0))  # no noise: the seed no longer matters
+    assert not torch.allclose(fd(0, 1.0), fd(1, 1.0))
+    # shrinking the starting noise shrinks the spread between seeds
+    assert (fd(0, 0.5) - fd(1, 0.5)).abs().mean() < (fd(0, 1.0) - fd(1, 1.0)).abs().mean()

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cosmos3_robot.datasets import LeRobotRecorder
+from cosmos3_robot.datasets import LeRobotRecorder, dataset_normalizers, load_episodes
+from cosmos3_robot.embodiments import load_spec
 from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv
 from cosmos3_robot.eval.rollout import collect
 from cosmos3_robot.model import WorldModel
-from cosmos3_robot.model.training import STATE_FILE, TrainConfig, train
+from cosmos3_robot.model.training import STATE_FILE, LatentData, TrainConfig, _Objective, train
 from cosmos3_robot.policies import make_pusht_policy
 
 
@@ -86,3 +87,21 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
     done = [r for r in log if r["stage"] == "done"]
     assert done and done[0]["world_size"] == 2
     shutil.rmtree(tmp_path / "ddp")
+
+
+def test_judge_on_imagined_frames_and_sampler_settings_reach_the_env(dataset, tmp_path):
+    base = train(config(dataset, tmp_path / "base", steps=20, judge_steps=0))
+    objective = _Objective(base, judge_imagined=1.0, sample_noise=0.0)
+    spec = load_spec("pusht")
+    data = LatentData(base, load_episodes(dataset), spec, dataset_normalizers(dataset, spec), 2, "observation.images.top")
+    batch = data.batch(4, torch.Generator().manual_seed(0))
+    imagined = objective.imagined_next(batch, torch.Generator().manual_seed(1))
+    assert imagined.shape == batch["fut_latents"][:, 0].shape
+    assert not torch.allclose(imagined, batch["fut_latents"][:, 0])  # the model's prediction, not the real frame
+    # judge stage on imagined frames continues from a checkpoint; the sampler setting is saved with it
+    tuned = train(config(dataset, tmp_path / "tuned", init=str(tmp_path / "base"), steps=0, judge_steps=5,
+                         judge_imagined=0.5, sample_noise=0.5))
+    assert tuned.metadata["sample_noise"] == 0.5
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert changed and all(k.startswith(("judge_head", "vision_in")) for k in changed), changed
+    assert WorldModelEnv(tmp_path / "tuned").dynamics.sample_noise == 0.5

@@ -183,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       steps=args.steps, tokenizer_steps=args.tokenizer_steps, judge_steps=args.judge_steps,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
                       context=args.context, init=args.init, residual_frames=args.residual_frames or None,
-                      context_noise=args.context_noise)
+                      context_noise=args.context_noise, sample_noise=args.sample_noise,
+                      judge_imagined=args.judge_imagined)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -301,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="continue from this checkpoint's weights (skips the tokenizer)")
     p.add_argument("--context-noise", type=float, default=0.0,
                    help="corrupt training context with noise up to this scale (against closed-loop drift)")
+    p.add_argument("--sample-noise", type=float, default=1.0,
+                   help="starting-noise scale of the learned env's sampler, stored in the checkpoint")
+    p.add_argument("--judge-imagined", type=float, default=0.0,
+                   help="judge stage: fraction of frames replaced by the model's own one-step predictions")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")

@@ -20,8 +20,8 @@ class WorldModelVectorEnv(VectorEnv):
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, checkpoint=None, max_episode_steps: int = 300, sample_steps: int | None = None,
-                 success_threshold: float | None = None, out_of_limits: str = "clip"):
-        self.dynamics = LearnedDynamics(load_world_model(checkpoint), sample_steps)
+                 success_threshold: float | None = None, out_of_limits: str = "clip", sample_noise: float | None = None):
+        self.dynamics = LearnedDynamics(load_world_model(checkpoint), sample_steps, sample_noise)
         self.embodiment = self.dynamics.spec
         self.num_envs = num_envs
         self.max_episode_steps, self.out_of_limits = max_episode_steps, out_of_limits

@@ -43,9 +43,11 @@ def load_world_model(checkpoint=None) -> WorldModel:
 class LearnedDynamics:
     """Batched model calls shared by the single and the vector env: encode frames, step, judge."""
 
-    def __init__(self, model: WorldModel, sample_steps: int | None = None):
+    def __init__(self, model: WorldModel, sample_steps: int | None = None, sample_noise: float | None = None):
         self.model = model
         meta = model.metadata
+        # the sampler's starting-noise scale (WorldModel.sample); a checkpoint may store its measured best
+        self.sample_noise = float(meta.get("sample_noise", 1.0)) if sample_noise is None else sample_noise
         if "embodiment" not in meta or "normalizers" not in meta:
             raise ValueError("checkpoint metadata lacks 'embodiment'/'normalizers'; train it with `cosmos3-robot train`")
         self.spec = load_spec(meta["embodiment"])
@@ -81,7 +83,7 @@ class LearnedDynamics:
         text = self.text_ids.repeat(b, 1)
         cache = self.model.encode_prefix(text, ctx_latents, ctx_state, domain)
         out = self.model.sample(cache, 1, 1, self.action_mask[None].repeat(b, 1), self.state_mask[None].repeat(b, 1),
-                                actions=a, steps=self.sample_steps, generator=generator)
+                                actions=a, steps=self.sample_steps, generator=generator, noise_scale=self.sample_noise)
         latent, state_pad = out["frames"][:, 0], out["state"][:, 0]
         images = (self.model.frame_tokenizer.decode(latent[:, 0]).permute(0, 2, 3, 1).numpy() * 255).round()
         images = resize_frames(images.astype(np.uint8), self.camera.height)
@@ -108,8 +110,9 @@ class WorldModelEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, checkpoint=None, max_episode_steps: int = 300, sample_steps: int | None = None,
-                 success_threshold: float | None = None, render_mode: str = "rgb_array", out_of_limits: str = "clip"):
-        self.dynamics = LearnedDynamics(load_world_model(checkpoint), sample_steps)
+                 success_threshold: float | None = None, render_mode: str = "rgb_array", out_of_limits: str = "clip",
+                 sample_noise: float | None = None):
+        self.dynamics = LearnedDynamics(load_world_model(checkpoint), sample_steps, sample_noise)
         self.embodiment = self.dynamics.spec
         self.metadata = {**self.metadata, "render_fps": self.embodiment.video_fps}
         self.success_threshold = success_threshold or self.dynamics.success_threshold

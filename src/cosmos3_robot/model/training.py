@@ -48,6 +48,8 @@ class TrainConfig:
     init: str | None = None  # start from this checkpoint's weights (tokenizer kept, its stage skipped)
     residual_frames: bool | None = None  # override the preset's ModelConfig.residual_frames
     context_noise: float = 0.0  # max scale of the noise that corrupts training context (WorldModel.flow_loss)
+    sample_noise: float = 1.0  # the learned env's starting-noise scale (WorldModel.sample), stored in metadata
+    judge_imagined: float = 0.0  # judge stage: this fraction of frames are the model's own one-step predictions
     progress: bool = True
 
 
@@ -99,14 +101,30 @@ class LatentData:
 class _Objective(nn.Module):
     """DDP needs the loss inside `forward`; this routes to the world model's two objectives."""
 
-    def __init__(self, model: WorldModel, context_noise: float = 0.0):
+    def __init__(self, model: WorldModel, context_noise: float = 0.0, judge_imagined: float = 0.0,
+                 sample_noise: float = 1.0):
         super().__init__()
         self.model = model
-        self.context_noise = context_noise
+        self.context_noise, self.judge_imagined, self.sample_noise = context_noise, judge_imagined, sample_noise
+
+    @torch.no_grad()
+    def imagined_next(self, batch: dict, gen: torch.Generator) -> torch.Tensor:
+        """The model's own forward-dynamics prediction of the next frame latent (b, v, c, h, w), sampled
+        as the learned env samples it."""
+        m = self.model
+        cache = m.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+        return m.sample(cache, 1, batch["ctx_latents"].shape[2], batch["action_mask"], batch["state_mask"],
+                        actions=batch["actions"], generator=gen, noise_scale=self.sample_noise)["frames"][:, 0]
 
     def forward(self, kind: str, batch: dict, gen: torch.Generator):
-        # judge: the coverage of the frame the action led to, as a soft success/progress label
-        judge = self.model.judge_loss(batch["text_ids"], batch["fut_latents"][:, 0], batch["reward"])
+        # judge: the coverage of the frame the action led to, as a soft success/progress label. With
+        # `judge_imagined`, part of the frames are the model's own predictions of that frame (same
+        # label): the judge then reads the frames it scores in the learned env, not only real ones.
+        frames = batch["fut_latents"][:, 0]
+        if kind == "judge" and self.judge_imagined > 0:
+            use = (torch.rand(len(frames), generator=gen) < self.judge_imagined).to(frames.device)
+            frames = torch.where(use.view(-1, 1, 1, 1, 1), self.imagined_next(batch, gen), frames)
+        judge = self.model.judge_loss(batch["text_ids"], frames, batch["reward"])
         if kind == "judge":
             return {"loss": judge}
         losses = self.model.flow_loss(batch, gen, context_noise=self.context_noise)
@@ -149,7 +167,7 @@ def train(cfg: TrainConfig) -> WorldModel:
     normalizers = dataset_normalizers(cfg.dataset, spec)
     model.metadata.update({
         "embodiment": spec.name, "domain_id": spec.domain_id, "context": cfg.context,
-        "success_threshold": cfg.success_threshold, "train": asdict(cfg),
+        "success_threshold": cfg.success_threshold, "sample_noise": cfg.sample_noise, "train": asdict(cfg),
         "normalizers": {k: n.to_dict() for k, n in normalizers.items()},
     })
     episodes = load_episodes(cfg.dataset)
@@ -187,7 +205,7 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.judge_head.requires_grad_(True)
             model.vision_in.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
-        objective = _Objective(model, cfg.context_noise)
+        objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)

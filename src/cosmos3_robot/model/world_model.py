@@ -277,15 +277,17 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
                actions=None, fut_latents=None, fut_state=None, steps: int | None = None,
-               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+               generator: torch.Generator | None = None, noise_scale: float = 1.0) -> dict[str, torch.Tensor]:
         """Euler sampling of whatever is not given: actions given -> forward dynamics; future frames
-        given -> inverse dynamics; neither -> policy (actions and frames together)."""
+        given -> inverse dynamics; neither -> policy (actions and frames together). `noise_scale` < 1
+        starts from shrunk noise (a temperature): 0 follows the flow from the mean, the model's
+        conditional-mean prediction, fitting for deterministic dynamics."""
         cfg, dev = self.cfg, cache.domain.device
         b = cache.domain.shape[0]
         g, c = cfg.latent_size, cfg.latent_channels
 
         def noise(*shape):
-            return torch.randn(*shape, generator=generator).to(dev)
+            return noise_scale * torch.randn(*shape, generator=generator).to(dev)
 
         a_mask, s_mask = action_mask[:, None].float(), state_mask[:, None].float()
         gen_frames, gen_actions = fut_latents is None, actions is None
