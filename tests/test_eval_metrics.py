@@ -38,3 +38,20 @@ def test_bootstrap_interval_contains_value_and_is_seeded():
     assert bootstrap_ci(learned, real, "spearman", n_boot=300) == (v, lo, hi)
     v, lo, hi = bootstrap_ci(learned, real, "mmrv", n_boot=300)
     assert 0.0 <= lo <= v + 1e-9 and hi >= v - 1e-9
+
+
+def test_judge_threshold_calibration_picks_the_separating_threshold():
+    from cosmos3_robot.eval.judge_calibration import best_threshold
+
+    rng = np.random.default_rng(0)
+    # successes score 0.80-0.95, failures 0.0-0.70: any threshold in (0.70, 0.80] separates them
+    probs = np.concatenate([rng.uniform(0.80, 0.95, 40), rng.uniform(0.0, 0.70, 200)])
+    labels = np.r_[np.ones(40, bool), np.zeros(200, bool)]
+    res = best_threshold(probs, labels)
+    assert 0.70 < res["threshold"] <= 0.80 and res["f1"] == 1.0 and res["fpr"] == 0.0
+    assert res["threshold"] == max(t for t, f1, _, _ in res["table"] if f1 == 1.0)  # ties: the higher one
+    # one failure scored high costs precision, not the choice
+    probs[-1] = 0.99
+    assert 0.70 < best_threshold(probs, labels)["threshold"] <= 0.80
+    with pytest.raises(ValueError, match="both successes and failures"):
+        best_threshold(probs, np.zeros(len(probs), bool))
