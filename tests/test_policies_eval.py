@@ -45,6 +45,10 @@ def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, tiny_ch
         assert len(actions) == 6 and all(a.shape == (2,) and np.isfinite(a).all() for a in actions)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         LeRobotPolicy(lerobot_policy_dir.parent)
+    from cosmos3_robot.cli import make_policy  # `cosmos3-robot eval --policies lerobot:<dir>`
+
+    named = make_policy("pusht", f"lerobot:{lerobot_policy_dir}")
+    assert isinstance(named, LeRobotPolicy) and named.name == f"lerobot:{lerobot_policy_dir}"
 
 
 def test_world_model_policy_head(tiny_checkpoint):

@@ -124,8 +124,14 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
 
 
 def make_policy(env_name: str, policy: str, seed: int = 0):
+    """A policy by name: the env's scripted ladder, random, or `lerobot:<pretrained_model dir>`."""
     from .policies import RandomPolicy, make_pusht_policy
 
+    if policy.startswith("lerobot:"):
+        from .embodiments import load_spec
+        from .policies import LeRobotPolicy
+
+        return LeRobotPolicy(policy.removeprefix("lerobot:"), task=load_spec(env_name).task, name=policy)
     if env_name == "pusht":
         return make_pusht_policy(policy, seed=seed)
     if env_name == "droid":
@@ -309,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")
-    p.add_argument("--policies", default="expert,expert-noise0.2,expert-noise0.4,random")
+    p.add_argument("--policies", default="expert,expert-noise0.2,expert-noise0.4,random",
+                   help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--real", default=None, choices=["pusht"], help="also run the real simulator")
