@@ -337,3 +337,21 @@ def test_noise_scale_zero_samples_the_mean_flow(model):
     assert not torch.allclose(fd(0, 1.0), fd(1, 1.0))
     # shrinking the starting noise shrinks the spread between seeds
     assert (fd(0, 0.5) - fd(1, 0.5)).abs().mean() < (fd(0, 1.0) - fd(1, 1.0)).abs().mean()
+
+
+def test_action_to_frames_path_starts_as_a_no_op_and_makes_frames_depend_on_actions():
+    torch.manual_seed(0)
+    base = WorldModel(get_config("tiny", residual_frames=True))
+    torch.nn.init.normal_(base.frame_out.weight, std=0.1)
+    grown = WorldModel(get_config("tiny", residual_frames=True, action_to_frames=True))
+    missing, unexpected = grown.load_state_dict(base.state_dict(), strict=False)
+    assert missing == ["action_cond.weight", "action_cond.bias"] and not unexpected
+    batch = make_batch(b=2)
+    args = (batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"], batch["fut_state"],
+            batch["actions"], batch["domain"], torch.full((2,), 0.5), torch.zeros(2))
+    torch.testing.assert_close(grown(*args)["frames"], base(*args)["frames"])  # zero-initialized: same model
+    torch.nn.init.normal_(grown.action_cond.weight, std=0.1)
+    other = list(args)
+    other[5] = -batch["actions"]
+    # frame tokens now see their own action directly, not only through attention
+    assert not torch.allclose(grown(*args)["frames"], grown(*other)["frames"])

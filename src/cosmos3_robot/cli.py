@@ -190,7 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
                       context=args.context, init=args.init, residual_frames=args.residual_frames or None,
                       context_noise=args.context_noise, sample_noise=args.sample_noise,
-                      judge_imagined=args.judge_imagined)
+                      judge_imagined=args.judge_imagined, action_to_frames=args.action_to_frames)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starting-noise scale of the learned env's sampler, stored in the checkpoint")
     p.add_argument("--judge-imagined", type=float, default=0.0,
                    help="judge stage: fraction of frames replaced by the model's own one-step predictions")
+    p.add_argument("--action-to-frames", action="store_true",
+                   help="add each action's embedding to the tokens of the frame it leads to (zero-initialized)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")

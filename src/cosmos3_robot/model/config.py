@@ -37,6 +37,7 @@ class ModelConfig:
     time_shift: float = 1.0  # logit-normal time sampling, shifted toward noise when > 1
     sample_steps: int = 4  # Euler steps at inference (Cosmos' DROID policy serves with 4)
     residual_frames: bool = False  # generate future latents as a change from the last context frame
+    action_to_frames: bool = False  # also add each action's embedding to the tokens of the frame it leads to
 
     @property
     def downsample(self) -> int:

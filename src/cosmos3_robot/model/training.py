@@ -50,6 +50,7 @@ class TrainConfig:
     context_noise: float = 0.0  # max scale of the noise that corrupts training context (WorldModel.flow_loss)
     sample_noise: float = 1.0  # the learned env's starting-noise scale (WorldModel.sample), stored in metadata
     judge_imagined: float = 0.0  # judge stage: this fraction of frames are the model's own one-step predictions
+    action_to_frames: bool = False  # add the direct action -> frame-token path (ModelConfig.action_to_frames)
     progress: bool = True
 
 
@@ -160,8 +161,14 @@ def train(cfg: TrainConfig) -> WorldModel:
         st = {"stage": "world_model", "step": 0}
         if cfg.residual_frames is not None:
             model.cfg = replace(model.cfg, residual_frames=cfg.residual_frames)
+        if cfg.action_to_frames and not model.cfg.action_to_frames:  # add the zero-initialized path
+            grown = WorldModel(replace(model.cfg, action_to_frames=True), model.metadata)
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            assert not unexpected and all(k.startswith("action_cond") for k in missing), (missing, unexpected)
+            model = grown
     else:
         overrides = {} if cfg.residual_frames is None else {"residual_frames": cfg.residual_frames}
+        overrides |= {"action_to_frames": True} if cfg.action_to_frames else {}
         model = WorldModel(get_config(cfg.preset, **overrides))
         st = {"stage": "tokenizer", "step": 0}
     normalizers = dataset_normalizers(cfg.dataset, spec)

@@ -78,6 +78,9 @@ class WorldModel(nn.Module):
         self.action_in = DomainAwareLinear(cfg.n_domains, cfg.action_dim, d)
         self.state_in = DomainAwareLinear(cfg.n_domains, cfg.state_dim, d)
         self.time_embed = TimestepEmbedding(d)
+        # optional direct path action k -> tokens of future frame k (zero-initialized: a fine-tune starts
+        # from the attention-only model's behaviour)
+        self.action_cond = DomainAwareLinear(cfg.n_domains, cfg.action_dim, d) if cfg.action_to_frames else None
         self.blocks = nn.ModuleList(MoTBlock(cfg) for _ in range(cfg.n_layers))
         self.norm_out = nn.ModuleList([nn.RMSNorm(d, eps=cfg.norm_eps), nn.RMSNorm(d, eps=cfg.norm_eps)])
         self.frame_out = nn.Linear(d, patch_dim)
@@ -101,6 +104,8 @@ class WorldModel(nn.Module):
             nn.init.zeros_(head.bias)
         nn.init.zeros_(self.action_out.weight)
         nn.init.zeros_(self.state_out.weight)
+        if self.action_cond is not None:
+            nn.init.zeros_(self.action_cond.weight)
 
     # ------------------------------------------------------------------ tokens
 
@@ -122,8 +127,9 @@ class WorldModel(nn.Module):
             raise ValueError(f"{n_views} cameras exceed max_cameras={self.cfg.max_cameras}")
         return torch.arange(n_views, device=device).repeat_interleave(self.cfg.tokens_per_frame)
 
-    def _step_tokens(self, latents, state, domain, t=None) -> torch.Tensor:
-        """Frames (b, T, v, c, h, w) + state (b, T, S) -> (b, T*(v*gh*gw + 1), d), per step [frame..., state]."""
+    def _step_tokens(self, latents, state, domain, t=None, actions=None) -> torch.Tensor:
+        """Frames (b, T, v, c, h, w) + state (b, T, S) -> (b, T*(v*gh*gw + 1), d), per step [frame..., state];
+        with `cfg.action_to_frames`, the (noisy) actions (b, T, A) that lead to these steps are added."""
         b, T, v = latents.shape[:3]
         frame = self.frame_in(self.patchify(latents)) + self.camera_embed(self._camera_ids(v, latents.device))
         frame = frame + self.modality_embed.weight[FRAME]
@@ -131,6 +137,8 @@ class WorldModel(nn.Module):
         tokens = torch.cat([frame, st[:, :, None]], dim=2)  # (b, T, n+1, d)
         if t is not None:
             tokens = tokens + self.time_embed(t)[:, None, None]
+        if actions is not None and self.action_cond is not None:
+            tokens = tokens + self.action_cond(actions, domain)[:, :, None]
         return tokens.reshape(b, -1, tokens.shape[-1])
 
     def _action_tokens(self, actions, domain, t) -> torch.Tensor:
@@ -182,7 +190,7 @@ class WorldModel(nn.Module):
         x = torch.cat([
             self.text_embed(text_ids),
             self._step_tokens(ctx_latents, ctx_state, domain),
-            self._step_tokens(fut_latents, fut_state, domain, t_frames),
+            self._step_tokens(fut_latents, fut_state, domain, t_frames, actions),
             self._action_tokens(actions, domain, t_actions),
         ], dim=1)
         step = v * self.cfg.tokens_per_frame + 1
@@ -268,7 +276,7 @@ class WorldModel(nn.Module):
     def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
         """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
         F_, v = fut_latents.shape[1], fut_latents.shape[2]
-        x = torch.cat([self._step_tokens(fut_latents, fut_state, cache.domain, t_frames),
+        x = torch.cat([self._step_tokens(fut_latents, fut_state, cache.domain, t_frames, actions),
                        self._action_tokens(actions, cache.domain, t_actions)], dim=1)
         positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
         h, _ = self._run(x, 0, positions, None, past=cache.kv)
