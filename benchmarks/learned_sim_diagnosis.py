@@ -38,12 +38,6 @@ def real_episode(env, name: str, seed: int) -> dict:
     return {"success": res["success"], "obs": obs, "after": np.stack(after), "coverage": np.array(cov)}
 
 
-@torch.no_grad()
-def judge_probs(dyn: LearnedDynamics, frames: np.ndarray) -> np.ndarray:
-    lat = dyn.encode(frames)
-    return torch.sigmoid(dyn.model.judge_logits(dyn.text_ids.repeat(len(lat), 1), lat)).numpy()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default=None)
@@ -61,7 +55,7 @@ def main():
     t0 = time.perf_counter()
     names = list(dict.fromkeys(["expert", *args.policies.split(",")]))
     episodes = {n: [real_episode(real, n, s) for s in seeds] for n in names}
-    probs = {n: [judge_probs(dyn, e["after"]) for e in eps] for n, eps in episodes.items()}
+    probs = {n: [dyn.judge(dyn.encode(e["after"])) for e in eps] for n, eps in episodes.items()}
     cov = np.concatenate([e["coverage"] for eps in episodes.values() for e in eps])
     p = np.concatenate([x for xs in probs.values() for x in xs])
     real_rate = [np.mean([e["success"] for e in episodes[n]]) for n in names]

@@ -107,3 +107,15 @@ def test_aloha_adapter():
     np.testing.assert_allclose(np.stack(after), np.stack(again), atol=1e-6)
     with pytest.raises(ValueError, match="unknown real simulator"):
         make_real_env("franka")
+
+
+def test_record_with_states_keeps_coverage_and_restorable_states():
+    from cosmos3_robot.eval.fidelity import record_with_states
+
+    env = PushTRealEnv(max_episode_steps=10_000, success_threshold=1.01)
+    ep = record_with_states(env, make_pusht_policy("expert"), seed=2, steps=12)
+    assert ep["frames"].shape == (13, 96, 96, 3) and ep["actions"].shape == (12, 2) and ep["rewards"].shape == (12,)
+    for t in (0, 5, 11):  # the reward after action t is the coverage of the state it led to
+        env.reset(options={"state": ep["sim"][t + 1]})
+        assert ep["rewards"][t] == pytest.approx(env.coverage())
+        np.testing.assert_array_equal(env.render(), ep["frames"][t + 1])

@@ -67,6 +67,11 @@ class LearnedDynamics:
         small = resize_frames(np.asarray(frames, dtype=np.uint8), self.model.cfg.image_size)
         return self.model.frame_tokenizer.encode(torch.from_numpy(small).permute(0, 3, 1, 2))[:, None]
 
+    @torch.no_grad()
+    def judge(self, latents: torch.Tensor) -> np.ndarray:
+        """Success probability (b,) of frame latents (b, 1, c, h, w) for the spec's task."""
+        return torch.sigmoid(self.model.judge_logits(self.text_ids.repeat(len(latents), 1), latents)).numpy()
+
     def norm_state(self, state: np.ndarray) -> torch.Tensor:
         s = self.normalizers["observation.state"].normalize(np.asarray(state, np.float64)) if self.spec.state.dims \
             else np.zeros((*np.shape(state)[:-1], 0))
@@ -87,7 +92,7 @@ class LearnedDynamics:
         latent, state_pad = out["frames"][:, 0], out["state"][:, 0]
         images = (self.model.frame_tokenizer.decode(latent[:, 0]).permute(0, 2, 3, 1).numpy() * 255).round()
         images = resize_frames(images.astype(np.uint8), self.camera.height)
-        prob = torch.sigmoid(self.model.judge_logits(text, latent)).numpy()
+        prob = self.judge(latent)
         dims = self.spec.state.dims
         states = np.zeros((b, 0), np.float32)
         if dims:

@@ -16,20 +16,22 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def record_with_states(real_env, policy, seed: int, steps: int) -> dict:
-    """Frames, actions and full simulator states of one real episode (no early termination)."""
+    """Frames, actions, rewards (PushT: coverage after each action) and full simulator states of one
+    real episode (no early termination)."""
     key = next(k for k in real_env.observation_space.spaces if k.startswith("observation.images."))
     obs, info = real_env.reset(seed=seed)
     policy.reset(seed)
-    frames, states, actions, sim = [obs[key]], [obs["observation.state"]], [], [info["state"]]
+    frames, states, actions, rewards, sim = [obs[key]], [obs["observation.state"]], [], [], [info["state"]]
     for _ in range(steps):
         a = policy.select_action(obs)
-        obs, _, _, _, info = real_env.step(a)
+        obs, reward, _, _, info = real_env.step(a)
+        rewards.append(float(reward))
         frames.append(obs[key])
         states.append(obs["observation.state"])
         actions.append(np.asarray(a, np.float32))
         sim.append(info["state"])
     return {"frames": np.stack(frames), "states": np.stack(states), "actions": np.stack(actions),
-            "sim": np.stack(sim), "key": key}
+            "rewards": np.array(rewards), "sim": np.stack(sim), "key": key}
 
 
 def open_loop(learned_env, real_env, episodes: list[dict], horizons=(1, 4, 16, 32), starts_per_episode: int = 4,
