@@ -8,7 +8,8 @@ DATA=${DATA:-outputs/pusht_train}
 RUN=${RUN:-outputs/pusht_small_run}
 i=0
 for p in expert expert-noise0.1 expert-lag2 expert-noise0.2 expert-slow expert-noise0.4 expert-noise0.8 random; do
-  .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$DATA"
+  .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$DATA" \
+    --video-quality lossless
   i=$((i + 1))
 done
 # stage 1: tokenizer (1000 steps) + world model and judge (2500) + judge head (200): ~29 min on 2 cores

@@ -237,3 +237,19 @@ def test_view_cli_on_a_lerobot_dataset(pusht_dataset, tmp_path, capsys):
     assert "12 steps" in capsys.readouterr().out and (tmp_path / "v.rrd").stat().st_size > 0
     assert main(["view", str(root), "--episode", "7"]) == 2
     assert [len(e["action"]) for e in load_episodes(root, episodes=[2, 0])] == [12, 12]
+
+
+def test_lossless_video_quality_keeps_frames_for_world_model_training(tmp_path):
+    """The default (lerobot's yuv420p CRF 30) distorts the small PushT pusher by tens of grey levels;
+    `quality="lossless"` stores frames within RGB<->YUV rounding."""
+    errors = {}
+    for quality in ("standard", "lossless"):
+        env = PushTRealEnv(max_episode_steps=8)
+        tap = Tap(LeRobotRecorder(tmp_path / quality, env.embodiment, quality=quality))
+        collect(env, make_pusht_policy("expert"), 1, tap, progress=False)
+        frames = load_episodes(tmp_path / quality)[0]["frames"]["observation.images.top"]
+        errors[quality] = np.abs(frames.astype(int) - np.stack(tap.frames).astype(int))
+    assert errors["lossless"].max() <= 2 and errors["lossless"].mean() < 0.1
+    assert errors["standard"].max() > 20 and errors["standard"].mean() > 5 * errors["lossless"].mean()
+    with pytest.raises(ValueError, match="video quality 'best'"):
+        LeRobotRecorder(tmp_path / "bad", "pusht", quality="best")

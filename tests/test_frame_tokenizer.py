@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from cosmos3_robot.model import FrameAutoencoder, WorldModel, get_config, psnr, train_frame_autoencoder
+from cosmos3_robot.model.frame_tokenizer import foreground
 
 CFG = get_config("tiny")
 
@@ -62,3 +63,34 @@ def test_multi_camera_tokens_carry_a_camera_index():
     assert (swapped.flip(2) - out).abs().max() > 1e-4
     with pytest.raises(ValueError, match="exceed max_cameras"):
         model(*args(torch.randn(1, 1, 5, c, n, n), torch.randn(1, 1, 5, c, n, n)))
+
+
+def test_foreground_mask_finds_objects_off_the_background():
+    x = torch.ones(2, 3, 16, 16)  # white table
+    x[0, :, 3:5, 6:9] = torch.tensor([0.25, 0.4, 1.0])[:, None, None]  # a small blue object
+    x[1, 1, 10:12, 1:3] = 0.95  # within tolerance of white: background
+    m = foreground(x)
+    assert m.shape == (2, 1, 16, 16)
+    assert m[0, 0, 3:5, 6:9].all() and m[0].sum() == 6
+    assert m[1].sum() == 0
+
+
+def test_detail_weight_sharpens_small_objects():
+    """Same data, seed and steps: weighting the non-background pixels lowers the error on the small
+    objects (PushT's pusher is ~5% of the pixels)."""
+    g = torch.Generator().manual_seed(0)
+    frames = torch.full((128, 3, 32, 32), 255, dtype=torch.uint8)
+    for f in frames:
+        r, c = torch.randint(0, 29, (2,), generator=g).tolist()
+        f[:, r : r + 3, c : c + 3] = torch.tensor([60, 100, 250], dtype=torch.uint8)[:, None, None]
+    err = {}
+    for w in (0.0, 20.0):
+        torch.manual_seed(0)
+        ae = FrameAutoencoder(CFG)
+        train_frame_autoencoder(ae, frames, steps=150, batch_size=16, lr=5e-3, progress=False, detail_weight=w)
+        with torch.no_grad():
+            rec = ae.reconstruct(frames[:32])
+        x = frames[:32].float() / 255
+        mask = foreground(x).expand_as(x).bool()
+        err[w] = (rec - x).abs()[mask].mean().item()
+    assert err[20.0] < 0.8 * err[0.0], err

@@ -168,13 +168,14 @@ def test_flow_time_sampling_and_noise():
     assert s[0] == 1 and s[-1] == 0 and len(s) == 5
 
 
-def overfit(model, batch, probs, steps=300, context_noise=0.0) -> list[float]:
+def overfit(model, batch, probs, steps=300, context_noise=0.0, motion_weight=0.0) -> list[float]:
     """Adam on one fixed batch (the same seed every step: one set of noise and times to memorize)
     until the loss falls 10x or `steps` run out."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(steps):
-        out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=probs, context_noise=context_noise)
+        out = model.flow_loss(batch, torch.Generator().manual_seed(0), mode_probs=probs, context_noise=context_noise,
+                              motion_weight=motion_weight)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -355,3 +356,59 @@ def test_action_to_frames_path_starts_as_a_no_op_and_makes_frames_depend_on_acti
     other[5] = -batch["actions"]
     # frame tokens now see their own action directly, not only through attention
     assert not torch.allclose(grown(*args)["frames"], grown(*other)["frames"])
+
+
+def test_x0_frame_prediction_velocity_cache_and_sampler():
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny", residual_frames=True, frame_prediction="x0")).eval()
+    torch.nn.init.normal_(model.frame_out.weight, std=0.1)
+    batch = make_batch(C=2)
+    t_f, t_a = torch.tensor([0.3, 1.0]), torch.zeros(2)
+    full = model(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"],
+                 batch["fut_state"], batch["actions"], batch["domain"], t_f, t_a)
+    # the head predicts clean latents; the velocity that moves x_t there in the remaining time t
+    torch.testing.assert_close(full["frames"], (batch["fut_latents"] - full["frames_x0"]) / t_f.view(-1, 1, 1, 1, 1, 1))
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+    cached = model.velocity(cache, batch["fut_latents"], batch["fut_state"], batch["actions"], t_f, t_a)
+    for key in full:
+        torch.testing.assert_close(cached[key], full[key], atol=1e-5, rtol=1e-4)
+    # one Euler step from t=1 with no starting noise lands exactly on the predicted change
+    kw = dict(action_mask=batch["action_mask"], state_mask=batch["state_mask"], actions=batch["actions"][:, :1])
+    one = model.sample(cache, 1, 1, **kw, steps=1, noise_scale=0.0)
+    x0 = model.velocity(cache, torch.zeros_like(batch["fut_latents"][:, :1]), torch.zeros_like(batch["fut_state"][:, :1]),
+                        batch["actions"][:, :1] * batch["action_mask"][:, None], torch.ones(2), torch.zeros(2))["frames_x0"]
+    torch.testing.assert_close(one["frames"], x0 + batch["ctx_latents"][:, -1:])
+    losses = overfit(WorldModel(get_config("tiny", residual_frames=True, frame_prediction="x0")), batch, (1, 0, 0, 0))
+    assert losses[-1] < losses[0] / 10
+    with pytest.raises(ValueError, match="frame_prediction='eps'"):
+        get_config("tiny", frame_prediction="eps")
+
+
+def test_motion_weight_scales_the_frame_loss_on_changing_latents():
+    """Hand-computed: an untrained x0 model predicts zero change, so its frame loss is the mean of
+    change**2 * (1 + w * [|change| > MOTION_THRESHOLD])."""
+    from cosmos3_robot.model.world_model import MOTION_THRESHOLD
+
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny", residual_frames=True, frame_prediction="x0"))  # zero frame head
+    batch = make_batch(b=2, F=1)
+    change = torch.zeros_like(batch["fut_latents"])
+    change[:, :, :, :2, :3, :3] = 1.0  # a moving patch
+    change[:, :, :, 2:4, 5:7, 5:7] = 0.1  # below the motion threshold
+    batch["fut_latents"] = batch["ctx_latents"][:, -1:] + change
+    for w in (0.0, 4.0):
+        loss = model.flow_loss(batch, torch.Generator().manual_seed(0), (1, 0, 0, 0), motion_weight=w)["frames"]
+        moving = (change.abs() > MOTION_THRESHOLD).float()
+        torch.testing.assert_close(loss, (change**2 * (1 + w * moving)).mean())
+
+
+def test_mode_probs_forward_share():
+    from cosmos3_robot.model.training import mode_probs
+    from cosmos3_robot.model.world_model import MODE_PROBS
+
+    assert mode_probs(None) == MODE_PROBS
+    p = mode_probs(0.6)
+    assert p[0] == 0.6 and sum(p) == pytest.approx(1.0)
+    assert p[1] / p[2] == pytest.approx(MODE_PROBS[1] / MODE_PROBS[2])  # the other modes keep their ratios
+    with pytest.raises(ValueError, match="forward_share=1.5"):
+        mode_probs(1.5)

@@ -105,3 +105,18 @@ def test_judge_on_imagined_frames_and_sampler_settings_reach_the_env(dataset, tm
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert changed and all(k.startswith(("judge_head", "vision_in")) for k in changed), changed
     assert WorldModelEnv(tmp_path / "tuned").dynamics.sample_noise == 0.5
+
+
+def test_switching_to_x0_frames_on_init_resets_the_head_and_is_saved(dataset, tmp_path):
+    base = train(config(dataset, tmp_path / "base", steps=20, judge_steps=0))
+    assert base.cfg.frame_prediction == "velocity" and base.frame_out.weight.abs().sum() > 0
+    switched = train(config(dataset, tmp_path / "x0", init=str(tmp_path / "base"), steps=0, judge_steps=0,
+                            frame_prediction="x0", time_shift=3.0))
+    assert switched.frame_out.weight.abs().sum() == 0  # the velocity head's weights mean nothing for x0
+    reloaded = WorldModel.from_pretrained(tmp_path / "x0")
+    assert reloaded.cfg.frame_prediction == "x0" and reloaded.cfg.time_shift == 3.0
+    # the new loss options train from scratch too
+    fresh = train(config(dataset, tmp_path / "fresh", steps=20, judge_steps=0, frame_prediction="x0",
+                         motion_weight=4.0, forward_share=0.6, tokenizer_detail_weight=10.0))
+    log = [json.loads(line) for line in (tmp_path / "fresh" / "losses.jsonl").read_text().splitlines()]
+    assert fresh.cfg.frame_prediction == "x0" and all(r["loss"] == r["loss"] for r in log if "loss" in r)

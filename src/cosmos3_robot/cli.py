@@ -159,6 +159,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     extra = {}
     if hasattr(env, "action_variant"):
         extra["variant"] = env.action_variant
+    if args.format == "lerobot":
+        extra["quality"] = args.video_quality
+    elif args.video_quality != "standard":
+        raise SystemExit("--video-quality applies to --format lerobot (DROID-layout episodes store their own MP4s)")
     if args.format == "droid" and hasattr(env, "calibrations"):
         # fixed cameras only: the wrist camera's extrinsics change every step
         extra["calibrations"] = {n: c for n, c in env.calibrations().items()
@@ -190,7 +194,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
                       context=args.context, init=args.init, residual_frames=args.residual_frames or None,
                       context_noise=args.context_noise, sample_noise=args.sample_noise,
-                      judge_imagined=args.judge_imagined, action_to_frames=args.action_to_frames)
+                      judge_imagined=args.judge_imagined, action_to_frames=args.action_to_frames,
+                      frame_prediction=args.frame_prediction, motion_weight=args.motion_weight,
+                      forward_share=args.forward_share, time_shift=args.time_shift,
+                      tokenizer_detail_weight=args.tokenizer_detail_weight)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -291,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first episode seed (episodes use seed, seed+1, ...)")
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--success-threshold", type=float, default=0.90, help="PushT goal coverage counted as success")
+    p.add_argument("--video-quality", default="standard", choices=["standard", "lossless"],
+                   help="lerobot format: standard = lerobot's default encoding (small, lossy); lossless = for"
+                        " world-model training data")
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("train", help="train the world model (tokenizer, world model, judge) on a dataset")
     p.add_argument("--dataset", required=True)
@@ -314,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge stage: fraction of frames replaced by the model's own one-step predictions")
     p.add_argument("--action-to-frames", action="store_true",
                    help="add each action's embedding to the tokens of the frame it leads to (zero-initialized)")
+    p.add_argument("--frame-prediction", choices=["velocity", "x0"], default=None,
+                   help="frame head target (default: the preset's or --init checkpoint's); x0 predicts the clean"
+                        " latents")
+    p.add_argument("--motion-weight", type=float, default=0.0,
+                   help="extra frame-loss weight on latents that change from the last context frame")
+    p.add_argument("--forward-share", type=float, default=None,
+                   help="fraction of training examples in forward-dynamics mode (the rest keep their ratios)")
+    p.add_argument("--tokenizer-detail-weight", type=float, default=0.0,
+                   help="extra frame-tokenizer loss weight on pixels off the background colour (small objects)")
+    p.add_argument("--time-shift", type=float, default=None,
+                   help="flow time shift toward noise (> 1: more training where frames must come from the"
+                        " conditioning); also the sampler's schedule")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")

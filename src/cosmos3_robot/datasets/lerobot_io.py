@@ -38,9 +38,21 @@ def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, var
     return features
 
 
-def _encoder(vcodec: str):
+VIDEO_QUALITIES = ("standard", "lossless")
+
+
+def _encoder(vcodec: str, quality: str = "standard"):
+    """lerobot's RGB encoder config. "standard" is lerobot's default (yuv420p, CRF 30, GOP 2): small files,
+    but at 96x96 its per-frame error (about 1.3 grey levels on average, up to ~100 on the small PushT
+    pusher) is larger than most frame-to-frame changes, so a world model trained on it learns the codec's
+    flicker instead of the dynamics. "lossless" keeps full-resolution chroma at CRF 0 (lossless in YUV;
+    RGB<->YUV rounding remains): the format for world-model training data."""
     from lerobot.configs import RGBEncoderConfig
 
+    if quality not in VIDEO_QUALITIES:
+        raise ValueError(f"video quality {quality!r} is not one of {VIDEO_QUALITIES}")
+    if quality == "lossless":
+        return RGBEncoderConfig(vcodec=vcodec, pix_fmt="yuv444p", crf=0)
     return RGBEncoderConfig(vcodec=vcodec)
 
 
@@ -57,10 +69,11 @@ class LeRobotRecorder:
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec | str, repo_id: str = "local/cosmos3",
                  cameras: list[str] | None = None, fps: float | None = None, vcodec: str = "h264",
-                 robot_type: str | None = None, variant: str | None = None):
+                 robot_type: str | None = None, variant: str | None = None, quality: str = "standard"):
         self.root = Path(root)
         self.spec = load_spec(spec) if isinstance(spec, str) else spec
         self.repo_id, self.vcodec = repo_id, vcodec
+        self.encoder = _encoder(vcodec, quality)  # validates `quality` before any frame is recorded
         self.fps = int(round(fps or self.spec.control_hz))
         self.features = lerobot_features(self.spec, cameras, variant)
         self.robot_type = robot_type or self.spec.name
@@ -77,7 +90,7 @@ class LeRobotRecorder:
         if self._ds is not None:
             return self._ds
         if (self.root / "meta" / "info.json").is_file():
-            self._ds = LeRobotDataset.resume(self.repo_id, root=self.root, rgb_encoder=_encoder(self.vcodec))
+            self._ds = LeRobotDataset.resume(self.repo_id, root=self.root, rgb_encoder=self.encoder)
             existing = {k: tuple(v["shape"]) for k, v in self._ds.meta.features.items() if k in self.features}
             wanted = {k: tuple(v["shape"]) for k, v in self.features.items()}
             if existing != wanted:
@@ -86,7 +99,7 @@ class LeRobotRecorder:
         else:
             self._ds = LeRobotDataset.create(self.repo_id, fps=self.fps, features=self.features, root=self.root,
                                              robot_type=self.robot_type, use_videos=True,
-                                             rgb_encoder=_encoder(self.vcodec))
+                                             rgb_encoder=self.encoder)
         return self._ds
 
     def add_frame(self, observation: dict, action, reward: float, success: bool, task: str) -> None:

@@ -38,6 +38,10 @@ class ModelConfig:
     sample_steps: int = 4  # Euler steps at inference (Cosmos' DROID policy serves with 4)
     residual_frames: bool = False  # generate future latents as a change from the last context frame
     action_to_frames: bool = False  # also add each action's embedding to the tokens of the frame it leads to
+    # what the frame head predicts: "velocity" (noise - data, rectified-flow default) or "x0" (the clean
+    # latents themselves; the sampler derives the velocity). x0 spares the head from reproducing the
+    # noise, which for small frame changes (residual frames) is most of a velocity target.
+    frame_prediction: str = "velocity"
 
     @property
     def downsample(self) -> int:
@@ -61,6 +65,8 @@ class ModelConfig:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.frame_prediction not in ("velocity", "x0"):
+            raise ValueError(f"frame_prediction={self.frame_prediction!r} must be 'velocity' or 'x0'")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:
             raise ValueError(
                 f"image_size={self.image_size} must divide by downsample={self.downsample} x latent_patch="

@@ -24,7 +24,7 @@ from ..embodiments import load_spec, pad_action
 from .config import get_config
 from .frame_tokenizer import resize_frames, train_frame_autoencoder
 from .schedule import warmup_cosine
-from .world_model import WorldModel
+from .world_model import MODE_PROBS, WorldModel
 
 STATE_FILE = "trainer_state.pt"
 
@@ -38,6 +38,7 @@ class TrainConfig:
     context: int = 2  # context frames per window (the learned env's window)
     tokenizer_steps: int = 1500
     tokenizer_batch: int = 32
+    tokenizer_detail_weight: float = 0.0  # extra tokenizer loss weight on non-background pixels
     steps: int = 3000  # world-model steps
     judge_steps: int = 300  # head-only fine-tune after joint training
     batch_size: int = 32
@@ -51,6 +52,10 @@ class TrainConfig:
     sample_noise: float = 1.0  # the learned env's starting-noise scale (WorldModel.sample), stored in metadata
     judge_imagined: float = 0.0  # judge stage: this fraction of frames are the model's own one-step predictions
     action_to_frames: bool = False  # add the direct action -> frame-token path (ModelConfig.action_to_frames)
+    frame_prediction: str | None = None  # override ModelConfig.frame_prediction ("velocity" or "x0")
+    motion_weight: float = 0.0  # extra frame-loss weight on changing latents (WorldModel.flow_loss)
+    forward_share: float | None = None  # fraction of forward-dynamics examples (None: MODE_PROBS)
+    time_shift: float | None = None  # override ModelConfig.time_shift (> 1 trains more near pure noise)
     progress: bool = True
 
 
@@ -99,14 +104,27 @@ class LatentData:
         }
 
 
+def mode_probs(forward_share: float | None) -> tuple[float, ...]:
+    """Training-mode mix with the forward-dynamics share set to `forward_share` and the other modes
+    keeping their relative weights from MODE_PROBS."""
+    if forward_share is None:
+        return MODE_PROBS
+    if not 0.0 <= forward_share <= 1.0:
+        raise ValueError(f"forward_share={forward_share} must be in [0, 1]")
+    rest = sum(MODE_PROBS[1:])
+    return (forward_share, *[p / rest * (1 - forward_share) for p in MODE_PROBS[1:]])
+
+
 class _Objective(nn.Module):
     """DDP needs the loss inside `forward`; this routes to the world model's two objectives."""
 
     def __init__(self, model: WorldModel, context_noise: float = 0.0, judge_imagined: float = 0.0,
-                 sample_noise: float = 1.0):
+                 sample_noise: float = 1.0, motion_weight: float = 0.0, forward_share: float | None = None):
         super().__init__()
         self.model = model
         self.context_noise, self.judge_imagined, self.sample_noise = context_noise, judge_imagined, sample_noise
+        self.motion_weight = motion_weight
+        self.mode_probs = mode_probs(forward_share)
 
     @torch.no_grad()
     def imagined_next(self, batch: dict, gen: torch.Generator) -> torch.Tensor:
@@ -128,7 +146,7 @@ class _Objective(nn.Module):
         judge = self.model.judge_loss(batch["text_ids"], frames, batch["reward"])
         if kind == "judge":
             return {"loss": judge}
-        losses = self.model.flow_loss(batch, gen, context_noise=self.context_noise)
+        losses = self.model.flow_loss(batch, gen, self.mode_probs, self.context_noise, self.motion_weight)
         # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
         return {**losses, "loss": losses["loss"] + judge, "judge": judge.detach()}
 
@@ -161,6 +179,12 @@ def train(cfg: TrainConfig) -> WorldModel:
         st = {"stage": "world_model", "step": 0}
         if cfg.residual_frames is not None:
             model.cfg = replace(model.cfg, residual_frames=cfg.residual_frames)
+        if cfg.time_shift is not None:
+            model.cfg = replace(model.cfg, time_shift=cfg.time_shift)
+        if cfg.frame_prediction is not None and cfg.frame_prediction != model.cfg.frame_prediction:
+            model.cfg = replace(model.cfg, frame_prediction=cfg.frame_prediction)
+            nn.init.zeros_(model.frame_out.weight)  # the head's old target means something else now
+            nn.init.zeros_(model.frame_out.bias)
         if cfg.action_to_frames and not model.cfg.action_to_frames:  # add the zero-initialized path
             grown = WorldModel(replace(model.cfg, action_to_frames=True), model.metadata)
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
@@ -169,6 +193,8 @@ def train(cfg: TrainConfig) -> WorldModel:
     else:
         overrides = {} if cfg.residual_frames is None else {"residual_frames": cfg.residual_frames}
         overrides |= {"action_to_frames": True} if cfg.action_to_frames else {}
+        overrides |= {"frame_prediction": cfg.frame_prediction} if cfg.frame_prediction else {}
+        overrides |= {"time_shift": cfg.time_shift} if cfg.time_shift is not None else {}
         model = WorldModel(get_config(cfg.preset, **overrides))
         st = {"stage": "tokenizer", "step": 0}
     normalizers = dataset_normalizers(cfg.dataset, spec)
@@ -196,7 +222,8 @@ def train(cfg: TrainConfig) -> WorldModel:
         frames = torch.from_numpy(frames).permute(0, 3, 1, 2)
         losses = train_frame_autoencoder(model.frame_tokenizer, frames, steps=cfg.tokenizer_steps,
                                          batch_size=cfg.tokenizer_batch, seed=cfg.seed,
-                                         progress=cfg.progress and rank == 0)
+                                         progress=cfg.progress and rank == 0,
+                                         detail_weight=cfg.tokenizer_detail_weight)
         if rank == 0:
             _log(out, {"stage": "tokenizer", "loss_first": losses[0], "loss_last": float(np.mean(losses[-50:])),
                        "seconds": time.time() - t0})
@@ -212,7 +239,8 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.judge_head.requires_grad_(True)
             model.vision_in.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
-        objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise)
+        objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise, cfg.motion_weight,
+                               cfg.forward_share)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)

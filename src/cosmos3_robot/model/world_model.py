@@ -33,6 +33,7 @@ from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
 FRAME, STATE, ACTION = 0, 1, 2  # modality embedding rows
 # training mode mix: forward dynamics, policy, inverse dynamics, video prediction
 MODE_PROBS = (0.4, 0.3, 0.15, 0.15)
+MOTION_THRESHOLD = 0.25  # |latent change| (standardized units) counted as motion by flow_loss's weighting
 
 
 @dataclass
@@ -170,15 +171,21 @@ class WorldModel(nn.Module):
             kvs.append(kv)
         return x, kvs
 
-    def _heads(self, h_noisy, n_future, n_views, domain):
-        """Generator outputs of the noisy tokens -> frame, state and action velocities."""
+    def _heads(self, h_noisy, n_future, n_views, domain, x_frames, t_frames):
+        """Generator outputs of the noisy tokens -> frame, state and action velocities. With
+        `cfg.frame_prediction == "x0"` the frame head predicts the clean latents ("frames_x0") and the
+        velocity follows from the noisy input: v = (x_t - x0) / t."""
         h = self.norm_out[GENERATOR](h_noisy)
         b, step = h.shape[0], n_views * self.cfg.tokens_per_frame + 1
         steps = h[:, : n_future * step].reshape(b, n_future, step, -1)
         frames = self.unpatchify(self.frame_out(steps[:, :, :-1]), n_views)
         state = self.state_out(steps[:, :, -1], domain)
         actions = self.action_out(h[:, n_future * step :], domain)
-        return {"frames": frames, "state": state, "actions": actions}
+        out = {"frames": frames, "state": state, "actions": actions}
+        if self.cfg.frame_prediction == "x0":
+            t = t_frames.reshape(-1, *[1] * (frames.dim() - 1)).clamp_min(1e-3)
+            out |= {"frames_x0": frames, "frames": (x_frames - frames) / t}
+        return out
 
     # ------------------------------------------------------------------ full forward (training)
 
@@ -198,10 +205,11 @@ class WorldModel(nn.Module):
                                self._positions(n_text, C, F_, v, with_actions=True)], dim=1)
         mask = attention_mask(n_text, C, F_, step).to(x.device)
         h, _ = self._run(x, n_text, positions, mask)
-        return self._heads(h[:, n_text + C * step :], F_, v, domain)
+        return self._heads(h[:, n_text + C * step :], F_, v, domain, fut_latents, t_frames)
 
     def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
-                  mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0) -> dict[str, torch.Tensor]:
+                  mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0,
+                  motion_weight: float = 0.0) -> dict[str, torch.Tensor]:
         """One rectified-flow training loss with modes sampled per example (see module docstring).
         `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
         state_mask, domain.
@@ -209,7 +217,11 @@ class WorldModel(nn.Module):
         `context_noise` > 0 corrupts the clean context (latents and state) with Gaussian noise of a
         per-example scale drawn from U(0, context_noise), while the targets stay clean: the model
         learns to pull imperfect context back to the data, which is what its own predictions are
-        in a closed loop (context-noise augmentation, as GameNGen and DIAMOND use against drift)."""
+        in a closed loop (context-noise augmentation, as GameNGen and DIAMOND use against drift).
+
+        `motion_weight` > 0 multiplies the frame loss by 1 + motion_weight on latents that change from
+        the last context frame (|change| > MOTION_THRESHOLD): the moving pusher and block are a few
+        percent of the latents, and an unweighted loss is met by copying the last frame."""
         ctx, ctx_state = batch["ctx_latents"], batch["ctx_state"]
         if context_noise > 0:
             scale = torch.rand(ctx.shape[0], generator=generator).to(ctx.device) * context_noise
@@ -217,6 +229,7 @@ class WorldModel(nn.Module):
             noise_s = torch.randn(ctx_state.shape, generator=generator).to(ctx.device)
             ctx_state = ctx_state + scale.view(-1, 1, 1) * noise_s * batch["state_mask"][:, None].float()
         fut, act = batch["fut_latents"], batch["actions"]
+        moving = ((batch["fut_latents"] - batch["ctx_latents"][:, -1:]).abs() > MOTION_THRESHOLD).float()
         if self.cfg.residual_frames:  # learn the change from the last (possibly corrupted) context frame
             fut = fut - ctx[:, -1:]
         b, dev = fut.shape[0], fut.device
@@ -236,7 +249,11 @@ class WorldModel(nn.Module):
             add_noise(act, noise_a, t_a) * a_mask, batch["domain"], t_f, t_a,
         )
         w_f, w_a = (t_f > 0).float(), (t_a > 0).float()  # no loss on a group given clean
-        per_f = ((pred["frames"] - velocity_target(fut, noise_f)) ** 2).flatten(1).mean(1)
+        if self.cfg.frame_prediction == "x0":
+            err_f = (pred["frames_x0"] - fut) ** 2
+        else:
+            err_f = (pred["frames"] - velocity_target(fut, noise_f)) ** 2
+        per_f = (err_f * (1 + motion_weight * moving)).flatten(1).mean(1)
         per_s = (((pred["state"] - velocity_target(batch["fut_state"], noise_s)) ** 2) * s_mask).sum((1, 2)) / (
             s_mask.sum((1, 2)) * fut.shape[1]).clamp_min(1)
         per_a = (((pred["actions"] - velocity_target(act, noise_a)) ** 2) * a_mask).sum((1, 2)) / (
@@ -280,7 +297,7 @@ class WorldModel(nn.Module):
                        self._action_tokens(actions, cache.domain, t_actions)], dim=1)
         positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
         h, _ = self._run(x, 0, positions, None, past=cache.kv)
-        return self._heads(h, F_, v, cache.domain)
+        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames)
 
     @torch.no_grad()
     def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
