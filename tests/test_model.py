@@ -412,3 +412,21 @@ def test_mode_probs_forward_share():
     assert p[1] / p[2] == pytest.approx(MODE_PROBS[1] / MODE_PROBS[2])  # the other modes keep their ratios
     with pytest.raises(ValueError, match="forward_share=1.5"):
         mode_probs(1.5)
+
+
+def test_frame_pos_embed_lets_identical_patches_differ_by_place():
+    torch.manual_seed(0)
+    batch = make_batch(b=1)
+    for key in ("ctx_latents", "fut_latents"):
+        batch[key] = torch.zeros_like(batch[key])  # a blank table: every patch identical
+    args = (batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"], batch["fut_state"],
+            batch["actions"], batch["domain"], torch.full((1,), 1.0), torch.zeros(1))
+    spread = {}
+    for pe in (False, True):
+        torch.manual_seed(0)
+        m = WorldModel(get_config("tiny", latent_patch=2, frame_pos_embed=pe)).eval()
+        torch.nn.init.normal_(m.frame_out.weight, std=0.1)
+        tokens = m.patchify(m(*args)["frames"])[0, 0]  # (tokens, patch values) of the predicted frame
+        spread[pe] = (tokens - tokens[:1]).abs().max().item()
+    # without it, places differ only through rotary offsets to the few non-frame tokens: weakly
+    assert spread[True] > 10 * spread[False], spread

@@ -42,6 +42,10 @@ class ModelConfig:
     # latents themselves; the sampler derives the velocity). x0 spares the head from reproducing the
     # noise, which for small frame changes (residual frames) is most of a velocity target.
     frame_prediction: str = "velocity"
+    # learned absolute position embedding on generator frame tokens, on top of 3D mRoPE (as Cosmos-Predict's
+    # DiT adds one per block): without it a background token cannot tell where it is, and rendering an
+    # object at a coordinate given by state/action (the pusher) has to come from relative rotations alone
+    frame_pos_embed: bool = False
 
     @property
     def downsample(self) -> int:

@@ -56,6 +56,7 @@ class TrainConfig:
     motion_weight: float = 0.0  # extra frame-loss weight on changing latents (WorldModel.flow_loss)
     forward_share: float | None = None  # fraction of forward-dynamics examples (None: MODE_PROBS)
     time_shift: float | None = None  # override ModelConfig.time_shift (> 1 trains more near pure noise)
+    frame_pos_embed: bool = False  # add the absolute frame-token position embedding (ModelConfig.frame_pos_embed)
     progress: bool = True
 
 
@@ -185,16 +186,23 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.cfg = replace(model.cfg, frame_prediction=cfg.frame_prediction)
             nn.init.zeros_(model.frame_out.weight)  # the head's old target means something else now
             nn.init.zeros_(model.frame_out.bias)
+        grow = {}
         if cfg.action_to_frames and not model.cfg.action_to_frames:  # add the zero-initialized path
-            grown = WorldModel(replace(model.cfg, action_to_frames=True), model.metadata)
+            grow["action_to_frames"] = True
+        if cfg.frame_pos_embed and not model.cfg.frame_pos_embed:
+            grow["frame_pos_embed"] = True
+        if grow:
+            grown = WorldModel(replace(model.cfg, **grow), model.metadata)
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-            assert not unexpected and all(k.startswith("action_cond") for k in missing), (missing, unexpected)
+            assert not unexpected and all(k.startswith(("action_cond", "frame_pos")) for k in missing), (
+                missing, unexpected)
             model = grown
     else:
         overrides = {} if cfg.residual_frames is None else {"residual_frames": cfg.residual_frames}
         overrides |= {"action_to_frames": True} if cfg.action_to_frames else {}
         overrides |= {"frame_prediction": cfg.frame_prediction} if cfg.frame_prediction else {}
         overrides |= {"time_shift": cfg.time_shift} if cfg.time_shift is not None else {}
+        overrides |= {"frame_pos_embed": True} if cfg.frame_pos_embed else {}
         model = WorldModel(get_config(cfg.preset, **overrides))
         st = {"stage": "tokenizer", "step": 0}
     normalizers = dataset_normalizers(cfg.dataset, spec)

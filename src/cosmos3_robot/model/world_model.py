@@ -82,6 +82,7 @@ class WorldModel(nn.Module):
         # optional direct path action k -> tokens of future frame k (zero-initialized: a fine-tune starts
         # from the attention-only model's behaviour)
         self.action_cond = DomainAwareLinear(cfg.n_domains, cfg.action_dim, d) if cfg.action_to_frames else None
+        self.frame_pos = nn.Parameter(torch.zeros(cfg.tokens_per_frame, d)) if cfg.frame_pos_embed else None
         self.blocks = nn.ModuleList(MoTBlock(cfg) for _ in range(cfg.n_layers))
         self.norm_out = nn.ModuleList([nn.RMSNorm(d, eps=cfg.norm_eps), nn.RMSNorm(d, eps=cfg.norm_eps)])
         self.frame_out = nn.Linear(d, patch_dim)
@@ -107,6 +108,8 @@ class WorldModel(nn.Module):
         nn.init.zeros_(self.state_out.weight)
         if self.action_cond is not None:
             nn.init.zeros_(self.action_cond.weight)
+        if self.frame_pos is not None:
+            nn.init.normal_(self.frame_pos, std=0.02)
 
     # ------------------------------------------------------------------ tokens
 
@@ -134,6 +137,8 @@ class WorldModel(nn.Module):
         b, T, v = latents.shape[:3]
         frame = self.frame_in(self.patchify(latents)) + self.camera_embed(self._camera_ids(v, latents.device))
         frame = frame + self.modality_embed.weight[FRAME]
+        if self.frame_pos is not None:
+            frame = frame + self.frame_pos.repeat(v, 1)
         st = self.state_in(state, domain) + self.modality_embed.weight[STATE]
         tokens = torch.cat([frame, st[:, :, None]], dim=2)  # (b, T, n+1, d)
         if t is not None:
