@@ -430,3 +430,23 @@ def test_frame_pos_embed_lets_identical_patches_differ_by_place():
         spread[pe] = (tokens - tokens[:1]).abs().max().item()
     # without it, places differ only through rotary offsets to the few non-frame tokens: weakly
     assert spread[True] > 10 * spread[False], spread
+
+
+def test_frame_t1_share_puts_frames_at_pure_noise(monkeypatch):
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny", residual_frames=True, frame_prediction="x0"))
+    batch = make_batch(b=64, F=1)
+    seen = {}
+    forward = model.forward
+
+    def spy(*args):
+        seen["t_f"] = args[7]
+        return forward(*args)
+
+    monkeypatch.setattr(model, "forward", spy)
+    model.flow_loss(batch, torch.Generator().manual_seed(0), (0.5, 0.3, 0.2, 0.0))
+    assert (seen["t_f"] < 1).float().mean() > 0.7  # logit-normal times (and 0 for inverse dynamics)
+    model.flow_loss(batch, torch.Generator().manual_seed(0), (0.5, 0.3, 0.2, 0.0), frame_t1_share=1.0)
+    t_f = seen["t_f"]
+    assert set(t_f.unique().tolist()) == {0.0, 1.0}  # pure noise, except inverse dynamics' clean frames
+    assert 0.05 < (t_f == 0).float().mean() < 0.4

@@ -117,6 +117,7 @@ def test_switching_to_x0_frames_on_init_resets_the_head_and_is_saved(dataset, tm
     assert reloaded.cfg.frame_prediction == "x0" and reloaded.cfg.time_shift == 3.0
     # the new loss options train from scratch too
     fresh = train(config(dataset, tmp_path / "fresh", steps=20, judge_steps=0, frame_prediction="x0",
-                         motion_weight=4.0, forward_share=0.6, tokenizer_detail_weight=10.0))
+                         motion_weight=4.0, forward_share=0.6, tokenizer_detail_weight=10.0, frame_t1_share=0.5,
+                         sample_steps=1))
     log = [json.loads(line) for line in (tmp_path / "fresh" / "losses.jsonl").read_text().splitlines()]
-    assert fresh.cfg.frame_prediction == "x0" and all(r["loss"] == r["loss"] for r in log if "loss" in r)
+    assert fresh.cfg.frame_prediction == "x0" and fresh.cfg.sample_steps == 1 and all(r["loss"] == r["loss"] for r in log if "loss" in r)

@@ -197,7 +197,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       judge_imagined=args.judge_imagined, action_to_frames=args.action_to_frames,
                       frame_prediction=args.frame_prediction, motion_weight=args.motion_weight,
                       forward_share=args.forward_share, time_shift=args.time_shift,
-                      tokenizer_detail_weight=args.tokenizer_detail_weight, frame_pos_embed=args.frame_pos_embed)
+                      tokenizer_detail_weight=args.tokenizer_detail_weight, frame_pos_embed=args.frame_pos_embed,
+                      frame_t1_share=args.frame_t1_share, sample_steps=args.sample_steps)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -333,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of training examples in forward-dynamics mode (the rest keep their ratios)")
     p.add_argument("--tokenizer-detail-weight", type=float, default=0.0,
                    help="extra frame-tokenizer loss weight on pixels off the background colour (small objects)")
+    p.add_argument("--frame-t1-share", type=float, default=0.0,
+                   help="fraction of examples whose frames start from pure noise (predicted from context + action)")
+    p.add_argument("--sample-steps", type=int, default=None, help="the learned env's Euler steps (stored)")
     p.add_argument("--frame-pos-embed", action="store_true",
                    help="add a learned absolute position embedding to generator frame tokens")
     p.add_argument("--time-shift", type=float, default=None,

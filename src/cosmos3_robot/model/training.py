@@ -57,6 +57,8 @@ class TrainConfig:
     forward_share: float | None = None  # fraction of forward-dynamics examples (None: MODE_PROBS)
     time_shift: float | None = None  # override ModelConfig.time_shift (> 1 trains more near pure noise)
     frame_pos_embed: bool = False  # add the absolute frame-token position embedding (ModelConfig.frame_pos_embed)
+    frame_t1_share: float = 0.0  # fraction of examples with frames at pure noise (WorldModel.flow_loss)
+    sample_steps: int | None = None  # override ModelConfig.sample_steps (the learned env's Euler steps)
     progress: bool = True
 
 
@@ -120,11 +122,12 @@ class _Objective(nn.Module):
     """DDP needs the loss inside `forward`; this routes to the world model's two objectives."""
 
     def __init__(self, model: WorldModel, context_noise: float = 0.0, judge_imagined: float = 0.0,
-                 sample_noise: float = 1.0, motion_weight: float = 0.0, forward_share: float | None = None):
+                 sample_noise: float = 1.0, motion_weight: float = 0.0, forward_share: float | None = None,
+                 frame_t1_share: float = 0.0):
         super().__init__()
         self.model = model
         self.context_noise, self.judge_imagined, self.sample_noise = context_noise, judge_imagined, sample_noise
-        self.motion_weight = motion_weight
+        self.motion_weight, self.frame_t1_share = motion_weight, frame_t1_share
         self.mode_probs = mode_probs(forward_share)
 
     @torch.no_grad()
@@ -147,7 +150,8 @@ class _Objective(nn.Module):
         judge = self.model.judge_loss(batch["text_ids"], frames, batch["reward"])
         if kind == "judge":
             return {"loss": judge}
-        losses = self.model.flow_loss(batch, gen, self.mode_probs, self.context_noise, self.motion_weight)
+        losses = self.model.flow_loss(batch, gen, self.mode_probs, self.context_noise, self.motion_weight,
+                                      self.frame_t1_share)
         # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
         return {**losses, "loss": losses["loss"] + judge, "judge": judge.detach()}
 
@@ -182,6 +186,8 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.cfg = replace(model.cfg, residual_frames=cfg.residual_frames)
         if cfg.time_shift is not None:
             model.cfg = replace(model.cfg, time_shift=cfg.time_shift)
+        if cfg.sample_steps is not None:
+            model.cfg = replace(model.cfg, sample_steps=cfg.sample_steps)
         if cfg.frame_prediction is not None and cfg.frame_prediction != model.cfg.frame_prediction:
             model.cfg = replace(model.cfg, frame_prediction=cfg.frame_prediction)
             nn.init.zeros_(model.frame_out.weight)  # the head's old target means something else now
@@ -203,6 +209,7 @@ def train(cfg: TrainConfig) -> WorldModel:
         overrides |= {"frame_prediction": cfg.frame_prediction} if cfg.frame_prediction else {}
         overrides |= {"time_shift": cfg.time_shift} if cfg.time_shift is not None else {}
         overrides |= {"frame_pos_embed": True} if cfg.frame_pos_embed else {}
+        overrides |= {"sample_steps": cfg.sample_steps} if cfg.sample_steps is not None else {}
         model = WorldModel(get_config(cfg.preset, **overrides))
         st = {"stage": "tokenizer", "step": 0}
     normalizers = dataset_normalizers(cfg.dataset, spec)
@@ -248,7 +255,7 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.vision_in.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise, cfg.motion_weight,
-                               cfg.forward_share)
+                               cfg.forward_share, cfg.frame_t1_share)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)

@@ -214,7 +214,7 @@ class WorldModel(nn.Module):
 
     def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
                   mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0,
-                  motion_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                  motion_weight: float = 0.0, frame_t1_share: float = 0.0) -> dict[str, torch.Tensor]:
         """One rectified-flow training loss with modes sampled per example (see module docstring).
         `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
         state_mask, domain.
@@ -226,7 +226,13 @@ class WorldModel(nn.Module):
 
         `motion_weight` > 0 multiplies the frame loss by 1 + motion_weight on latents that change from
         the last context frame (|change| > MOTION_THRESHOLD): the moving pusher and block are a few
-        percent of the latents, and an unweighted loss is met by copying the last frame."""
+        percent of the latents, and an unweighted loss is met by copying the last frame.
+
+        `frame_t1_share` > 0 sets the frame noise level to t = 1 (pure noise) for that fraction of the
+        examples: nothing of the target survives in the input, so the frames must come from the context
+        and the action. At intermediate t the model can read most of a small frame change off the noisy
+        input itself, and with the logit-normal time distribution it learns that shortcut instead of the
+        dynamics (measured: one-step predictions from t = 1 uncorrelated with the true change)."""
         ctx, ctx_state = batch["ctx_latents"], batch["ctx_state"]
         if context_noise > 0:
             scale = torch.rand(ctx.shape[0], generator=generator).to(ctx.device) * context_noise
@@ -242,6 +248,8 @@ class WorldModel(nn.Module):
         t_f = sample_time(b, self.cfg.time_shift, generator).to(dev)
         t_a = sample_time(b, self.cfg.time_shift, generator).to(dev)
         t_a = torch.where(mode == 0, 0.0, torch.where(mode == 3, 1.0, t_a))  # forward dyn: clean; video: noise
+        if frame_t1_share > 0:
+            t_f = torch.where(torch.rand(b, generator=generator).to(dev) < frame_t1_share, 1.0, t_f)
         t_f = torch.where(mode == 2, 0.0, t_f)  # inverse dynamics: frames clean
         noise_f = torch.randn(fut.shape, generator=generator).to(dev)
         noise_s = torch.randn(batch["fut_state"].shape, generator=generator).to(dev)
