@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the shipped learned PushT simulator: collect data from the real gym-pusht with every
 # graded policy, train the `small` world model on CPU, export a float16 copy into the package.
+# Collection is lossless now (README: the lossy default hid the dynamics); the shipped checkpoint was
+# trained on data collected with lerobot's default encoding before that change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
