@@ -107,6 +107,16 @@ class LatentData:
         }
 
 
+GROWN_PARTS = ("action_to_frames", "frame_pos_embed")  # ModelConfig switches that add modules
+
+
+def model_overrides(cfg: TrainConfig) -> dict:
+    """The ModelConfig fields a TrainConfig sets (unset ones keep the preset's or the --init checkpoint's)."""
+    out = {k: getattr(cfg, k) for k in ("residual_frames", "time_shift", "sample_steps", "frame_prediction")
+           if getattr(cfg, k) is not None}
+    return out | {k: True for k in GROWN_PARTS if getattr(cfg, k)}
+
+
 def mode_probs(forward_share: float | None) -> tuple[float, ...]:
     """Training-mode mix with the forward-dynamics share set to `forward_share` and the other modes
     keeping their relative weights from MODE_PROBS."""
@@ -182,35 +192,21 @@ def train(cfg: TrainConfig) -> WorldModel:
     elif cfg.init:
         model = WorldModel.from_pretrained(cfg.init)
         st = {"stage": "world_model", "step": 0}
-        if cfg.residual_frames is not None:
-            model.cfg = replace(model.cfg, residual_frames=cfg.residual_frames)
-        if cfg.time_shift is not None:
-            model.cfg = replace(model.cfg, time_shift=cfg.time_shift)
-        if cfg.sample_steps is not None:
-            model.cfg = replace(model.cfg, sample_steps=cfg.sample_steps)
-        if cfg.frame_prediction is not None and cfg.frame_prediction != model.cfg.frame_prediction:
-            model.cfg = replace(model.cfg, frame_prediction=cfg.frame_prediction)
-            nn.init.zeros_(model.frame_out.weight)  # the head's old target means something else now
+        overrides = model_overrides(cfg)
+        grow = {k: True for k in GROWN_PARTS if overrides.get(k) and not getattr(model.cfg, k)}
+        new_target = overrides.get("frame_prediction", model.cfg.frame_prediction) != model.cfg.frame_prediction
+        model.cfg = replace(model.cfg, **{k: v for k, v in overrides.items() if k not in GROWN_PARTS})
+        if new_target:  # the frame head's old target means something else now
+            nn.init.zeros_(model.frame_out.weight)
             nn.init.zeros_(model.frame_out.bias)
-        grow = {}
-        if cfg.action_to_frames and not model.cfg.action_to_frames:  # add the zero-initialized path
-            grow["action_to_frames"] = True
-        if cfg.frame_pos_embed and not model.cfg.frame_pos_embed:
-            grow["frame_pos_embed"] = True
-        if grow:
+        if grow:  # add the new modules (zero- or small-initialized), keep every trained weight
             grown = WorldModel(replace(model.cfg, **grow), model.metadata)
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
             assert not unexpected and all(k.startswith(("action_cond", "frame_pos")) for k in missing), (
                 missing, unexpected)
             model = grown
     else:
-        overrides = {} if cfg.residual_frames is None else {"residual_frames": cfg.residual_frames}
-        overrides |= {"action_to_frames": True} if cfg.action_to_frames else {}
-        overrides |= {"frame_prediction": cfg.frame_prediction} if cfg.frame_prediction else {}
-        overrides |= {"time_shift": cfg.time_shift} if cfg.time_shift is not None else {}
-        overrides |= {"frame_pos_embed": True} if cfg.frame_pos_embed else {}
-        overrides |= {"sample_steps": cfg.sample_steps} if cfg.sample_steps is not None else {}
-        model = WorldModel(get_config(cfg.preset, **overrides))
+        model = WorldModel(get_config(cfg.preset, **model_overrides(cfg)))
         st = {"stage": "tokenizer", "step": 0}
     normalizers = dataset_normalizers(cfg.dataset, spec)
     model.metadata.update({
