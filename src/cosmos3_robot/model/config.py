@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 
+FRAME_PREDICTIONS = ("velocity", "x0")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # backbone (per tower; the Mixture-of-Transformers has a reasoner and a generator tower)
@@ -69,8 +72,8 @@ class ModelConfig:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
-        if self.frame_prediction not in ("velocity", "x0"):
-            raise ValueError(f"frame_prediction={self.frame_prediction!r} must be 'velocity' or 'x0'")
+        if self.frame_prediction not in FRAME_PREDICTIONS:
+            raise ValueError(f"frame_prediction={self.frame_prediction!r} must be one of {FRAME_PREDICTIONS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:
             raise ValueError(
                 f"image_size={self.image_size} must divide by downsample={self.downsample} x latent_patch="

@@ -240,7 +240,8 @@ class WorldModel(nn.Module):
             noise_s = torch.randn(ctx_state.shape, generator=generator).to(ctx.device)
             ctx_state = ctx_state + scale.view(-1, 1, 1) * noise_s * batch["state_mask"][:, None].float()
         fut, act = batch["fut_latents"], batch["actions"]
-        moving = ((batch["fut_latents"] - batch["ctx_latents"][:, -1:]).abs() > MOTION_THRESHOLD).float()
+        moving = ((batch["fut_latents"] - batch["ctx_latents"][:, -1:]).abs() > MOTION_THRESHOLD).float() \
+            if motion_weight > 0 else 0.0
         if self.cfg.residual_frames:  # learn the change from the last (possibly corrupted) context frame
             fut = fut - ctx[:, -1:]
         b, dev = fut.shape[0], fut.device
