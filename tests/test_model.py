@@ -450,3 +450,40 @@ def test_frame_t1_share_puts_frames_at_pure_noise(monkeypatch):
     t_f = seen["t_f"]
     assert set(t_f.unique().tolist()) == {0.0, 1.0}  # pure noise, except inverse dynamics' clean frames
     assert 0.05 < (t_f == 0).float().mean() < 0.4
+
+
+def test_conv_frame_head_cache_sampler_and_context():
+    torch.manual_seed(0)
+    cfg = get_config("tiny", residual_frames=True, frame_prediction="x0", frame_head="conv")
+    model = WorldModel(cfg).eval()
+    batch = make_batch(C=3)
+    kw = dict(action_mask=batch["action_mask"], state_mask=batch["state_mask"], actions=batch["actions"][:, :1])
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+    # zero-initialized last conv: an untrained model predicts no change from the last context frame
+    torch.testing.assert_close(model.sample(cache, 1, 1, **kw, steps=1)["frames"], batch["ctx_latents"][:, -1:])
+    torch.nn.init.normal_(model.frame_conv[-1].weight, std=0.1)
+    t_f, t_a = torch.tensor([0.3, 1.0]), torch.zeros(2)
+    full = model(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"],
+                 batch["fut_state"], batch["actions"], batch["domain"], t_f, t_a)
+    assert full["frames_x0"].shape == batch["fut_latents"].shape
+    for cached_from in (cache, model.extend_prefix(model.encode_prefix(
+            batch["text_ids"], batch["ctx_latents"][:, :1], batch["ctx_state"][:, :1], batch["domain"]),
+            batch["ctx_latents"][:, 1:], batch["ctx_state"][:, 1:])):
+        torch.testing.assert_close(cached_from.recent_latents, batch["ctx_latents"][:, -2:])
+        out = model.velocity(cached_from, batch["fut_latents"], batch["fut_state"], batch["actions"], t_f, t_a)
+        for key in full:
+            torch.testing.assert_close(out[key], full[key], atol=1e-5, rtol=1e-4)
+    # the head reads the second-to-last context frame directly (motion), not only through attention
+    other = batch["ctx_latents"].clone()
+    other[:, -2] += 1.0
+    moved = model(batch["text_ids"], other, batch["ctx_state"], batch["fut_latents"], batch["fut_state"],
+                  batch["actions"], batch["domain"], t_f, t_a)
+    assert not torch.allclose(moved["frames_x0"], full["frames_x0"])
+    # one context frame: it stands in for both
+    single = model.encode_prefix(batch["text_ids"], batch["ctx_latents"][:, :1], batch["ctx_state"][:, :1],
+                                 batch["domain"])
+    torch.testing.assert_close(single.recent_latents, batch["ctx_latents"][:, :1].repeat(1, 2, 1, 1, 1, 1))
+    losses = overfit(WorldModel(cfg), make_batch(b=4), (1, 0, 0, 0))
+    assert losses[-1] < losses[0] / 10
+    with pytest.raises(ValueError, match="frame_head='mlp'"):
+        get_config("tiny", frame_head="mlp")

@@ -121,3 +121,17 @@ def test_switching_to_x0_frames_on_init_resets_the_head_and_is_saved(dataset, tm
                          sample_steps=1))
     log = [json.loads(line) for line in (tmp_path / "fresh" / "losses.jsonl").read_text().splitlines()]
     assert fresh.cfg.frame_prediction == "x0" and fresh.cfg.sample_steps == 1 and all(r["loss"] == r["loss"] for r in log if "loss" in r)
+
+
+def test_init_with_a_conv_frame_head_keeps_the_backbone_and_starts_the_head_fresh(dataset, tmp_path):
+    base = train(config(dataset, tmp_path / "base", steps=10, judge_steps=0))
+    conv = train(config(dataset, tmp_path / "conv", init=str(tmp_path / "base"), steps=0, judge_steps=0,
+                        frame_head="conv", frame_prediction="x0"))
+    assert conv.frame_conv is not None and conv.frame_conv[-1].weight.abs().sum() == 0
+    base_sd, conv_sd = base.state_dict(), conv.state_dict()
+    kept = [k for k in base_sd if not k.startswith("frame_out")]
+    assert kept and all(torch.equal(base_sd[k], conv_sd[k]) for k in kept)
+    reloaded = WorldModel.from_pretrained(tmp_path / "conv")
+    assert reloaded.cfg.frame_head == "conv"
+    trained = train(config(dataset, tmp_path / "conv2", init=str(tmp_path / "conv"), steps=10, judge_steps=0))
+    assert trained.frame_conv[-1].weight.abs().sum() > 0  # the new head trains

@@ -198,7 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       frame_prediction=args.frame_prediction, motion_weight=args.motion_weight,
                       forward_share=args.forward_share, time_shift=args.time_shift,
                       tokenizer_detail_weight=args.tokenizer_detail_weight, frame_pos_embed=args.frame_pos_embed,
-                      frame_t1_share=args.frame_t1_share, sample_steps=args.sample_steps)
+                      frame_t1_share=args.frame_t1_share, sample_steps=args.sample_steps,
+                      frame_head=args.frame_head)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -337,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-t1-share", type=float, default=0.0,
                    help="fraction of examples whose frames start from pure noise (predicted from context + action)")
     p.add_argument("--sample-steps", type=int, default=None, help="the learned env's Euler steps (stored)")
+    p.add_argument("--frame-head", choices=("linear", "conv"), default=None,
+                   help="generator frame output: per-token linear, or a conv net over the latent grid"
+                        " (a new head starts fresh on --init)")
     p.add_argument("--frame-pos-embed", action="store_true",
                    help="add a learned absolute position embedding to generator frame tokens")
     p.add_argument("--time-shift", type=float, default=None,

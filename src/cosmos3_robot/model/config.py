@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 
 FRAME_PREDICTIONS = ("velocity", "x0")
+FRAME_HEADS = ("linear", "conv")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,14 @@ class ModelConfig:
     # DiT adds one per block): without it a background token cannot tell where it is, and rendering an
     # object at a coordinate given by state/action (the pusher) has to come from relative rotations alone
     frame_pos_embed: bool = False
+    # how generator tokens become frame latents: "linear" (one projection per token to its latent patch, DiT
+    # style) or "conv" (the projection gives features per latent pixel, and a small conv net over [those
+    # features, the noisy input, the last two context latents, pixel coordinates] makes the prediction:
+    # measured, a 4x4 token grid cannot place the sub-token motion of the PushT pusher with a linear head,
+    # and a conv net over the latent grid can; README "PushT learned simulator: what limits it")
+    frame_head: str = "linear"
+    conv_head_width: int = 96
+    conv_head_layers: int = 4
 
     @property
     def downsample(self) -> int:
@@ -74,6 +83,8 @@ class ModelConfig:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if self.frame_prediction not in FRAME_PREDICTIONS:
             raise ValueError(f"frame_prediction={self.frame_prediction!r} must be one of {FRAME_PREDICTIONS}")
+        if self.frame_head not in FRAME_HEADS:
+            raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:
             raise ValueError(
                 f"image_size={self.image_size} must divide by downsample={self.downsample} x latent_patch="

@@ -59,6 +59,7 @@ class TrainConfig:
     frame_pos_embed: bool = False  # add the absolute frame-token position embedding (ModelConfig.frame_pos_embed)
     frame_t1_share: float = 0.0  # fraction of examples with frames at pure noise (WorldModel.flow_loss)
     sample_steps: int | None = None  # override ModelConfig.sample_steps (the learned env's Euler steps)
+    frame_head: str | None = None  # override ModelConfig.frame_head ("linear" or "conv"; a new head starts fresh)
     progress: bool = True
 
 
@@ -112,8 +113,8 @@ GROWN_PARTS = ("action_to_frames", "frame_pos_embed")  # ModelConfig switches th
 
 def model_overrides(cfg: TrainConfig) -> dict:
     """The ModelConfig fields a TrainConfig sets (unset ones keep the preset's or the --init checkpoint's)."""
-    out = {k: getattr(cfg, k) for k in ("residual_frames", "time_shift", "sample_steps", "frame_prediction")
-           if getattr(cfg, k) is not None}
+    out = {k: getattr(cfg, k) for k in ("residual_frames", "time_shift", "sample_steps", "frame_prediction",
+                                        "frame_head") if getattr(cfg, k) is not None}
     return out | {k: True for k in GROWN_PARTS if getattr(cfg, k)}
 
 
@@ -195,15 +196,17 @@ def train(cfg: TrainConfig) -> WorldModel:
         overrides = model_overrides(cfg)
         grow = {k: True for k in GROWN_PARTS if overrides.get(k) and not getattr(model.cfg, k)}
         new_target = overrides.get("frame_prediction", model.cfg.frame_prediction) != model.cfg.frame_prediction
+        new_head = overrides.get("frame_head", model.cfg.frame_head) != model.cfg.frame_head
         model.cfg = replace(model.cfg, **{k: v for k, v in overrides.items() if k not in GROWN_PARTS})
-        if new_target:  # the frame head's old target means something else now
+        if new_target and not new_head:  # the frame head's old target means something else now
             nn.init.zeros_(model.frame_out.weight)
             nn.init.zeros_(model.frame_out.bias)
-        if grow:  # add the new modules (zero- or small-initialized), keep every trained weight
+        if grow or new_head:  # add the new modules (fresh init), keep every other trained weight
             grown = WorldModel(replace(model.cfg, **grow), model.metadata)
-            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-            assert not unexpected and all(k.startswith(("action_cond", "frame_pos")) for k in missing), (
-                missing, unexpected)
+            old = {k: v for k, v in model.state_dict().items() if not (new_head and k.startswith("frame_out"))}
+            missing, unexpected = grown.load_state_dict(old, strict=False)
+            assert not unexpected and all(k.startswith(("action_cond", "frame_pos", "frame_out", "frame_conv"))
+                                          for k in missing), (missing, unexpected)
             model = grown
     else:
         model = WorldModel(get_config(cfg.preset, **model_overrides(cfg)))

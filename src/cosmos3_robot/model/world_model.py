@@ -34,6 +34,7 @@ FRAME, STATE, ACTION = 0, 1, 2  # modality embedding rows
 # training mode mix: forward dynamics, policy, inverse dynamics, video prediction
 MODE_PROBS = (0.4, 0.3, 0.15, 0.15)
 MOTION_THRESHOLD = 0.25  # |latent change| (standardized units) counted as motion by flow_loss's weighting
+HEAD_CHANNELS = 32  # conv frame head: features per latent pixel that the generator tokens hand to the conv net
 
 
 @dataclass
@@ -45,6 +46,7 @@ class PrefixCache:
     n_context: int
     domain: torch.Tensor
     last_latents: torch.Tensor  # (b, 1, v, c, h, w): the base of residual frame generation
+    recent_latents: torch.Tensor | None = None  # (b, 2, v, c, h, w): last two context frames (conv frame head)
 
 
 def attention_mask(n_text: int, n_context: int, n_future: int, step_tokens: int) -> torch.Tensor:
@@ -85,7 +87,19 @@ class WorldModel(nn.Module):
         self.frame_pos = nn.Parameter(torch.zeros(cfg.tokens_per_frame, d)) if cfg.frame_pos_embed else None
         self.blocks = nn.ModuleList(MoTBlock(cfg) for _ in range(cfg.n_layers))
         self.norm_out = nn.ModuleList([nn.RMSNorm(d, eps=cfg.norm_eps), nn.RMSNorm(d, eps=cfg.norm_eps)])
-        self.frame_out = nn.Linear(d, patch_dim)
+        self.frame_conv = None
+        if cfg.frame_head == "conv":
+            c, w = cfg.latent_channels, cfg.conv_head_width
+            self.frame_out = nn.Linear(d, HEAD_CHANNELS * cfg.latent_patch**2)
+            layers = [nn.Conv2d(HEAD_CHANNELS + 3 * c + 2, w, 3, padding=1), nn.GELU()]
+            for _ in range(cfg.conv_head_layers - 2):
+                layers += [nn.Conv2d(w, w, 3, padding=1), nn.GELU()]
+            self.frame_conv = nn.Sequential(*layers, nn.Conv2d(w, c, 3, padding=1))
+            axis = torch.linspace(-1, 1, cfg.latent_size)
+            self.register_buffer("latent_coords", torch.stack(torch.meshgrid(axis, axis, indexing="xy")),
+                                 persistent=False)
+        else:
+            self.frame_out = nn.Linear(d, patch_dim)
         self.action_out = DomainAwareLinear(cfg.n_domains, d, cfg.action_dim)
         self.state_out = DomainAwareLinear(cfg.n_domains, d, cfg.state_dim)
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)  # reasoner text out
@@ -101,7 +115,8 @@ class WorldModel(nn.Module):
             if name.startswith(("action_in", "state_in", "action_out", "state_out")):
                 continue  # DomainAwareLinear scales its own init
             nn.init.normal_(p, std=0.02)
-        for head in (self.frame_out, self.judge_head):
+        last_frame_layer = self.frame_out if self.frame_conv is None else self.frame_conv[-1]
+        for head in (last_frame_layer, self.judge_head):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         nn.init.zeros_(self.action_out.weight)
@@ -176,14 +191,17 @@ class WorldModel(nn.Module):
             kvs.append(kv)
         return x, kvs
 
-    def _heads(self, h_noisy, n_future, n_views, domain, x_frames, t_frames):
+    def _heads(self, h_noisy, n_future, n_views, domain, x_frames, t_frames, recent):
         """Generator outputs of the noisy tokens -> frame, state and action velocities. With
         `cfg.frame_prediction == "x0"` the frame head predicts the clean latents ("frames_x0") and the
-        velocity follows from the noisy input: v = (x_t - x0) / t."""
+        velocity follows from the noisy input: v = (x_t - x0) / t. `recent` (b, 2, v, c, h, w): the last
+        two context latents, read by the conv frame head."""
         h = self.norm_out[GENERATOR](h_noisy)
         b, step = h.shape[0], n_views * self.cfg.tokens_per_frame + 1
         steps = h[:, : n_future * step].reshape(b, n_future, step, -1)
         frames = self.unpatchify(self.frame_out(steps[:, :, :-1]), n_views)
+        if self.frame_conv is not None:
+            frames = self._conv_frames(frames, x_frames, recent)
         state = self.state_out(steps[:, :, -1], domain)
         actions = self.action_out(h[:, n_future * step :], domain)
         out = {"frames": frames, "state": state, "actions": actions}
@@ -191,6 +209,20 @@ class WorldModel(nn.Module):
             t = t_frames.reshape(-1, *[1] * (frames.dim() - 1)).clamp_min(1e-3)
             out |= {"frames_x0": frames, "frames": (x_frames - frames) / t}
         return out
+
+    def _conv_frames(self, feats, x_frames, recent):
+        """Conv frame head: per-pixel token features (b, F, v, HEAD_CHANNELS, h, w) + noisy input + the
+        last two context latents + pixel coordinates -> (b, F, v, c, h, w)."""
+        b, F_, v, _, hh, ww = feats.shape
+        ctx = torch.cat([recent[:, 0], recent[:, 1]], dim=2)[:, None].expand(b, F_, v, -1, hh, ww)
+        coords = self.latent_coords.to(feats.dtype).expand(b, F_, v, 2, hh, ww)
+        x = torch.cat([feats, x_frames.to(feats.dtype), ctx.to(feats.dtype), coords], dim=3)
+        return self.frame_conv(x.flatten(0, 2)).reshape(b, F_, v, -1, hh, ww)
+
+    @staticmethod
+    def _recent(ctx_latents: torch.Tensor) -> torch.Tensor:
+        """The last two context steps (b, 2, v, c, h, w); a single context step is used twice."""
+        return ctx_latents[:, -2:] if ctx_latents.shape[1] >= 2 else ctx_latents[:, -1:].repeat(1, 2, 1, 1, 1, 1)
 
     # ------------------------------------------------------------------ full forward (training)
 
@@ -210,7 +242,7 @@ class WorldModel(nn.Module):
                                self._positions(n_text, C, F_, v, with_actions=True)], dim=1)
         mask = attention_mask(n_text, C, F_, step).to(x.device)
         h, _ = self._run(x, n_text, positions, mask)
-        return self._heads(h[:, n_text + C * step :], F_, v, domain, fut_latents, t_frames)
+        return self._heads(h[:, n_text + C * step :], F_, v, domain, fut_latents, t_frames, self._recent(ctx_latents))
 
     def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
                   mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0,
@@ -288,7 +320,7 @@ class WorldModel(nn.Module):
         positions = torch.cat([text_positions(n_text), self._positions(n_text, 0, C, v)], dim=1)
         mask = attention_mask(n_text, C, 0, v * self.cfg.tokens_per_frame + 1).to(x.device)
         _, kv = self._run(x, n_text, positions, mask)
-        return PrefixCache(kv, n_text, C, domain, ctx_latents[:, -1:])
+        return PrefixCache(kv, n_text, C, domain, ctx_latents[:, -1:], self._recent(ctx_latents))
 
     @torch.no_grad()
     def extend_prefix(self, cache: PrefixCache, new_latents, new_state) -> PrefixCache:
@@ -302,7 +334,9 @@ class WorldModel(nn.Module):
         mask = torch.cat([torch.ones(len(own), past_len, dtype=torch.bool), own[None, :] <= own[:, None]], dim=1)
         _, kv = self._run(x, 0, positions, mask.to(x.device), past=cache.kv)
         merged = [(torch.cat([pk, k], 2), torch.cat([pv, v_], 2)) for (pk, pv), (k, v_) in zip(cache.kv, kv)]
-        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, new_latents[:, -1:])
+        recent = self._recent(torch.cat([cache.recent_latents, new_latents], dim=1)) \
+            if cache.recent_latents is not None else self._recent(new_latents)
+        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, new_latents[:, -1:], recent)
 
     def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
         """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
@@ -311,7 +345,8 @@ class WorldModel(nn.Module):
                        self._action_tokens(actions, cache.domain, t_actions)], dim=1)
         positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
         h, _ = self._run(x, 0, positions, None, past=cache.kv)
-        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames)
+        recent = cache.recent_latents if cache.recent_latents is not None else self._recent(cache.last_latents)
+        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames, recent)
 
     @torch.no_grad()
     def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
