@@ -135,3 +135,40 @@ def test_init_with_a_conv_frame_head_keeps_the_backbone_and_starts_the_head_fres
     assert reloaded.cfg.frame_head == "conv"
     trained = train(config(dataset, tmp_path / "conv2", init=str(tmp_path / "conv"), steps=10, judge_steps=0))
     assert trained.frame_conv[-1].weight.abs().sum() > 0  # the new head trains
+
+
+def test_rollout_context_windows_and_own_context(dataset, tmp_path):
+    model = train(config(dataset, tmp_path / "m", steps=5, judge_steps=0, frame_prediction="x0", sample_steps=1))
+    spec = load_spec("pusht")
+    data = LatentData(model, load_episodes(dataset), spec, dataset_normalizers(dataset, spec), 2, spec.cameras[0].key)
+    gen = torch.Generator().manual_seed(0)
+    b = data.batch(64, gen, history=3)
+    # the same draw without history gives the same windows
+    plain = data.batch(64, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(plain["fut_latents"], b["fut_latents"])
+    i = data.valid[torch.randint(len(data.valid), (64,), generator=torch.Generator().manual_seed(0))]
+    ok = i - 3 - 1 >= data.start[i]
+    assert torch.equal(b["roll_ok"], ok) and ok.any() and (~ok).any()
+    torch.testing.assert_close(b["roll_latents"][ok], data.latents[torch.stack([i - 4, i - 3], 1)][ok])
+    torch.testing.assert_close(b["roll_actions"][ok], data.action[torch.stack([i - 3, i - 2, i - 1], 1)][ok])
+    objective = _Objective(model, sample_noise=0.0, rollout_steps=3, rollout_share=1.0)  # no noise: comparable
+    own = objective.own_context(b, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(own["ctx_latents"][~ok], b["ctx_latents"][~ok])  # too early: real context kept
+    assert not torch.allclose(own["ctx_latents"][ok], b["ctx_latents"][ok])
+    # the replaced context is the model's own 3-step rollout from the earlier real context
+    k = int(torch.nonzero(ok)[0])
+    one = {key: v[k : k + 1] for key, v in b.items()}
+    ctx, state = one["roll_latents"], one["roll_state"]
+    for j in range(3):
+        cache = model.encode_prefix(one["text_ids"], ctx[:, -2:], state[:, -2:], one["domain"])
+        out = model.sample(cache, 1, 1, one["action_mask"], one["state_mask"], actions=one["roll_actions"][:, j : j + 1],
+                           noise_scale=0.0)
+        ctx, state = torch.cat([ctx, out["frames"]], 1), torch.cat([state, out["state"]], 1)
+    torch.testing.assert_close(own["ctx_latents"][k : k + 1], ctx[:, -2:], atol=1e-5, rtol=1e-4)
+    assert torch.equal(own["fut_latents"], b["fut_latents"])  # the target stays the real next frame
+    none = _Objective(model, rollout_steps=3, rollout_share=0.0).own_context(b, torch.Generator().manual_seed(1))
+    assert torch.equal(none["ctx_latents"], b["ctx_latents"])
+    trained = train(config(dataset, tmp_path / "pf", init=str(tmp_path / "m"), steps=10, judge_steps=0,
+                           rollout_steps=2))
+    log = [json.loads(line) for line in (tmp_path / "pf" / "losses.jsonl").read_text().splitlines()]
+    assert trained.cfg.frame_prediction == "x0" and all(r["loss"] == r["loss"] for r in log if "loss" in r)

@@ -199,7 +199,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       forward_share=args.forward_share, time_shift=args.time_shift,
                       tokenizer_detail_weight=args.tokenizer_detail_weight, frame_pos_embed=args.frame_pos_embed,
                       frame_t1_share=args.frame_t1_share, sample_steps=args.sample_steps,
-                      frame_head=args.frame_head)
+                      frame_head=args.frame_head, rollout_steps=args.rollout_steps,
+                      rollout_share=args.rollout_share)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -341,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-head", choices=("linear", "conv"), default=None,
                    help="generator frame output: per-token linear, or a conv net over the latent grid"
                         " (a new head starts fresh on --init)")
+    p.add_argument("--rollout-steps", type=int, default=0,
+                   help="train part of the windows on the model's own context, imagined this many steps ahead")
+    p.add_argument("--rollout-share", type=float, default=0.5, help="fraction of windows with --rollout-steps")
     p.add_argument("--frame-pos-embed", action="store_true",
                    help="add a learned absolute position embedding to generator frame tokens")
     p.add_argument("--time-shift", type=float, default=None,

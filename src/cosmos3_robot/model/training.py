@@ -60,6 +60,8 @@ class TrainConfig:
     frame_t1_share: float = 0.0  # fraction of examples with frames at pure noise (WorldModel.flow_loss)
     sample_steps: int | None = None  # override ModelConfig.sample_steps (the learned env's Euler steps)
     frame_head: str | None = None  # override ModelConfig.frame_head ("linear" or "conv"; a new head starts fresh)
+    rollout_steps: int = 0  # train on the model's own context: unroll this many steps first (_Objective)
+    rollout_share: float = 0.5  # fraction of examples whose context is the model's own rollout
     progress: bool = True
 
 
@@ -95,10 +97,20 @@ class LatentData:
         self.text_ids = model.tokenize_text([episodes[0]["task"]])[0]
         self.domain = spec.domain_id
 
-    def batch(self, b: int, gen: torch.Generator) -> dict:
+    def batch(self, b: int, gen: torch.Generator, history: int = 0) -> dict:
+        """`b` random windows. With `history` > 0 also the real context `history` steps earlier
+        ("roll_latents", "roll_state") and the actions from there to the window ("roll_actions"), for
+        windows with that much episode before them ("roll_ok")."""
         i = self.valid[torch.randint(len(self.valid), (b,), generator=gen)]
-        ctx = torch.maximum(i[:, None] + torch.arange(-self.context + 1, 1)[None], self.start[i][:, None])
-        return {
+        start = self.start[i][:, None]
+        ctx = torch.maximum(i[:, None] + torch.arange(-self.context + 1, 1)[None], start)
+        roll = {}
+        if history > 0:
+            early = i[:, None] + torch.arange(-history - self.context + 1, -history + 1)[None]
+            roll = {"roll_ok": early[:, 0] >= start[:, 0], "roll_latents": self.latents[torch.maximum(early, start)],
+                    "roll_state": self.state[torch.maximum(early, start)],
+                    "roll_actions": self.action[torch.maximum(i[:, None] + torch.arange(-history, 0)[None], start)]}
+        return roll | {
             "text_ids": self.text_ids[None].repeat(b, 1),
             "ctx_latents": self.latents[ctx], "ctx_state": self.state[ctx],
             "fut_latents": self.latents[i + 1][:, None], "fut_state": self.state[i + 1][:, None],
@@ -134,9 +146,10 @@ class _Objective(nn.Module):
 
     def __init__(self, model: WorldModel, context_noise: float = 0.0, judge_imagined: float = 0.0,
                  sample_noise: float = 1.0, motion_weight: float = 0.0, forward_share: float | None = None,
-                 frame_t1_share: float = 0.0):
+                 frame_t1_share: float = 0.0, rollout_steps: int = 0, rollout_share: float = 0.5):
         super().__init__()
         self.model = model
+        self.rollout_steps, self.rollout_share = rollout_steps, rollout_share
         self.context_noise, self.judge_imagined, self.sample_noise = context_noise, judge_imagined, sample_noise
         self.motion_weight, self.frame_t1_share = motion_weight, frame_t1_share
         self.mode_probs = mode_probs(forward_share)
@@ -150,6 +163,26 @@ class _Objective(nn.Module):
         return m.sample(cache, 1, batch["ctx_latents"].shape[2], batch["action_mask"], batch["state_mask"],
                         actions=batch["actions"], generator=gen, noise_scale=self.sample_noise)["frames"][:, 0]
 
+    @torch.no_grad()
+    def own_context(self, batch: dict, gen: torch.Generator) -> dict:
+        """The batch with the context of a `rollout_share` fraction of its windows replaced by the model's
+        own rollout: from the real context `rollout_steps` earlier, the recorded actions are imagined
+        forward as the learned env does, and the window's real next frame stays the target. The model
+        learns to pull its own drifted frames back to the data (the pushforward trick: Brandstetter et
+        al. 2022), which context noise imitates only with white noise."""
+        m, C = self.model, batch["ctx_latents"].shape[1]
+        ctx, state = batch["roll_latents"], batch["roll_state"]
+        for k in range(batch["roll_actions"].shape[1]):
+            cache = m.encode_prefix(batch["text_ids"], ctx[:, -C:], state[:, -C:], batch["domain"])
+            out = m.sample(cache, 1, ctx.shape[2], batch["action_mask"], batch["state_mask"],
+                           actions=batch["roll_actions"][:, k : k + 1], generator=gen, noise_scale=self.sample_noise)
+            ctx, state = torch.cat([ctx, out["frames"]], 1), torch.cat([state, out["state"]], 1)
+        use = batch["roll_ok"] & (torch.rand(len(ctx), generator=gen) < self.rollout_share).to(ctx.device)
+        return batch | {
+            "ctx_latents": torch.where(use.view(-1, 1, 1, 1, 1, 1), ctx[:, -C:], batch["ctx_latents"]),
+            "ctx_state": torch.where(use.view(-1, 1, 1), state[:, -C:], batch["ctx_state"]),
+        }
+
     def forward(self, kind: str, batch: dict, gen: torch.Generator):
         # judge: the coverage of the frame the action led to, as a soft success/progress label. With
         # `judge_imagined`, part of the frames are the model's own predictions of that frame (same
@@ -161,6 +194,8 @@ class _Objective(nn.Module):
         judge = self.model.judge_loss(batch["text_ids"], frames, batch["reward"])
         if kind == "judge":
             return {"loss": judge}
+        if self.rollout_steps > 0:
+            batch = self.own_context(batch, gen)
         losses = self.model.flow_loss(batch, gen, self.mode_probs, self.context_noise, self.motion_weight,
                                       self.frame_t1_share)
         # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
@@ -254,7 +289,7 @@ def train(cfg: TrainConfig) -> WorldModel:
             model.vision_in.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise, cfg.motion_weight,
-                               cfg.forward_share, cfg.frame_t1_share)
+                               cfg.forward_share, cfg.frame_t1_share, cfg.rollout_steps, cfg.rollout_share)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -267,7 +302,8 @@ def train(cfg: TrainConfig) -> WorldModel:
         bar = tqdm(range(start, steps), desc=stage, disable=not (cfg.progress and rank == 0), initial=start,
                    total=steps)
         for step in bar:
-            losses = objective(kind, data.batch(cfg.batch_size, gen), gen)
+            history = cfg.rollout_steps if kind == "flow" else 0
+            losses = objective(kind, data.batch(cfg.batch_size, gen, history), gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
