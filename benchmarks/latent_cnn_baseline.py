@@ -4,7 +4,7 @@ normalized action and the two context states as constant planes, pixel coordinat
 (5x weight on moving latents) on every episode but each 8th, tested at t=1-equivalent (it never sees
 the target) on the held-out 8th episodes: correlation with the true change on latents that move.
 Uses the checkpoint's frame tokenizer and normalizers. Measured on the lossless PushT data (README):
-0.63 after 250 steps, 0.80 after 500, 0.85 after 750, where the world model with the per-token linear
+0.63-0.64 after 250 steps, 0.79-0.80 after 500, 0.85 after 750, where the world model with the per-token linear
 frame head stayed at 0.007.
 Usage: .venv/bin/python benchmarks/latent_cnn_baseline.py CHECKPOINT DATASET [--steps 750]"""
 

@@ -171,17 +171,20 @@ class _Objective(nn.Module):
         learns to pull its own drifted frames back to the data (the pushforward trick: Brandstetter et
         al. 2022), which context noise imitates only with white noise."""
         m, C = self.model, batch["ctx_latents"].shape[1]
-        ctx, state = batch["roll_latents"], batch["roll_state"]
-        for k in range(batch["roll_actions"].shape[1]):
-            cache = m.encode_prefix(batch["text_ids"], ctx[:, -C:], state[:, -C:], batch["domain"])
-            out = m.sample(cache, 1, ctx.shape[2], batch["action_mask"], batch["state_mask"],
-                           actions=batch["roll_actions"][:, k : k + 1], generator=gen, noise_scale=self.sample_noise)
+        draw = torch.rand(len(batch["roll_ok"]), generator=gen).to(batch["roll_ok"].device)
+        use = torch.nonzero(batch["roll_ok"] & (draw < self.rollout_share))[:, 0]
+        if len(use) == 0:
+            return batch
+        sub = {k: batch[k][use] for k in ("text_ids", "domain", "action_mask", "state_mask", "roll_actions")}
+        ctx, state = batch["roll_latents"][use], batch["roll_state"][use]
+        for k in range(sub["roll_actions"].shape[1]):  # only the windows that use it are imagined
+            cache = m.encode_prefix(sub["text_ids"], ctx[:, -C:], state[:, -C:], sub["domain"])
+            out = m.sample(cache, 1, ctx.shape[2], sub["action_mask"], sub["state_mask"],
+                           actions=sub["roll_actions"][:, k : k + 1], generator=gen, noise_scale=self.sample_noise)
             ctx, state = torch.cat([ctx, out["frames"]], 1), torch.cat([state, out["state"]], 1)
-        use = batch["roll_ok"] & (torch.rand(len(ctx), generator=gen) < self.rollout_share).to(ctx.device)
-        return batch | {
-            "ctx_latents": torch.where(use.view(-1, 1, 1, 1, 1, 1), ctx[:, -C:], batch["ctx_latents"]),
-            "ctx_state": torch.where(use.view(-1, 1, 1), state[:, -C:], batch["ctx_state"]),
-        }
+        ctx_latents, ctx_state = batch["ctx_latents"].clone(), batch["ctx_state"].clone()
+        ctx_latents[use], ctx_state[use] = ctx[:, -C:], state[:, -C:]
+        return batch | {"ctx_latents": ctx_latents, "ctx_state": ctx_state}
 
     def forward(self, kind: str, batch: dict, gen: torch.Generator):
         # judge: the coverage of the frame the action led to, as a soft success/progress label. With
@@ -301,8 +304,8 @@ def train(cfg: TrainConfig) -> WorldModel:
         kind = "flow" if stage == "world_model" else "judge"
         bar = tqdm(range(start, steps), desc=stage, disable=not (cfg.progress and rank == 0), initial=start,
                    total=steps)
+        history = cfg.rollout_steps if kind == "flow" else 0
         for step in bar:
-            history = cfg.rollout_steps if kind == "flow" else 0
             losses = objective(kind, data.batch(cfg.batch_size, gen, history), gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()

@@ -45,8 +45,12 @@ class PrefixCache:
     n_text: int
     n_context: int
     domain: torch.Tensor
-    last_latents: torch.Tensor  # (b, 1, v, c, h, w): the base of residual frame generation
-    recent_latents: torch.Tensor | None = None  # (b, 2, v, c, h, w): last two context frames (conv frame head)
+    recent_latents: torch.Tensor  # (b, 2, v, c, h, w): the last two context frames (one repeated if only one)
+
+    @property
+    def last_latents(self) -> torch.Tensor:
+        """(b, 1, v, c, h, w): the last context frame, the base of residual frame generation."""
+        return self.recent_latents[:, -1:]
 
 
 def attention_mask(n_text: int, n_context: int, n_future: int, step_tokens: int) -> torch.Tensor:
@@ -215,8 +219,8 @@ class WorldModel(nn.Module):
         last two context latents + pixel coordinates -> (b, F, v, c, h, w)."""
         b, F_, v, _, hh, ww = feats.shape
         ctx = torch.cat([recent[:, 0], recent[:, 1]], dim=2)[:, None].expand(b, F_, v, -1, hh, ww)
-        coords = self.latent_coords.to(feats.dtype).expand(b, F_, v, 2, hh, ww)
-        x = torch.cat([feats, x_frames.to(feats.dtype), ctx.to(feats.dtype), coords], dim=3)
+        coords = self.latent_coords.expand(b, F_, v, 2, hh, ww)
+        x = torch.cat([feats, x_frames, ctx, coords], dim=3)
         return self.frame_conv(x.flatten(0, 2)).reshape(b, F_, v, -1, hh, ww)
 
     @staticmethod
@@ -320,7 +324,7 @@ class WorldModel(nn.Module):
         positions = torch.cat([text_positions(n_text), self._positions(n_text, 0, C, v)], dim=1)
         mask = attention_mask(n_text, C, 0, v * self.cfg.tokens_per_frame + 1).to(x.device)
         _, kv = self._run(x, n_text, positions, mask)
-        return PrefixCache(kv, n_text, C, domain, ctx_latents[:, -1:], self._recent(ctx_latents))
+        return PrefixCache(kv, n_text, C, domain, self._recent(ctx_latents))
 
     @torch.no_grad()
     def extend_prefix(self, cache: PrefixCache, new_latents, new_state) -> PrefixCache:
@@ -334,9 +338,8 @@ class WorldModel(nn.Module):
         mask = torch.cat([torch.ones(len(own), past_len, dtype=torch.bool), own[None, :] <= own[:, None]], dim=1)
         _, kv = self._run(x, 0, positions, mask.to(x.device), past=cache.kv)
         merged = [(torch.cat([pk, k], 2), torch.cat([pv, v_], 2)) for (pk, pv), (k, v_) in zip(cache.kv, kv)]
-        recent = self._recent(torch.cat([cache.recent_latents, new_latents], dim=1)) \
-            if cache.recent_latents is not None else self._recent(new_latents)
-        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, new_latents[:, -1:], recent)
+        recent = self._recent(torch.cat([cache.recent_latents, new_latents], dim=1))
+        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, recent)
 
     def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
         """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
@@ -345,8 +348,7 @@ class WorldModel(nn.Module):
                        self._action_tokens(actions, cache.domain, t_actions)], dim=1)
         positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
         h, _ = self._run(x, 0, positions, None, past=cache.kv)
-        recent = cache.recent_latents if cache.recent_latents is not None else self._recent(cache.last_latents)
-        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames, recent)
+        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames, cache.recent_latents)
 
     @torch.no_grad()
     def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
