@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 DATA=${DATA:-outputs/pusht_train}
 RUN=${RUN:-outputs/pusht_small_run}
-i=0
-for p in expert expert-noise0.1 expert-lag2 expert-noise0.2 expert-slow expert-noise0.4 expert-noise0.8 random; do
-  .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$DATA" \
-    --video-quality lossless
-  i=$((i + 1))
-done
+scripts/collect_pusht.sh "$DATA"
 # stage 1: tokenizer (1000 steps) + world model and judge (2500) + judge head (200): ~29 min on 2 cores
 .venv/bin/cosmos3-robot train --dataset "$DATA" --out "$RUN" --preset small \
   --tokenizer-steps "${TOKENIZER_STEPS:-1000}" --steps "${STEPS:-2500}" --judge-steps "${JUDGE_STEPS:-200}"

@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 DATA=${DATA:-outputs/pusht_clean}
 RUN=${RUN:-outputs/pusht_conv}
-i=0
-for p in expert expert-noise0.1 expert-lag2 expert-noise0.2 expert-slow expert-noise0.4 expert-noise0.8 random; do
-  .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$DATA" \
-    --video-quality lossless
-  i=$((i + 1))
-done
+scripts/collect_pusht.sh "$DATA"
 # stage 1: tokenizer with extra weight on the pusher and block (1200 steps, ~4 min), then the world model in
 # all modes with clean-latent (x0) residual frames, 5x loss on moving latents, time shift 3 (1000 steps,
 # ~6 min). The shipped run stopped this stage at step 1000 of a 3000-step cosine schedule.
