@@ -487,3 +487,92 @@ def test_conv_frame_head_cache_sampler_and_context():
     assert losses[-1] < losses[0] / 10
     with pytest.raises(ValueError, match="frame_head='mlp'"):
         get_config("tiny", frame_head="mlp")
+
+
+def test_conv_head_draws_from_the_future_state():
+    torch.manual_seed(0)
+    cfg = get_config("tiny", frame_prediction="x0", frame_head="conv", conv_head_state=2)
+    model = WorldModel(cfg).eval()
+    torch.nn.init.normal_(model.frame_conv[-1].weight, std=0.1)
+    torch.nn.init.normal_(model.state_out.weight, std=0.1)
+    batch = make_batch(C=2, F=1)
+    t_f, t_a = torch.tensor([0.5, 1.0]), torch.zeros(2)
+    args = (batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"], batch["fut_state"],
+            batch["actions"], batch["domain"], t_f, t_a)
+    own = model(*args)
+    # cached and uncached agree with the state planes too
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+    cached = model.velocity(cache, batch["fut_latents"], batch["fut_state"], batch["actions"], t_f, t_a)
+    torch.testing.assert_close(cached["frames_x0"], own["frames_x0"], atol=1e-5, rtol=1e-4)
+    # the head reads the model's own state estimate x_s - t v_s: handing it that estimate as a teacher hint
+    # changes nothing; another hint changes the frame of exactly the examples that take it
+    estimate = batch["fut_state"] - t_f.view(-1, 1, 1) * own["state"]
+    same = model(*args, state_hint=estimate, hint_teacher=torch.tensor([True, True]))
+    torch.testing.assert_close(same["frames_x0"], own["frames_x0"], atol=1e-5, rtol=1e-4)
+    other = estimate.clone()
+    other[..., :2] += 0.5
+    moved = model(*args, state_hint=other, hint_teacher=torch.tensor([True, False]))
+    assert not torch.allclose(moved["frames_x0"][0], own["frames_x0"][0])
+    torch.testing.assert_close(moved["frames_x0"][1], own["frames_x0"][1])
+    # dims past conv_head_state are not drawn from
+    beyond = estimate.clone()
+    beyond[..., 2:] += 0.5
+    torch.testing.assert_close(model(*args, state_hint=beyond, hint_teacher=torch.tensor([True, True]))["frames_x0"],
+                               own["frames_x0"], atol=1e-5, rtol=1e-4)
+    losses = overfit(WorldModel(cfg), make_batch(b=4), (1, 0, 0, 0))
+    assert losses[-1] < losses[0] / 10
+    with pytest.raises(ValueError, match="needs frame_head='conv'"):
+        get_config("tiny", conv_head_state=2)
+
+
+def test_state_geometry_planes_residual_state_and_render_loss():
+    torch.manual_seed(0)
+    cfg = get_config("tiny", frame_prediction="x0", frame_head="conv", conv_head_state=6,
+                     state_geometry="point:0,pose:2", residual_state=True)
+    assert cfg.geometry_planes() == 6
+    model = WorldModel(cfg).eval()
+    torch.nn.init.normal_(model.frame_conv[-1].weight, std=0.1)
+    torch.nn.init.normal_(model.state_out.weight, std=0.1)
+    batch = make_batch(C=2, F=1, a_dims=6)
+    t_f, t_a = torch.ones(2), torch.zeros(2)
+    args = (batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["fut_latents"], batch["fut_state"],
+            batch["actions"], batch["domain"], t_f, t_a)
+    own = model(*args)
+    cache = model.encode_prefix(batch["text_ids"], batch["ctx_latents"], batch["ctx_state"], batch["domain"])
+    torch.testing.assert_close(cache.last_state, batch["ctx_state"][:, -1])
+    cached = model.velocity(cache, batch["fut_latents"], batch["fut_state"], batch["actions"], t_f, t_a)
+    torch.testing.assert_close(cached["frames_x0"], own["frames_x0"], atol=1e-5, rtol=1e-4)
+    # residual state: the head's estimate is last context state + (x_s - t v_s); the sampler adds it back
+    estimate = batch["ctx_state"][:, -1:] + batch["fut_state"] - own["state"]
+    same = model(*args, state_hint=estimate, hint_teacher=torch.ones(2, dtype=torch.bool))
+    torch.testing.assert_close(same["frames_x0"], own["frames_x0"], atol=1e-5, rtol=1e-4)
+    kw = dict(action_mask=batch["action_mask"], state_mask=batch["state_mask"], actions=batch["actions"])
+    zero = model.sample(cache, 1, 1, **kw, steps=1, noise_scale=0.0)
+    torch.nn.init.zeros_(model.state_out.weight)
+    torch.nn.init.zeros_(model.state_out.bias)
+    still = model.sample(cache, 1, 1, **kw, steps=1, noise_scale=0.0)["state"]
+    torch.testing.assert_close(still[:, 0], batch["ctx_state"][:, -1] * batch["state_mask"])  # no change predicted
+    assert not torch.allclose(zero["state"], still)
+    # a pose is drawn in its own frame: turning the pose (cos, sin) changes the frame, moving only dims past
+    # the geometry does not
+    turned = estimate.clone()
+    turned[..., 4:6] = torch.tensor([0.0, 1.0])
+    assert not torch.allclose(model(*args, state_hint=turned, hint_teacher=torch.ones(2, dtype=torch.bool))["frames_x0"],
+                              same["frames_x0"])
+    # renderer pretraining: the head alone learns to draw a fixed batch
+    fresh = WorldModel(cfg)
+    opt = torch.optim.Adam(fresh.frame_conv.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss = fresh.render_loss(make_batch(b=4, F=1, a_dims=6), torch.Generator().manual_seed(0))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 3
+    with pytest.raises(ValueError, match="render_loss needs"):
+        WorldModel(get_config("tiny")).render_loss(make_batch())
+    with pytest.raises(ValueError, match="'circle:0' must be"):
+        get_config("tiny", frame_head="conv", conv_head_state=6, state_geometry="circle:0")
+    with pytest.raises(ValueError, match="past conv_head_state=4"):
+        get_config("tiny", frame_head="conv", conv_head_state=4, state_geometry="point:0,pose:2")

@@ -6,7 +6,8 @@ from cosmos3_robot.embodiments import ActionError
 from cosmos3_robot.envs import AlohaRealEnv, PushTRealEnv, make_real_env
 from cosmos3_robot.eval.rollout import rollout
 from cosmos3_robot.policies import PUSHT_LEVELS, make_pusht_policy
-from cosmos3_robot.policies.pusht_vision import estimate_block_pose
+from cosmos3_robot.embodiments.perception import perceive, perception_dims
+from cosmos3_robot.embodiments.pusht_vision import estimate_block_pose
 
 
 def test_pusht_passes_check_env_and_uses_lerobot_keys():
@@ -62,6 +63,32 @@ def test_block_pose_from_pixels_is_accurate():
         ang_err.append(abs((est[2] - truth[2] + np.pi) % (2 * np.pi) - np.pi))
     # 1 image pixel = 5.3 workspace units
     assert np.median(pos_err) < 3.0 and np.median(np.degrees(ang_err)) < 3.0
+
+
+def test_perceived_block_pose_features():
+    env = PushTRealEnv()
+    frames, truth = [], []
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        frames.append(obs["observation.images.top"])
+        truth.append(info["state"][2:5])
+    feats = perceive("pusht_block_pose", np.stack(frames))
+    assert feats.shape == (5, 4) and feats.dtype == np.float32 and perception_dims("pusht_block_pose") == 4
+    truth = np.array(truth)
+    # x, y scaled to [-1, 1] (1 unit = 1/256); angle as cos, sin
+    assert np.abs(feats[:, :2] - (truth[:, :2] / 256 - 1)).max() < 6 / 256
+    np.testing.assert_allclose(np.hypot(feats[:, 2], feats[:, 3]), 1, atol=1e-5)
+    est_angle = np.arctan2(feats[:, 3], feats[:, 2])
+    assert np.abs((est_angle - truth[:, 2] + np.pi) % (2 * np.pi) - np.pi).max() < np.radians(5)
+    # a frame without the T keeps the previous pose; the first one gets the centre, angle 0
+    blank = np.full_like(frames[0], 255)
+    held = perceive("pusht_block_pose", np.stack([blank, frames[0], blank]))
+    np.testing.assert_array_equal(held[0], [0, 0, 1, 0])
+    np.testing.assert_array_equal(held[2], held[1])
+    with pytest.raises(ValueError, match="unknown perceived state 'nope'"):
+        perceive("nope", np.stack(frames))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        perceive("pusht_block_pose", frames[0])
 
 
 @pytest.mark.slow

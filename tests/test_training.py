@@ -137,6 +137,37 @@ def test_init_with_a_conv_frame_head_keeps_the_backbone_and_starts_the_head_fres
     assert trained.frame_conv[-1].weight.abs().sum() > 0  # the new head trains
 
 
+def test_perceived_state_rides_in_the_state_token_and_the_env_starts_from_it(dataset, tmp_path):
+    from cosmos3_robot.embodiments.perception import perceive
+
+    model = train(config(dataset, tmp_path / "ps", steps=10, judge_steps=0, frame_head="conv",
+                         frame_prediction="x0", perceive_state="pusht_block_pose", conv_head_state=6,
+                         state_geometry="point:0,pose:2", residual_state=True, render_steps=20))
+    assert model.metadata["perceived_state"] == "pusht_block_pose" and model.cfg.conv_head_state == 6
+    log = [json.loads(line) for line in (tmp_path / "ps" / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["stage"] == "render"] == [0, 10]
+    spec, episodes = load_spec("pusht"), load_episodes(dataset)
+    data = LatentData(model, episodes, spec, dataset_normalizers(dataset, spec), 2,
+                      "observation.images.top", "pusht_block_pose")
+    assert data.state_mask.sum() == 6
+    n0 = len(episodes[0]["action"])
+    torch.testing.assert_close(data.state[:n0, 2:6],
+                               torch.from_numpy(perceive("pusht_block_pose", episodes[0]["frames"]["observation.images.top"])))
+    assert data.state[:, 6:].abs().sum() == 0
+    env = WorldModelEnv(tmp_path / "ps")
+    obs, _ = env.reset(seed=3)
+    first = perceive("pusht_block_pose", obs["observation.images.top"][None])[0]
+    torch.testing.assert_close(env._ctx_state[-1][2:6], torch.from_numpy(first))
+    obs, *_ = env.step(obs["observation.state"])
+    assert obs["observation.state"].shape == (2,) and env._ctx_state[-1][6:].abs().sum() == 0
+    with pytest.raises(ValueError, match="needs the camera frames"):
+        env.dynamics.norm_state(obs["observation.state"][None])
+    with pytest.raises(ValueError, match="unknown perceived state"):
+        train(config(dataset, tmp_path / "bad", perceive_state="nope"))
+    with pytest.raises(ValueError, match="render_steps=5 needs a conv frame head"):
+        train(config(dataset, tmp_path / "bad2", render_steps=5))
+
+
 def test_rollout_context_windows_and_own_context(dataset, tmp_path):
     model = train(config(dataset, tmp_path / "m", steps=5, judge_steps=0, frame_prediction="x0", sample_steps=1))
     spec = load_spec("pusht")

@@ -192,7 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(dataset=args.dataset, out=args.out, embodiment=args.embodiment, preset=args.preset,
                       steps=args.steps, tokenizer_steps=args.tokenizer_steps, judge_steps=args.judge_steps,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, save_every=args.save_every,
-                      context=args.context, init=args.init, residual_frames=args.residual_frames or None,
+                      context=args.context, init=args.init, residual_frames=args.residual_frames,
                       context_noise=args.context_noise, sample_noise=args.sample_noise,
                       judge_imagined=args.judge_imagined, action_to_frames=args.action_to_frames,
                       frame_prediction=args.frame_prediction, motion_weight=args.motion_weight,
@@ -200,7 +200,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                       tokenizer_detail_weight=args.tokenizer_detail_weight, frame_pos_embed=args.frame_pos_embed,
                       frame_t1_share=args.frame_t1_share, sample_steps=args.sample_steps,
                       frame_head=args.frame_head, rollout_steps=args.rollout_steps,
-                      rollout_share=args.rollout_share)
+                      rollout_share=args.rollout_share, perceive_state=args.perceive_state,
+                      conv_head_state=args.conv_head_state, hint_teacher=args.hint_teacher, hint_noise=args.hint_noise,
+                      state_geometry=args.state_geometry, residual_state=args.residual_state,
+                      render_steps=args.render_steps)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -317,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--context", type=int, default=2)
     p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--residual-frames", action="store_true", help="generate frames as a change from the last one")
+    p.add_argument("--residual-frames", action=argparse.BooleanOptionalAction, default=None,
+                   help="generate frames as a change from the last one (--no-residual-frames: absolute frames)")
     p.add_argument("--init", default=None, help="continue from this checkpoint's weights (skips the tokenizer)")
     p.add_argument("--context-noise", type=float, default=0.0,
                    help="corrupt training context with noise up to this scale (against closed-loop drift)")
@@ -345,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout-steps", type=int, default=0,
                    help="train part of the windows on the model's own context, imagined this many steps ahead")
     p.add_argument("--rollout-share", type=float, default=0.5, help="fraction of windows with --rollout-steps")
+    p.add_argument("--perceive-state", default=None,
+                   help="append a perceived state read off the frames to the model's state (e.g. pusht_block_pose)")
+    p.add_argument("--conv-head-state", type=int, default=None,
+                   help="the conv frame head draws the frame from this many leading state dims (a new head starts fresh)")
+    p.add_argument("--hint-teacher", type=float, default=0.5,
+                   help="with --conv-head-state: fraction of examples whose frame head reads the true (noised) state")
+    p.add_argument("--hint-noise", type=float, default=0.01, help="std of the noise on that true state")
+    p.add_argument("--render-steps", type=int, default=0,
+                   help="first train the conv frame head alone to draw frames from the true state (needs --conv-head-state)")
+    p.add_argument("--state-geometry", default=None,
+                   help="draw those state dims as planar geometry, e.g. 'point:0,pose:2' (PushT: pusher, T pose)")
+    p.add_argument("--residual-state", action=argparse.BooleanOptionalAction, default=None,
+                   help="generate the future state as a change from the last context state")
     p.add_argument("--frame-pos-embed", action="store_true",
                    help="add a learned absolute position embedding to generator frame tokens")
     p.add_argument("--time-shift", type=float, default=None,

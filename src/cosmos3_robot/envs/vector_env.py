@@ -37,7 +37,7 @@ class WorldModelVectorEnv(VectorEnv):
     def _reset_one(self, i: int, seed: int) -> None:
         obs, _ = self._real.reset(seed=seed)
         latent = self.dynamics.encode(obs[self._key][None])[0]
-        state = self.dynamics.norm_state(obs["observation.state"][None])[0]
+        state = self.dynamics.norm_state(obs["observation.state"][None], obs[self._key][None])[0]
         C = self.dynamics.context
         self._ctx[i] = torch.stack([latent] * C)
         self._ctx_state[i] = torch.stack([state] * C)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..embodiments import Normalizer, load_spec, pad_action, validate_action
+from ..embodiments.perception import perceive, perception_dims
 from ..model import WorldModel
 from ..model.frame_tokenizer import resize_frames
 from .real import action_space_for, make_real_env, observation_space_for
@@ -57,8 +58,12 @@ class LearnedDynamics:
         self.sample_steps = sample_steps
         self.camera = self.spec.cameras[0]
         cfg = model.cfg
+        # a perceived state (e.g. the T's pose read off the frame) rides in the state token after the
+        # spec's state: read from the real first frames at reset, then the model's own predictions
+        self.perceived = meta.get("perceived_state")
+        n_state = self.spec.state.dims + perception_dims(self.perceived)
         self.action_mask = torch.from_numpy(pad_action(np.zeros(self.spec.action_dims), cfg.action_dim)[1])
-        self.state_mask = torch.from_numpy(pad_action(np.zeros(self.spec.state.dims), cfg.state_dim)[1])
+        self.state_mask = torch.from_numpy(pad_action(np.zeros(n_state), cfg.state_dim)[1])
         self.text_ids = model.tokenize_text([self.spec.task])
 
     @torch.no_grad()
@@ -72,9 +77,16 @@ class LearnedDynamics:
         """Success probability (b,) of frame latents (b, 1, c, h, w) for the spec's task."""
         return torch.sigmoid(self.model.judge_logits(self.text_ids.repeat(len(latents), 1), latents)).numpy()
 
-    def norm_state(self, state: np.ndarray) -> torch.Tensor:
+    def norm_state(self, state: np.ndarray, frames: np.ndarray | None = None) -> torch.Tensor:
+        """Physical states (N, S) -> the model's padded state (N, state_dim); with a perceived state the
+        matching camera frames (N, H, W, 3) are needed too."""
         s = self.normalizers["observation.state"].normalize(np.asarray(state, np.float64)) if self.spec.state.dims \
             else np.zeros((*np.shape(state)[:-1], 0))
+        if self.perceived:
+            if frames is None:
+                raise ValueError(f"this checkpoint carries a perceived state ({self.perceived!r}): norm_state needs "
+                                 "the camera frames that go with the states")
+            s = np.concatenate([s, perceive(self.perceived, frames)], axis=-1)
         return torch.from_numpy(pad_action(s.astype(np.float32), self.model.cfg.state_dim)[0])
 
     @torch.no_grad()
@@ -157,7 +169,7 @@ class WorldModelEnv(gym.Env):
                              f"{self.observation_space[self.dynamics.camera.key].shape} for {self.dynamics.camera.key}")
         C = self.dynamics.context
         latents = self.dynamics.encode(frames)
-        padded = self.dynamics.norm_state(states)
+        padded = self.dynamics.norm_state(states, frames)
         # before the start the first frame repeats, as in training windows
         self._ctx = deque([latents[0]] * (C - len(frames)) + list(latents[-C:]), maxlen=C)
         self._ctx_state = deque([padded[0]] * (C - len(frames)) + list(padded[-C:]), maxlen=C)

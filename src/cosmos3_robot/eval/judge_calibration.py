@@ -39,7 +39,7 @@ def imagined_success_probs(dynamics, episodes: list[dict], batch: int = 256, see
     ctx, ctx_state, actions = [], [], []
     for ep in episodes:
         lat = dynamics.encode(ep["frames"])
-        st = dynamics.norm_state(ep["states"])
+        st = dynamics.norm_state(ep["states"], ep["frames"])
         for t in range(len(ep["actions"])):
             idx = np.maximum(np.arange(t - C + 1, t + 1), 0)  # the first frame repeats before the start
             ctx.append(lat[idx])

@@ -58,6 +58,19 @@ class ModelConfig:
     frame_head: str = "linear"
     conv_head_width: int = 96
     conv_head_layers: int = 4
+    # > 0: the conv frame head also reads the first this-many dims of the future step's state (the model's
+    # own clean estimate, or the true state while training) as constant planes and their products with
+    # the pixel coordinates, so a frame can be drawn from a state, e.g. the pusher and the T at their
+    # predicted poses (a perceived state, `embodiments.perception`): the frame is then rendered afresh
+    # each step instead of carried over from a blurring context frame
+    conv_head_state: int = 0
+    # how the conv head draws those state dims: "" = generic planes (s, x*s, y*s); or planar geometry in
+    # the image's [-1, 1] coordinates, e.g. "point:0,pose:2": dims 0-1 a point (planes X - px, Y - py), dims
+    # 2-5 a pose x, y, cos, sin (planes X - x, Y - y and the body-frame coordinates u, v): a shape at a
+    # pose is then a fixed function of (u, v) per pixel, which a conv net learns in minutes
+    state_geometry: str = ""
+    # generate the future state as a change from the last context state (as residual_frames for frames)
+    residual_state: bool = False
 
     @property
     def downsample(self) -> int:
@@ -83,6 +96,11 @@ class ModelConfig:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if self.frame_prediction not in FRAME_PREDICTIONS:
             raise ValueError(f"frame_prediction={self.frame_prediction!r} must be one of {FRAME_PREDICTIONS}")
+        if self.conv_head_state and self.frame_head != "conv":
+            raise ValueError(f"conv_head_state={self.conv_head_state} needs frame_head='conv'")
+        if not 0 <= self.conv_head_state <= self.state_dim:
+            raise ValueError(f"conv_head_state={self.conv_head_state} must be in [0, state_dim={self.state_dim}]")
+        self.geometry_planes()  # validates state_geometry
         if self.frame_head not in FRAME_HEADS:
             raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:
@@ -90,6 +108,27 @@ class ModelConfig:
                 f"image_size={self.image_size} must divide by downsample={self.downsample} x latent_patch="
                 f"{self.latent_patch}"
             )
+
+    def geometry_parts(self) -> list[tuple[str, int]]:
+        """`state_geometry` parsed: [(kind, first dim), ...]."""
+        parts = []
+        for item in filter(None, self.state_geometry.split(",")):
+            kind, _, dim = item.partition(":")
+            if kind not in ("point", "pose") or not dim.isdigit():
+                raise ValueError(f"state_geometry item {item!r} must be 'point:<dim>' or 'pose:<dim>'")
+            end = int(dim) + (2 if kind == "point" else 4)
+            if end > self.conv_head_state:
+                raise ValueError(f"state_geometry {item!r} reads dims up to {end - 1}, past conv_head_state="
+                                 f"{self.conv_head_state}")
+            parts.append((kind, int(dim)))
+        return parts
+
+    def geometry_planes(self) -> int:
+        """Input planes the conv head gets from the state (0 without conv_head_state)."""
+        parts = self.geometry_parts()
+        if parts:
+            return sum(2 if kind == "point" else 4 for kind, _ in parts)
+        return 3 * self.conv_head_state
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..datasets import dataset_normalizers, load_episodes
 from ..embodiments import load_spec, pad_action
+from ..embodiments.perception import perceive, perception_dims
 from .config import get_config
 from .frame_tokenizer import resize_frames, train_frame_autoencoder
 from .schedule import warmup_cosine
@@ -62,13 +63,21 @@ class TrainConfig:
     frame_head: str | None = None  # override ModelConfig.frame_head ("linear" or "conv"; a new head starts fresh)
     rollout_steps: int = 0  # train on the model's own context: unroll this many steps first (_Objective)
     rollout_share: float = 0.5  # fraction of examples whose context is the model's own rollout
+    perceive_state: str | None = None  # append this perceived state to the model's state (embodiments.perception)
+    conv_head_state: int | None = None  # override ModelConfig.conv_head_state (the conv head draws from state)
+    hint_teacher: float = 0.5  # with conv_head_state: fraction of examples whose head reads the true state
+    hint_noise: float = 0.01  # ... plus Gaussian noise of this std (normalized units)
+    render_steps: int = 0  # conv-head renderer pretraining before the world-model stage (WorldModel.render_loss)
+    state_geometry: str | None = None  # override ModelConfig.state_geometry (how the conv head draws the state)
+    residual_state: bool | None = None  # override ModelConfig.residual_state
     progress: bool = True
 
 
 class LatentData:
     """Every episode's frames encoded once; samples (context, action, next frame) windows."""
 
-    def __init__(self, model: WorldModel, episodes: list[dict], spec, normalizers, context: int, camera: str):
+    def __init__(self, model: WorldModel, episodes: list[dict], spec, normalizers, context: int, camera: str,
+                 perceived: str | None = None):
         self.context = context
         lat, state, action, reward, ep_of, t_of = [], [], [], [], [], []
         with torch.no_grad():
@@ -78,6 +87,8 @@ class LatentData:
                                       for i in range(0, len(frames), 256)]))
                 s = normalizers["observation.state"].normalize(ep["state"]) if ep["state"] is not None else \
                     np.zeros((len(frames), 0))
+                if perceived:  # e.g. the T's pose read off each frame, after the proprioceptive state
+                    s = np.concatenate([s, perceive(perceived, ep["frames"][camera])], axis=1)
                 state.append(pad_action(s.astype(np.float32), model.cfg.state_dim)[0])
                 action.append(pad_action(normalizers["action"].normalize(ep["action"]).astype(np.float32),
                                          model.cfg.action_dim)[0])
@@ -92,7 +103,8 @@ class LatentData:
         self.start = torch.from_numpy(np.concatenate([[0], np.cumsum([len(e["action"]) for e in episodes])[:-1]])[ep_of])
         # a window at global index i needs the next frame i+1 inside the same episode
         self.valid = torch.from_numpy(np.nonzero(np.append(ep_of[1:] == ep_of[:-1], False))[0])
-        self.state_mask = torch.from_numpy(pad_action(np.zeros(spec.state.dims), model.cfg.state_dim)[1])
+        n_state = spec.state.dims + perception_dims(perceived)
+        self.state_mask = torch.from_numpy(pad_action(np.zeros(n_state), model.cfg.state_dim)[1])
         self.action_mask = torch.from_numpy(pad_action(np.zeros(spec.action.dims), model.cfg.action_dim)[1])
         self.text_ids = model.tokenize_text([episodes[0]["task"]])[0]
         self.domain = spec.domain_id
@@ -126,7 +138,8 @@ GROWN_PARTS = ("action_to_frames", "frame_pos_embed")  # ModelConfig switches th
 def model_overrides(cfg: TrainConfig) -> dict:
     """The ModelConfig fields a TrainConfig sets (unset ones keep the preset's or the --init checkpoint's)."""
     out = {k: getattr(cfg, k) for k in ("residual_frames", "time_shift", "sample_steps", "frame_prediction",
-                                        "frame_head") if getattr(cfg, k) is not None}
+                                        "frame_head", "conv_head_state", "state_geometry", "residual_state")
+           if getattr(cfg, k) is not None}
     return out | {k: True for k in GROWN_PARTS if getattr(cfg, k)}
 
 
@@ -146,8 +159,10 @@ class _Objective(nn.Module):
 
     def __init__(self, model: WorldModel, context_noise: float = 0.0, judge_imagined: float = 0.0,
                  sample_noise: float = 1.0, motion_weight: float = 0.0, forward_share: float | None = None,
-                 frame_t1_share: float = 0.0, rollout_steps: int = 0, rollout_share: float = 0.5):
+                 frame_t1_share: float = 0.0, rollout_steps: int = 0, rollout_share: float = 0.5,
+                 hint_teacher: float = 0.5, hint_noise: float = 0.01):
         super().__init__()
+        self.hint_teacher, self.hint_noise = hint_teacher, hint_noise
         self.model = model
         self.rollout_steps, self.rollout_share = rollout_steps, rollout_share
         self.context_noise, self.judge_imagined, self.sample_noise = context_noise, judge_imagined, sample_noise
@@ -194,13 +209,15 @@ class _Objective(nn.Module):
         if kind == "judge" and self.judge_imagined > 0:
             use = (torch.rand(len(frames), generator=gen) < self.judge_imagined).to(frames.device)
             frames = torch.where(use.view(-1, 1, 1, 1, 1), self.imagined_next(batch, gen), frames)
+        if kind == "render":
+            return self.model.render_loss(batch, gen, self.hint_noise)
         judge = self.model.judge_loss(batch["text_ids"], frames, batch["reward"])
         if kind == "judge":
             return {"loss": judge}
         if self.rollout_steps > 0:
             batch = self.own_context(batch, gen)
         losses = self.model.flow_loss(batch, gen, self.mode_probs, self.context_noise, self.motion_weight,
-                                      self.frame_t1_share)
+                                      self.frame_t1_share, self.hint_teacher, self.hint_noise)
         # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
         return {**losses, "loss": losses["loss"] + judge, "judge": judge.detach()}
 
@@ -230,18 +247,21 @@ def train(cfg: TrainConfig) -> WorldModel:
         st = torch.load(state_path, weights_only=False)
     elif cfg.init:
         model = WorldModel.from_pretrained(cfg.init)
-        st = {"stage": "world_model", "step": 0}
+        st = {"stage": "render", "step": 0}
         overrides = model_overrides(cfg)
         grow = {k: True for k in GROWN_PARTS if overrides.get(k) and not getattr(model.cfg, k)}
         new_target = overrides.get("frame_prediction", model.cfg.frame_prediction) != model.cfg.frame_prediction
-        new_head = overrides.get("frame_head", model.cfg.frame_head) != model.cfg.frame_head
+        new_head = overrides.get("frame_head", model.cfg.frame_head) != model.cfg.frame_head or \
+            overrides.get("conv_head_state", model.cfg.conv_head_state) != model.cfg.conv_head_state or \
+            overrides.get("state_geometry", model.cfg.state_geometry) != model.cfg.state_geometry
         model.cfg = replace(model.cfg, **{k: v for k, v in overrides.items() if k not in GROWN_PARTS})
         if new_target and not new_head:  # the frame head's old target means something else now
             nn.init.zeros_(model.frame_out.weight)
             nn.init.zeros_(model.frame_out.bias)
         if grow or new_head:  # add the new modules (fresh init), keep every other trained weight
             grown = WorldModel(replace(model.cfg, **grow), model.metadata)
-            old = {k: v for k, v in model.state_dict().items() if not (new_head and k.startswith("frame_out"))}
+            old = {k: v for k, v in model.state_dict().items()
+                   if not (new_head and k.startswith(("frame_out", "frame_conv")))}
             missing, unexpected = grown.load_state_dict(old, strict=False)
             assert not unexpected and all(k.startswith(("action_cond", "frame_pos", "frame_out", "frame_conv"))
                                           for k in missing), (missing, unexpected)
@@ -249,7 +269,14 @@ def train(cfg: TrainConfig) -> WorldModel:
     else:
         model = WorldModel(get_config(cfg.preset, **model_overrides(cfg)))
         st = {"stage": "tokenizer", "step": 0}
+    if cfg.render_steps and not model.cfg.conv_head_state:
+        raise ValueError(f"render_steps={cfg.render_steps} needs a conv frame head that reads the state: set "
+                         "frame_head='conv' and conv_head_state (--frame-head conv --conv-head-state N)")
     normalizers = dataset_normalizers(cfg.dataset, spec)
+    perceived = cfg.perceive_state or model.metadata.get("perceived_state")
+    perception_dims(perceived)  # an unknown name fails here, before any work
+    if perceived:
+        model.metadata["perceived_state"] = perceived
     model.metadata.update({
         "embodiment": spec.name, "domain_id": spec.domain_id, "context": cfg.context,
         "success_threshold": cfg.success_threshold, "sample_noise": cfg.sample_noise, "train": asdict(cfg),
@@ -279,20 +306,30 @@ def train(cfg: TrainConfig) -> WorldModel:
         if rank == 0:
             _log(out, {"stage": "tokenizer", "loss_first": losses[0], "loss_last": float(np.mean(losses[-50:])),
                        "seconds": time.time() - t0})
-        st = {"stage": "world_model", "step": 0}
-        checkpoint("world_model", 0)
+        st = {"stage": "render", "step": 0}
+        checkpoint("render", 0)
     model.frame_tokenizer.requires_grad_(False)
-    data = LatentData(model, episodes, spec, normalizers, cfg.context, camera)
-    for stage, steps in (("world_model", cfg.steps), ("judge", cfg.judge_steps)):
-        if st["stage"] == "done" or (stage == "world_model" and st["stage"] == "judge"):
+    data = LatentData(model, episodes, spec, normalizers, cfg.context, camera, perceived)
+    order = ("render", "world_model", "judge", "done")
+    for stage, steps in (("render", cfg.render_steps), ("world_model", cfg.steps), ("judge", cfg.judge_steps)):
+        if order.index(st["stage"]) > order.index(stage):
             continue
+        if steps == 0 and stage == "render":
+            st = {"stage": "world_model", "step": 0}
+            continue
+        model.requires_grad_(True)
+        model.frame_tokenizer.requires_grad_(False)
+        if stage == "render":  # the conv head alone learns to draw frames from states
+            model.requires_grad_(False)
+            model.frame_conv.requires_grad_(True)
         if stage == "judge":  # last stage: only weights the generator never reads
             model.requires_grad_(False)
             model.judge_head.requires_grad_(True)
             model.vision_in.requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise, cfg.motion_weight,
-                               cfg.forward_share, cfg.frame_t1_share, cfg.rollout_steps, cfg.rollout_share)
+                               cfg.forward_share, cfg.frame_t1_share, cfg.rollout_steps, cfg.rollout_share,
+                               cfg.hint_teacher, cfg.hint_noise)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -301,7 +338,7 @@ def train(cfg: TrainConfig) -> WorldModel:
             opt.load_state_dict(st["optimizer"])
         sched = warmup_cosine(opt, steps, start=start)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + start)
-        kind = "flow" if stage == "world_model" else "judge"
+        kind = {"render": "render", "world_model": "flow", "judge": "judge"}[stage]
         bar = tqdm(range(start, steps), desc=stage, disable=not (cfg.progress and rank == 0), initial=start,
                    total=steps)
         history = cfg.rollout_steps if kind == "flow" else 0
@@ -318,7 +355,10 @@ def train(cfg: TrainConfig) -> WorldModel:
                 bar.set_postfix(loss=f"{losses['loss'].item():.4f}")
             if (step + 1) % cfg.save_every == 0:
                 checkpoint(stage, step + 1, opt)
-        st = {"stage": "judge" if stage == "world_model" else "done", "step": 0}
+        if stage == "render":  # the joint stage starts from the pretrained renderer: token features start at zero
+            nn.init.zeros_(model.frame_out.weight)
+            nn.init.zeros_(model.frame_out.bias)
+        st = {"stage": order[order.index(stage) + 1], "step": 0}
         checkpoint(st["stage"], 0)
     if rank == 0:
         state_path.unlink(missing_ok=True)  # finished: the directory is a plain checkpoint

@@ -46,6 +46,7 @@ class PrefixCache:
     n_context: int
     domain: torch.Tensor
     recent_latents: torch.Tensor  # (b, 2, v, c, h, w): the last two context frames (one repeated if only one)
+    last_state: torch.Tensor  # (b, S): the last context state, the base of residual state generation
 
     @property
     def last_latents(self) -> torch.Tensor:
@@ -95,12 +96,16 @@ class WorldModel(nn.Module):
         if cfg.frame_head == "conv":
             c, w = cfg.latent_channels, cfg.conv_head_width
             self.frame_out = nn.Linear(d, HEAD_CHANNELS * cfg.latent_patch**2)
-            layers = [nn.Conv2d(HEAD_CHANNELS + 3 * c + 2, w, 3, padding=1), nn.GELU()]
+            n_in = HEAD_CHANNELS + 3 * c + 2 + cfg.geometry_planes()
+            layers = [nn.Conv2d(n_in, w, 3, padding=1), nn.GELU()]
             for _ in range(cfg.conv_head_layers - 2):
                 layers += [nn.Conv2d(w, w, 3, padding=1), nn.GELU()]
             self.frame_conv = nn.Sequential(*layers, nn.Conv2d(w, c, 3, padding=1))
             axis = torch.linspace(-1, 1, cfg.latent_size)
             self.register_buffer("latent_coords", torch.stack(torch.meshgrid(axis, axis, indexing="xy")),
+                                 persistent=False)
+            centres = (torch.arange(cfg.latent_size) + 0.5) / cfg.latent_size * 2 - 1  # latent pixel centres
+            self.register_buffer("latent_centres", torch.stack(torch.meshgrid(centres, centres, indexing="xy")),
                                  persistent=False)
         else:
             self.frame_out = nn.Linear(d, patch_dim)
@@ -195,18 +200,31 @@ class WorldModel(nn.Module):
             kvs.append(kv)
         return x, kvs
 
-    def _heads(self, h_noisy, n_future, n_views, domain, x_frames, t_frames, recent):
+    def _heads(self, h_noisy, n_future, n_views, domain, x_frames, t_frames, recent, x_state=None,
+               state_hint=None, hint_teacher=None, last_state=None):
         """Generator outputs of the noisy tokens -> frame, state and action velocities. With
         `cfg.frame_prediction == "x0"` the frame head predicts the clean latents ("frames_x0") and the
         velocity follows from the noisy input: v = (x_t - x0) / t. `recent` (b, 2, v, c, h, w): the last
-        two context latents, read by the conv frame head."""
+        two context latents, read by the conv frame head. With `cfg.conv_head_state` the conv head also
+        reads a future state (b, F, S): the model's own clean estimate x_state - t * v_state from the
+        noisy future state `x_state`, or (training) `state_hint` for the examples where `hint_teacher`
+        (b,) is True; the own estimate is then detached, so the frame loss does not bend the state head.
+        With `cfg.residual_state` the estimate is a change from `last_state` (b, S), which is added back."""
         h = self.norm_out[GENERATOR](h_noisy)
         b, step = h.shape[0], n_views * self.cfg.tokens_per_frame + 1
         steps = h[:, : n_future * step].reshape(b, n_future, step, -1)
         frames = self.unpatchify(self.frame_out(steps[:, :, :-1]), n_views)
-        if self.frame_conv is not None:
-            frames = self._conv_frames(frames, x_frames, recent)
         state = self.state_out(steps[:, :, -1], domain)
+        if self.frame_conv is not None:
+            hint = None
+            if self.cfg.conv_head_state:
+                hint = x_state - t_frames.view(-1, 1, 1) * state
+                if self.cfg.residual_state:
+                    hint = hint + last_state[:, None]
+                if state_hint is not None:
+                    hint = torch.where(hint_teacher.view(-1, 1, 1), state_hint, hint.detach())
+                hint = hint[..., : self.cfg.conv_head_state]
+            frames = self._conv_frames(frames, x_frames, recent, hint)
         actions = self.action_out(h[:, n_future * step :], domain)
         out = {"frames": frames, "state": state, "actions": actions}
         if self.cfg.frame_prediction == "x0":
@@ -214,13 +232,27 @@ class WorldModel(nn.Module):
             out |= {"frames_x0": frames, "frames": (x_frames - frames) / t}
         return out
 
-    def _conv_frames(self, feats, x_frames, recent):
+    def _conv_frames(self, feats, x_frames, recent, hint=None):
         """Conv frame head: per-pixel token features (b, F, v, HEAD_CHANNELS, h, w) + noisy input + the
-        last two context latents + pixel coordinates -> (b, F, v, c, h, w)."""
+        last two context latents + pixel coordinates (+ state planes s, x*s, y*s of `hint` (b, F, k))
+        -> (b, F, v, c, h, w)."""
         b, F_, v, _, hh, ww = feats.shape
         ctx = torch.cat([recent[:, 0], recent[:, 1]], dim=2)[:, None].expand(b, F_, v, -1, hh, ww)
         coords = self.latent_coords.expand(b, F_, v, 2, hh, ww)
-        x = torch.cat([feats, x_frames, ctx, coords], dim=3)
+        parts = [feats, x_frames, ctx, coords]
+        if hint is not None:
+            s = hint[:, :, None, :, None, None].expand(b, F_, v, hint.shape[-1], hh, ww)
+            geometry = self.cfg.geometry_parts()
+            if not geometry:
+                parts += [s, s * coords[:, :, :, :1], s * coords[:, :, :, 1:]]
+            X, Y = self.latent_centres[0], self.latent_centres[1]
+            for kind, i in geometry:
+                dx, dy = X - s[:, :, :, i], Y - s[:, :, :, i + 1]
+                parts += [dx[:, :, :, None], dy[:, :, :, None]]
+                if kind == "pose":  # body-frame coordinates: rotate by -angle
+                    cos, sin = s[:, :, :, i + 2], s[:, :, :, i + 3]
+                    parts += [(cos * dx + sin * dy)[:, :, :, None], (-sin * dx + cos * dy)[:, :, :, None]]
+        x = torch.cat(parts, dim=3)
         return self.frame_conv(x.flatten(0, 2)).reshape(b, F_, v, -1, hh, ww)
 
     @staticmethod
@@ -231,7 +263,7 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------ full forward (training)
 
     def forward(self, text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, domain, t_frames,
-                t_actions) -> dict[str, torch.Tensor]:
+                t_actions, state_hint=None, hint_teacher=None) -> dict[str, torch.Tensor]:
         """Velocity predictions for the (noisy) future frames, future state and actions.
         Shapes: text_ids (b, n_text); *_latents (b, T, v, c, h, w); *_state (b, T, S); actions (b, F, A)."""
         n_text, C, F_, v = text_ids.shape[1], ctx_latents.shape[1], fut_latents.shape[1], ctx_latents.shape[2]
@@ -246,11 +278,13 @@ class WorldModel(nn.Module):
                                self._positions(n_text, C, F_, v, with_actions=True)], dim=1)
         mask = attention_mask(n_text, C, F_, step).to(x.device)
         h, _ = self._run(x, n_text, positions, mask)
-        return self._heads(h[:, n_text + C * step :], F_, v, domain, fut_latents, t_frames, self._recent(ctx_latents))
+        return self._heads(h[:, n_text + C * step :], F_, v, domain, fut_latents, t_frames, self._recent(ctx_latents),
+                           fut_state, state_hint, hint_teacher, ctx_state[:, -1])
 
     def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
                   mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0,
-                  motion_weight: float = 0.0, frame_t1_share: float = 0.0) -> dict[str, torch.Tensor]:
+                  motion_weight: float = 0.0, frame_t1_share: float = 0.0, hint_teacher: float = 0.5,
+                  hint_noise: float = 0.01) -> dict[str, torch.Tensor]:
         """One rectified-flow training loss with modes sampled per example (see module docstring).
         `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
         state_mask, domain.
@@ -268,7 +302,11 @@ class WorldModel(nn.Module):
         examples: nothing of the target survives in the input, so the frames must come from the context
         and the action. At intermediate t the model can read most of a small frame change off the noisy
         input itself, and with the logit-normal time distribution it learns that shortcut instead of the
-        dynamics (measured: one-step predictions from t = 1 uncorrelated with the true change)."""
+        dynamics (measured: one-step predictions from t = 1 uncorrelated with the true change).
+
+        With `cfg.conv_head_state`, a `hint_teacher` fraction of the examples hand the conv frame head the
+        true future state plus Gaussian noise of std `hint_noise` (teacher forcing: it learns to draw the
+        frame from the state), the rest the model's own state estimate (what it gets in the env)."""
         ctx, ctx_state = batch["ctx_latents"], batch["ctx_state"]
         if context_noise > 0:
             scale = torch.rand(ctx.shape[0], generator=generator).to(ctx.device) * context_noise
@@ -280,6 +318,7 @@ class WorldModel(nn.Module):
             if motion_weight > 0 else 0.0
         if self.cfg.residual_frames:  # learn the change from the last (possibly corrupted) context frame
             fut = fut - ctx[:, -1:]
+        fut_state = batch["fut_state"] - ctx_state[:, -1:] if self.cfg.residual_state else batch["fut_state"]
         b, dev = fut.shape[0], fut.device
         mode = torch.multinomial(torch.tensor(mode_probs, dtype=torch.float), b, replacement=True, generator=generator).to(dev)
         t_f = sample_time(b, self.cfg.time_shift, generator).to(dev)
@@ -293,10 +332,14 @@ class WorldModel(nn.Module):
         noise_a = torch.randn(act.shape, generator=generator).to(dev)
         a_mask = batch["action_mask"][:, None].float()
         s_mask = batch["state_mask"][:, None].float()
+        hint, teacher = None, None
+        if self.cfg.conv_head_state:
+            teacher = (torch.rand(b, generator=generator) < hint_teacher).to(dev)
+            hint = batch["fut_state"] + hint_noise * torch.randn(batch["fut_state"].shape, generator=generator).to(dev)
         pred = self(
             batch["text_ids"], ctx, ctx_state,
-            add_noise(fut, noise_f, t_f), add_noise(batch["fut_state"], noise_s, t_f) * s_mask,
-            add_noise(act, noise_a, t_a) * a_mask, batch["domain"], t_f, t_a,
+            add_noise(fut, noise_f, t_f), add_noise(fut_state, noise_s, t_f) * s_mask,
+            add_noise(act, noise_a, t_a) * a_mask, batch["domain"], t_f, t_a, hint, teacher,
         )
         w_f, w_a = (t_f > 0).float(), (t_a > 0).float()  # no loss on a group given clean
         if self.cfg.frame_prediction == "x0":
@@ -304,7 +347,7 @@ class WorldModel(nn.Module):
         else:
             err_f = (pred["frames"] - velocity_target(fut, noise_f)) ** 2
         per_f = (err_f * (1 + motion_weight * moving)).flatten(1).mean(1)
-        per_s = (((pred["state"] - velocity_target(batch["fut_state"], noise_s)) ** 2) * s_mask).sum((1, 2)) / (
+        per_s = (((pred["state"] - velocity_target(fut_state, noise_s)) ** 2) * s_mask).sum((1, 2)) / (
             s_mask.sum((1, 2)) * fut.shape[1]).clamp_min(1)
         per_a = (((pred["actions"] - velocity_target(act, noise_a)) ** 2) * a_mask).sum((1, 2)) / (
             a_mask.sum((1, 2)) * act.shape[1]).clamp_min(1)
@@ -313,6 +356,24 @@ class WorldModel(nn.Module):
         loss_a = (per_a * w_a).sum() / w_a.sum().clamp_min(1)
         loss = loss_f + loss_s + self.cfg.action_loss_weight * loss_a
         return {"loss": loss, "frames": loss_f.detach(), "state": loss_s.detach(), "actions": loss_a.detach()}
+
+    def render_loss(self, batch: dict, generator: torch.Generator | None = None, hint_noise: float = 0.01,
+                    noise_scale: float = 0.5) -> dict[str, torch.Tensor]:
+        """Renderer pretraining of the conv frame head with `cfg.conv_head_state`: no transformer pass (token
+        features are zero), the frame input is noise (t = 1, scaled by `noise_scale` as the sampler does),
+        and the head draws the clean next frame from the true next state (+ noise of std `hint_noise`) and
+        the last two context frames. Minutes on a CPU; the joint stage then starts from a head that draws."""
+        if not self.cfg.conv_head_state:
+            raise ValueError("render_loss needs a conv frame head that reads the state (conv_head_state > 0)")
+        fut, ctx = batch["fut_latents"], batch["ctx_latents"]
+        b, F_, v, c, hh, ww = fut.shape
+        hint = batch["fut_state"] + hint_noise * torch.randn(batch["fut_state"].shape, generator=generator).to(fut.device)
+        x = noise_scale * torch.randn(fut.shape, generator=generator).to(fut.device)
+        feats = torch.zeros(b, F_, v, HEAD_CHANNELS, hh, ww, device=fut.device)
+        pred = self._conv_frames(feats, x, self._recent(ctx), hint[..., : self.cfg.conv_head_state])
+        target = fut - ctx[:, -1:] if self.cfg.residual_frames else fut
+        loss = ((pred - target) ** 2).mean()
+        return {"loss": loss, "frames": loss.detach()}
 
     # ------------------------------------------------------------------ cached inference
 
@@ -324,7 +385,7 @@ class WorldModel(nn.Module):
         positions = torch.cat([text_positions(n_text), self._positions(n_text, 0, C, v)], dim=1)
         mask = attention_mask(n_text, C, 0, v * self.cfg.tokens_per_frame + 1).to(x.device)
         _, kv = self._run(x, n_text, positions, mask)
-        return PrefixCache(kv, n_text, C, domain, self._recent(ctx_latents))
+        return PrefixCache(kv, n_text, C, domain, self._recent(ctx_latents), ctx_state[:, -1])
 
     @torch.no_grad()
     def extend_prefix(self, cache: PrefixCache, new_latents, new_state) -> PrefixCache:
@@ -339,7 +400,7 @@ class WorldModel(nn.Module):
         _, kv = self._run(x, 0, positions, mask.to(x.device), past=cache.kv)
         merged = [(torch.cat([pk, k], 2), torch.cat([pv, v_], 2)) for (pk, pv), (k, v_) in zip(cache.kv, kv)]
         recent = self._recent(torch.cat([cache.recent_latents, new_latents], dim=1))
-        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, recent)
+        return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, recent, new_state[:, -1])
 
     def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
         """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
@@ -348,7 +409,8 @@ class WorldModel(nn.Module):
                        self._action_tokens(actions, cache.domain, t_actions)], dim=1)
         positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
         h, _ = self._run(x, 0, positions, None, past=cache.kv)
-        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames, cache.recent_latents)
+        return self._heads(h, F_, v, cache.domain, fut_latents, t_frames, cache.recent_latents, fut_state,
+                           last_state=cache.last_state)
 
     @torch.no_grad()
     def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
@@ -368,8 +430,9 @@ class WorldModel(nn.Module):
         a_mask, s_mask = action_mask[:, None].float(), state_mask[:, None].float()
         gen_frames, gen_actions = fut_latents is None, actions is None
         base = cache.last_latents if cfg.residual_frames else torch.zeros((), device=dev)
+        base_s = cache.last_state[:, None] * s_mask if cfg.residual_state else torch.zeros((), device=dev)
         x_f = noise(b, n_future, n_views, c, g, g) if gen_frames else fut_latents - base
-        x_s = noise(b, n_future, cfg.state_dim) * s_mask if gen_frames else fut_state * s_mask
+        x_s = noise(b, n_future, cfg.state_dim) * s_mask if gen_frames else (fut_state - base_s) * s_mask
         x_a = noise(b, n_future, cfg.action_dim) * a_mask if gen_actions else actions * a_mask
         times = euler_schedule(cfg.sample_steps if steps is None else steps, cfg.time_shift)
         zero = torch.zeros(b, device=dev)
@@ -381,7 +444,7 @@ class WorldModel(nn.Module):
                 x_f, x_s = x_f + dt * v["frames"], (x_s + dt * v["state"]) * s_mask
             if gen_actions:
                 x_a = (x_a + dt * v["actions"]) * a_mask
-        return {"frames": x_f + base, "state": x_s, "actions": x_a}
+        return {"frames": x_f + base, "state": x_s + base_s, "actions": x_a}
 
     # ------------------------------------------------------------------ reasoner: judge and text
 

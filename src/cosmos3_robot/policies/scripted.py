@@ -16,7 +16,7 @@ import numpy as np
 from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import nearest_points
 
-from .pusht_vision import estimate_block_pose
+from ..embodiments.pusht_vision import estimate_block_pose
 
 GOAL = np.array([256.0, 256.0, np.pi / 4])  # gym-pusht goal_pose
 COG = np.array([0.0, 45.0])  # body centre of gravity (gym-pusht add_tee)

@@ -32,7 +32,8 @@ class WorldModelPolicy:
     def select_action(self, observation: dict) -> np.ndarray:
         d = self.dynamics
         latent = d.encode(np.asarray(observation[d.camera.key])[None])[0]
-        state = d.norm_state(np.asarray(observation["observation.state"])[None])[0]
+        state = d.norm_state(np.asarray(observation["observation.state"])[None],
+                             np.asarray(observation[d.camera.key])[None])[0]
         while len(self._ctx) < d.context:  # first call: the first frame repeats, as in training
             self._ctx.append(latent)
             self._ctx_state.append(state)

@@ -48,3 +48,18 @@ def estimate_block_pose(image: np.ndarray) -> np.ndarray | None:
     centroid = pixel_to_workspace([cx, cy], size)
     origin = centroid - CENTROID_OFFSET * np.array([-np.sin(angle), np.cos(angle)])
     return np.array([origin[0], origin[1], angle])
+
+
+def block_pose_features(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames -> (N, 4) float32 [x, y, cos(angle), sin(angle)] of the T, with x and y
+    scaled from the workspace [0, 512] to [-1, 1] (the image's own axes). A frame where the T is not
+    visible keeps the previous frame's pose (the first such frame: the workspace centre, angle 0)."""
+    out = np.zeros((len(frames), 4), np.float32)
+    last = np.array([0.0, 0.0, 1.0, 0.0], np.float32)
+    for i, frame in enumerate(frames):
+        pose = estimate_block_pose(np.asarray(frame))
+        if pose is not None:
+            last = np.array([pose[0] / (WORKSPACE / 2) - 1, pose[1] / (WORKSPACE / 2) - 1,
+                             np.cos(pose[2]), np.sin(pose[2])], np.float32)
+        out[i] = last
+    return out

@@ -1,0 +1,36 @@
+"""Perceived state: quantities a world model carries in its state token next to the robot's own state,
+read off camera frames by a fixed estimator (never from the simulator's internals), so a learned
+simulator can start from any real frame. The model predicts them like the proprioceptive state and the
+learned env feeds its own predictions back; observations still expose only the spec's state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .pusht_vision import block_pose_features
+
+# name -> (dims, frames (N, H, W, 3) uint8 -> (N, dims) float32 in roughly [-1, 1])
+PERCEPTIONS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray]]] = {
+    "pusht_block_pose": (4, block_pose_features),  # the T's x, y, cos, sin from the colour mask
+}
+
+
+def perception_dims(name: str | None) -> int:
+    if name is None:
+        return 0
+    if name not in PERCEPTIONS:
+        raise ValueError(f"unknown perceived state {name!r}; choose one of {sorted(PERCEPTIONS)}")
+    return PERCEPTIONS[name][0]
+
+
+def perceive(name: str, frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames -> (N, dims) perceived state."""
+    dims, fn = PERCEPTIONS[name] if name in PERCEPTIONS else (perception_dims(name), None)
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"perceive({name!r}) needs frames of shape (N, H, W, 3), got {frames.shape}")
+    out = fn(frames)
+    assert out.shape == (len(frames), dims), out.shape
+    return out
