@@ -6,7 +6,7 @@ from cosmos3_robot.embodiments import ActionError
 from cosmos3_robot.envs import AlohaRealEnv, PushTRealEnv, make_real_env
 from cosmos3_robot.eval.rollout import rollout
 from cosmos3_robot.policies import PUSHT_LEVELS, make_pusht_policy
-from cosmos3_robot.embodiments.perception import perceive, perception_dims
+from cosmos3_robot.embodiments.perception import perceive, perception_dims, project
 from cosmos3_robot.embodiments.pusht_vision import estimate_block_pose
 
 
@@ -85,6 +85,10 @@ def test_perceived_block_pose_features():
     held = perceive("pusht_block_pose", np.stack([blank, frames[0], blank]))
     np.testing.assert_array_equal(held[0], [0, 0, 1, 0])
     np.testing.assert_array_equal(held[2], held[1])
+    # predictions drifting off the valid set come back to it
+    np.testing.assert_allclose(project("pusht_block_pose", np.array([[2.0, -3.0, 3.0, 4.0], [0.5, 0.2, 0.0, 0.0]])),
+                               [[1, -1, 0.6, 0.8], [0.5, 0.2, 1, 0]], atol=1e-6)
+    np.testing.assert_allclose(project("pusht_block_pose", feats), feats, atol=1e-6)
     with pytest.raises(ValueError, match="unknown perceived state 'nope'"):
         perceive("nope", np.stack(frames))
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):

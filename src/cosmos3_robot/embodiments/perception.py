@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .pusht_vision import block_pose_features
+from .pusht_vision import block_pose_features, project_block_pose_features
 
-# name -> (dims, frames (N, H, W, 3) uint8 -> (N, dims) float32 in roughly [-1, 1])
-PERCEPTIONS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray]]] = {
-    "pusht_block_pose": (4, block_pose_features),  # the T's x, y, cos, sin from the colour mask
+# name -> (dims, frames (N, H, W, 3) uint8 -> (N, dims) float32 in roughly [-1, 1],
+#          predicted (..., dims) -> the nearest valid perceived state)
+PERCEPTIONS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+    "pusht_block_pose": (4, block_pose_features, project_block_pose_features),  # the T's x, y, cos, sin
 }
 
 
@@ -25,9 +26,16 @@ def perception_dims(name: str | None) -> int:
     return PERCEPTIONS[name][0]
 
 
+def project(name: str, predicted: np.ndarray) -> np.ndarray:
+    """A model's predicted perceived state (..., dims) -> the nearest valid one (e.g. inside the workspace)."""
+    perception_dims(name)
+    return PERCEPTIONS[name][2](np.asarray(predicted, dtype=np.float32))
+
+
 def perceive(name: str, frames: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 frames -> (N, dims) perceived state."""
-    dims, fn = PERCEPTIONS[name] if name in PERCEPTIONS else (perception_dims(name), None)
+    dims = perception_dims(name)
+    fn = PERCEPTIONS[name][1]
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"perceive({name!r}) needs frames of shape (N, H, W, 3), got {frames.shape}")

@@ -63,3 +63,13 @@ def block_pose_features(frames: np.ndarray) -> np.ndarray:
                              np.cos(pose[2]), np.sin(pose[2])], np.float32)
         out[i] = last
     return out
+
+
+def project_block_pose_features(features: np.ndarray) -> np.ndarray:
+    """Bring predicted [x, y, cos, sin] back to valid poses: x, y inside the workspace, (cos, sin) a unit
+    vector (a learned simulator's own predictions drift off both)."""
+    f = np.array(features, dtype=np.float32, copy=True)
+    f[..., :2] = np.clip(f[..., :2], -1, 1)
+    norm = np.linalg.norm(f[..., 2:4], axis=-1, keepdims=True)
+    f[..., 2:4] = np.where(norm > 1e-6, f[..., 2:4] / np.maximum(norm, 1e-6), np.array([1.0, 0.0], np.float32))
+    return f

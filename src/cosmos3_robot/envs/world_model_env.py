@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..embodiments import Normalizer, load_spec, pad_action, validate_action
-from ..embodiments.perception import perceive, perception_dims
+from ..embodiments.perception import perceive, perception_dims, project
 from ..model import WorldModel
 from ..model.frame_tokenizer import resize_frames
 from .real import action_space_for, make_real_env, observation_space_for
@@ -110,6 +110,13 @@ class LearnedDynamics:
         if dims:
             states = self.normalizers["observation.state"].unnormalize(state_pad[:, :dims].numpy())
             states = np.clip(states, self.spec.state.lower, self.spec.state.upper).astype(np.float32)
+        if self.perceived:  # the fed-back state stays physical: inside the spec's limits, valid poses
+            state_pad = state_pad.clone()
+            if dims:
+                state_pad[:, :dims] = torch.from_numpy(
+                    self.normalizers["observation.state"].normalize(states.astype(np.float64)).astype(np.float32))
+            n = perception_dims(self.perceived)
+            state_pad[:, dims : dims + n] = torch.from_numpy(project(self.perceived, state_pad[:, dims : dims + n].numpy()))
         return images, states, prob, latent, state_pad
 
 
