@@ -576,3 +576,14 @@ def test_state_geometry_planes_residual_state_and_render_loss():
         get_config("tiny", frame_head="conv", conv_head_state=6, state_geometry="circle:0")
     with pytest.raises(ValueError, match="past conv_head_state=4"):
         get_config("tiny", frame_head="conv", conv_head_state=4, state_geometry="point:0,pose:2")
+
+
+def test_state_weight_scales_only_the_state_loss():
+    model = WorldModel(CFG)
+    torch.nn.init.normal_(model.state_out.weight, std=0.1)
+    batch = make_batch(b=4)
+    one = model.flow_loss(batch, torch.Generator().manual_seed(3))
+    heavy = model.flow_loss(batch, torch.Generator().manual_seed(3), state_weight=20.0)
+    assert one["state"] > 0
+    torch.testing.assert_close(heavy["loss"] - one["loss"], 19.0 * one["state"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(heavy["frames"], one["frames"])

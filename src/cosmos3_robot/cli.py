@@ -203,7 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       rollout_share=args.rollout_share, perceive_state=args.perceive_state,
                       conv_head_state=args.conv_head_state, hint_teacher=args.hint_teacher, hint_noise=args.hint_noise,
                       state_geometry=args.state_geometry, residual_state=args.residual_state,
-                      render_steps=args.render_steps)
+                      render_steps=args.render_steps, state_weight=args.state_weight)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -356,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hint-teacher", type=float, default=0.5,
                    help="with --conv-head-state: fraction of examples whose frame head reads the true (noised) state")
     p.add_argument("--hint-noise", type=float, default=0.01, help="std of the noise on that true state")
+    p.add_argument("--state-weight", type=float, default=1.0, help="state-loss weight (1 = as the frames)")
     p.add_argument("--render-steps", type=int, default=0,
                    help="first train the conv frame head alone to draw frames from the true state (needs --conv-head-state)")
     p.add_argument("--state-geometry", default=None,

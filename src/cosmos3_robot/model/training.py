@@ -67,6 +67,7 @@ class TrainConfig:
     conv_head_state: int | None = None  # override ModelConfig.conv_head_state (the conv head draws from state)
     hint_teacher: float = 0.5  # with conv_head_state: fraction of examples whose head reads the true state
     hint_noise: float = 0.01  # ... plus Gaussian noise of this std (normalized units)
+    state_weight: float = 1.0  # state-loss weight (WorldModel.flow_loss)
     render_steps: int = 0  # conv-head renderer pretraining before the world-model stage (WorldModel.render_loss)
     state_geometry: str | None = None  # override ModelConfig.state_geometry (how the conv head draws the state)
     residual_state: bool | None = None  # override ModelConfig.residual_state
@@ -160,9 +161,9 @@ class _Objective(nn.Module):
     def __init__(self, model: WorldModel, context_noise: float = 0.0, judge_imagined: float = 0.0,
                  sample_noise: float = 1.0, motion_weight: float = 0.0, forward_share: float | None = None,
                  frame_t1_share: float = 0.0, rollout_steps: int = 0, rollout_share: float = 0.5,
-                 hint_teacher: float = 0.5, hint_noise: float = 0.01):
+                 hint_teacher: float = 0.5, hint_noise: float = 0.01, state_weight: float = 1.0):
         super().__init__()
-        self.hint_teacher, self.hint_noise = hint_teacher, hint_noise
+        self.hint_teacher, self.hint_noise, self.state_weight = hint_teacher, hint_noise, state_weight
         self.model = model
         self.rollout_steps, self.rollout_share = rollout_steps, rollout_share
         self.context_noise, self.judge_imagined, self.sample_noise = context_noise, judge_imagined, sample_noise
@@ -217,7 +218,7 @@ class _Objective(nn.Module):
         if self.rollout_steps > 0:
             batch = self.own_context(batch, gen)
         losses = self.model.flow_loss(batch, gen, self.mode_probs, self.context_noise, self.motion_weight,
-                                      self.frame_t1_share, self.hint_teacher, self.hint_noise)
+                                      self.frame_t1_share, self.hint_teacher, self.hint_noise, self.state_weight)
         # the reasoner tower also encodes the text the generator reads, so the judge trains jointly
         return {**losses, "loss": losses["loss"] + judge, "judge": judge.detach()}
 
@@ -329,7 +330,7 @@ def train(cfg: TrainConfig) -> WorldModel:
         params = [p for p in model.parameters() if p.requires_grad]
         objective = _Objective(model, cfg.context_noise, cfg.judge_imagined, cfg.sample_noise, cfg.motion_weight,
                                cfg.forward_share, cfg.frame_t1_share, cfg.rollout_steps, cfg.rollout_share,
-                               cfg.hint_teacher, cfg.hint_noise)
+                               cfg.hint_teacher, cfg.hint_noise, cfg.state_weight)
         if world > 1:
             objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)

@@ -284,7 +284,7 @@ class WorldModel(nn.Module):
     def flow_loss(self, batch: dict, generator: torch.Generator | None = None,
                   mode_probs: tuple[float, ...] = MODE_PROBS, context_noise: float = 0.0,
                   motion_weight: float = 0.0, frame_t1_share: float = 0.0, hint_teacher: float = 0.5,
-                  hint_noise: float = 0.01) -> dict[str, torch.Tensor]:
+                  hint_noise: float = 0.01, state_weight: float = 1.0) -> dict[str, torch.Tensor]:
         """One rectified-flow training loss with modes sampled per example (see module docstring).
         `batch` keys: text_ids, ctx_latents, ctx_state, fut_latents, fut_state, actions, action_mask,
         state_mask, domain.
@@ -306,7 +306,10 @@ class WorldModel(nn.Module):
 
         With `cfg.conv_head_state`, a `hint_teacher` fraction of the examples hand the conv frame head the
         true future state plus Gaussian noise of std `hint_noise` (teacher forcing: it learns to draw the
-        frame from the state), the rest the model's own state estimate (what it gets in the env)."""
+        frame from the state), the rest the model's own state estimate (what it gets in the env).
+
+        `state_weight` scales the state loss (a perceived state carries the scene's dynamics; its loss is
+        tiny next to the frames' and otherwise gets little of the gradient)."""
         ctx, ctx_state = batch["ctx_latents"], batch["ctx_state"]
         if context_noise > 0:
             scale = torch.rand(ctx.shape[0], generator=generator).to(ctx.device) * context_noise
@@ -354,7 +357,7 @@ class WorldModel(nn.Module):
         loss_f = (per_f * w_f).sum() / w_f.sum().clamp_min(1)
         loss_s = (per_s * w_f).sum() / w_f.sum().clamp_min(1)
         loss_a = (per_a * w_a).sum() / w_a.sum().clamp_min(1)
-        loss = loss_f + loss_s + self.cfg.action_loss_weight * loss_a
+        loss = loss_f + state_weight * loss_s + self.cfg.action_loss_weight * loss_a
         return {"loss": loss, "frames": loss_f.detach(), "state": loss_s.detach(), "actions": loss_a.detach()}
 
     def render_loss(self, batch: dict, generator: torch.Generator | None = None, hint_noise: float = 0.01,
