@@ -234,8 +234,9 @@ class WorldModel(nn.Module):
 
     def _conv_frames(self, feats, x_frames, recent, hint=None):
         """Conv frame head: per-pixel token features (b, F, v, HEAD_CHANNELS, h, w) + noisy input + the
-        last two context latents + pixel coordinates (+ state planes s, x*s, y*s of `hint` (b, F, k))
-        -> (b, F, v, c, h, w)."""
+        last two context latents + pixel coordinates (+ planes from the state `hint` (b, F, k): s, x*s, y*s,
+        or with `cfg.state_geometry` the offsets from each point / pose and each pose's body-frame
+        coordinates, at the latent pixel centres) -> (b, F, v, c, h, w)."""
         b, F_, v, _, hh, ww = feats.shape
         ctx = torch.cat([recent[:, 0], recent[:, 1]], dim=2)[:, None].expand(b, F_, v, -1, hh, ww)
         coords = self.latent_coords.expand(b, F_, v, 2, hh, ww)
