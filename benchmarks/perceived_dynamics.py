@@ -26,15 +26,21 @@ p.add_argument("--steps", type=int, default=6000)
 args = p.parse_args()
 torch.manual_seed(0)
 m = WorldModel.from_pretrained(args.checkpoint).eval()
-spec = load_spec("pusht"); eps = load_episodes(args.dataset)
-data = LatentData(m, eps, spec, dataset_normalizers(args.dataset, spec), 2, "observation.images.top", "pusht_block_pose")
-ep_of = torch.zeros(len(data.state), dtype=torch.long)
-for e, s in enumerate(data.start.unique().tolist()): ep_of[data.start == s] = e
-i = data.valid; prev = torch.maximum(i - 1, data.start[i])
-X = torch.cat([data.state[i, :6], data.state[prev, :6], data.action[i, :2]], 1)
-Y = data.state[i + 1, :6] - data.state[i, :6]
-test = (ep_of[i] % 8) == 7
-Xtr, Ytr, Xte, Yte = X[~test], Y[~test], X[test], Y[test]
+spec, eps = load_spec("pusht"), load_episodes(args.dataset)
+norm = dataset_normalizers(args.dataset, spec)
+
+
+def windows(episodes):
+    """LatentData over `episodes` and its (two states, action) -> state change pairs."""
+    data = LatentData(m, episodes, spec, norm, 2, spec.cameras[0].key, "pusht_block_pose")
+    i = data.valid
+    prev = torch.maximum(i - 1, data.start[i])
+    x = torch.cat([data.state[i, :6], data.state[prev, :6], data.action[i, :2]], 1)
+    return data, x, data.state[i + 1, :6] - data.state[i, :6]
+
+
+_, Xtr, Ytr = windows([e for k, e in enumerate(eps) if k % 8 != 7])
+data, Xte, Yte = windows([e for k, e in enumerate(eps) if k % 8 == 7])  # held out
 net = torch.nn.Sequential(torch.nn.Linear(14, 256), torch.nn.GELU(), torch.nn.Linear(256, 256), torch.nn.GELU(),
                           torch.nn.Linear(256, 256), torch.nn.GELU(), torch.nn.Linear(256, 6))
 opt = torch.optim.AdamW(net.parameters(), 1e-3); g = torch.Generator().manual_seed(0); t0 = time.time()
@@ -45,7 +51,7 @@ for step in range(args.steps):
 with torch.no_grad():
     mlp = net(Xte)
     # the world model's one-step state prediction on the same held-out windows (as the env samples it)
-    idx = i[test]; wm = []
+    idx = data.valid; wm = []
     for k in range(0, len(idx), 512):
         w = idx[k:k + 512]; st = data.start[w][:, None]
         ctx = torch.maximum(w[:, None] + torch.arange(-1, 1)[None], st)

@@ -100,7 +100,7 @@ class ModelConfig:
             raise ValueError(f"conv_head_state={self.conv_head_state} needs frame_head='conv'")
         if not 0 <= self.conv_head_state <= self.state_dim:
             raise ValueError(f"conv_head_state={self.conv_head_state} must be in [0, state_dim={self.state_dim}]")
-        self.geometry_planes()  # validates state_geometry
+        self.geometry_parts()  # validates state_geometry
         if self.frame_head not in FRAME_HEADS:
             raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:

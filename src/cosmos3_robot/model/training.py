@@ -203,6 +203,8 @@ class _Objective(nn.Module):
         return batch | {"ctx_latents": ctx_latents, "ctx_state": ctx_state}
 
     def forward(self, kind: str, batch: dict, gen: torch.Generator):
+        if kind == "render":
+            return self.model.render_loss(batch, gen, self.hint_noise)
         # judge: the coverage of the frame the action led to, as a soft success/progress label. With
         # `judge_imagined`, part of the frames are the model's own predictions of that frame (same
         # label): the judge then reads the frames it scores in the learned env, not only real ones.
@@ -210,8 +212,6 @@ class _Objective(nn.Module):
         if kind == "judge" and self.judge_imagined > 0:
             use = (torch.rand(len(frames), generator=gen) < self.judge_imagined).to(frames.device)
             frames = torch.where(use.view(-1, 1, 1, 1, 1), self.imagined_next(batch, gen), frames)
-        if kind == "render":
-            return self.model.render_loss(batch, gen, self.hint_noise)
         judge = self.model.judge_loss(batch["text_ids"], frames, batch["reward"])
         if kind == "judge":
             return {"loss": judge}
@@ -309,7 +309,6 @@ def train(cfg: TrainConfig) -> WorldModel:
                        "seconds": time.time() - t0})
         st = {"stage": "render", "step": 0}
         checkpoint("render", 0)
-    model.frame_tokenizer.requires_grad_(False)
     data = LatentData(model, episodes, spec, normalizers, cfg.context, camera, perceived)
     order = ("render", "world_model", "judge", "done")
     for stage, steps in (("render", cfg.render_steps), ("world_model", cfg.steps), ("judge", cfg.judge_steps)):
