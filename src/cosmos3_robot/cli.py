@@ -209,6 +209,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_dynamics(args: argparse.Namespace) -> int:
+    from .model.pose_dynamics import add_pose_dynamics
+
+    model = add_pose_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
+                              render_steps=args.render_steps, render_width=args.render_width,
+                              render_layers=args.render_layers, render_batch=args.render_batch, device=args.device)
+    info = model.metadata["pose_dynamics"]
+    print(f"trained the pose dynamics head on {info['transitions']} transitions of {args.dataset} "
+          f"(final loss {info['loss']:.4f}); checkpoint in {args.out}")
+    return 0
+
+
 def _sink(args) -> dict:
     return {"spawn": args.spawn, "serve": args.serve}
 
@@ -370,6 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
                         " conditioning); also the sampler's schedule")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("train-dynamics", help="add a body-frame contact dynamics head (pose dynamics) to a "
+                       "perceived-state world model; its learned env then judges by the predicted goal coverage")
+    p.add_argument("--init", required=True, help="world model checkpoint with a perceived pose (--perceive-state)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render-steps", type=int, default=0,
+                   help="> 0: retrain the conv frame head to draw frames from the state alone (renderer 'state')")
+    p.add_argument("--render-width", type=int, default=None, help="conv head width of that renderer")
+    p.add_argument("--render-layers", type=int, default=None, help="conv head layers of that renderer")
+    p.add_argument("--render-batch", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
+    p.set_defaults(func=cmd_train_dynamics)
+
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")
     p.add_argument("--policies", default="expert,expert-noise0.2,expert-noise0.4,random",
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")

@@ -9,13 +9,30 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .pusht_vision import block_pose_features, project_block_pose_features
+from .pusht_vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
+                           project_block_pose_features)
 
 # name -> (dims, frames (N, H, W, 3) uint8 -> (N, dims) float32 in roughly [-1, 1],
 #          predicted (..., dims) -> the nearest valid perceived state)
 PERCEPTIONS: dict[str, tuple[int, Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
     "pusht_block_pose": (4, block_pose_features, project_block_pose_features),  # the T's x, y, cos, sin
 }
+
+
+# perceived states that hold a rigid body's pose: name -> (features -> (x, y, angle) in workspace units,
+# the inverse, pose -> the task's goal coverage in [0, 1]); the pose dynamics head and the coverage judge
+# of the learned simulator work on these poses
+POSES: dict[str, tuple[Callable, Callable, Callable]] = {
+    "pusht_block_pose": (features_to_pose, pose_to_features, goal_coverage),
+}
+
+
+def pose_functions(name: str | None) -> tuple[Callable, Callable, Callable]:
+    """(features -> pose, pose -> features, pose -> goal coverage) of a pose-valued perceived state."""
+    if name not in POSES:
+        raise ValueError(f"perceived state {name!r} holds no pose; pose dynamics and the coverage judge need one of "
+                         f"{sorted(POSES)} (train with --perceive-state)")
+    return POSES[name]
 
 
 def perception_dims(name: str | None) -> int:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from shapely.geometry import Polygon
 
 WORKSPACE = 512.0
 CENTROID_OFFSET = (3600 * 15 + 2700 * 75) / 6300  # area centroid along body +y: 40.714
 # T colours as rendered by gym-pusht (pygame fill and outline of LightSlateGray)
 BLOCK_COLOURS = np.array([[143, 163, 184], [119, 136, 153]], dtype=np.float32)
+# the T's outline in its body frame and the goal pose (gym-pusht add_tee with scale 30; goal_pose)
+T_OUTLINE = np.array([(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)], float)
+GOAL_POSE = np.array([256.0, 256.0, np.pi / 4])
 
 
 def block_mask(image: np.ndarray, tol: float = 32.0) -> np.ndarray:
@@ -73,3 +77,34 @@ def project_block_pose_features(features: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(f[..., 2:4], axis=-1, keepdims=True)
     f[..., 2:4] = np.where(norm > 1e-6, f[..., 2:4] / np.maximum(norm, 1e-6), np.array([1.0, 0.0], np.float32))
     return f
+
+
+def features_to_pose(features: np.ndarray) -> np.ndarray:
+    """[x, y, cos, sin] features (..., 4) of `block_pose_features` -> poses (..., 3): x, y in workspace units
+    and the angle in radians."""
+    f = np.asarray(features, dtype=np.float64)
+    return np.stack([(f[..., 0] + 1) * (WORKSPACE / 2), (f[..., 1] + 1) * (WORKSPACE / 2),
+                     np.arctan2(f[..., 3], f[..., 2])], axis=-1)
+
+
+def pose_to_features(pose: np.ndarray) -> np.ndarray:
+    """Inverse of `features_to_pose`: (..., 3) -> (..., 4) float32."""
+    p = np.asarray(pose, dtype=np.float64)
+    return np.stack([p[..., 0] / (WORKSPACE / 2) - 1, p[..., 1] / (WORKSPACE / 2) - 1, np.cos(p[..., 2]),
+                     np.sin(p[..., 2])], axis=-1).astype(np.float32)
+
+
+def t_polygon(pose: np.ndarray) -> Polygon:
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    return Polygon(T_OUTLINE @ np.array([[c, s], [-s, c]]) + np.asarray(pose[:2], dtype=np.float64))
+
+
+_GOAL = t_polygon(GOAL_POSE)
+
+
+def goal_coverage(pose: np.ndarray) -> np.ndarray:
+    """Share of the goal T covered by the T at `pose` (..., 3), as gym-pusht's reward computes it."""
+    p = np.asarray(pose, dtype=np.float64)
+    flat = p.reshape(-1, 3)
+    cov = np.array([t_polygon(q).intersection(_GOAL).area / _GOAL.area for q in flat])
+    return cov.reshape(p.shape[:-1])

@@ -42,6 +42,8 @@ class WorldModelVectorEnv(VectorEnv):
         self._ctx[i] = torch.stack([latent] * C)
         self._ctx_state[i] = torch.stack([state] * C)
         self._frames[i], self._states[i] = obs[self._key], obs["observation.state"]
+        if self._prev_actions.shape[1] == len(self._states[i]):  # at rest: the action that holds the state
+            self._prev_actions[i] = self._states[i]
         self._steps[i], self._needs_reset[i] = 0, False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -61,6 +63,7 @@ class WorldModelVectorEnv(VectorEnv):
         self._frames = np.zeros((n, *self.single_observation_space[self._key].shape), np.uint8)
         self._states = np.zeros((n, self.embodiment.state.dims), np.float32)
         self._steps = np.zeros(n, int)
+        self._prev_actions = np.zeros((n, self.embodiment.action_dims), np.float32)
         self._needs_reset = np.zeros(n, bool)
         for i, s in enumerate(seeds):
             self._reset_one(i, s)
@@ -86,7 +89,8 @@ class WorldModelVectorEnv(VectorEnv):
         active = np.nonzero(~resetting)[0]
         if len(active):
             images, states, p, latent, state_pad = self.dynamics.step(
-                self._ctx[active], self._ctx_state[active], actions[active], self._gen)
+                self._ctx[active], self._ctx_state[active], actions[active], self._gen, self._prev_actions[active])
+            self._prev_actions[active] = actions[active]
             self._ctx[active] = torch.cat([self._ctx[active, 1:], latent[:, None]], dim=1)
             self._ctx_state[active] = torch.cat([self._ctx_state[active, 1:], state_pad[:, None]], dim=1)
             self._frames[active], self._states[active] = images, states

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..embodiments import Normalizer, load_spec, pad_action, validate_action
-from ..embodiments.perception import perceive, perception_dims, project
+from ..embodiments.perception import perceive, perception_dims, pose_functions, project
 from ..model import WorldModel
 from ..model.frame_tokenizer import resize_frames
 from .real import action_space_for, make_real_env, observation_space_for
@@ -65,6 +65,19 @@ class LearnedDynamics:
         self.action_mask = torch.from_numpy(pad_action(np.zeros(self.spec.action_dims), cfg.action_dim)[1])
         self.state_mask = torch.from_numpy(pad_action(np.zeros(n_state), cfg.state_dim)[1])
         self.text_ids = model.tokenize_text([self.spec.task])
+        # with a pose dynamics head the next state comes from it and the frames are drawn from that state;
+        # judge "coverage" scores the predicted pose's goal coverage instead of the reasoner reading the frame
+        self.pose_dynamics = model.pose_dynamics if meta.get("pose_dynamics") else None
+        self.judge_kind = meta.get("judge", "reasoner")
+        if self.judge_kind not in ("reasoner", "coverage"):
+            raise ValueError(f"checkpoint metadata judge={self.judge_kind!r}; expected 'reasoner' or 'coverage'")
+        # renderer "state": the conv head draws each frame from the state alone (model.render_state)
+        self.render_from_state = meta.get("renderer") == "state"
+        if self.render_from_state and self.pose_dynamics is None:
+            raise ValueError("checkpoint metadata renderer='state' needs a pose dynamics head (cosmos3-robot "
+                             "train-dynamics) to supply the state the frames are drawn from")
+        if self.pose_dynamics is not None or self.judge_kind == "coverage":
+            self.to_pose, self.to_features, self.coverage = pose_functions(self.perceived)
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray) -> torch.Tensor:
@@ -89,22 +102,56 @@ class LearnedDynamics:
             s = np.concatenate([s, perceive(self.perceived, frames)], axis=-1)
         return torch.from_numpy(pad_action(s.astype(np.float32), self.model.cfg.state_dim)[0])
 
+    def _pose_step(self, ctx_state: torch.Tensor, actions: np.ndarray, prev_actions: np.ndarray | None):
+        """The pose dynamics head's next state: physical agent states (b, dims), poses (b, 3), padded state."""
+        dims, state_norm = self.spec.state.dims, self.normalizers["observation.state"]
+        agent = state_norm.unnormalize(ctx_state[:, -1, :dims].numpy().astype(np.float64))
+        prev_agent = state_norm.unnormalize(ctx_state[:, -2 if ctx_state.shape[1] > 1 else -1, :dims].numpy()
+                                            .astype(np.float64))
+        pose = self.to_pose(ctx_state[:, -1, dims : dims + perception_dims(self.perceived)].numpy())
+        prev = agent if prev_actions is None else np.asarray(prev_actions, np.float64)
+        t = [torch.from_numpy(np.asarray(x, np.float64)).float() for x in (agent, prev_agent, actions, prev, pose)]
+        next_agent, next_pose = self.pose_dynamics.step(*t)
+        states = np.clip(next_agent.numpy(), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
+        features = project(self.perceived, self.to_features(next_pose.numpy()))
+        pad = np.concatenate([state_norm.normalize(states.astype(np.float64)), features], axis=-1).astype(np.float32)
+        return states, self.to_pose(features), torch.from_numpy(pad_action(pad, self.model.cfg.state_dim)[0])
+
     @torch.no_grad()
-    def step(self, ctx_latents, ctx_state, actions: np.ndarray, generator: torch.Generator):
+    def step(self, ctx_latents, ctx_state, actions: np.ndarray, generator: torch.Generator,
+             prev_actions: np.ndarray | None = None):
         """ctx (b, C, 1, c, h, w), (b, C, S); actions (b, D) physical -> frames (b, H, W, 3) uint8,
-        states (b, state dims), success probability (b,), next latent (b, 1, c, h, w), next padded state."""
+        states (b, state dims), success probability (b,), next latent (b, 1, c, h, w), next padded state.
+        `prev_actions` (b, D): the actions of the step before (the pose dynamics head reads them; None = the
+        agent was at rest)."""
         b = len(actions)
         a = self.normalizers["action"].normalize(np.asarray(actions, np.float64)).astype(np.float32)
         a = torch.from_numpy(pad_action(a, self.model.cfg.action_dim)[0])[:, None]
         domain = torch.full((b,), self.spec.domain_id)
         text = self.text_ids.repeat(b, 1)
-        cache = self.model.encode_prefix(text, ctx_latents, ctx_state, domain)
-        out = self.model.sample(cache, 1, 1, self.action_mask[None].repeat(b, 1), self.state_mask[None].repeat(b, 1),
-                                actions=a, steps=self.sample_steps, generator=generator, noise_scale=self.sample_noise)
-        latent, state_pad = out["frames"][:, 0], out["state"][:, 0]
+        hint = poses = None
+        if self.pose_dynamics is not None:
+            pose_states, poses, hint = self._pose_step(ctx_state, actions, prev_actions)
+        if self.render_from_state:
+            latent, state_pad = self.model.render_state(hint), hint
+        else:
+            cache = self.model.encode_prefix(text, ctx_latents, ctx_state, domain)
+            out = self.model.sample(cache, 1, 1, self.action_mask[None].repeat(b, 1),
+                                    self.state_mask[None].repeat(b, 1), actions=a, steps=self.sample_steps,
+                                    generator=generator, noise_scale=self.sample_noise,
+                                    state_hint=None if hint is None else hint[:, None])
+            latent, state_pad = out["frames"][:, 0], out["state"][:, 0]
         images = (self.model.frame_tokenizer.decode(latent[:, 0]).permute(0, 2, 3, 1).numpy() * 255).round()
         images = resize_frames(images.astype(np.uint8), self.camera.height)
-        prob = self.judge(latent)
+        if self.judge_kind == "coverage":
+            if poses is None:
+                n = perception_dims(self.perceived)
+                poses = self.to_pose(project(self.perceived, state_pad[:, self.spec.state.dims :][:, :n].numpy()))
+            prob = self.coverage(poses).astype(np.float32)
+        else:
+            prob = self.judge(latent)
+        if self.pose_dynamics is not None:
+            return images, pose_states, prob, latent, hint
         dims = self.spec.state.dims
         states = np.zeros((b, 0), np.float32)
         if dims:
@@ -182,6 +229,7 @@ class WorldModelEnv(gym.Env):
         self._ctx_state = deque([padded[0]] * (C - len(frames)) + list(padded[-C:]), maxlen=C)
         self._gen = torch.Generator().manual_seed(int(self.np_random.integers(2**31)))
         self._steps = 0
+        self._prev_action = None  # the agent starts at rest
         self._last = {self.dynamics.camera.key: frames[-1].copy(), "observation.state": states[-1].astype(np.float32)}
         return self._last, {"success_prob": 0.0, "is_success": False}
 
@@ -194,7 +242,9 @@ class WorldModelEnv(gym.Env):
         for a in chunk:
             ctx = torch.stack(list(self._ctx))[None]
             ctx_state = torch.stack(list(self._ctx_state))[None]
-            images, states, probs, latent, state_pad = self.dynamics.step(ctx, ctx_state, a[None], self._gen)
+            images, states, probs, latent, state_pad = self.dynamics.step(ctx, ctx_state, a[None], self._gen,
+                                                                          self._prev_action)
+            self._prev_action = a[None]
             self._ctx.append(latent[0])
             self._ctx_state.append(state_pad[0])
             self._steps += 1

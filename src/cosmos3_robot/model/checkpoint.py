@@ -27,14 +27,17 @@ def _atomic_save(tensors: dict, path: Path) -> None:
     os.replace(tmp, path)  # a kill mid-save leaves the previous file intact
 
 
-def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3, dtype: torch.dtype | None = None) -> None:
+def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3, dtype: torch.dtype | None = None,
+                    keep_full: tuple[str, ...] = ()) -> None:
     """Write config.json + weights; `dtype` (e.g. torch.float16) stores floating tensors smaller
-    (loading casts them back to the model's dtype)."""
+    (loading casts them back to the model's dtype), except those whose names start with a prefix in
+    `keep_full` (e.g. the modules a learned env runs, so it behaves exactly as before the export)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        state = {k: v.to(dtype) if v.is_floating_point() and not k.startswith(tuple(keep_full)) else v
+                 for k, v in state.items()}
     shards, current, size = [], {}, 0
     for key, tensor in state.items():
         nbytes = tensor.numel() * tensor.element_size()

@@ -71,6 +71,9 @@ class ModelConfig:
     state_geometry: str = ""
     # generate the future state as a change from the last context state (as residual_frames for frames)
     residual_state: bool = False
+    # > 0: a body-frame contact-dynamics head of this width (`model.pose_dynamics`) predicts the pusher and
+    # the pushed body's next pose (the perceived state's pose); the frame is then drawn from that state
+    pose_dynamics_width: int = 0
 
     @property
     def downsample(self) -> int:
@@ -101,6 +104,8 @@ class ModelConfig:
         if not 0 <= self.conv_head_state <= self.state_dim:
             raise ValueError(f"conv_head_state={self.conv_head_state} must be in [0, state_dim={self.state_dim}]")
         self.geometry_parts()  # validates state_geometry
+        if self.pose_dynamics_width < 0:
+            raise ValueError(f"pose_dynamics_width={self.pose_dynamics_width} must be >= 0 (0 = no pose dynamics head)")
         if self.frame_head not in FRAME_HEADS:
             raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:

@@ -27,6 +27,7 @@ from .config import ModelConfig
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from .frame_tokenizer import FrameAutoencoder
 from .mot import GENERATOR, REASONER, MoTBlock
+from .pose_dynamics import PoseDynamics
 from .mrope import grid_positions, rope_angles, text_positions
 from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
 
@@ -114,6 +115,8 @@ class WorldModel(nn.Module):
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)  # reasoner text out
         self.judge_head = nn.Linear(d, 1)
         self._init_weights()
+        # contact dynamics in the pushed body's frame (PyTorch's default init; trained by fit_pose_dynamics)
+        self.pose_dynamics = PoseDynamics(cfg.pose_dynamics_width) if cfg.pose_dynamics_width else None
 
     def _init_weights(self):
         # Zero the output heads so an untrained model predicts zero velocity (DiT-style), small
@@ -379,6 +382,19 @@ class WorldModel(nn.Module):
         loss = ((pred - target) ** 2).mean()
         return {"loss": loss, "frames": loss.detach()}
 
+    def render_state(self, state: torch.Tensor) -> torch.Tensor:
+        """Frame latents (b, 1, c, h, w) drawn by the conv frame head from a state (b, state_dim) alone: no
+        token features, no noise, no context frames (all zero), only the state's geometry planes. A head
+        trained this way (`renderer.fit_renderer`) draws every frame afresh, so nothing blurs or drifts
+        over a long rollout; the pose dynamics head supplies the state."""
+        if not self.cfg.conv_head_state:
+            raise ValueError("render_state needs a conv frame head that reads the state (conv_head_state > 0)")
+        b, c, g = state.shape[0], self.cfg.latent_channels, self.cfg.latent_size
+        zeros = torch.zeros(b, 1, 1, c, g, g, device=state.device)
+        feats = torch.zeros(b, 1, 1, HEAD_CHANNELS, g, g, device=state.device)
+        recent = torch.zeros(b, 2, 1, c, g, g, device=state.device)
+        return self._conv_frames(feats, zeros, recent, state[:, None, : self.cfg.conv_head_state])[:, 0]
+
     # ------------------------------------------------------------------ cached inference
 
     @torch.no_grad()
@@ -406,24 +422,31 @@ class WorldModel(nn.Module):
         recent = self._recent(torch.cat([cache.recent_latents, new_latents], dim=1))
         return PrefixCache(merged, cache.n_text, cache.n_context + n_new, cache.domain, recent, new_state[:, -1])
 
-    def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions):
-        """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix)."""
+    def velocity(self, cache: PrefixCache, fut_latents, fut_state, actions, t_frames, t_actions, state_hint=None):
+        """Velocities of the noisy tokens given a prefix cache (no recomputation of the prefix); a
+        `state_hint` (b, F, S) is the future state the conv frame head draws from, instead of its own."""
         F_, v = fut_latents.shape[1], fut_latents.shape[2]
         x = torch.cat([self._step_tokens(fut_latents, fut_state, cache.domain, t_frames, actions),
                        self._action_tokens(actions, cache.domain, t_actions)], dim=1)
         positions = self._positions(cache.n_text, cache.n_context, F_, v, with_actions=True)
         h, _ = self._run(x, 0, positions, None, past=cache.kv)
+        teacher = None if state_hint is None else torch.ones(h.shape[0], dtype=torch.bool, device=h.device)
         return self._heads(h, F_, v, cache.domain, fut_latents, t_frames, cache.recent_latents, fut_state,
-                           last_state=cache.last_state)
+                           state_hint, teacher, last_state=cache.last_state)
 
     @torch.no_grad()
     def sample(self, cache: PrefixCache, n_future: int, n_views: int, action_mask, state_mask,
                actions=None, fut_latents=None, fut_state=None, steps: int | None = None,
-               generator: torch.Generator | None = None, noise_scale: float = 1.0) -> dict[str, torch.Tensor]:
+               generator: torch.Generator | None = None, noise_scale: float = 1.0,
+               state_hint: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Euler sampling of whatever is not given: actions given -> forward dynamics; future frames
         given -> inverse dynamics; neither -> policy (actions and frames together). `noise_scale` < 1
         starts from shrunk noise (a temperature): 0 follows the flow from the mean, the model's
-        conditional-mean prediction, fitting for deterministic dynamics."""
+        conditional-mean prediction, fitting for deterministic dynamics. With `cfg.conv_head_state`, a
+        `state_hint` (b, F, state_dim) is the future state the frames are drawn from (e.g. the pose dynamics
+        head's prediction); the returned state is then that hint."""
+        if state_hint is not None and not self.cfg.conv_head_state:
+            raise ValueError("state_hint needs a conv frame head that draws from the state (conv_head_state > 0)")
         cfg, dev = self.cfg, cache.domain.device
         b = cache.domain.shape[0]
         g, c = cfg.latent_size, cfg.latent_channels
@@ -442,13 +465,15 @@ class WorldModel(nn.Module):
         zero = torch.zeros(b, device=dev)
         for t, t_next in zip(times[:-1], times[1:]):
             tt = torch.full((b,), float(t), device=dev)
-            v = self.velocity(cache, x_f, x_s, x_a, tt if gen_frames else zero, tt if gen_actions else zero)
+            v = self.velocity(cache, x_f, x_s, x_a, tt if gen_frames else zero, tt if gen_actions else zero,
+                              state_hint)
             dt = float(t_next - t)
             if gen_frames:
                 x_f, x_s = x_f + dt * v["frames"], (x_s + dt * v["state"]) * s_mask
             if gen_actions:
                 x_a = (x_a + dt * v["actions"]) * a_mask
-        return {"frames": x_f + base, "state": x_s + base_s, "actions": x_a}
+        state = x_s + base_s if state_hint is None else state_hint * s_mask
+        return {"frames": x_f + base, "state": state, "actions": x_a}
 
     # ------------------------------------------------------------------ reasoner: judge and text
 
@@ -482,10 +507,10 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_pretrained(self, directory, max_shard_bytes: int = 2 * 1024**3, dtype=None) -> None:
+    def save_pretrained(self, directory, max_shard_bytes: int = 2 * 1024**3, dtype=None, keep_full=()) -> None:
         from .checkpoint import save_pretrained
 
-        save_pretrained(self, directory, max_shard_bytes, dtype)
+        save_pretrained(self, directory, max_shard_bytes, dtype, keep_full)
 
     @classmethod
     def from_pretrained(cls, directory, map_location: str = "cpu") -> WorldModel:

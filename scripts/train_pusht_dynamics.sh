@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The learned PushT simulator that ranks policies (README "Policy evaluation"): the perceived-state world
+# model of scripts/train_pusht_state.sh (its ps4 stage, then 1500 steps with the state loss x20 = ps5) plus
+#  - a body-frame contact dynamics head for the pusher and the T (30 epochs on the 33,606 transitions of the
+#    same 160 episodes, poses perceived from the frames; 40 s on 2 CPU cores), and
+#  - the conv frame head retrained to draw each frame from that state alone (30,000 steps at batch 256: 100 s on
+#    one H100 with DEVICE=cuda; about 3 hours on 2 CPU cores).
+# The learned env then judges success by the predicted T's goal coverage (>= 0.90, as PushTRealEnv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+DATA=${DATA:-outputs/pusht_clean}
+RUN=${RUN:-outputs/pusht_conv}
+DEVICE=${DEVICE:-cpu}
+[ -f "$RUN-ps5/config.json" ] || .venv/bin/cosmos3-robot train --dataset "$DATA" --preset small --out "$RUN-ps5" \
+  --init "$RUN-ps4" --frame-t1-share 0.7 --forward-share 0.6 --motion-weight 4 --context-noise 0.1 --hint-teacher 1.0 \
+  --state-weight 20 --lr 5e-4 --steps 1500 --judge-steps 0
+.venv/bin/cosmos3-robot train-dynamics --init "$RUN-ps5" --dataset "$DATA" --out "$RUN-pd" --width 256 --epochs 30 \
+  --render-steps 30000 --render-width 128 --render-layers 6 --render-batch 256 --device "$DEVICE"
+# float16 export into the package; the modules the learned env runs (pose dynamics, renderer head, frame tokenizer)
+# stay float32, so the shipped env behaves exactly as the checkpoint that was evaluated
+.venv/bin/python - "$RUN-pd" <<'PY'
+import sys, torch
+from cosmos3_robot.model import WorldModel
+WorldModel.from_pretrained(sys.argv[1]).save_pretrained("src/cosmos3_robot/checkpoints/pusht_small", dtype=torch.float16,
+                                                       keep_full=("pose_dynamics.", "frame_conv.", "frame_tokenizer."))
+PY
