@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos3_robot.datasets import LeRobotRecorder
+from cosmos3_robot.datasets import LeRobotRecorder, load_episodes
 from cosmos3_robot.embodiments.perception import perceive, pose_functions
 from cosmos3_robot.embodiments.pusht_vision import features_to_pose, goal_coverage, pose_to_features
 from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv
@@ -111,6 +111,17 @@ def test_transitions_name_the_mismatch():
         transitions([{"agent": np.zeros((1, 2)), "pose": np.zeros((1, 3)), "action": np.zeros((0, 2))}])
 
 
+def test_random_pusht_frames_are_the_real_renderers_frames_of_those_states():
+    from cosmos3_robot.envs.real import random_pusht_frames
+
+    frames, agents = random_pusht_frames(3, seed=1)
+    assert frames.shape == (3, 96, 96, 3) and frames.dtype == np.uint8 and agents.shape == (3, 2)
+    again, _ = random_pusht_frames(3, seed=1)
+    np.testing.assert_array_equal(frames, again)
+    pose = features_to_pose(perceive("pusht_block_pose", frames))
+    assert np.all((pose[:, :2] > 0) & (pose[:, :2] < 512))
+
+
 def test_goal_coverage_matches_gym_pusht_and_poses_round_trip():
     env = PushTRealEnv()
     rng = np.random.default_rng(0)
@@ -177,13 +188,20 @@ def state_checkpoint(tmp_path_factory):
 def test_add_pose_dynamics_makes_a_coverage_judged_env_drawn_from_the_state(state_checkpoint, tmp_path):
     root, base = state_checkpoint
     out = tmp_path / "pd"
+    before = WorldModel.from_pretrained(base).frame_tokenizer
     model = add_pose_dynamics(base, root, out, width=32, epochs=3, render_steps=20, render_width=16,
-                              render_layers=3, render_batch=8, progress=False)
+                              render_layers=3, render_batch=8, pixel_steps=3, random_frames=4, progress=False)
     meta = json.loads((out / "config.json").read_text())["metadata"]
     assert meta["judge"] == "coverage" and meta["renderer"] == "state" and meta["pose_dynamics"]["transitions"] > 0
     assert model.cfg.pose_dynamics_width == 32 and model.cfg.conv_head_width == 16
     log = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in log} == {"pose_dynamics", "renderer"}
+    assert {r["stage"] for r in log} == {"pose_dynamics", "renderer", "renderer_pixels"}
+    n_frames = sum(len(ep["frames"]["observation.images.top"]) for ep in load_episodes(root))
+    assert meta["renderer_training"]["pixels"]["frames"] == n_frames + 4  # every dataset frame + the random ones
+    # the pixel fine-tune moves the decoder only; the encoder (what the rest of the model reads) is untouched
+    after = model.frame_tokenizer
+    assert all(torch.equal(p, q) for p, q in zip(before.encoder.parameters(), after.encoder.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(before.decoder.parameters(), after.decoder.parameters()))
     base_model = WorldModel.from_pretrained(base)
     for name, p in base_model.state_dict().items():  # the backbone is carried over untouched
         if name.startswith("blocks."):

@@ -214,7 +214,8 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
 
     model = add_pose_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
                               render_steps=args.render_steps, render_width=args.render_width,
-                              render_layers=args.render_layers, render_batch=args.render_batch, device=args.device)
+                              render_layers=args.render_layers, render_batch=args.render_batch,
+                              pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device)
     info = model.metadata["pose_dynamics"]
     print(f"trained the pose dynamics head on {info['transitions']} transitions of {args.dataset} "
           f"(final loss {info['loss']:.4f}); checkpoint in {args.out}")
@@ -395,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-width", type=int, default=None, help="conv head width of that renderer")
     p.add_argument("--render-layers", type=int, default=None, help="conv head layers of that renderer")
     p.add_argument("--render-batch", type=int, default=256)
+    p.add_argument("--pixel-steps", type=int, default=0,
+                   help="then fine-tune that renderer with the tokenizer's decoder in pixel space for this many steps")
+    p.add_argument("--random-frames", type=int, default=0,
+                   help="extra frames of random gym-pusht states for the pixel fine-tune")
     p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
     p.set_defaults(func=cmd_train_dynamics)
 

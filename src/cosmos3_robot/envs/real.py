@@ -82,6 +82,13 @@ class PushTRealEnv(gym.Env):
     def coverage(self) -> float:
         return float(self._env._get_coverage())
 
+    def render_state(self, state: np.ndarray) -> np.ndarray:
+        """The camera frame (H, W, 3) uint8 of a simulator state ((5,) or (10,), as `get_state`), drawn by
+        gym-pusht's own renderer without stepping the physics; the env is left in that state."""
+        if getattr(self._env, "space", None) is None:
+            self._env.reset(seed=0)
+        return self._obs(self._restore(np.asarray(state, dtype=np.float64)))["observation.images.top"]
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         state = None if options is None else options.get("state")
@@ -166,6 +173,21 @@ class AlohaRealEnv(gym.Env):
 
 
 REAL_ENVS = {"pusht": PushTRealEnv, "aloha": AlohaRealEnv}
+
+
+def random_pusht_frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` gym-pusht frames of uniformly random states (pusher anywhere it can reach, the T anywhere inside
+    the walls at any angle): (n, H, W, 3) uint8 frames and the (n, 2) agent positions. Extra renderer data
+    for poses the recorded episodes never visit."""
+    rng = np.random.default_rng(seed)
+    env = PushTRealEnv()
+    frames, agents = [], []
+    for _ in range(n):
+        state = np.array([*rng.uniform(20, 492, 2), *rng.uniform(70, 440, 2), rng.uniform(-np.pi, np.pi)])
+        frames.append(env.render_state(state))
+        agents.append(state[:2])
+    env.close()
+    return np.stack(frames), np.array(agents, np.float32)
 
 
 def make_real_env(name: str, **kwargs) -> gym.Env:

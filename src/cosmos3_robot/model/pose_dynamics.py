@@ -164,20 +164,21 @@ def perceived_transitions(episodes: list[dict], spec, perceived: str, camera_key
 
 def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
                       render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
-                      device: str = "cpu", progress: bool = True):
+                      pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True):
     """Load the world model checkpoint `init` (trained with a perceived pose and a conv frame head that
     draws from the state), train a pose dynamics head on `dataset`'s episodes, switch the learned env's
     judge to the predicted pose's goal coverage, and save the result to `out`. With `render_steps` > 0 the
     conv frame head is also retrained (fresh, optionally `render_width` x `render_layers`) to draw frames
-    from the state alone (`renderer.fit_renderer`, on `device`), and the learned env renders that way.
-    Returns the model."""
+    from the state alone (`renderer.fit_renderer`, on `device`), and the learned env renders that way; then
+    `pixel_steps` fine-tune that head with the tokenizer's decoder in pixel space (`fit_renderer_pixels`) on
+    the dataset's frames plus `random_frames` frames of random gym-pusht states. Returns the model."""
     import json
     from pathlib import Path
 
     from dataclasses import replace
 
     from ..datasets import load_episodes
-    from ..embodiments import load_spec
+    from ..embodiments import load_spec, pad_action
     from .world_model import WorldModel
 
     base = WorldModel.from_pretrained(init)
@@ -219,5 +220,23 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
         info = fit_renderer(model, pairs, steps=render_steps, batch=render_batch, seed=seed, device=device,
                             progress=progress, log=log)
         model.metadata |= {"renderer": "state", "renderer_training": {"device": device, **info}}
+    if render_steps and pixel_steps:
+        from ..embodiments.perception import perceive
+        from ..envs.real import random_pusht_frames
+        from .frame_tokenizer import resize_frames
+        from .renderer import fit_renderer_pixels
+
+        frames = [ep["frames"][spec.cameras[0].key] for ep in episodes]
+        states = [pairs["state"]]
+        if random_frames:
+            extra, agents = random_pusht_frames(random_frames, seed)
+            s = np.concatenate([normalizers["observation.state"].normalize(agents.astype(np.float64)),
+                                perceive(perceived, extra)], axis=1).astype(np.float32)
+            frames.append(extra)
+            states.append(torch.from_numpy(pad_action(s, model.cfg.state_dim)[0]))
+        frames = resize_frames(np.concatenate(frames), model.cfg.image_size)
+        info = fit_renderer_pixels(model, frames, torch.cat(states), steps=pixel_steps, seed=seed, device=device,
+                                   progress=progress, log=log)
+        model.metadata["renderer_training"]["pixels"] = {**info, "random_frames": random_frames}
     model.save_pretrained(out)
     return model
