@@ -6,6 +6,11 @@ the next frame latent and proprioceptive state (forward dynamics). The reasoner'
 new frame: its probability is the reward (a learned progress/coverage estimate) and `terminated`
 fires when it crosses the success threshold. Observations and actions use the embodiment's LeRobot
 keys and physical units; normalization happens inside.
+
+A checkpoint with a pose dynamics head (`cosmos3-robot train-dynamics`, the shipped PushT one) steps
+differently: that head predicts the next pusher position and T pose from the context states and the
+action, the conv frame head draws the frame from that state (alone, with metadata renderer "state"),
+and the reward is the predicted T pose's goal coverage (metadata judge "coverage").
 """
 
 from __future__ import annotations
@@ -125,17 +130,16 @@ class LearnedDynamics:
         `prev_actions` (b, D): the actions of the step before (the pose dynamics head reads them; None = the
         agent was at rest)."""
         b = len(actions)
-        a = self.normalizers["action"].normalize(np.asarray(actions, np.float64)).astype(np.float32)
-        a = torch.from_numpy(pad_action(a, self.model.cfg.action_dim)[0])[:, None]
-        domain = torch.full((b,), self.spec.domain_id)
-        text = self.text_ids.repeat(b, 1)
         hint = poses = None
         if self.pose_dynamics is not None:
             pose_states, poses, hint = self._pose_step(ctx_state, actions, prev_actions)
         if self.render_from_state:
             latent, state_pad = self.model.render_state(hint), hint
         else:
-            cache = self.model.encode_prefix(text, ctx_latents, ctx_state, domain)
+            a = self.normalizers["action"].normalize(np.asarray(actions, np.float64)).astype(np.float32)
+            a = torch.from_numpy(pad_action(a, self.model.cfg.action_dim)[0])[:, None]
+            domain = torch.full((b,), self.spec.domain_id)
+            cache = self.model.encode_prefix(self.text_ids.repeat(b, 1), ctx_latents, ctx_state, domain)
             out = self.model.sample(cache, 1, 1, self.action_mask[None].repeat(b, 1),
                                     self.state_mask[None].repeat(b, 1), actions=a, steps=self.sample_steps,
                                     generator=generator, noise_scale=self.sample_noise,
