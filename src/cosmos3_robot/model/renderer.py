@@ -15,6 +15,18 @@ from tqdm.auto import tqdm
 from .schedule import warmup_cosine
 
 
+def _update(opt, sched, loss, step: int, steps: int, bar, log, stage: str, key: str) -> None:
+    """One optimizer + schedule step; every 100 steps (and the last) the loss goes to the bar and the log."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    if step % 100 == 0 or step == steps - 1:
+        bar.set_postfix({key: f"{loss.item():.5f}"})
+        if log is not None:
+            log({"stage": stage, "step": step, key: loss.item()})
+
+
 @torch.no_grad()
 def render_pairs(model, episodes: list[dict], normalizers, perceived: str, camera_key: str) -> dict[str, torch.Tensor]:
     """Every frame of `episodes` -> {"state": (N, state_dim) padded normalized state with the perceived
@@ -54,14 +66,7 @@ def fit_renderer(model, pairs: dict[str, torch.Tensor], steps: int = 3000, batch
         noise = state_noise * torch.randn(len(idx), states.shape[1], generator=gen).to(device)
         pred = model.render_state(states[idx] + noise)[:, 0]
         loss = ((pred - latents[idx]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            bar.set_postfix(mse=f"{loss.item():.4f}")
-            if log is not None:
-                log({"stage": "renderer", "step": step, "mse": loss.item()})
+        _update(opt, sched, loss, step, steps, bar, log, "renderer", "mse")
     head.eval()
     model.to("cpu")
     return {"mse": float(loss.detach()), "steps": steps, "pairs": n}
@@ -99,14 +104,7 @@ def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: 
             with torch.no_grad():
                 z = tok.encode(target)
             loss = loss + recon_weight * (((tok.decode(z) - target) ** 2) * weight).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.5f}")
-            if log is not None:
-                log({"stage": "renderer_pixels", "step": step, "loss": loss.item()})
+        _update(opt, sched, loss, step, steps, bar, log, "renderer_pixels", "loss")
     model.frame_conv.eval()
     tok.decoder.eval()
     model.to("cpu")
