@@ -242,3 +242,5 @@ def test_add_pose_dynamics_needs_a_perceived_pose(tiny_checkpoint, tmp_path, sta
     root, _ = state_checkpoint
     with pytest.raises(ValueError, match="--perceive-state"):
         add_pose_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, progress=False)
+    with pytest.raises(ValueError, match="--render-steps"):
+        add_pose_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, pixel_steps=5, progress=False)

@@ -15,6 +15,10 @@ Units: positions in workspace units, angles in radians; `scale` sets the feature
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -172,15 +176,12 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
     from the state alone (`renderer.fit_renderer`, on `device`), and the learned env renders that way; then
     `pixel_steps` fine-tune that head with the tokenizer's decoder in pixel space (`fit_renderer_pixels`) on
     the dataset's frames plus `random_frames` frames of random gym-pusht states. Returns the model."""
-    import json
-    from pathlib import Path
-
-    from dataclasses import replace
-
     from ..datasets import load_episodes
     from ..embodiments import load_spec, pad_action
     from .world_model import WorldModel
 
+    if pixel_steps and not render_steps:
+        raise ValueError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
     base = WorldModel.from_pretrained(init)
     meta = dict(base.metadata)
     perceived = meta.get("perceived_state")
@@ -220,7 +221,7 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
         info = fit_renderer(model, pairs, steps=render_steps, batch=render_batch, seed=seed, device=device,
                             progress=progress, log=log)
         model.metadata |= {"renderer": "state", "renderer_training": {"device": device, **info}}
-    if render_steps and pixel_steps:
+    if pixel_steps:
         from ..embodiments.perception import perceive
         from ..envs.real import random_pusht_frames
         from .frame_tokenizer import resize_frames
