@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the shipped learned PushT simulator: collect data from the real gym-pusht with every
-# graded policy, train the `small` world model on CPU, export a float16 copy into the package.
-# Collection is lossless now (README: the lossy default hid the dynamics); the shipped checkpoint was
+# The first stage of the learned PushT simulator: collect data from the real gym-pusht with every graded
+# policy, train the `small` world model on CPU, export a float16 copy into the package. That export was the
+# shipped checkpoint; the shipped one now comes from scripts/train_pusht_conv.sh -> train_pusht_state.sh ->
+# train_pusht_dynamics.sh, and running this script restores the previous one.
+# Collection is lossless now (README: the lossy default hid the dynamics); that previous checkpoint was
 # trained on data collected with lerobot's default encoding before that change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
