@@ -151,9 +151,11 @@ def fit_pose_dynamics(head: PoseDynamics, data: dict[str, torch.Tensor], epochs:
     return {"loss": float(loss.detach()), "transitions": n, "moving_share": float(moving.mean())}
 
 
-def perceived_transitions(episodes: list[dict], spec, perceived: str, camera_key: str) -> dict[str, torch.Tensor]:
+def perceived_transitions(episodes: list[dict], spec, perceived: str, camera_key: str,
+                          features: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """LeRobot episodes (`datasets.load_episodes`) -> `transitions`: the agent from `observation.state`, the
-    body pose perceived from each frame (as the world model's perceived state), the recorded actions."""
+    body pose perceived from each frame (as the world model's perceived state; `features`: the episodes'
+    already perceived states, to skip perceiving again), the recorded actions."""
     from ..embodiments.perception import perceive, pose_functions
 
     to_pose = pose_functions(perceived)[0]
@@ -161,8 +163,10 @@ def perceived_transitions(episodes: list[dict], spec, perceived: str, camera_key
     if spec.action_dims != dims:
         raise ValueError(f"pose dynamics need actions that are agent targets (action dims {spec.action_dims} = "
                          f"state dims {dims}); {spec.name!r} differs")
-    eps = [{"agent": np.asarray(ep["state"])[:, :dims], "pose": to_pose(perceive(perceived, ep["frames"][camera_key])),
-            "action": np.asarray(ep["action"])} for ep in episodes]
+    if features is None:
+        features = [perceive(perceived, ep["frames"][camera_key]) for ep in episodes]
+    eps = [{"agent": np.asarray(ep["state"])[:, :dims], "pose": to_pose(f), "action": np.asarray(ep["action"])}
+           for ep, f in zip(episodes, features)]
     return transitions(eps)
 
 
@@ -200,7 +204,11 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
     assert not unexpected and all(k.startswith(("pose_dynamics.", "frame_conv.")) for k in missing), missing
     spec = load_spec(meta["embodiment"])
     episodes = load_episodes(dataset)
-    data = perceived_transitions(episodes, spec, perceived, spec.cameras[0].key)
+    from ..embodiments.perception import perceive
+
+    camera_key = spec.cameras[0].key
+    features = [perceive(perceived, ep["frames"][camera_key]) for ep in episodes]  # once, for both fits
+    data = perceived_transitions(episodes, spec, perceived, camera_key, features)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -217,17 +225,16 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
         from .renderer import fit_renderer, render_pairs
 
         normalizers = {k: Normalizer.from_dict(d) for k, d in meta["normalizers"].items()}
-        pairs = render_pairs(model, episodes, normalizers, perceived, spec.cameras[0].key)
+        pairs = render_pairs(model, episodes, normalizers, perceived, camera_key, features)
         info = fit_renderer(model, pairs, steps=render_steps, batch=render_batch, seed=seed, device=device,
                             progress=progress, log=log)
         model.metadata |= {"renderer": "state", "renderer_training": {"device": device, **info}}
     if pixel_steps:
-        from ..embodiments.perception import perceive
         from ..envs.real import random_pusht_frames
         from .frame_tokenizer import resize_frames
         from .renderer import fit_renderer_pixels
 
-        frames = [ep["frames"][spec.cameras[0].key] for ep in episodes]
+        frames = [ep["frames"][camera_key] for ep in episodes]
         states = [pairs["state"]]
         if random_frames:
             extra, agents = random_pusht_frames(random_frames, seed)

@@ -28,19 +28,22 @@ def _update(opt, sched, loss, step: int, steps: int, bar, log, stage: str, key: 
 
 
 @torch.no_grad()
-def render_pairs(model, episodes: list[dict], normalizers, perceived: str, camera_key: str) -> dict[str, torch.Tensor]:
+def render_pairs(model, episodes: list[dict], normalizers, perceived: str, camera_key: str,
+                 features: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """Every frame of `episodes` -> {"state": (N, state_dim) padded normalized state with the perceived
-    state, "latents": (N, c, h, w) the frame tokenizer's latents}."""
+    state, "latents": (N, c, h, w) the frame tokenizer's latents}; `features`: the episodes' already
+    perceived states (None: perceive them here)."""
     from ..embodiments import pad_action
     from ..embodiments.perception import perceive
     from .frame_tokenizer import resize_frames
 
     states, latents = [], []
-    for ep in episodes:
+    for k, ep in enumerate(episodes):
         frames = ep["frames"][camera_key]
+        seen = perceive(perceived, frames) if features is None else features[k]
         small = torch.from_numpy(resize_frames(frames, model.cfg.image_size)).permute(0, 3, 1, 2)
         latents.append(torch.cat([model.frame_tokenizer.encode(small[i : i + 256]) for i in range(0, len(small), 256)]))
-        s = np.concatenate([normalizers["observation.state"].normalize(ep["state"]), perceive(perceived, frames)], 1)
+        s = np.concatenate([normalizers["observation.state"].normalize(ep["state"]), seen], 1)
         states.append(torch.from_numpy(pad_action(s.astype(np.float32), model.cfg.state_dim)[0]))
     return {"state": torch.cat(states), "latents": torch.cat(latents)}
 

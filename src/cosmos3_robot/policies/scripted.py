@@ -13,15 +13,13 @@ import re
 from collections import deque
 
 import numpy as np
-from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry import LineString, Point
 from shapely.ops import nearest_points
 
-from ..embodiments.pusht_vision import estimate_block_pose
+from ..embodiments.pusht_vision import GOAL_POSE as GOAL, T_OUTLINE, estimate_block_pose, t_polygon
 
-GOAL = np.array([256.0, 256.0, np.pi / 4])  # gym-pusht goal_pose
 COG = np.array([0.0, 45.0])  # body centre of gravity (gym-pusht add_tee)
 AGENT_RADIUS = 15.0
-T_OUTLINE = np.array([(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)], float)
 GYRATION2 = 2000.0  # ~ area moment of the T about its COG over its area (units^2)
 ROT_SCALE = 60.0  # units of translation worth one radian of rotation error
 RING = np.linspace(0, 2 * np.pi, 16, endpoint=False)  # navigation waypoints around the block
@@ -121,7 +119,7 @@ class PushTExpert:
     def _navigate(self, agent, pre, pose, cog) -> np.ndarray:
         """Next waypoint toward `pre` on the shortest collision-free path around the (inflated) T,
         through a ring of waypoints (a small visibility graph, solved with Dijkstra)."""
-        body = Polygon(pose[:2] + T_OUTLINE @ _rot(pose[2]).T)
+        body = t_polygon(pose)
         inflated = body.buffer(AGENT_RADIUS + 1)
         if inflated.contains(Point(agent)):  # touching the block: step straight away from it
             away = agent - np.array(nearest_points(body.exterior, Point(agent))[0].coords[0])
