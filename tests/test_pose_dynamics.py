@@ -12,7 +12,7 @@ from cosmos3_robot.eval.rollout import collect
 from cosmos3_robot.model import WorldModel, get_config
 from cosmos3_robot.model.pose_dynamics import (PoseDynamics, add_pose_dynamics, fit_pose_dynamics, to_body,
                                                transitions)
-from cosmos3_robot.model.renderer import fit_renderer
+from cosmos3_robot.model.renderer import fit_renderer, fit_renderer_pixels
 from cosmos3_robot.model.training import TrainConfig, train
 from cosmos3_robot.policies import make_pusht_policy
 
@@ -173,6 +173,19 @@ def test_render_state_learns_frames_from_the_state_and_sample_draws_from_a_hint(
         plain.render_state(state)
 
 
+@pytest.mark.parametrize("steps", [1, 20, 40])
+def test_fit_renderer_pixels_runs_any_number_of_steps(steps):
+    # 20 steps once crashed inside OneCycleLR (a zero-length warm-up)
+    model = _state_model()
+    size = model.cfg.image_size
+    frames = np.random.default_rng(0).integers(0, 255, (6, size, size, 3), dtype=np.uint8)
+    decoder = [p.clone() for p in model.frame_tokenizer.decoder.parameters()]
+    info = fit_renderer_pixels(model, frames, torch.zeros(6, model.cfg.state_dim), steps=steps, batch=2,
+                               progress=False)
+    assert info["steps"] == steps and np.isfinite(info["loss"])
+    assert not all(torch.equal(p, q) for p, q in zip(decoder, model.frame_tokenizer.decoder.parameters()))
+
+
 @pytest.fixture(scope="module")
 def state_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("pd") / "pusht"
@@ -244,3 +257,23 @@ def test_add_pose_dynamics_needs_a_perceived_pose(tiny_checkpoint, tmp_path, sta
         add_pose_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, progress=False)
     with pytest.raises(ValueError, match="--render-steps"):
         add_pose_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, pixel_steps=5, progress=False)
+
+
+def test_add_pose_dynamics_replaces_only_the_pose_head_of_a_state_renderer(state_checkpoint, tmp_path):
+    root, base = state_checkpoint
+    first = tmp_path / "first"
+    add_pose_dynamics(base, root, first, width=32, epochs=1, render_steps=5, render_width=16, render_layers=3,
+                      render_batch=8, progress=False)
+    # a wider head on top of it: the renderer, the tokenizer and the judge are carried over untouched
+    model = add_pose_dynamics(first, root, tmp_path / "second", width=48, epochs=2, progress=False)
+    old = WorldModel.from_pretrained(first)
+    assert model.cfg.pose_dynamics_width == 48 and model.cfg.conv_head_width == 16
+    for name, p in old.state_dict().items():
+        if not name.startswith("pose_dynamics."):
+            assert torch.equal(p, model.state_dict()[name]), name
+    meta = json.loads((tmp_path / "second" / "config.json").read_text())["metadata"]
+    assert meta["renderer"] == "state" and meta["judge"] == "coverage" and meta["pose_dynamics"]["epochs"] == 2
+    # the head's init and fit depend on the seed and the data alone, not on the modules of the init checkpoint
+    from_base = add_pose_dynamics(base, root, tmp_path / "third", width=48, epochs=2, progress=False)
+    for p, q in zip(model.pose_dynamics.parameters(), from_base.pose_dynamics.parameters()):
+        assert torch.equal(p, q)

@@ -179,7 +179,9 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
     conv frame head is also retrained (fresh, optionally `render_width` x `render_layers`) to draw frames
     from the state alone (`renderer.fit_renderer`, on `device`), and the learned env renders that way; then
     `pixel_steps` fine-tune that head with the tokenizer's decoder in pixel space (`fit_renderer_pixels`) on
-    the dataset's frames plus `random_frames` frames of random gym-pusht states. Returns the model."""
+    the dataset's frames plus `random_frames` frames of random gym-pusht states. With `render_steps` = 0 an
+    `init` that already renders from the state keeps its renderer and only the pose head is replaced (its
+    init depends on `seed` alone). Returns the model."""
     from ..datasets import load_episodes
     from ..embodiments import load_spec, pad_action
     from .world_model import WorldModel
@@ -194,7 +196,8 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
                          "(the frames are drawn from the predicted state); see scripts/train_pusht_state.sh")
     torch.manual_seed(seed)
     cfg = replace(base.cfg, pose_dynamics_width=width)
-    keep = base.state_dict()
+    # a fresh pose head (`init` may carry one of another width); with render_steps = 0 the init's renderer stays
+    keep = {k: v for k, v in base.state_dict().items() if not k.startswith("pose_dynamics.")}
     if render_steps:  # a fresh conv head: it will read only the state
         cfg = replace(cfg, conv_head_width=render_width or cfg.conv_head_width,
                       conv_head_layers=render_layers or cfg.conv_head_layers)
@@ -202,6 +205,10 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
     model = WorldModel(cfg, meta)
     missing, unexpected = model.load_state_dict(keep, strict=False)
     assert not unexpected and all(k.startswith(("pose_dynamics.", "frame_conv.")) for k in missing), missing
+    torch.manual_seed(seed)  # the head's init depends on the seed alone, not on the other modules built before it
+    for layer in model.pose_dynamics.modules():
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
     spec = load_spec(meta["embodiment"])
     episodes = load_episodes(dataset)
     from ..embodiments.perception import perceive

@@ -89,7 +89,9 @@ def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: 
     tok = model.frame_tokenizer
     params = list(model.frame_conv.parameters()) + list(tok.decoder.parameters())
     opt = torch.optim.AdamW(params, lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps), pct_start=0.05)
+    # a 5% warm-up, at least two steps long (OneCycleLR divides by the warm-up's length minus one)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps),
+                                                pct_start=min(0.3, max(0.05, 2 / max(1, steps))))
     x_all = torch.from_numpy(np.asarray(frames, np.uint8)).permute(0, 3, 1, 2)
     states = states.to(device)
     n = len(x_all)
