@@ -33,3 +33,7 @@ from cosmos3_robot.model import WorldModel
 WorldModel.from_pretrained(sys.argv[1]).save_pretrained("src/cosmos3_robot/checkpoints/pusht_small", dtype=torch.float16,
                                                        keep_full=("pose_dynamics.", "frame_conv.", "frame_tokenizer."))
 PY
+# The field-renderer variant of README "Policy evaluation" (not shipped): the same pose head with a per-pixel
+# field renderer instead of the conv one (6 min on 2 CPU cores):
+#   .venv/bin/cosmos3-robot train-dynamics --init "$RUN-pd" --dataset "$DATA" --out "$RUN-pf" --width 512 \
+#     --epochs 100 --field-steps 6000 --field-width 96 --random-frames 6000

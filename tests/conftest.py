@@ -31,3 +31,23 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def state_checkpoint(tmp_path_factory):
+    """A 3-episode real PushT dataset and a tiny world model trained on it with the T's perceived pose in
+    the state and a conv frame head that reads the state: the base the pose dynamics head builds on."""
+    from cosmos3_robot.datasets import LeRobotRecorder
+    from cosmos3_robot.envs import PushTRealEnv
+    from cosmos3_robot.eval.rollout import collect
+    from cosmos3_robot.model.training import TrainConfig, train
+    from cosmos3_robot.policies import make_pusht_policy
+
+    root = tmp_path_factory.mktemp("pd") / "pusht"
+    env = PushTRealEnv(max_episode_steps=15)
+    collect(env, make_pusht_policy("expert-noise0.2"), 3, LeRobotRecorder(root, env.embodiment), progress=False)
+    base = tmp_path_factory.mktemp("pd") / "base"
+    train(TrainConfig(dataset=str(root), out=str(base), preset="tiny", tokenizer_steps=20, tokenizer_batch=8,
+                      steps=5, judge_steps=0, batch_size=8, progress=False, frame_head="conv", frame_prediction="x0",
+                      perceive_state="pusht_block_pose", conv_head_state=6, state_geometry="point:0,pose:2"))
+    return root, base

@@ -4,17 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos3_robot.datasets import LeRobotRecorder, load_episodes
+from cosmos3_robot.datasets import load_episodes
 from cosmos3_robot.embodiments.perception import perceive, pose_functions
 from cosmos3_robot.embodiments.pusht_vision import features_to_pose, goal_coverage, pose_to_features
 from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv
-from cosmos3_robot.eval.rollout import collect
 from cosmos3_robot.model import WorldModel, get_config
 from cosmos3_robot.model.pose_dynamics import (PoseDynamics, add_pose_dynamics, fit_pose_dynamics, to_body,
                                                transitions)
 from cosmos3_robot.model.renderer import fit_renderer, fit_renderer_pixels
-from cosmos3_robot.model.training import TrainConfig, train
-from cosmos3_robot.policies import make_pusht_policy
 
 
 def _random_states(n, seed=0):
@@ -184,18 +181,6 @@ def test_fit_renderer_pixels_runs_any_number_of_steps(steps):
                                progress=False)
     assert info["steps"] == steps and np.isfinite(info["loss"])
     assert not all(torch.equal(p, q) for p, q in zip(decoder, model.frame_tokenizer.decoder.parameters()))
-
-
-@pytest.fixture(scope="module")
-def state_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pd") / "pusht"
-    env = PushTRealEnv(max_episode_steps=15)
-    collect(env, make_pusht_policy("expert-noise0.2"), 3, LeRobotRecorder(root, env.embodiment), progress=False)
-    base = tmp_path_factory.mktemp("pd") / "base"
-    train(TrainConfig(dataset=str(root), out=str(base), preset="tiny", tokenizer_steps=20, tokenizer_batch=8,
-                      steps=5, judge_steps=0, batch_size=8, progress=False, frame_head="conv", frame_prediction="x0",
-                      perceive_state="pusht_block_pose", conv_head_state=6, state_geometry="point:0,pose:2"))
-    return root, base
 
 
 def test_add_pose_dynamics_makes_a_coverage_judged_env_drawn_from_the_state(state_checkpoint, tmp_path):

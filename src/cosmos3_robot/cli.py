@@ -215,7 +215,8 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
     model = add_pose_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
                               render_steps=args.render_steps, render_width=args.render_width,
                               render_layers=args.render_layers, render_batch=args.render_batch,
-                              pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device)
+                              pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device,
+                              field_steps=args.field_steps, field_width=args.field_width)
     info = model.metadata["pose_dynamics"]
     print(f"trained the pose dynamics head on {info['transitions']} transitions of {args.dataset} "
           f"(final loss {info['loss']:.4f}); checkpoint in {args.out}")
@@ -401,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-frames", type=int, default=0,
                    help="extra frames of random gym-pusht states for the pixel fine-tune")
     p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
+    p.add_argument("--field-steps", type=int, default=0,
+                   help="train a field renderer (per-pixel, in the T's frame) for this many steps and draw the "
+                        "learned env's frames with it (instead of --render-steps)")
+    p.add_argument("--field-width", type=int, default=96, help="width of that field renderer's MLP")
     p.set_defaults(func=cmd_train_dynamics)
 
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")

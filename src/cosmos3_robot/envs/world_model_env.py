@@ -76,11 +76,16 @@ class LearnedDynamics:
         self.judge_kind = meta.get("judge", "reasoner")
         if self.judge_kind not in ("reasoner", "coverage"):
             raise ValueError(f"checkpoint metadata judge={self.judge_kind!r}; expected 'reasoner' or 'coverage'")
-        # renderer "state": the conv head draws each frame from the state alone (model.render_state)
-        self.render_from_state = meta.get("renderer") == "state"
+        # renderer "state": the conv head draws each frame from the state alone (model.render_state);
+        # "field": the field renderer draws it per pixel from the pusher and the pose (model.field_renderer)
+        self.renderer = meta.get("renderer")
+        self.render_from_state = self.renderer in ("state", "field")
         if self.render_from_state and self.pose_dynamics is None:
-            raise ValueError("checkpoint metadata renderer='state' needs a pose dynamics head (cosmos3-robot "
+            raise ValueError(f"checkpoint metadata renderer={self.renderer!r} needs a pose dynamics head (cosmos3-robot "
                              "train-dynamics) to supply the state the frames are drawn from")
+        if self.renderer == "field" and model.field_renderer is None:
+            raise ValueError("checkpoint metadata renderer='field' but the model has no field renderer "
+                             "(field_renderer_width = 0); retrain with `cosmos3-robot train-dynamics --field-steps`")
         if self.pose_dynamics is not None or self.judge_kind == "coverage":
             self.to_pose, self.to_features, self.coverage = pose_functions(self.perceived)
 
@@ -133,7 +138,12 @@ class LearnedDynamics:
         hint = poses = None
         if self.pose_dynamics is not None:
             pose_states, poses, hint = self._pose_step(ctx_state, actions, prev_actions)
-        if self.render_from_state:
+        if self.renderer == "field":
+            images = self.model.field_renderer.render(torch.from_numpy(pose_states).float(),
+                                                      torch.from_numpy(poses).float(), self.camera.height)
+            # the context keeps the frames' latents, as at reset
+            latent, state_pad = self.encode(images), hint
+        elif self.render_from_state:
             latent, state_pad = self.model.render_state(hint), hint
         else:
             a = self.normalizers["action"].normalize(np.asarray(actions, np.float64)).astype(np.float32)
@@ -145,8 +155,9 @@ class LearnedDynamics:
                                     generator=generator, noise_scale=self.sample_noise,
                                     state_hint=None if hint is None else hint[:, None])
             latent, state_pad = out["frames"][:, 0], out["state"][:, 0]
-        images = (self.model.frame_tokenizer.decode(latent[:, 0]).permute(0, 2, 3, 1).numpy() * 255).round()
-        images = resize_frames(images.astype(np.uint8), self.camera.height)
+        if self.renderer != "field":
+            images = (self.model.frame_tokenizer.decode(latent[:, 0]).permute(0, 2, 3, 1).numpy() * 255).round()
+            images = resize_frames(images.astype(np.uint8), self.camera.height)
         if self.judge_kind == "coverage":
             if poses is None:
                 n = perception_dims(self.perceived)

@@ -74,6 +74,9 @@ class ModelConfig:
     # > 0: a body-frame contact-dynamics head of this width (`model.pose_dynamics`) predicts the pusher and
     # the pushed body's next pose (the perceived state's pose); the frame is then drawn from that state
     pose_dynamics_width: int = 0
+    # > 0: a field renderer of this width (`model.field_renderer`) draws the camera frame from that state
+    # per pixel, in the body's frame (model/field_renderer.py), instead of the conv head + tokenizer decoder
+    field_renderer_width: int = 0
 
     @property
     def downsample(self) -> int:
@@ -106,6 +109,8 @@ class ModelConfig:
         self.geometry_parts()  # validates state_geometry
         if self.pose_dynamics_width < 0:
             raise ValueError(f"pose_dynamics_width={self.pose_dynamics_width} must be >= 0 (0 = no pose dynamics head)")
+        if self.field_renderer_width < 0:
+            raise ValueError(f"field_renderer_width={self.field_renderer_width} must be >= 0 (0 = no field renderer)")
         if self.frame_head not in FRAME_HEADS:
             raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:

@@ -172,14 +172,17 @@ def perceived_transitions(episodes: list[dict], spec, perceived: str, camera_key
 
 def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
                       render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
-                      pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True):
+                      pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", field_steps: int = 0,
+                      field_width: int = 96, progress: bool = True):
     """Load the world model checkpoint `init` (trained with a perceived pose and a conv frame head that
     draws from the state), train a pose dynamics head on `dataset`'s episodes, switch the learned env's
     judge to the predicted pose's goal coverage, and save the result to `out`. With `render_steps` > 0 the
     conv frame head is also retrained (fresh, optionally `render_width` x `render_layers`) to draw frames
     from the state alone (`renderer.fit_renderer`, on `device`), and the learned env renders that way; then
     `pixel_steps` fine-tune that head with the tokenizer's decoder in pixel space (`fit_renderer_pixels`) on
-    the dataset's frames plus `random_frames` frames of random gym-pusht states. With `render_steps` = 0 an
+    the dataset's frames plus `random_frames` frames of random gym-pusht states. With `field_steps` > 0 a
+    field renderer (`field_renderer.FieldRenderer`, `field_width` wide) is trained instead on the same
+    frames and the learned env draws each frame with it. With `render_steps` = 0 an
     `init` that already renders from the state keeps its renderer and only the pose head is replaced (its
     init depends on `seed` alone). Returns the model."""
     from ..datasets import load_episodes
@@ -188,6 +191,9 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
 
     if pixel_steps and not render_steps:
         raise ValueError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
+    if field_steps and render_steps:
+        raise ValueError("choose one renderer: the conv state renderer (--render-steps) or the field renderer "
+                         "(--field-steps), not both")
     base = WorldModel.from_pretrained(init)
     meta = dict(base.metadata)
     perceived = meta.get("perceived_state")
@@ -198,20 +204,24 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
     cfg = replace(base.cfg, pose_dynamics_width=width)
     # a fresh pose head (`init` may carry one of another width); with render_steps = 0 the init's renderer stays
     keep = {k: v for k, v in base.state_dict().items() if not k.startswith("pose_dynamics.")}
+    if field_steps:  # a fresh field renderer
+        cfg = replace(cfg, field_renderer_width=field_width)
+        keep = {k: v for k, v in keep.items() if not k.startswith("field_renderer.")}
     if render_steps:  # a fresh conv head: it will read only the state
         cfg = replace(cfg, conv_head_width=render_width or cfg.conv_head_width,
                       conv_head_layers=render_layers or cfg.conv_head_layers)
         keep = {k: v for k, v in keep.items() if not k.startswith("frame_conv.")}
     model = WorldModel(cfg, meta)
     missing, unexpected = model.load_state_dict(keep, strict=False)
-    assert not unexpected and all(k.startswith(("pose_dynamics.", "frame_conv.")) for k in missing), missing
+    assert not unexpected and all(k.startswith(("pose_dynamics.", "frame_conv.", "field_renderer."))
+                                  for k in missing), missing
     torch.manual_seed(seed)  # the head's init depends on the seed alone, not on the other modules built before it
     for layer in model.pose_dynamics.modules():
         if isinstance(layer, nn.Linear):
             layer.reset_parameters()
     spec = load_spec(meta["embodiment"])
     episodes = load_episodes(dataset)
-    from ..embodiments.perception import perceive
+    from ..embodiments.perception import perceive, pose_functions
 
     camera_key = spec.cameras[0].key
     features = [perceive(perceived, ep["frames"][camera_key]) for ep in episodes]  # once, for both fits
@@ -253,5 +263,27 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
         info = fit_renderer_pixels(model, frames, torch.cat(states), steps=pixel_steps, seed=seed, device=device,
                                    progress=progress, log=log)
         model.metadata["renderer_training"]["pixels"] = {**info, "random_frames": random_frames}
+    if field_steps:
+        from ..envs.real import random_pusht_frames
+        from .field_renderer import fit_field_renderer
+
+        to_pose = pose_functions(perceived)[0]
+        dims = spec.state.dims
+        frames = [ep["frames"][camera_key] for ep in episodes]
+        agents = [np.asarray(ep["state"])[:, :dims] for ep in episodes]
+        poses = [to_pose(f) for f in features]
+        if random_frames:
+            extra, extra_agents = random_pusht_frames(random_frames, seed)
+            frames.append(extra)
+            agents.append(extra_agents)
+            poses.append(to_pose(perceive(perceived, extra)))
+        torch.manual_seed(seed)  # the field's init depends on the seed alone
+        for layer in model.field_renderer.modules():
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        info = fit_field_renderer(model.field_renderer, np.concatenate(frames), np.concatenate(agents),
+                                  np.concatenate(poses), steps=field_steps, seed=seed, progress=progress, log=log)
+        model.metadata |= {"renderer": "field",
+                           "renderer_training": {"field": {**info, "width": field_width, "random_frames": random_frames}}}
     model.save_pretrained(out)
     return model

@@ -27,6 +27,7 @@ from .config import ModelConfig
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from .frame_tokenizer import FrameAutoencoder
 from .mot import GENERATOR, REASONER, MoTBlock
+from .field_renderer import FieldRenderer
 from .pose_dynamics import PoseDynamics
 from .mrope import grid_positions, rope_angles, text_positions
 from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
@@ -117,6 +118,8 @@ class WorldModel(nn.Module):
         self._init_weights()
         # contact dynamics in the pushed body's frame (PyTorch's default init; trained by fit_pose_dynamics)
         self.pose_dynamics = PoseDynamics(cfg.pose_dynamics_width) if cfg.pose_dynamics_width else None
+        # draws the camera frame from that state, per pixel (trained by fit_field_renderer)
+        self.field_renderer = FieldRenderer(cfg.field_renderer_width) if cfg.field_renderer_width else None
 
     def _init_weights(self):
         # Zero the output heads so an untrained model predicts zero velocity (DiT-style), small
