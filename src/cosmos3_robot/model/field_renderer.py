@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .pose_dynamics import to_body
+from .renderer import one_cycle
 
 
 class FieldRenderer(nn.Module):
@@ -86,8 +87,7 @@ def fit_field_renderer(field: FieldRenderer, frames: np.ndarray, agents: np.ndar
     agents_t = torch.as_tensor(np.asarray(agents), dtype=torch.float32)
     poses_t = torch.as_tensor(np.asarray(poses), dtype=torch.float32)
     opt = torch.optim.AdamW(field.parameters(), lr / 10, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps),
-                                                pct_start=min(0.3, max(0.05, 2 / max(1, steps))))
+    sched = one_cycle(opt, lr, steps)
     n_obj = int(pixels * object_share)
     field.train()
     loss = torch.zeros(())

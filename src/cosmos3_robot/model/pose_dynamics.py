@@ -170,6 +170,14 @@ def perceived_transitions(episodes: list[dict], spec, perceived: str, camera_key
     return transitions(eps)
 
 
+def _reinit(module: nn.Module, seed: int) -> None:
+    """Re-draw the Linear layers of `module` from PyTorch's default init under `seed`."""
+    torch.manual_seed(seed)
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
+
+
 def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
                       render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
                       pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", field_steps: int = 0,
@@ -215,10 +223,7 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
     missing, unexpected = model.load_state_dict(keep, strict=False)
     assert not unexpected and all(k.startswith(("pose_dynamics.", "frame_conv.", "field_renderer."))
                                   for k in missing), missing
-    torch.manual_seed(seed)  # the head's init depends on the seed alone, not on the other modules built before it
-    for layer in model.pose_dynamics.modules():
-        if isinstance(layer, nn.Linear):
-            layer.reset_parameters()
+    _reinit(model.pose_dynamics, seed)  # its init depends on the seed alone, not on the modules built before it
     spec = load_spec(meta["embodiment"])
     episodes = load_episodes(dataset)
     from ..embodiments.perception import perceive, pose_functions
@@ -277,10 +282,7 @@ def add_pose_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, se
             frames.append(extra)
             agents.append(extra_agents)
             poses.append(to_pose(perceive(perceived, extra)))
-        torch.manual_seed(seed)  # the field's init depends on the seed alone
-        for layer in model.field_renderer.modules():
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
+        _reinit(model.field_renderer, seed)
         info = fit_field_renderer(model.field_renderer, np.concatenate(frames), np.concatenate(agents),
                                   np.concatenate(poses), steps=field_steps, seed=seed, progress=progress, log=log)
         model.metadata |= {"renderer": "field",

@@ -75,6 +75,13 @@ def fit_renderer(model, pairs: dict[str, torch.Tensor], steps: int = 3000, batch
     return {"mse": float(loss.detach()), "steps": steps, "pairs": n}
 
 
+def one_cycle(opt, lr: float, steps: int):
+    """OneCycleLR with a 5% warm-up that is at least two steps long (OneCycleLR divides by the warm-up's
+    length minus one, so a one-step warm-up crashes)."""
+    return torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps),
+                                               pct_start=min(0.3, max(0.05, 2 / max(1, steps))))
+
+
 def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: int = 3000, batch: int = 128,
                         lr: float = 5e-4, colour_weight: float = 4.0, recon_weight: float = 1.0, seed: int = 0,
                         device: str = "cpu", progress: bool = True, log=None) -> dict:
@@ -89,9 +96,7 @@ def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: 
     tok = model.frame_tokenizer
     params = list(model.frame_conv.parameters()) + list(tok.decoder.parameters())
     opt = torch.optim.AdamW(params, lr, weight_decay=0.0)
-    # a 5% warm-up, at least two steps long (OneCycleLR divides by the warm-up's length minus one)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps),
-                                                pct_start=min(0.3, max(0.05, 2 / max(1, steps))))
+    sched = one_cycle(opt, lr, steps)
     x_all = torch.from_numpy(np.asarray(frames, np.uint8)).permute(0, 3, 1, 2)
     states = states.to(device)
     n = len(x_all)

@@ -24,10 +24,10 @@ from einops import rearrange
 from torch import nn
 
 from .config import ModelConfig
+from .field_renderer import FieldRenderer
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from .frame_tokenizer import FrameAutoencoder
 from .mot import GENERATOR, REASONER, MoTBlock
-from .field_renderer import FieldRenderer
 from .pose_dynamics import PoseDynamics
 from .mrope import grid_positions, rope_angles, text_positions
 from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
