@@ -9,8 +9,9 @@ keys and physical units; normalization happens inside.
 
 A checkpoint with a pose dynamics head (`cosmos3-robot train-dynamics`, the shipped PushT one) steps
 differently: that head predicts the next pusher position and T pose from the context states and the
-action, the conv frame head draws the frame from that state (alone, with metadata renderer "state"),
-and the reward is the predicted T pose's goal coverage (metadata judge "coverage").
+action, the conv frame head draws the frame from that state (alone, with metadata renderer "state"; or
+the per-pixel field renderer, renderer "field"), and the reward is the predicted T pose's goal
+coverage (metadata judge "coverage").
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ class LearnedDynamics:
         if self.renderer == "field":
             images = self.model.field_renderer.render(torch.from_numpy(pose_states).float(),
                                                       torch.from_numpy(poses).float(), self.camera.height)
-            # the context keeps the frames' latents, as at reset
-            latent, state_pad = self.encode(images), hint
+            # nothing on this path reads frame latents (the pose head reads the states): carry the last one
+            latent, state_pad = ctx_latents[:, -1], hint
         elif self.render_from_state:
             latent, state_pad = self.model.render_state(hint), hint
         else:

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .pose_dynamics import to_body
-from .renderer import one_cycle
+from .renderer import _update, one_cycle
 
 
 class FieldRenderer(nn.Module):
@@ -102,13 +102,6 @@ def fit_field_renderer(field: FieldRenderer, frames: np.ndarray, agents: np.ndar
         target = torch.gather(colours[idx], 1, pix[..., None].expand(-1, -1, 3)).float() / 255
         pred = field(agents_t[idx], poses_t[idx], grid[pix])
         loss = ((pred - target) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.5f}")
-            if log is not None:
-                log({"stage": "field_renderer", "step": step, "loss": loss.item()})
+        _update(opt, sched, loss, step, steps, bar, log, "field_renderer", "loss")
     field.eval()
     return {"loss": float(loss.detach()), "steps": steps, "frames": n}
