@@ -54,21 +54,60 @@ def cmd_embodiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def learned_env(task: str, checkpoint=None, **kwargs):
+    """The task's learned simulator (its shipped checkpoint unless `checkpoint`), started from its real one."""
+    import gymnasium as gym
+
+    from .tasks import learned_env_id
+
+    extra = {"checkpoint": checkpoint} if checkpoint else {}
+    return gym.make(learned_env_id(task), **extra, **kwargs).unwrapped
+
+
+def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300):
+    """n -> a native batched learned env of the task (the backend is loaded once, here)."""
+    import gymnasium as gym
+
+    from .backends import load_backend
+    from .sim import LearnedVectorEnv
+    from .tasks import learned_env_id, real_env_id
+
+    backend = load_backend(checkpoint or gym.spec(learned_env_id(task)).kwargs["backend"])
+    return lambda n: LearnedVectorEnv(n, backend, real_env_id(task), max_episode_steps=max_steps)
+
+
+def prepare_out(out):
+    """Create an output directory and prove it is writable before any long work starts."""
+    from pathlib import Path
+
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--out {str(path)!r} is not a writable directory ({e.strerror}); choose another path") from e
+    return path
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the expert in the learned and the real PushT simulator from the same seed,
     per-step agreement, an .rrd of both, and a small learned-vs-real evaluation table."""
-    from .envs import PushTRealEnv, WorldModelEnv, load_world_model
     from .eval import paired_rollout
     from .eval.policy_eval import evaluate, write_report
+    from .tasks import make_policy, make_real_env
     from .viz import RolloutLog, save_rollout
 
-    model = load_world_model(args.checkpoint)
+    task = "pusht"
+    out = prepare_out(args.out)
+    learned = learned_env(task, args.checkpoint, max_episode_steps=args.max_steps)
     print(f"learned simulator: {args.checkpoint or 'shipped pusht_small checkpoint'} "
-          f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
-    real, learned = PushTRealEnv(max_episode_steps=args.max_steps), WorldModelEnv(model, max_episode_steps=args.max_steps)
-    res = paired_rollout(real, learned, make_policy("pusht", "expert", args.seed), args.seed)
+          f"({type(learned.backend).__name__})")
+    real = make_real_env(task, max_episode_steps=args.max_steps)
+    res = paired_rollout(real, learned, make_policy(task, "expert", args.seed), args.seed)
     print(f"\nexpert, seed {args.seed}: closed loop in both simulators (same first frame)")
-    print("| step | frame PSNR real vs learned (dB) | agent position error (px) | learned success prob |")
+    print("| step | frame PSNR real vs learned (dB) | agent position error (px) | learned reward |")
     print("|---|---|---|---|")
     for t in range(0, res["steps"], max(1, res["steps"] // 10)):
         prob = res["learned"]["rewards"][t - 1] if t else 0.0
@@ -76,46 +115,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"final: real success {res['real']['success']} after {res['real']['length']} steps;"
           f" learned success {res['learned']['success']} after {res['learned']['length']} steps")
     n = res["steps"]
-    log = RolloutLog(spec=real.embodiment, real={"top": res["real"]["frames"][:n]},
-                     predicted={"top": res["learned"]["frames"][:n]}, actions=res["real"]["actions"][:n],
+    cam = real.embodiment.cameras[0].name
+    log = RolloutLog(spec=real.embodiment, real={cam: res["real"]["frames"][:n]},
+                     predicted={cam: res["learned"]["frames"][:n]}, actions=res["real"]["actions"][:n],
                      states=res["real"]["states"][:n], success_prob=res["learned"]["rewards"][:n], name="demo")
     save_rollout(log, args.rrd)
     print(f"wrote {args.rrd} (open with `rerun {args.rrd}`)")
     policies = ["expert", "expert-noise0.4", "random"]
     seeds = list(range(args.seed, args.seed + args.episodes))
-    report = evaluate(policies, lambda name, seed: make_policy("pusht", name, seed), seeds, model=model,
-                      real_env=PushTRealEnv(max_episode_steps=args.max_steps), max_steps=args.max_steps,
-                      progress=False, n_boot=200)
-    paths = write_report(report, args.out)
+    report = evaluate(policies, lambda name, seed: make_policy(task, name, seed), seeds,
+                      make_vec_env=learned_vec_env(task, args.checkpoint, args.max_steps),
+                      real_env=make_real_env(task, max_episode_steps=args.max_steps), progress=False, n_boot=200)
+    paths = write_report(report, out)
     print(f"\nevaluation: {len(policies)} policies x {len(seeds)} seeds, {args.max_steps} steps max")
     print(paths["markdown"].read_text())
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .envs import load_world_model, make_real_env
     from .eval.policy_eval import evaluate, write_report
+    from .tasks import make_policy, make_real_env
 
+    task = args.task
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if args.episodes < 1:
+        raise ValueError(f"--episodes {args.episodes}: give at least 1")
+    if not policies:
+        raise ValueError("--policies is empty; give comma-separated names, e.g. expert,random")
+    for name in policies:  # unknown names fail now, not when their turn comes
+        make_policy(task, name, 0)
+    out = prepare_out(args.out)
     seeds = list(range(args.seed, args.seed + args.episodes))
-    real = make_real_env(args.real, max_episode_steps=args.max_steps) if args.real else None
-    report = evaluate(policies, lambda name, seed: make_policy("pusht", name, seed), seeds,
-                      model=load_world_model(args.checkpoint), real_env=real, max_steps=args.max_steps)
-    paths = write_report(report, args.out)
+    real = make_real_env(task, max_episode_steps=args.max_steps) if args.real else None
+    report = evaluate(policies, lambda name, seed: make_policy(task, name, seed), seeds,
+                      make_vec_env=learned_vec_env(task, args.checkpoint, args.max_steps), real_env=real)
+    paths = write_report(report, out)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
 def cmd_eval_fidelity(args: argparse.Namespace) -> int:
-    from .envs import PushTRealEnv, WorldModelEnv
     from .eval.fidelity import fidelity_table, open_loop, record_with_states
+    from .tasks import make_policy, make_real_env
 
+    task = "pusht"
     horizons = tuple(int(h) for h in args.horizons.split(","))
-    real = PushTRealEnv(max_episode_steps=10_000, success_threshold=1.01)
-    episodes = [record_with_states(real, make_policy("pusht", args.policy, s), s, args.steps)
+    real = make_real_env(task, max_episode_steps=10_000, success_threshold=1.01)
+    episodes = [record_with_states(real, make_policy(task, args.policy, s), s, args.steps)
                 for s in range(args.seed, args.seed + args.episodes)]
-    learned = WorldModelEnv(args.checkpoint, max_episode_steps=10_000, success_threshold=1.01)
+    learned = learned_env(task, args.checkpoint, success_threshold=1.01)
     result = open_loop(learned, real, episodes, horizons, args.starts)
     print(f"open-loop fidelity on {args.episodes} held-out {args.policy} episodes (seeds {args.seed}..), "
           f"{args.starts} start frames each")
@@ -123,33 +172,9 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_policy(env_name: str, policy: str, seed: int = 0):
-    """A policy by name: the env's scripted ladder, random, or `lerobot:<pretrained_model dir>`."""
-    from .policies import RandomPolicy, make_pusht_policy
-
-    if policy.startswith("lerobot:"):
-        from .embodiments import load_spec
-        from .policies import LeRobotPolicy
-
-        return LeRobotPolicy(policy.removeprefix("lerobot:"), task=load_spec(env_name).task, name=policy)
-    if env_name == "pusht":
-        return make_pusht_policy(policy, seed=seed)
-    if env_name == "droid":
-        from .policies.franka_expert import make_franka_policy
-
-        return make_franka_policy(policy, seed=seed)
-    if policy == "random":
-        from .embodiments import load_spec
-
-        vec = load_spec(env_name).action
-        return RandomPolicy(low=vec.lower, high=vec.upper, dims=vec.dims, seed=seed)
-    raise ValueError(f"policy {policy!r} is not available for env {env_name!r}; scripted experts exist for pusht"
-                     " and droid")
-
-
 def cmd_collect(args: argparse.Namespace) -> int:
-    from .envs import make_real_env
     from .eval.rollout import collect, make_writer
+    from .tasks import make_policy, make_real_env
 
     kwargs = {"max_episode_steps": args.max_steps}
     if args.env == "pusht":
@@ -210,16 +235,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_dynamics(args: argparse.Namespace) -> int:
-    from .model.pose_dynamics import add_pose_dynamics
+    from .tasks.pusht.train import train_dynamics
 
-    model = add_pose_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
-                              render_steps=args.render_steps, render_width=args.render_width,
-                              render_layers=args.render_layers, render_batch=args.render_batch,
-                              pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device,
-                              field_steps=args.field_steps, field_width=args.field_width)
-    info = model.metadata["pose_dynamics"]
+    backend = train_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
+                             render_steps=args.render_steps, render_width=args.render_width,
+                             render_layers=args.render_layers, render_batch=args.render_batch,
+                             pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device)
+    info = backend.provenance["pose_dynamics"]
     print(f"trained the pose dynamics head on {info['transitions']} transitions of {args.dataset} "
-          f"(final loss {info['loss']:.4f}); checkpoint in {args.out}")
+          f"(final loss {info['loss']:.4f}); structured checkpoint in {args.out}")
     return 0
 
 
@@ -256,12 +280,12 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from .envs import WorldModelEnv, make_real_env
     from .eval import paired_rollout, record
+    from .tasks import make_policy, make_real_env
     from .viz import RolloutLog, log_rollout, open_recording
 
     policy = make_policy(args.env, args.policy, args.seed)
-    learned = WorldModelEnv(args.checkpoint, max_episode_steps=args.max_steps) if args.sim != "real" else None
+    learned = learned_env(args.env, args.checkpoint, max_episode_steps=args.max_steps) if args.sim != "real" else None
     real = make_real_env(args.env, max_episode_steps=args.max_steps) if args.sim != "learned" else None
     spec = (real or learned).embodiment
     cam = spec.cameras[0].name
@@ -384,16 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
                         " conditioning); also the sampler's schedule")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("train-dynamics", help="add a body-frame contact dynamics head (pose dynamics) to a "
-                       "perceived-state world model; its learned env then judges by the predicted goal coverage")
-    p.add_argument("--init", required=True, help="world model checkpoint with a perceived pose (--perceive-state)")
+    p = sub.add_parser("train-dynamics", help="PushT: train the body-frame pose dynamics head (and optionally the "
+                       "state renderer) and write a structured-backend checkpoint")
+    p.add_argument("--init", required=True, help="world model checkpoint with a perceived pose (--perceive-state), or a "
+                   "structured checkpoint (then only the pose head is retrained)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render-steps", type=int, default=0,
-                   help="> 0: retrain the conv frame head to draw frames from the state alone (renderer 'state')")
+                   help="> 0: retrain the conv frame head to draw frames from the state alone")
     p.add_argument("--render-width", type=int, default=None, help="conv head width of that renderer")
     p.add_argument("--render-layers", type=int, default=None, help="conv head layers of that renderer")
     p.add_argument("--render-batch", type=int, default=256)
@@ -402,10 +427,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-frames", type=int, default=0,
                    help="extra frames of random gym-pusht states for the pixel fine-tune")
     p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
-    p.add_argument("--field-steps", type=int, default=0,
-                   help="train a field renderer (per-pixel, in the T's frame) for this many steps and draw the "
-                        "learned env's frames with it (instead of --render-steps)")
-    p.add_argument("--field-width", type=int, default=96, help="width of that field renderer's MLP")
     p.set_defaults(func=cmd_train_dynamics)
 
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")
@@ -413,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--real", default=None, choices=["pusht"], help="also run the real simulator")
+    p.add_argument("--task", default="pusht", choices=["pusht"], help="task whose learned simulator to evaluate")
+    p.add_argument("--real", action="store_true", help="also run the real simulator from the same seeds")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--out", default="outputs/eval")

@@ -25,6 +25,7 @@ from .representation import (
     poses_to_deltas,
     rot6d_to_matrix,
 )
+from .spaces import action_space_for, observation_space_for
 from .spec import CameraSpec, EmbodimentSpec, FieldSpec, SpecError, VectorSpec, list_embodiments, load_spec
 from .validation import ActionError, validate_action
 
@@ -40,6 +41,7 @@ __all__ = [
     "Normalizer",
     "SpecError",
     "VectorSpec",
+    "action_space_for",
     "actions_to_frame_rate",
     "canonical_to_cartesian",
     "cartesian_to_canonical",
@@ -53,6 +55,7 @@ __all__ = [
     "load_spec",
     "matrix_to_rot6d",
     "normalizers_from_stats",
+    "observation_space_for",
     "pad_action",
     "pose_to_matrix",
     "poses_to_deltas",

@@ -16,7 +16,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def record_with_states(real_env, policy, seed: int, steps: int) -> dict:
-    """Frames, actions, rewards (PushT: coverage after each action) and full simulator states of one
+    """Frames, actions, rewards (the reward after each action) and full simulator states of one
     real episode (no early termination)."""
     key = next(k for k in real_env.observation_space.spaces if k.startswith("observation.images."))
     obs, info = real_env.reset(seed=seed)
@@ -43,7 +43,7 @@ def open_loop(learned_env, real_env, episodes: list[dict], horizons=(1, 4, 16, 3
     for ep in episodes:
         T = len(ep["actions"])
         for t0 in rng.choice(np.arange(0, T - H), size=min(starts_per_episode, T - H), replace=False):
-            context = learned_env.dynamics.context
+            context = learned_env.backend.history
             lo = max(0, t0 - context + 1)
             learned_env.reset(seed=int(rng.integers(2**31)), options={
                 "frames": ep["frames"][lo : t0 + 1], "state": ep["states"][lo : t0 + 1]})

@@ -1,18 +1,17 @@
 """Calibrate the learned simulator's success threshold on the frames it will actually judge.
 
-The judge regresses goal coverage, so on a frame at the success boundary its probability sits near
-the coverage threshold itself, and the learned env's own (slightly blurred) predictions of a success
-frame score a little lower than the real frame. The threshold that decides `terminated` is therefore
+A judge that regresses task progress gives a probability near the success threshold itself on a frame
+at the success boundary, and the learned env's own (slightly blurred) predictions of a success frame
+score a little lower than the real frame. The threshold that decides `terminated` is therefore
 chosen on held-out real episodes: for every recorded transition the model predicts the next frame
 from the real context and action (exactly as the env steps), the judge scores that prediction, and
-the threshold that best separates real success (coverage >= the env's threshold) from failure is
+the threshold that best separates real success (the real reward at or above its threshold) from failure is
 kept (best F1; ties to the higher threshold). Held-out seeds must differ from evaluation seeds.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def best_threshold(probs: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = None) -> dict:
@@ -31,24 +30,23 @@ def best_threshold(probs: np.ndarray, labels: np.ndarray, grid: np.ndarray | Non
     return {"threshold": best[0], "f1": best[1], "tpr": best[2], "fpr": best[3], "table": rows}
 
 
-@torch.no_grad()
-def imagined_success_probs(dynamics, episodes: list[dict], batch: int = 256, seed: int = 0) -> np.ndarray:
-    """Judge probability of the model's one-step prediction for every transition of `episodes`
-    (each: `frames` (T+1, H, W, 3), `states` (T+1, S), `actions` (T, D), as `record_with_states` gives)."""
-    C = dynamics.context
-    ctx, ctx_state, actions = [], [], []
+def imagined_success_probs(backend, episodes: list[dict], batch: int = 256, seed: int = 0) -> np.ndarray:
+    """Reward (the judge's probability) of the backend's one-step prediction for every transition of
+    `episodes` (each: `frames` (T+1, H, W, 3) of the backend's first camera, `states` (T+1, S), `actions`
+    (T, D), as `record_with_states` gives), started from the real context exactly as the env steps."""
+    from ..backends import Context
+
+    C, cam = backend.history, backend.cameras[0]
+    frames, states, actions = [], [], []
     for ep in episodes:
-        lat = dynamics.encode(ep["frames"])
-        st = dynamics.norm_state(ep["states"], ep["frames"])
         for t in range(len(ep["actions"])):
             idx = np.maximum(np.arange(t - C + 1, t + 1), 0)  # the first frame repeats before the start
-            ctx.append(lat[idx])
-            ctx_state.append(st[idx])
+            frames.append(ep["frames"][idx])
+            states.append(ep["states"][idx])
             actions.append(ep["actions"][t])
-    gen = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(0, len(ctx), batch):
-        _, _, prob, _, _ = dynamics.step(torch.stack(ctx[i : i + batch]), torch.stack(ctx_state[i : i + batch]),
-                                         np.stack(actions[i : i + batch]), gen)
-        out.append(prob)
+    for i in range(0, len(frames), batch):
+        ctx = Context({cam: np.stack(frames[i : i + batch])}, np.stack(states[i : i + batch]).astype(np.float64))
+        session = backend.reset(ctx, seed=seed + i)
+        out.append(backend.step(session, np.stack(actions[i : i + batch])).reward)
     return np.concatenate(out)

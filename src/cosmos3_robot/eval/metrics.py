@@ -1,9 +1,10 @@
 """Agreement between policy rankings in the learned and the real simulator.
 
-MMRV (mean maximum rank violation, SIMPLER, Li et al. 2024): for policies i, j a rank violation
-costs |real_i - real_j| when the learned simulator orders them differently from the real one;
-MMRV = mean over i of the largest violation involving i. 0 is a perfect ranking. A tie in the
-learned simulator where the real one differs counts as a violation (it fails to separate them).
+MMRV (mean maximum rank violation) exactly as SIMPLER defines it (Li et al. 2024,
+`simpler_env/utils/metrics.py`): for policies i, j the pair is a violation when
+(sim_i > sim_j) != (real_i > real_j), and it costs |real_i - real_j|; MMRV is the mean over i of the
+largest violation involving i. 0 is a perfect ranking. Intervals come from `scipy.stats.bootstrap`,
+resampling each policy's episodes in both simulators.
 """
 
 from __future__ import annotations
@@ -28,16 +29,12 @@ def spearman(x, y) -> float:
 
 
 def mmrv(learned, real) -> float:
-    learned, real = np.asarray(learned, float), np.asarray(real, float)
-    n = len(real)
-    worst = np.zeros(n)
-    for i in range(n):
-        for j in range(n):
-            if i == j or real[i] == real[j]:
-                continue  # real tie: any order is right
-            if (learned[i] < learned[j]) != (real[i] < real[j]) or learned[i] == learned[j]:
-                worst[i] = max(worst[i], abs(real[i] - real[j]))
-    return float(worst.mean())
+    """SIMPLER's mean_maximum_rank_violation(perf_sim=learned, perf_real=real)."""
+    sim, real = np.asarray(learned, float), np.asarray(real, float)
+    if sim.shape != real.shape or sim.ndim != 1:
+        raise ValueError(f"mmrv needs two equal-length 1-D success vectors, got {sim.shape} and {real.shape}")
+    violation = (sim[:, None] > sim[None, :]) != (real[:, None] > real[None, :])
+    return float(np.where(violation, np.abs(real[:, None] - real[None, :]), 0.0).max(axis=1).mean())
 
 
 METRICS = {"pearson": pearson, "spearman": spearman, "mmrv": mmrv}
@@ -45,19 +42,24 @@ METRICS = {"pearson": pearson, "spearman": spearman, "mmrv": mmrv}
 
 def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndarray], metric: str,
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Metric on per-policy success rates, with a percentile bootstrap interval that resamples each
-    policy's episodes (learned and real independently). Returns (value, low, high)."""
+    """Metric on per-policy success rates, with a percentile bootstrap interval (`scipy.stats.bootstrap`)
+    that resamples each policy's episodes, learned and real independently. Returns (value, low, high);
+    the interval is NaN when resamples leave the metric undefined (every policy tied)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
     fn = METRICS[metric]
-    value = fn([o.mean() for o in learned_outcomes], [o.mean() for o in real_outcomes])
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        lr = [rng.choice(o, size=len(o)).mean() for o in learned_outcomes]
-        rr = [rng.choice(o, size=len(o)).mean() for o in real_outcomes]
-        draws.append(fn(lr, rr))
-    draws = np.asarray(draws)
-    draws = draws[np.isfinite(draws)]
-    if not len(draws):
-        return value, float("nan"), float("nan")
-    lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
+    samples = [np.asarray(o, float) for o in (*learned_outcomes, *real_outcomes)]
+    if any(len(o) == 0 for o in samples):
+        raise ValueError("bootstrap_ci needs at least one episode per policy in both simulators")
+    k = len(learned_outcomes)
+    value = fn([o.mean() for o in samples[:k]], [o.mean() for o in samples[k:]])
+
+    def statistic(*groups, axis=-1):
+        means = [g.mean(axis=axis) for g in groups]
+        lr, rr = np.stack(means[:k], -1), np.stack(means[k:], -1)
+        return np.array([fn(a, b) for a, b in zip(lr.reshape(-1, k), rr.reshape(-1, k))]).reshape(lr.shape[:-1])
+
+    res = stats.bootstrap(samples, statistic, n_resamples=n_boot, confidence_level=level, method="percentile",
+                          vectorized=True, rng=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
     return value, float(lo), float(hi)

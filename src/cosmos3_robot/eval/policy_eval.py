@@ -13,31 +13,31 @@ from .metrics import bootstrap_ci
 from .rollout import rollout
 
 
-def run_learned(make_policy, name: str, seeds: list[int], model, max_steps: int, batch: int = 50) -> dict:
-    """All seeds in batches through the native vector env: one model call per step per batch."""
-    from ..envs import WorldModelVectorEnv
-
+def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: int = 50) -> dict:
+    """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
+    `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch."""
     success, ret, length = [], [], []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
-        venv = WorldModelVectorEnv(len(chunk), model, max_episode_steps=max_steps)
+        venv = make_vec_env(len(chunk))
         obs, _ = venv.reset(seed=chunk)
         policies = [make_policy(name, seed=s) for s in chunk]
         for p, s in zip(policies, chunk):
             p.reset(s)
         n = len(chunk)
         done, succ, r_sum, steps = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, int)
-        hold = np.asarray(obs["observation.state"])
+        last = None
         while not done.all():
+            # finished sub-envs repeat their last action: it is valid, and its result is not counted
             actions = np.stack([policies[i].select_action({k: v[i] for k, v in obs.items()}) if not done[i]
-                                else hold[i] for i in range(n)])
+                                else last[i] for i in range(n)])
             obs, r, term, trunc, _ = venv.step(actions)
+            last = actions
             live = ~done
             r_sum[live] += r[live]
             steps[live] += 1
             succ |= live & term
             done |= live & (term | trunc)
-            hold = np.asarray(obs["observation.state"])
         venv.close()
         success += succ.tolist()
         ret += r_sum.tolist()
@@ -55,14 +55,22 @@ def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
     return {"success": np.array(success), "return": np.array(ret), "length": np.array(length, float)}
 
 
-def evaluate(policies: list[str], make_policy, seeds: list[int], model=None, real_env=None, max_steps: int = 300,
-             progress: bool = True, n_boot: int = 1000) -> dict:
+def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
+             progress: bool = True, n_boot: int = 1000, on_policy=None) -> dict:
+    """Success, return and length per policy in the learned simulator (`make_vec_env(n)`, see `run_learned`)
+    and the real one (`real_env`), episode k from seed `seeds[k]` in both; with both, Pearson / Spearman /
+    MMRV of the success rates with bootstrap CIs. `on_policy(name, rows)` sees each policy's results as soon
+    as they are done (to write them before the next policy starts)."""
+    if not seeds:
+        raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
     learned, real = {}, {}
     for name in tqdm(policies, desc="policies", disable=not progress):
-        if model is not None:
-            learned[name] = run_learned(make_policy, name, seeds, model, max_steps)
+        if make_vec_env is not None:
+            learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
         if real_env is not None:
             real[name] = run_real(make_policy, name, seeds, real_env)
+        if on_policy is not None:
+            on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
     report = {"seeds": seeds, "policies": {}, "metrics": {}}
     for name in policies:
         row = {}

@@ -14,7 +14,7 @@ def rollout(env, policy, seed: int | None = None, options: dict | None = None, m
     the observation the action was chosen from. Returns length, return, success and final info."""
     obs, info = env.reset(seed=seed, options=options)
     policy.reset(seed)
-    total, steps, success = 0.0, 0, False
+    total, steps, success, reward = 0.0, 0, False, 0.0
     while True:
         action = policy.select_action(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
@@ -26,7 +26,7 @@ def rollout(env, policy, seed: int | None = None, options: dict | None = None, m
         obs = next_obs
         if terminated or truncated or (max_steps is not None and steps >= max_steps):
             break
-    return {"length": steps, "return": total, "success": success, "info": info}
+    return {"length": steps, "return": total, "success": success, "final_reward": float(reward), "info": info}
 
 
 def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None = None, progress: bool = True,
@@ -47,9 +47,7 @@ def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None
 
         res = rollout(env, policy, seed=seed, on_step=on_step)
         record = {"seed": seed, "policy": policy.name, "success": res["success"], "length": res["length"],
-                  "return": res["return"], "env": env_name}
-        if "coverage" in res["info"]:
-            record["final_coverage"] = float(res["info"]["coverage"])
+                  "return": res["return"], "final_reward": res["final_reward"], "env": env_name}
         writer.save_episode(**record)
         results.append(record)
         bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")

@@ -4,6 +4,7 @@ from .checkpoint import CheckpointError
 from .config import PRESETS, ModelConfig, get_config
 from .frame_tokenizer import FrameAutoencoder, psnr, train_frame_autoencoder
 from .mot import MoTBlock
+from .state_renderer import StateRenderer, StateRendererConfig
 from .world_model import PrefixCache, WorldModel, attention_mask
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "MoTBlock",
     "PRESETS",
     "PrefixCache",
+    "StateRenderer",
+    "StateRendererConfig",
     "WorldModel",
     "attention_mask",
     "get_config",

@@ -31,13 +31,21 @@ def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3, dtype:
                     keep_full: tuple[str, ...] = ()) -> None:
     """Write config.json + weights; `dtype` (e.g. torch.float16) stores floating tensors smaller
     (loading casts them back to the model's dtype), except those whose names start with a prefix in
-    `keep_full` (e.g. the modules a learned env runs, so it behaves exactly as before the export)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    `keep_full`."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() and not k.startswith(tuple(keep_full)) else v
                  for k, v in state.items()}
+    write_checkpoint(directory, state, {"model": model.cfg.to_dict(), "metadata": model.metadata}, max_shard_bytes)
+
+
+def write_checkpoint(directory, state: dict[str, torch.Tensor], config: dict,
+                     max_shard_bytes: int = 2 * 1024**3) -> None:
+    """`config` as config.json and the tensors `state` as safetensors (sharded past `max_shard_bytes`);
+    each file is written to a temporary name and renamed, so a kill leaves the previous file intact."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     shards, current, size = [], {}, 0
     for key, tensor in state.items():
         nbytes = tensor.numel() * tensor.element_size()
@@ -48,7 +56,7 @@ def save_pretrained(model, directory, max_shard_bytes: int = 2 * 1024**3, dtype:
         size += nbytes
     shards.append(current)
     tmp = directory / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps({"model": model.cfg.to_dict(), "metadata": model.metadata}, indent=2))
+    tmp.write_text(json.dumps(config, indent=2))
     os.replace(tmp, directory / CONFIG)
     if len(shards) == 1:
         for old in [*directory.glob("model-*.safetensors"), directory / INDEX]:
@@ -74,20 +82,31 @@ def _load_shard(path: Path, map_location: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint file {str(path)!r} is corrupt or not safetensors: {e}") from e
 
 
-def read_config(directory) -> tuple[ModelConfig, dict]:
+def read_raw_config(directory) -> dict:
+    """config.json of a checkpoint directory as a dict (errors name the file)."""
     path = Path(directory) / CONFIG
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {str(path)!r} is missing; is {str(directory)!r} a checkpoint directory?")
     try:
         raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint file {str(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"checkpoint file {str(path)!r} holds {type(raw).__name__}, expected a JSON object")
+    return raw
+
+
+def read_config(directory) -> tuple[ModelConfig, dict]:
+    raw = read_raw_config(directory)
+    try:
         return ModelConfig.from_dict(raw["model"]), raw.get("metadata", {})
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint file {str(path)!r} is not a valid model config: {e!r}") from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint file {str(Path(directory) / CONFIG)!r} is not a valid model config: {e!r}") from e
 
 
-def from_pretrained(cls, directory, map_location: str = "cpu"):
+def read_weights(directory, map_location: str = "cpu") -> tuple[dict[str, torch.Tensor], str]:
+    """All tensors of a checkpoint directory (one file or shards) and the file they were read from."""
     directory = Path(directory)
-    cfg, metadata = read_config(directory)
     if (directory / INDEX).is_file():
         try:
             weight_map = json.loads((directory / INDEX).read_text())["weight_map"]
@@ -96,12 +115,14 @@ def from_pretrained(cls, directory, map_location: str = "cpu"):
         state = {}
         for shard in sorted(set(weight_map.values())):
             state.update(_load_shard(directory / shard, map_location))
-        source = str(directory / INDEX)
-    else:
-        state = _load_shard(directory / WEIGHTS, map_location)
-        source = str(directory / WEIGHTS)
-    model = cls(cfg, metadata)
-    expected = model.state_dict()
+        return state, str(directory / INDEX)
+    return _load_shard(directory / WEIGHTS, map_location), str(directory / WEIGHTS)
+
+
+def load_state_checked(module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `module`, casting to its dtypes; missing/unexpected keys or a wrong shape raise a
+    CheckpointError naming the file and the key."""
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -111,5 +132,12 @@ def from_pretrained(cls, directory, map_location: str = "cpu"):
         if state[key].shape != tensor.shape:
             raise CheckpointError(f"checkpoint {source!r}: key {key!r} has shape {tuple(state[key].shape)},"
                                   f" the model expects {tuple(tensor.shape)} (config.json and weights disagree)")
-    model.load_state_dict(state)
+    module.load_state_dict(state)
+
+
+def from_pretrained(cls, directory, map_location: str = "cpu"):
+    cfg, metadata = read_config(directory)
+    state, source = read_weights(directory, map_location)
+    model = cls(cfg, metadata)
+    load_state_checked(model, state, source)
     return model.eval()

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 FRAME_PREDICTIONS = ("velocity", "x0")
 FRAME_HEADS = ("linear", "conv")
+# fields of earlier checkpoints whose modules moved out of the transformer (task heads now live in the
+# structured backend's checkpoints): ignored when read
+REMOVED_FIELDS = ("pose_dynamics_width", "field_renderer_width")
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,6 @@ class ModelConfig:
     state_geometry: str = ""
     # generate the future state as a change from the last context state (as residual_frames for frames)
     residual_state: bool = False
-    # > 0: a body-frame contact-dynamics head of this width (`model.pose_dynamics`) predicts the pusher and
-    # the pushed body's next pose (the perceived state's pose); the frame is then drawn from that state
-    pose_dynamics_width: int = 0
-    # > 0: a field renderer of this width (`model.field_renderer`) draws the camera frame from that state
-    # per pixel, in the body's frame (model/field_renderer.py), instead of the conv head + tokenizer decoder
-    field_renderer_width: int = 0
 
     @property
     def downsample(self) -> int:
@@ -107,10 +104,6 @@ class ModelConfig:
         if not 0 <= self.conv_head_state <= self.state_dim:
             raise ValueError(f"conv_head_state={self.conv_head_state} must be in [0, state_dim={self.state_dim}]")
         self.geometry_parts()  # validates state_geometry
-        if self.pose_dynamics_width < 0:
-            raise ValueError(f"pose_dynamics_width={self.pose_dynamics_width} must be >= 0 (0 = no pose dynamics head)")
-        if self.field_renderer_width < 0:
-            raise ValueError(f"field_renderer_width={self.field_renderer_width} must be >= 0 (0 = no field renderer)")
         if self.frame_head not in FRAME_HEADS:
             raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:
@@ -146,6 +139,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k not in REMOVED_FIELDS}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"config.json has unknown ModelConfig keys {unknown}")

@@ -1,6 +1,6 @@
 """The conv frame head as a renderer: frame latents drawn from the (perceived) state alone.
 
-With a pose dynamics head (`pose_dynamics.py`) the learned simulator's state comes from that head, and
+With learned state dynamics (the structured backend) the learned simulator's state comes from them, and
 the frame only has to show it: the pusher and the T where the state puts them, on the fixed scene. The
 head then reads only the state's geometry planes (`WorldModel.render_state`); trained on the dataset's
 (state, frame latent) pairs it draws every frame afresh, so a long closed-loop rollout neither blurs

@@ -24,11 +24,9 @@ from einops import rearrange
 from torch import nn
 
 from .config import ModelConfig
-from .field_renderer import FieldRenderer
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from .frame_tokenizer import FrameAutoencoder
 from .mot import GENERATOR, REASONER, MoTBlock
-from .pose_dynamics import PoseDynamics
 from .mrope import grid_positions, rope_angles, text_positions
 from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
 
@@ -116,10 +114,6 @@ class WorldModel(nn.Module):
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)  # reasoner text out
         self.judge_head = nn.Linear(d, 1)
         self._init_weights()
-        # contact dynamics in the pushed body's frame (PyTorch's default init; trained by fit_pose_dynamics)
-        self.pose_dynamics = PoseDynamics(cfg.pose_dynamics_width) if cfg.pose_dynamics_width else None
-        # draws the camera frame from that state, per pixel (trained by fit_field_renderer)
-        self.field_renderer = FieldRenderer(cfg.field_renderer_width) if cfg.field_renderer_width else None
 
     def _init_weights(self):
         # Zero the output heads so an untrained model predicts zero velocity (DiT-style), small

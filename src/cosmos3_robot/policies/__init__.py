@@ -1,9 +1,9 @@
-"""Policies: the `Policy` protocol and scripted baselines of graded quality."""
+"""Policies: the `Policy` protocol, task-free wrappers that grade a policy, the LeRobot adapter and
+the world model's policy head. Task experts live in their task packages."""
 
 from .base import Policy
 from .lerobot_adapter import LeRobotPolicy
 from .world_model_policy import WorldModelPolicy
-from .scripted import PUSHT_LEVELS, LaggedPolicy, NoisyPolicy, PushTExpert, RandomPolicy, SlowPolicy, make_pusht_policy
+from .wrappers import LaggedPolicy, NoisyPolicy, RandomPolicy, SlowPolicy
 
-__all__ = ["LaggedPolicy", "LeRobotPolicy", "NoisyPolicy", "PUSHT_LEVELS", "Policy", "PushTExpert", "RandomPolicy", "SlowPolicy", "WorldModelPolicy",
-           "make_pusht_policy"]
+__all__ = ["LaggedPolicy", "LeRobotPolicy", "NoisyPolicy", "Policy", "RandomPolicy", "SlowPolicy", "WorldModelPolicy"]

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..embodiments import CameraCalibration
-from ..envs.franka import CUBE_HALF, FrankaIK
+from ...embodiments import CameraCalibration
+from .real import CUBE_HALF, FrankaIK, exterior_calibrations
 
 CAMERA = "exterior_1_left"
 # HSV ranges (OpenCV: H in [0, 180)) of the scene's red cube and green target.
@@ -120,8 +120,6 @@ class FrankaRandomPolicy:
 def make_franka_policy(name: str, seed: int = 0):
     """expert, expert-noise<s> (Gaussian noise of s x 0.01 m on each end-effector step) or random."""
     import re
-
-    from ..envs.franka import exterior_calibrations
 
     if name == "random":
         return FrankaRandomPolicy(seed=seed)

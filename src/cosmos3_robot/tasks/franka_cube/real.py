@@ -22,8 +22,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..embodiments import CameraCalibration, load_spec, validate_action
-from .real import action_space_for, observation_space_for
+from ...embodiments import CameraCalibration, action_space_for, load_spec, observation_space_for, validate_action
 
 CONTROL_HZ = 15.0  # DROID control rate (droid.toml)
 CUBE_HALF = 0.025  # m

@@ -10,13 +10,13 @@ on stale observations), a speed limit, and uniform random targets.
 from __future__ import annotations
 
 import re
-from collections import deque
 
 import numpy as np
 from shapely.geometry import LineString, Point
 from shapely.ops import nearest_points
 
-from ..embodiments.pusht_vision import GOAL_POSE as GOAL, T_OUTLINE, estimate_block_pose, t_polygon
+from ...policies.wrappers import LaggedPolicy, NoisyPolicy, RandomPolicy, SlowPolicy
+from .vision import GOAL_POSE as GOAL, T_OUTLINE, estimate_block_pose, t_polygon
 
 COG = np.array([0.0, 45.0])  # body centre of gravity (gym-pusht add_tee)
 AGENT_RADIUS = 15.0
@@ -150,70 +150,6 @@ class PushTExpert:
         return nodes[v]
 
 
-class NoisyPolicy:
-    """Adds zero-mean Gaussian noise of `sigma` workspace units to another policy's actions."""
-
-    def __init__(self, policy, sigma: float, name: str, seed: int = 0):
-        self.policy, self.sigma, self.name, self._seed = policy, sigma, name, seed
-        self.reset(seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        self.rng = np.random.default_rng(self._seed if seed is None else seed)
-        self.policy.reset(seed)
-
-    def select_action(self, observation):
-        a = self.policy.select_action(observation)
-        return np.clip(a + self.rng.normal(0, self.sigma, size=a.shape), 0, 512).astype(np.float32)
-
-
-class LaggedPolicy:
-    """Acts on the observation from `lag` steps ago (a slow perception pipeline)."""
-
-    def __init__(self, policy, lag: int, name: str):
-        self.policy, self.lag, self.name = policy, lag, name
-        self.reset()
-
-    def reset(self, seed: int | None = None) -> None:
-        self.buffer: deque = deque(maxlen=self.lag + 1)
-        self.policy.reset(seed)
-
-    def select_action(self, observation):
-        self.buffer.append(observation)
-        return self.policy.select_action(self.buffer[0])
-
-
-class SlowPolicy:
-    """Moves at most `max_step` workspace units per step toward the wrapped policy's target."""
-
-    def __init__(self, policy, max_step: float, name: str):
-        self.policy, self.max_step, self.name = policy, max_step, name
-
-    def reset(self, seed: int | None = None) -> None:
-        self.policy.reset(seed)
-
-    def select_action(self, observation):
-        agent = np.asarray(observation[STATE_KEY], dtype=np.float64)[:2]
-        delta = self.policy.select_action(observation) - agent
-        norm = np.linalg.norm(delta)
-        if norm > self.max_step:
-            delta *= self.max_step / norm
-        return (agent + delta).astype(np.float32)
-
-
-class RandomPolicy:
-    """Uniform random targets in the workspace."""
-
-    def __init__(self, name: str = "random", low: float = 0.0, high: float = 512.0, dims: int = 2, seed: int = 0):
-        self.name, self.low, self.high, self.dims, self._seed = name, low, high, dims, seed
-        self.reset(seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        self.rng = np.random.default_rng(self._seed if seed is None else seed)
-
-    def select_action(self, observation):
-        return self.rng.uniform(self.low, self.high, size=self.dims).astype(np.float32)
-
-
 # The graded PushT ladder in order of success measured in gym-pusht over 50 seeds
 # (benchmarks/pusht_levels.py; docs/pusht_levels_real.md): 0.96, 0.98, 0.88, 0.58, 0.40, 0.18, 0.06, 0.00.
 PUSHT_LEVELS = (
@@ -236,7 +172,7 @@ def make_pusht_policy(name: str, seed: int = 0):
     if name == "random":
         return RandomPolicy(seed=seed)
     if m := re.fullmatch(r"expert-noise([0-9.]+)", name):
-        return NoisyPolicy(PushTExpert(), float(m.group(1)) * 100.0, name, seed)
+        return NoisyPolicy(PushTExpert(), float(m.group(1)) * 100.0, name, seed, low=0.0, high=512.0)
     if m := re.fullmatch(r"expert-lag([0-9]+)", name):
         return LaggedPolicy(PushTExpert(), int(m.group(1)), name)
     if m := re.fullmatch(r"expert-slow([0-9.]*)", name):

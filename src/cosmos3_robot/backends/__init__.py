@@ -1,0 +1,20 @@
+"""World-model backends behind one interface: `structured` (a task's perceived state, learned dynamics
+and renderer), `mot` (the Cosmos-style transformer on frames); `load_backend(checkpoint)` dispatches on
+the checkpoint's config."""
+
+from .base import Backend, Context, Prediction, Session, pad_history
+from .registry import BACKENDS, backend_name, checkpoint_path, load_backend, register_backend, shipped_checkpoint
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Context",
+    "Prediction",
+    "Session",
+    "backend_name",
+    "checkpoint_path",
+    "load_backend",
+    "pad_history",
+    "register_backend",
+    "shipped_checkpoint",
+]

@@ -1,0 +1,93 @@
+"""What every learned-simulator backend speaks: a `Context` to start from, a `Session` it carries
+between steps, a `Prediction` per step, and the `Backend` protocol itself (DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from ..embodiments import EmbodimentSpec
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a backend starts from, for a batch of B sessions: `frames` camera -> (B, history, H, W, 3)
+    uint8 at the spec's resolution, `state` (B, history, S) in physical units, the task `instruction`."""
+
+    frames: dict[str, np.ndarray]
+    state: np.ndarray
+    instruction: str | None = None
+
+    @property
+    def batch(self) -> int:
+        return int(self.state.shape[0])
+
+    @property
+    def history(self) -> int:
+        return int(self.state.shape[1])
+
+
+@dataclass
+class Prediction:
+    """One step of B sessions: `frames` camera -> (B, H, W, 3) uint8 at the spec's resolution, `state`
+    (B, S) inside the spec's limits, `reward` (B,), `success` (B,) bool, extra per-session `info` arrays."""
+
+    frames: dict[str, np.ndarray]
+    state: np.ndarray
+    reward: np.ndarray
+    success: np.ndarray
+    info: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _take(value, idx: np.ndarray):
+    return value[torch.as_tensor(idx)] if isinstance(value, torch.Tensor) else value[idx]
+
+
+@dataclass
+class Session:
+    """A backend's rollout state for B sessions: arrays or tensors with a leading batch dim, plus the
+    random generator its sampler draws from. Envs pick and replace rows (`select`, `assign`) without
+    knowing what the backend keeps."""
+
+    data: dict[str, Any]
+    generator: torch.Generator | None = None
+    instruction: str | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values())))
+
+    def select(self, idx) -> Session:
+        idx = np.asarray(idx, dtype=np.int64)
+        return Session({k: _take(v, idx) for k, v in self.data.items()}, self.generator, self.instruction)
+
+    def assign(self, idx, other: Session) -> None:
+        idx = np.asarray(idx, dtype=np.int64)
+        for k, v in self.data.items():
+            v[torch.as_tensor(idx) if isinstance(v, torch.Tensor) else idx] = other.data[k]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A learned simulator's model. `reset` starts B sessions from a context (its history may be shorter
+    than `history`: the first step repeats); `step` advances them by one action each, (B, A) in physical
+    units of the spec's default action. `success_threshold`: reward at or above it is success."""
+
+    spec: EmbodimentSpec
+    cameras: tuple[str, ...]
+    history: int
+    success_threshold: float
+
+    def reset(self, ctx: Context, seed: int | None = None) -> Session: ...
+
+    def step(self, session: Session, actions: np.ndarray) -> Prediction: ...
+
+
+def pad_history(values: np.ndarray, history: int) -> np.ndarray:
+    """(B, T, ...) -> (B, history, ...): the last `history` steps, the first repeated before the start."""
+    if values.shape[1] >= history:
+        return values[:, -history:]
+    pad = np.repeat(values[:, :1], history - values.shape[1], axis=1)
+    return np.concatenate([pad, values], axis=1)

@@ -1,0 +1,121 @@
+"""The structured backend: perceived state -> learned state dynamics -> learned renderer -> reward.
+
+The task supplies the pieces as one `torch.nn.Module` (`StructuredTask`): how to read its world state
+off real frames, how that state moves under an action, how to draw it per camera, what the spec's
+robot state and the reward are. The backend keeps the history of world states per session, steps
+them in one batched call and writes / reads the checkpoint; it knows no task. A checkpoint's
+config.json names the task module as an entry point ("module:Class")."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ...embodiments import EmbodimentSpec, load_spec
+from ...model.checkpoint import load_state_checked, read_raw_config, read_weights, write_checkpoint
+from ..base import Context, Prediction, Session, pad_history
+from ..registry import resolve_entry_point
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+class StructuredTask(Protocol):
+    """The task's pieces. World states are float32 arrays (B, W) in whatever layout the task chooses."""
+
+    config: dict
+
+    @classmethod
+    def from_config(cls, config: dict, spec: EmbodimentSpec) -> StructuredTask: ...
+
+    def perceive(self, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+        """camera -> (N, H, W, 3) uint8 real frames, (N, S) robot states -> (N, W) world states."""
+
+    def rest_actions(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> (B, A): the action that holds a world still (the previous action at a reset)."""
+
+    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray) -> np.ndarray:
+        """history (B, T, W), actions and the actions before (B, A) in physical units -> next world (B, W)."""
+
+    def observe(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> the spec's robot state (B, S), physical units inside the spec's limits."""
+
+    def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, W) -> camera -> (B, H, W, 3) uint8 at the spec's resolution."""
+
+    def reward(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> (B,) float reward; success is reward >= the checkpoint's success threshold."""
+
+
+class StructuredBackend:
+    """A `Backend` around a task's `StructuredTask` module. `precision="bfloat16"` runs the renderer under
+    CPU bfloat16 autocast (about 3x faster on CPUs with AMX; frames differ from float32 by a few grey
+    levels, see README)."""
+
+    def __init__(self, task: torch.nn.Module, spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
+                 entry_point: str | None = None, provenance: dict | None = None, precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+        if history < 1:
+            raise ValueError(f"history={history} must be >= 1")
+        self.task, self.spec = task.eval(), spec
+        self.cameras = tuple(c.name for c in spec.cameras)
+        self.history, self.success_threshold = int(history), float(success_threshold)
+        self.entry_point = entry_point or f"{type(task).__module__}:{type(task).__qualname__}"
+        self.provenance = dict(provenance or {})
+        self.precision = precision
+
+    def reset(self, ctx: Context, seed: int | None = None) -> Session:
+        B, T = ctx.batch, ctx.history
+        frames = {cam: np.asarray(f).reshape(B * T, *np.shape(f)[2:]) for cam, f in ctx.frames.items()}
+        world = self.task.perceive(frames, np.asarray(ctx.state, np.float64).reshape(B * T, -1))
+        world = pad_history(np.asarray(world, np.float32).reshape(B, T, -1), self.history)
+        gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        return Session({"world": world, "prev_action": np.asarray(self.task.rest_actions(world[:, -1]), np.float64)},
+                       gen, ctx.instruction)
+
+    def _autocast(self):
+        if self.precision == "bfloat16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def step(self, session: Session, actions: np.ndarray) -> Prediction:
+        actions = np.asarray(actions, np.float64)
+        world = session.data["world"]
+        nxt = np.asarray(self.task.step(world, actions, session.data["prev_action"]), np.float32)
+        session.data["world"] = np.concatenate([world[:, 1:], nxt[:, None]], axis=1)
+        session.data["prev_action"] = actions
+        with self._autocast():
+            frames = self.task.render(nxt)
+        reward = np.asarray(self.task.reward(nxt), np.float64)
+        return Prediction(frames=frames, state=np.asarray(self.task.observe(nxt), np.float32), reward=reward,
+                          success=reward >= self.success_threshold)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, directory) -> None:
+        config = {"backend": "structured", "task": self.entry_point, "embodiment": self.spec.name,
+                  "history": self.history, "success_threshold": self.success_threshold,
+                  "task_config": self.task.config, "provenance": self.provenance}
+        write_checkpoint(directory, self.task.state_dict(), config)
+
+    @classmethod
+    def load(cls, directory, precision: str = "float32", **unused) -> StructuredBackend:
+        if unused:
+            raise TypeError(f"the structured backend takes no options {sorted(unused)}; it accepts precision")
+        directory = Path(directory)
+        raw = read_raw_config(directory)
+        for key in ("task", "embodiment", "task_config"):
+            if key not in raw:
+                raise ValueError(f"{str(directory / 'config.json')!r} lacks {key!r}; a structured checkpoint names "
+                                 "its task entry point, embodiment and task_config")
+        spec = load_spec(raw["embodiment"])
+        task = resolve_entry_point(raw["task"]).from_config(raw["task_config"], spec)
+        state, source = read_weights(directory)
+        load_state_checked(task, state, source)
+        return cls(task, spec, raw.get("history", 2), raw.get("success_threshold", 0.9), raw["task"],
+                   raw.get("provenance"), precision)

@@ -1,0 +1,92 @@
+"""Where a learned episode starts: a real simulator's reset (same seed -> same first frame in both),
+or first frames given at reset (`options`: an observation, frames + state, or a dataset episode)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from ..embodiments import EmbodimentSpec
+from ..backends.base import Context, pad_history
+
+
+class RealStart:
+    """Reset a real simulator (a gymnasium id or an env) with the episode's seed and start from its
+    observation. The env is made on first use."""
+
+    def __init__(self, env, **kwargs):
+        self._env = env if isinstance(env, gym.Env) else None
+        self._id, self._kwargs = (None if self._env is not None else env), kwargs
+
+    def __call__(self, seed: int | None) -> dict:
+        if self._env is None:
+            self._env = gym.make(self._id, **self._kwargs)
+        obs, _ = self._env.reset(seed=seed)
+        return obs
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def _camera_frames(spec: EmbodimentSpec, cameras: tuple[str, ...], frames, field: str) -> dict[str, np.ndarray]:
+    """`frames` given for one camera (an array) or per camera (keyed by name or LeRobot key) -> name -> (T, H, W, 3)."""
+    if not isinstance(frames, dict):
+        if len(cameras) != 1:
+            raise ValueError(f"reset option {field!r} is one array, but this env has cameras {list(cameras)}: "
+                             "pass a dict camera -> frames")
+        frames = {cameras[0]: frames}
+    out = {}
+    for cam in cameras:
+        key = spec.camera(cam).key
+        value = frames.get(cam, frames.get(key))
+        if value is None:
+            raise ValueError(f"reset option {field!r} has no frames for camera {cam!r} ({key}); it has {sorted(frames)}")
+        value = np.asarray(value)
+        out[cam] = value[None] if value.ndim == 3 else value
+    return out
+
+
+def context_from_options(spec: EmbodimentSpec, cameras: tuple[str, ...], history: int, options: dict,
+                         instruction: str | None) -> Context | None:
+    """A batch-1 Context from reset options, or None when they name no first frames."""
+    if "observation" in options:
+        obs = options["observation"]
+        frames = {cam: np.asarray(obs[spec.camera(cam).key])[None] for cam in cameras}
+        state = np.asarray(obs["observation.state"], np.float64)[None]
+    elif "frames" in options:
+        frames = _camera_frames(spec, cameras, options["frames"], "frames")
+        n = len(next(iter(frames.values())))
+        state = np.asarray(options.get("state", np.zeros(spec.state.dims)), np.float64)
+        state = np.broadcast_to(state if state.ndim == 2 else state[None], (n, state.shape[-1]))
+    elif "episode" in options:
+        ep, t = options["episode"], int(options.get("start", 0))
+        lo = max(0, t - history + 1)
+        frames = {cam: np.asarray(f)[lo : t + 1] for cam, f in _camera_frames(spec, cameras, ep["frames"], "episode").items()}
+        state = np.asarray(ep["state"], np.float64)[lo : t + 1]
+    else:
+        return None
+    return make_context(spec, cameras, {c: f[None] for c, f in frames.items()}, state[None], history, instruction)
+
+
+def make_context(spec: EmbodimentSpec, cameras: tuple[str, ...], frames: dict[str, np.ndarray], state: np.ndarray,
+                 history: int, instruction: str | None) -> Context:
+    """Validate frames camera -> (B, T, H, W, 3) and states (B, T, S) against the spec; keep the last `history` steps."""
+    state = np.asarray(state, np.float64)
+    if state.ndim != 3 or state.shape[-1] != spec.state.dims:
+        raise ValueError(f"start state has shape {state.shape[1:]} per env, expected (T, {spec.state.dims}) for "
+                         f"{spec.name!r}")
+    if not np.isfinite(state).all():
+        raise ValueError("start state holds NaN or inf; give finite states in the spec's physical units")
+    out = {}
+    for cam in cameras:
+        c = spec.camera(cam)
+        f = np.asarray(frames[cam])
+        if f.shape[2:] != (c.height, c.width, 3) or f.shape[:2] != state.shape[:2]:
+            raise ValueError(f"start frames for camera {cam!r} have shape {f.shape}, expected "
+                             f"{(*state.shape[:2], c.height, c.width, 3)} (batch, steps, height, width, 3) uint8")
+        if f.dtype != np.uint8:
+            raise ValueError(f"start frames for camera {cam!r} have dtype {f.dtype}; expected uint8 in [0, 255]")
+        out[cam] = pad_history(f, history) if f.shape[1] > history else f
+    return Context(out, pad_history(state, history) if state.shape[1] > history else state, instruction)

@@ -1,0 +1,156 @@
+"""The learned simulator, natively batched: all sub-envs advance in one backend call per step. A full
+`gymnasium.vector.VectorEnv` (next-step autoreset as Gymnasium 1.x defines it, `call` / `get_attr` /
+`set_attr`, `_key` info masks), so vector-env tooling such as LeRobot's eval loop drives it as it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from ..backends import Session
+from ..embodiments import action_space_for, observation_space_for, validate_action
+from .learned_env import resolve_backend, resolve_start
+from .start import make_context
+
+
+class LearnedVectorEnv(VectorEnv):
+    """`gymnasium.make_vec(<learned env id>, num_envs=N)`. `reset(seed=s)` starts sub-env i from the
+    start source with seed s + i (a list gives each its seed); autoresets draw seeds from `np_random`.
+    Sub-envs are truncated after `max_episode_steps`."""
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 10}
+
+    def __init__(self, num_envs: int, backend=None, start=None, *, checkpoint=None, instruction: str | None = None,
+                 success_threshold: float | None = None, max_episode_steps: int | None = None,
+                 render_mode: str = "rgb_array", out_of_limits: str = "clip", **backend_kwargs):
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs={num_envs} must be >= 1")
+        self.backend = resolve_backend(backend, checkpoint, backend_kwargs)
+        self.embodiment = spec = self.backend.spec
+        self.cameras = tuple(self.backend.cameras)
+        self.start = resolve_start(start)
+        self.num_envs, self.instruction = int(num_envs), instruction
+        self.success_threshold = self.backend.success_threshold if success_threshold is None else float(success_threshold)
+        self.max_episode_steps, self.render_mode, self.out_of_limits = max_episode_steps, render_mode, out_of_limits
+        self.metadata = {**self.metadata, "render_fps": spec.video_fps}
+        self.single_observation_space = observation_space_for(spec, list(self.cameras))
+        self.single_action_space = action_space_for(spec)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._keys = [spec.camera(c).key for c in self.cameras]
+        self._session: Session | None = None
+        self._obs: dict[str, np.ndarray] | None = None
+
+    def _start_session(self, seeds: list[int], options: dict | None) -> tuple[Session, dict[str, np.ndarray]]:
+        if self.start is None:
+            raise ValueError("this vector env has no start source; make it with start=<real simulator id>")
+        observations = [self.start(s) for s in seeds]
+        frames = {c: np.stack([o[k] for o in observations])[:, None] for c, k in zip(self.cameras, self._keys)}
+        state = np.stack([np.asarray(o["observation.state"], np.float64) for o in observations])[:, None]
+        instruction = (options or {}).get("instruction", self.instruction)
+        ctx = make_context(self.embodiment, self.cameras, frames, state, self.backend.history, instruction)
+        session = self.backend.reset(ctx, seed=int(self.np_random.integers(2**31)))
+        obs = {k: frames[c][:, -1].astype(np.uint8) for c, k in zip(self.cameras, self._keys)}
+        obs["observation.state"] = np.clip(state[:, -1], self.embodiment.state.lower,
+                                           self.embodiment.state.upper).astype(np.float32)
+        return session, obs
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        # a list of per-env seeds seeds np_random with its first entry, so the run is reproducible too
+        super().reset(seed=seed if isinstance(seed, int) or seed is None else int(seed[0]))
+        n = self.num_envs
+        if seed is None:
+            seeds = [int(s) for s in self.np_random.integers(2**31, size=n)]
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(n)]
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != n:
+                raise ValueError(f"reset got {len(seeds)} seeds for num_envs={n}")
+        self._session, self._obs = self._start_session(seeds, options)
+        self._steps = np.zeros(n, int)
+        self._needs_reset = np.zeros(n, bool)
+        return self._copy_obs(), {}
+
+    def _copy_obs(self) -> dict:
+        return {k: v.copy() for k, v in self._obs.items()}
+
+    def step(self, actions):
+        if self._session is None:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions)
+        if actions.ndim < 1 or actions.shape[0] != self.num_envs:
+            raise ValueError(f"actions have shape {actions.shape}, expected ({self.num_envs}, "
+                             f"{self.embodiment.action_dims}) for num_envs={self.num_envs}")
+        actions = np.stack([validate_action(self.embodiment, a, out_of_limits=self.out_of_limits, allow_chunk=False)
+                            for a in actions])
+        n = self.num_envs
+        rewards = np.zeros(n, np.float64)
+        terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
+        resetting = np.nonzero(self._needs_reset)[0]
+        if len(resetting):  # next-step autoreset: this step only resets them
+            seeds = [int(s) for s in self.np_random.integers(2**31, size=len(resetting))]
+            session, obs = self._start_session(seeds, None)
+            self._session.assign(resetting, session)
+            for k in self._obs:
+                self._obs[k][resetting] = obs[k]
+            self._steps[resetting] = 0
+        active = np.nonzero(~self._needs_reset)[0]
+        extra: dict[str, np.ndarray] = {}
+        if len(active):
+            sub = self._session.select(active) if len(active) < n else self._session
+            pred = self.backend.step(sub, actions[active])
+            if sub is not self._session:
+                self._session.assign(active, sub)
+            for c, k in zip(self.cameras, self._keys):
+                self._obs[k][active] = pred.frames[c]
+            self._obs["observation.state"][active] = pred.state
+            self._steps[active] += 1
+            rewards[active] = pred.reward
+            terminated[active] = pred.reward >= self.success_threshold
+            if self.max_episode_steps is not None:
+                truncated[active] = self._steps[active] >= self.max_episode_steps
+            for key, value in pred.info.items():
+                full = np.zeros((n, *np.shape(value)[1:]), np.asarray(value).dtype)
+                full[active] = value
+                extra[key] = full
+        self._needs_reset = terminated | truncated
+        info: dict[str, Any] = {"is_success": terminated.copy(), "_is_success": np.isin(np.arange(n), active)}
+        for key, value in extra.items():
+            info[key], info[f"_{key}"] = value, info["_is_success"].copy()
+        return self._copy_obs(), rewards, terminated, truncated, info
+
+    def render(self):
+        if self._obs is None:
+            return None
+        return tuple(self._obs[self._keys[0]].copy())
+
+    # gymnasium.vector.VectorEnv's attribute access, as SyncVectorEnv offers it: every sub-env shares the
+    # attributes of this one batched env, so `call` returns one value per sub-env
+    def call(self, name: str, *args, **kwargs) -> tuple:
+        value = getattr(self, name)
+        if callable(value):
+            value = value(*args, **kwargs)
+        return tuple(value for _ in range(self.num_envs))
+
+    def get_attr(self, name: str) -> tuple:
+        return self.call(name)
+
+    def set_attr(self, name: str, values) -> None:
+        if isinstance(values, (list, tuple)):
+            if len(values) != self.num_envs or any(v is not values[0] and v != values[0] for v in values):
+                raise ValueError(f"set_attr({name!r}): the sub-envs of a native batched env share attributes; "
+                                 "give one value (or num_envs equal values)")
+            values = values[0]
+        setattr(self, name, values)
+
+    @property
+    def _max_episode_steps(self) -> int | None:
+        return self.max_episode_steps
+
+    def close_extras(self, **kwargs):
+        if self.start is not None and hasattr(self.start, "close"):
+            self.start.close()

@@ -1,0 +1,75 @@
+"""Task packages: the only place a task's objects are named. Each registers its Gymnasium ids (real
+simulator and, where a checkpoint exists, the learned one) and its policy ladder."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from . import aloha, franka_cube, pusht  # noqa: F401  (each registers its perception and pieces)
+
+# embodiment name -> (real simulator id, learned simulator id or None, policy factory "module:function")
+TASKS: dict[str, tuple[str, str | None, str]] = {
+    "pusht": ("cosmos3_robot/PushTReal-v0", "cosmos3_robot/PushT-v0", "cosmos3_robot.tasks.pusht:make_pusht_policy"),
+    "aloha": ("cosmos3_robot/AlohaReal-v0", None, ""),
+    "droid": ("cosmos3_robot/FrankaCubeReal-v0", None, "cosmos3_robot.tasks.franka_cube:make_franka_policy"),
+}
+
+
+def register_envs() -> None:
+    """Gymnasium ids of every task; max_episode_steps as the real simulators (gym-pusht: 300)."""
+    if "cosmos3_robot/PushT-v0" in gym.registry:
+        return
+    gym.register(id="cosmos3_robot/PushT-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
+                 vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=300,
+                 kwargs={"backend": "pusht_small", "start": "cosmos3_robot/PushTReal-v0"})
+    gym.register(id="cosmos3_robot/PushTReal-v0", entry_point="cosmos3_robot.tasks.pusht.real:PushTRealEnv")
+    gym.register(id="cosmos3_robot/AlohaReal-v0", entry_point="cosmos3_robot.tasks.aloha.real:AlohaRealEnv")
+    gym.register(id="cosmos3_robot/FrankaCubeReal-v0",
+                 entry_point="cosmos3_robot.tasks.franka_cube.real:FrankaCubeRealEnv")
+
+
+def task_names() -> list[str]:
+    return sorted(TASKS)
+
+
+def _task(name: str) -> tuple[str, str | None, str]:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {task_names()}")
+    return TASKS[name]
+
+
+def make_real_env(name: str, **kwargs) -> gym.Env:
+    """A real simulator by embodiment name (pusht, aloha, droid), unwrapped, with its own step limit."""
+    register_envs()
+    return gym.make(_task(name)[0], **kwargs).unwrapped
+
+
+def real_env_id(name: str) -> str:
+    return _task(name)[0]
+
+
+def learned_env_id(name: str) -> str:
+    env_id = _task(name)[1]
+    if env_id is None:
+        raise ValueError(f"no learned simulator is shipped for {name!r}; train a checkpoint and make "
+                         "cosmos3_robot.sim.LearnedEnv(checkpoint=..., start=...)")
+    return env_id
+
+
+def make_policy(name: str, policy: str, seed: int = 0):
+    """A policy by name: the task's scripted ladder, `random` (uniform in the action limits), or
+    `lerobot:<pretrained_model dir>`."""
+    from ..backends.registry import resolve_entry_point
+    from ..embodiments import load_spec
+    from ..policies import LeRobotPolicy, RandomPolicy
+
+    factory = _task(name)[2]
+    if policy.startswith("lerobot:"):
+        return LeRobotPolicy(policy.removeprefix("lerobot:"), task=load_spec(name).task, name=policy)
+    if factory:
+        return resolve_entry_point(factory)(policy, seed=seed)
+    if policy == "random":
+        vec = load_spec(name).action
+        return RandomPolicy(low=vec.lower, high=vec.upper, dims=vec.dims, seed=seed)
+    raise ValueError(f"policy {policy!r} is not available for {name!r}: it has no scripted ladder (use random or "
+                     "lerobot:<dir>)")

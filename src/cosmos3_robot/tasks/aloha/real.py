@@ -1,0 +1,64 @@
+"""gym-aloha in the toolkit's schema (LeRobot keys, physical units, validated actions)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from ...embodiments import action_space_for, load_spec, observation_space_for, validate_action
+
+
+class AlohaRealEnv(gym.Env):
+    """gym-aloha (MuJoCo bimanual ViperX; insertion or transfer_cube) in the `aloha` spec's schema.
+    Renders headless with MUJOCO_GL=egl; only the `top` camera exists in gym-aloha's scene."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(self, task: str = "insertion", max_episode_steps: int = 400, render_mode: str = "rgb_array",
+                 out_of_limits: str = "clip"):
+        from gym_aloha.env import AlohaEnv
+
+        if task not in ("insertion", "transfer_cube"):
+            raise ValueError(f"aloha task {task!r} is not one of ['insertion', 'transfer_cube']")
+        self.embodiment = load_spec("aloha")
+        self.task, self.render_mode, self.out_of_limits = task, render_mode, out_of_limits
+        self.max_episode_steps = max_episode_steps
+        self._env = AlohaEnv(task=task, obs_type="pixels_agent_pos", render_mode="rgb_array")
+        self.observation_space = observation_space_for(self.embodiment, ["top"])
+        self.action_space = action_space_for(self.embodiment)
+        self._steps = 0
+        self._last_obs = None
+
+    def _obs(self, raw) -> dict:
+        return {"observation.images.top": np.ascontiguousarray(raw["pixels"]["top"], dtype=np.uint8),
+                "observation.state": np.asarray(raw["agent_pos"], dtype=np.float32)}
+
+    def get_state(self) -> np.ndarray:
+        """MuJoCo physics state (qpos, qvel, act) of the dm_control task."""
+        return np.asarray(self._env._env.physics.get_state()).copy()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        raw, _ = self._env.reset(seed=seed)
+        if options is not None and options.get("state") is not None:
+            physics = self._env._env.physics
+            physics.set_state(np.asarray(options["state"]))
+            physics.forward()
+            raw = self._env._format_raw_obs(self._env._env.task.get_observation(physics))
+        self._steps = 0
+        self._last_obs = self._obs(raw)
+        return self._last_obs, {"is_success": False, "state": self.get_state()}
+
+    def step(self, action):
+        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False)
+        raw, reward, success, _, _ = self._env.step(action.astype(np.float64))
+        self._steps += 1
+        self._last_obs = self._obs(raw)
+        info = {"is_success": bool(success), "state": self.get_state()}
+        return self._last_obs, float(reward), bool(success), self._steps >= self.max_episode_steps, info
+
+    def render(self):
+        return None if self._last_obs is None else self._last_obs["observation.images.top"].copy()
+
+    def close(self):
+        self._env.close()

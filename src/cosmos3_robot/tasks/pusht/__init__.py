@@ -1,0 +1,15 @@
+"""PushT: gym-pusht adapter, the T's pose read off pixels, goal coverage, the scripted expert ladder,
+planar-push dynamics and the structured backend's PushT pieces."""
+
+from ...embodiments.perception import Perception, register_perception
+from .experts import PUSHT_LEVELS, PushTExpert, make_pusht_policy
+from .real import PushTRealEnv, random_pusht_frames
+from .vision import block_pose_features, project_block_pose_features
+
+SHIPPED_CHECKPOINT = "pusht_small"
+
+# the T's pose (x, y, cos, sin), read off each frame: a world model's perceived state (--perceive-state)
+register_perception("pusht_block_pose", Perception(4, block_pose_features, project_block_pose_features))
+
+__all__ = ["PUSHT_LEVELS", "PushTExpert", "PushTRealEnv", "SHIPPED_CHECKPOINT", "make_pusht_policy",
+           "random_pusht_frames"]

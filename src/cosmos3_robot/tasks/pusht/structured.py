@@ -1,0 +1,124 @@
+"""PushT's pieces for the structured backend: the world state is the state token of the world model
+it came from, float32 (B, 6) = [pusher x, y (min-max normalized by the dataset's state stats), the T's
+x, y, cos, sin (`vision.block_pose_features`)]; the pose dynamics head moves it, the state renderer
+draws it, its goal coverage (gym-pusht's reward) is the reward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...embodiments import EmbodimentSpec, Normalizer
+from ...model import StateRenderer, StateRendererConfig
+from .dynamics import PoseDynamics
+from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
+                     project_block_pose_features)
+
+ENTRY_POINT = "cosmos3_robot.tasks.pusht.structured:PushTWorld"
+
+
+class PushTWorld(nn.Module):
+    """`StructuredTask` for PushT (see module docstring). config: state_normalizer (Normalizer dict),
+    dynamics_width, renderer (StateRendererConfig dict)."""
+
+    def __init__(self, config: dict, spec: EmbodimentSpec):
+        super().__init__()
+        for key in ("state_normalizer", "dynamics_width", "renderer"):
+            if key not in config:
+                raise ValueError(f"PushT task_config lacks {key!r}; expected state_normalizer, dynamics_width, renderer")
+        self.config, self.spec = config, spec
+        self.camera = spec.cameras[0]
+        self.state_norm = Normalizer.from_dict(config["state_normalizer"])
+        self.dynamics = PoseDynamics(int(config["dynamics_width"]))
+        self.renderer = StateRenderer(StateRendererConfig.from_dict(config["renderer"]))
+
+    @classmethod
+    def from_config(cls, config: dict, spec: EmbodimentSpec) -> PushTWorld:
+        return cls(config, spec)
+
+    def perceive(self, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+        agent = self.state_norm.normalize(np.asarray(state, np.float64))
+        return np.concatenate([agent, block_pose_features(frames[self.camera.name])], axis=-1).astype(np.float32)
+
+    def agent(self, world: np.ndarray) -> np.ndarray:
+        return self.state_norm.unnormalize(np.asarray(world[..., :2], np.float32).astype(np.float64))
+
+    def rest_actions(self, world: np.ndarray) -> np.ndarray:
+        return self.agent(world)  # a position target at the pusher holds it still
+
+    @torch.no_grad()
+    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray) -> np.ndarray:
+        agent, prev_agent = self.agent(world[:, -1]), self.agent(world[:, -2 if world.shape[1] > 1 else -1])
+        pose = features_to_pose(world[:, -1, 2:6])
+        t = [torch.from_numpy(np.asarray(x, np.float64)).float() for x in (agent, prev_agent, actions, prev_actions, pose)]
+        next_agent, next_pose = self.dynamics.step(*t)
+        agent = np.clip(next_agent.numpy(), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
+        features = project_block_pose_features(pose_to_features(next_pose.numpy()))
+        return np.concatenate([self.state_norm.normalize(agent.astype(np.float64)), features], -1).astype(np.float32)
+
+    def observe(self, world: np.ndarray) -> np.ndarray:
+        return np.clip(self.agent(world), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
+
+    def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
+        frames = self.renderer.draw(torch.from_numpy(np.asarray(world, np.float32)))
+        if frames.shape[1:3] != (self.camera.height, self.camera.width):
+            raise ValueError(f"the renderer draws {frames.shape[1:3]} frames, camera {self.camera.name!r} is "
+                             f"{self.camera.height}x{self.camera.width}")
+        return {self.camera.name: frames}
+
+    def reward(self, world: np.ndarray) -> np.ndarray:
+        return goal_coverage(features_to_pose(world[:, 2:6]))
+
+
+def task_config(state_normalizer: dict, dynamics_width: int, renderer: StateRendererConfig) -> dict:
+    return {"state_normalizer": state_normalizer, "dynamics_width": int(dynamics_width), "renderer": renderer.to_dict()}
+
+
+def world_model_parts(path) -> tuple:
+    """A world-model checkpoint (`cosmos3-robot train`, perceived T pose, conv head drawing the state's
+    geometry) -> (WorldModel without the weights of heads that moved out, its raw pose-head weights or None)."""
+    from ...model import WorldModel
+    from ...model.checkpoint import load_state_checked, read_config, read_weights
+
+    cfg, meta = read_config(path)
+    state, source = read_weights(path)
+    head = {k.removeprefix("pose_dynamics."): v.float() for k, v in state.items() if k.startswith("pose_dynamics.")}
+    model = WorldModel(cfg, meta)
+    load_state_checked(model, {k: v for k, v in state.items()
+                               if not k.startswith(("pose_dynamics.", "field_renderer."))}, source)
+    for p in model.parameters():
+        p.data = p.data.float()
+    return model.eval(), head or None
+
+
+def build_backend(renderer: StateRenderer, dynamics: PoseDynamics, state_normalizer: dict, spec: EmbodimentSpec,
+                  history: int = 2, success_threshold: float = 0.9, provenance: dict | None = None):
+    """A structured backend from trained PushT pieces."""
+    from ...backends.structured import StructuredBackend
+
+    world = PushTWorld(task_config(state_normalizer, dynamics.out.in_features, renderer.cfg), spec)
+    world.renderer.load_state_dict(renderer.state_dict())
+    world.dynamics.load_state_dict(dynamics.state_dict())
+    return StructuredBackend(world, spec, history, success_threshold, ENTRY_POINT, provenance)
+
+
+def export_world_model(path, out: str | Path) -> None:
+    """Convert a world-model checkpoint that carries a pose dynamics head (the format before backends) into
+    a structured checkpoint holding only what the learned env runs: the pose head, the conv head's
+    state-drawing path and the tokenizer's decoder."""
+    from ...embodiments import load_spec
+
+    model, head = world_model_parts(path)
+    if head is None:
+        raise ValueError(f"{path}: no pose dynamics head to export; train one with `cosmos3-robot train-dynamics`")
+    dynamics = PoseDynamics(head["out.weight"].shape[1])
+    dynamics.load_state_dict(head)
+    meta = model.metadata
+    provenance = {k: meta[k] for k in ("train", "pose_dynamics", "renderer_training") if k in meta}
+    backend = build_backend(StateRenderer.from_world_model(model), dynamics, meta["normalizers"]["observation.state"],
+                            load_spec(meta["embodiment"]), int(meta.get("context", 2)),
+                            float(meta.get("success_threshold", 0.9)), provenance)
+    backend.save(out)

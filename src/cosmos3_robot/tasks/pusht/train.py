@@ -1,0 +1,118 @@
+"""`cosmos3-robot train-dynamics`: the shipped learned PushT simulator's recipe (scripts/train_pusht_dynamics.sh).
+
+From a world-model checkpoint trained with the T's perceived pose and a conv frame head that draws the
+state's geometry, train the body-frame pose dynamics head on the dataset's transitions (poses perceived
+from its frames), optionally retrain that conv head to draw frames from the state alone (`render_steps`,
+latent space) and fine-tune it with the tokenizer's decoder in pixel space (`pixel_steps`), then write a
+structured-backend checkpoint holding only what the learned env runs. From a structured checkpoint, only
+the pose head is retrained (the renderer is kept)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...backends.registry import backend_name, checkpoint_path
+from ...embodiments import Normalizer, load_spec, pad_action
+from ...model import StateRenderer
+from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
+from .real import random_pusht_frames
+from .structured import build_backend, world_model_parts
+from .vision import block_pose_features, features_to_pose
+
+
+def perceived_transitions(episodes: list[dict], spec, camera_key: str, features: list[np.ndarray]) -> dict:
+    """LeRobot episodes (`datasets.load_episodes`) -> `transitions`: the pusher from `observation.state`, the
+    T's pose from each frame's perceived features, the recorded actions."""
+    dims = spec.state.dims
+    if spec.action_dims != dims:
+        raise ValueError(f"pose dynamics need actions that are pusher targets (action dims {spec.action_dims} = "
+                         f"state dims {dims}); {spec.name!r} differs")
+    eps = [{"agent": np.asarray(ep["state"])[:, :dims], "pose": features_to_pose(f), "action": np.asarray(ep["action"])}
+           for ep, f in zip(episodes, features)]
+    return transitions(eps)
+
+
+def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
+                   render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
+                   pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True):
+    """See the module docstring. Returns the structured backend written to `out`."""
+    from dataclasses import replace
+
+    from ...datasets import load_episodes
+    from ...model import WorldModel
+    from ...model.renderer import fit_renderer, fit_renderer_pixels, render_pairs
+
+    if pixel_steps and not render_steps:
+        raise ValueError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
+    out = Path(out)
+    structured = backend_name(init) == "structured"
+    if structured and render_steps:
+        raise ValueError(f"{init} is a structured checkpoint: its renderer is final; --render-steps needs the "
+                         "world-model checkpoint it came from (see scripts/train_pusht_dynamics.sh)")
+    if structured:
+        from ...backends.structured import StructuredBackend
+
+        base = StructuredBackend.load(checkpoint_path(init))
+        renderer, spec, meta = base.task.renderer, base.spec, None
+        state_norm, history = base.task.config["state_normalizer"], base.history
+        provenance = dict(base.provenance)
+    else:
+        model, _ = world_model_parts(checkpoint_path(init))
+        meta = dict(model.metadata)
+        if not meta.get("perceived_state") or not model.cfg.conv_head_state:
+            raise ValueError(f"{init}: pose dynamics need a checkpoint trained with --perceive-state and "
+                             "--conv-head-state (frames drawn from the state); see scripts/train_pusht_state.sh")
+        spec = load_spec(meta["embodiment"])
+        state_norm, history = meta["normalizers"]["observation.state"], int(meta.get("context", 2))
+        provenance = {k: meta[k] for k in ("train",) if k in meta}
+    episodes = load_episodes(dataset)
+    camera_key = spec.cameras[0].key
+    features = [block_pose_features(ep["frames"][camera_key]) for ep in episodes]  # once, for every fit
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(record):
+        with open(out / "losses.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    if render_steps:  # a fresh conv head that reads only the state, fit on the dataset's frames
+        torch.manual_seed(seed)
+        cfg = replace(model.cfg, conv_head_width=render_width or model.cfg.conv_head_width,
+                      conv_head_layers=render_layers or model.cfg.conv_head_layers)
+        fresh = WorldModel(cfg, meta)
+        fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("frame_conv.")},
+                              strict=False)
+        model = fresh
+        normalizers = {k: Normalizer.from_dict(d) for k, d in meta["normalizers"].items()}
+        pairs = render_pairs(model, episodes, normalizers, meta["perceived_state"], camera_key, features)
+        info = fit_renderer(model, pairs, steps=render_steps, batch=render_batch, seed=seed, device=device,
+                            progress=progress, log=log)
+        provenance["renderer_training"] = {"device": device, **info}
+        if pixel_steps:
+            from ...model.frame_tokenizer import resize_frames
+
+            frames, states = [ep["frames"][camera_key] for ep in episodes], [pairs["state"]]
+            if random_frames:
+                extra, agents = random_pusht_frames(random_frames, seed)
+                s = np.concatenate([normalizers["observation.state"].normalize(agents.astype(np.float64)),
+                                    block_pose_features(extra)], axis=1).astype(np.float32)
+                frames.append(extra)
+                states.append(torch.from_numpy(pad_action(s, model.cfg.state_dim)[0]))
+            frames = resize_frames(np.concatenate(frames), model.cfg.image_size)
+            info = fit_renderer_pixels(model, frames, torch.cat(states), steps=pixel_steps, seed=seed, device=device,
+                                       progress=progress, log=log)
+            provenance["renderer_training"]["pixels"] = {**info, "random_frames": random_frames}
+    if not structured:
+        renderer = StateRenderer.from_world_model(model)
+    head = PoseDynamics(width)
+    reinit(head, seed)
+    metrics = fit_pose_dynamics(head, perceived_transitions(episodes, spec, camera_key, features), epochs=epochs,
+                                seed=seed, progress=progress, log=log)
+    provenance["pose_dynamics"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "width": width, **metrics}
+    # goal coverage >= the real simulator's threshold (PushTRealEnv: 0.90) is success, as in the real env
+    backend = build_backend(renderer, head, state_norm, spec, history, 0.9, provenance)
+    backend.save(out)
+    return backend
