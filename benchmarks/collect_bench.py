@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval.rollout import collect, make_writer
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy
 
 
 def main():

@@ -12,9 +12,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from cosmos3_robot.envs import FrankaCubeRealEnv  # noqa: E402
+from cosmos3_robot.tasks.franka_cube import FrankaCubeRealEnv  # noqa: E402
 from cosmos3_robot.eval.rollout import rollout  # noqa: E402
-from cosmos3_robot.policies.franka_expert import make_franka_policy  # noqa: E402
+from cosmos3_robot.tasks.franka_cube.expert import make_franka_policy  # noqa: E402
 
 
 def main():

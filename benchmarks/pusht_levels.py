@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval.rollout import rollout
-from cosmos3_robot.policies import PUSHT_LEVELS, make_pusht_policy
+from cosmos3_robot.tasks.pusht import PUSHT_LEVELS, make_pusht_policy
 
 
 def main():

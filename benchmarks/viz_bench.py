@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from cosmos3_robot.embodiments import load_spec
-from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval import record
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy
 from cosmos3_robot.viz import RolloutLog, save_rollout, spec_calibrations
 
 

@@ -12,7 +12,7 @@ import torch
 from cosmos3_robot.envs import LearnedDynamics, PushTRealEnv, load_world_model
 from cosmos3_robot.eval.fidelity import record_with_states
 from cosmos3_robot.eval.judge_calibration import best_threshold, imagined_success_probs
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy
 
 
 def main():

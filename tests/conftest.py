@@ -38,10 +38,9 @@ def state_checkpoint(tmp_path_factory):
     """A 3-episode real PushT dataset and a tiny world model trained on it with the T's perceived pose in
     the state and a conv frame head that reads the state: the base the pose dynamics head builds on."""
     from cosmos3_robot.datasets import LeRobotRecorder
-    from cosmos3_robot.envs import PushTRealEnv
     from cosmos3_robot.eval.rollout import collect
     from cosmos3_robot.model.training import TrainConfig, train
-    from cosmos3_robot.policies import make_pusht_policy
+    from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
 
     root = tmp_path_factory.mktemp("pd") / "pusht"
     env = PushTRealEnv(max_episode_steps=15)

@@ -23,9 +23,9 @@ from cosmos3_robot.datasets import (
     read_episode_meta,
 )
 from cosmos3_robot.embodiments import CameraCalibration, load_spec
-from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval.rollout import collect, rollout
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy
 
 
 def psnr(a, b):
@@ -165,9 +165,9 @@ def test_droid_metadata_for_droid_cameras(tmp_path):
 
 SLOW_COLLECT = """
 import sys, time
-from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval.rollout import collect, make_writer
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy
 
 class Slow:
     name = "slow-random"

@@ -24,9 +24,29 @@ def test_mmrv_worked_example():
     assert mmrv([0.5, 0.4, 0.9], real) == pytest.approx((0.7 + 0.4 + 0.7) / 3)
 
 
-def test_mmrv_ties():
-    assert mmrv([0.5, 0.5], [0.9, 0.1]) == pytest.approx(0.8)  # learned cannot separate them
+def simpler_mmrv(perf_sim, perf_real):
+    """SIMPLER's reference loop (simpler_env/utils/metrics.py), written out to compare against."""
+    out = []
+    for i in range(len(perf_sim)):
+        worst = 0.0
+        for j in range(len(perf_sim)):
+            if (perf_sim[i] > perf_sim[j]) != (perf_real[i] > perf_real[j]):
+                worst = max(worst, abs(perf_real[i] - perf_real[j]))
+        out.append(worst)
+    return float(np.mean(out))
+
+
+def test_mmrv_ties_as_simpler_defines_them():
+    # a learned tie costs the real gap once (from the better policy's side): SIMPLER gives 0.3 here
+    assert mmrv([0.5, 0.5], [0.2, 0.8]) == pytest.approx(0.3)
+    assert mmrv([0.5, 0.5], [0.9, 0.1]) == pytest.approx(0.4)
     assert mmrv([0.2, 0.7], [0.4, 0.4]) == 0.0  # real tie: any learned order is fine
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        sim, real = rng.integers(0, 5, 6) / 4, rng.integers(0, 5, 6) / 4  # many ties
+        assert mmrv(sim, real) == pytest.approx(simpler_mmrv(sim, real))
+    with pytest.raises(ValueError, match="equal-length"):
+        mmrv([0.1, 0.2], [0.3])
 
 
 def test_bootstrap_interval_contains_value_and_is_seeded():

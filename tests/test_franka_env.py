@@ -4,10 +4,11 @@ from gymnasium.utils.env_checker import check_env
 
 from cosmos3_robot.datasets import DroidWriter, list_droid_episodes, read_droid_episode
 from cosmos3_robot.embodiments import ActionError
-from cosmos3_robot.envs import FrankaCubeRealEnv, make_real_env
-from cosmos3_robot.envs.franka import HOME_QPOS, FrankaIK
+from cosmos3_robot.tasks import make_real_env
+from cosmos3_robot.tasks.franka_cube import FrankaCubeRealEnv
+from cosmos3_robot.tasks.franka_cube.real import HOME_QPOS, FrankaIK
 from cosmos3_robot.eval.rollout import rollout
-from cosmos3_robot.policies.franka_expert import GREEN, RED, FrankaPickPlaceExpert, find_on_table
+from cosmos3_robot.tasks.franka_cube.expert import GREEN, RED, FrankaPickPlaceExpert, find_on_table
 
 HOLD = np.r_[HOME_QPOS, 0.0].astype(np.float32)
 

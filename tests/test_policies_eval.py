@@ -10,12 +10,14 @@ import torch
 
 from cosmos3_robot.datasets import LeRobotRecorder
 from cosmos3_robot.embodiments import Normalizer, load_spec
-from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv
 from cosmos3_robot.eval import rollout
 from cosmos3_robot.eval.policy_eval import evaluate, write_report
 from cosmos3_robot.eval.rollout import collect
-from cosmos3_robot.model import WorldModel, get_config
-from cosmos3_robot.policies import LeRobotPolicy, Policy, WorldModelPolicy, make_pusht_policy
+from cosmos3_robot.policies import LeRobotPolicy, Policy, WorldModelPolicy
+from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
+
+START = "cosmos3_robot/PushTReal-v0"
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +41,13 @@ def lerobot_policy_dir(tmp_path_factory):
 def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, tiny_checkpoint):
     policy = LeRobotPolicy(lerobot_policy_dir, task=load_spec("pusht").task)
     assert isinstance(policy, Policy)
-    for env in (PushTRealEnv(max_episode_steps=6), WorldModelEnv(tiny_checkpoint, max_episode_steps=6)):
+    for env in (PushTRealEnv(max_episode_steps=6), LearnedEnv(checkpoint=tiny_checkpoint, start=START, max_episode_steps=6)):
         actions = []
         rollout(env, policy, seed=0, on_step=lambda o, a, r, t, i: actions.append(a))
         assert len(actions) == 6 and all(a.shape == (2,) and np.isfinite(a).all() for a in actions)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         LeRobotPolicy(lerobot_policy_dir.parent)
-    from cosmos3_robot.cli import make_policy  # `cosmos3-robot eval --policies lerobot:<dir>`
+    from cosmos3_robot.tasks import make_policy  # `cosmos3-robot eval --policies lerobot:<dir>`
 
     named = make_policy("pusht", f"lerobot:{lerobot_policy_dir}")
     assert isinstance(named, LeRobotPolicy) and named.name == f"lerobot:{lerobot_policy_dir}"
@@ -65,8 +67,8 @@ def test_world_model_policy_head(tiny_checkpoint):
 def test_eval_is_deterministic_and_writes_reports(tiny_checkpoint, tmp_path):
     policies = ["expert", "random"]
     kw = dict(make_policy=lambda name, seed: make_pusht_policy(name, seed=seed), seeds=[0, 1],
-              model=WorldModel.from_pretrained(tiny_checkpoint), real_env=PushTRealEnv(max_episode_steps=8),
-              max_steps=8, progress=False, n_boot=50)
+              make_vec_env=lambda n: LearnedVectorEnv(n, checkpoint=tiny_checkpoint, start=START, max_episode_steps=8),
+              real_env=PushTRealEnv(max_episode_steps=8), progress=False, n_boot=50)
     a = evaluate(policies, **kw)
     b = evaluate(policies, **kw)
     assert json.dumps(a) == json.dumps(b)  # (json: NaN metrics compare equal)

@@ -5,13 +5,17 @@ import pytest
 import torch
 
 from cosmos3_robot.datasets import load_episodes
-from cosmos3_robot.embodiments.perception import perceive, pose_functions
-from cosmos3_robot.embodiments.pusht_vision import features_to_pose, goal_coverage, pose_to_features
-from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv
-from cosmos3_robot.model import WorldModel, get_config
-from cosmos3_robot.model.pose_dynamics import (PoseDynamics, add_pose_dynamics, fit_pose_dynamics, to_body,
-                                               transitions)
+from cosmos3_robot.backends.structured import StructuredBackend
+from cosmos3_robot.embodiments.perception import perceive
+from cosmos3_robot.model import StateRenderer, WorldModel, get_config
 from cosmos3_robot.model.renderer import fit_renderer, fit_renderer_pixels
+from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
+from cosmos3_robot.tasks.pusht.dynamics import PoseDynamics, fit_pose_dynamics, to_body, transitions
+from cosmos3_robot.tasks.pusht.train import train_dynamics
+from cosmos3_robot.tasks.pusht.vision import features_to_pose, goal_coverage, pose_to_features
+
+START = "cosmos3_robot/PushTReal-v0"
 
 
 def _random_states(n, seed=0):
@@ -109,7 +113,7 @@ def test_transitions_name_the_mismatch():
 
 
 def test_random_pusht_frames_are_the_real_renderers_frames_of_those_states():
-    from cosmos3_robot.envs.real import random_pusht_frames
+    from cosmos3_robot.tasks.pusht import random_pusht_frames
 
     frames, agents = random_pusht_frames(3, seed=1)
     assert frames.shape == (3, 96, 96, 3) and frames.dtype == np.uint8 and agents.shape == (3, 2)
@@ -131,8 +135,6 @@ def test_goal_coverage_matches_gym_pusht_and_poses_round_trip():
     assert goal_coverage(np.array([256, 256, np.pi / 4])) == pytest.approx(1.0)
     poses = np.column_stack([rng.uniform(0, 512, (20, 2)), rng.uniform(-3, 3, 20)])
     np.testing.assert_allclose(features_to_pose(pose_to_features(poses)), poses, atol=1e-3)
-    with pytest.raises(ValueError, match="holds no pose"):
-        pose_functions(None)
 
 
 def _state_model():
@@ -183,45 +185,56 @@ def test_fit_renderer_pixels_runs_any_number_of_steps(steps):
     assert not all(torch.equal(p, q) for p, q in zip(decoder, model.frame_tokenizer.decoder.parameters()))
 
 
-def test_add_pose_dynamics_makes_a_coverage_judged_env_drawn_from_the_state(state_checkpoint, tmp_path):
+def test_state_renderer_cut_out_of_the_world_model_draws_the_same_frames():
+    model = _state_model()
+    for p in model.frame_conv.parameters():  # an untrained head's last layer is zero: give it weights
+        torch.nn.init.normal_(p, std=0.1)
+    state = torch.zeros(5, model.cfg.state_dim)
+    state[:, :6] = torch.rand(5, 6) * 2 - 1
+    expected = model.frame_tokenizer.decode(model.render_state(state)[:, 0])
+    renderer = StateRenderer.from_world_model(model)
+    torch.testing.assert_close(renderer(state[:, :6]), expected, atol=1e-5, rtol=1e-5)
+    assert renderer.draw(state[:, :6]).shape == (5, model.cfg.image_size, model.cfg.image_size, 3)
+    n_model = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in renderer.parameters()) < n_model / 2  # the transformer is left behind
+    with pytest.raises(ValueError, match="state_geometry"):
+        StateRenderer.from_world_model(WorldModel(get_config("tiny")))
+
+
+def test_train_dynamics_writes_a_structured_checkpoint_drawn_from_the_state(state_checkpoint, tmp_path):
     root, base = state_checkpoint
     out = tmp_path / "pd"
-    before = WorldModel.from_pretrained(base).frame_tokenizer
-    model = add_pose_dynamics(base, root, out, width=32, epochs=3, render_steps=20, render_width=16,
-                              render_layers=3, render_batch=8, pixel_steps=3, random_frames=4, progress=False)
-    meta = json.loads((out / "config.json").read_text())["metadata"]
-    assert meta["judge"] == "coverage" and meta["renderer"] == "state" and meta["pose_dynamics"]["transitions"] > 0
-    assert model.cfg.pose_dynamics_width == 32 and model.cfg.conv_head_width == 16
+    backend = train_dynamics(base, root, out, width=32, epochs=3, render_steps=20, render_width=16, render_layers=3,
+                             render_batch=8, pixel_steps=3, random_frames=4, progress=False)
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["backend"] == "structured" and raw["task"].endswith(":PushTWorld")
+    assert raw["provenance"]["pose_dynamics"]["transitions"] > 0 and raw["task_config"]["renderer"]["width"] == 16
     log = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in log} == {"pose_dynamics", "renderer", "renderer_pixels"}
     n_frames = sum(len(ep["frames"]["observation.images.top"]) for ep in load_episodes(root))
-    assert meta["renderer_training"]["pixels"]["frames"] == n_frames + 4  # every dataset frame + the random ones
-    # the pixel fine-tune moves the decoder only; the encoder (what the rest of the model reads) is untouched
-    after = model.frame_tokenizer
-    assert all(torch.equal(p, q) for p, q in zip(before.encoder.parameters(), after.encoder.parameters()))
-    assert not all(torch.equal(p, q) for p, q in zip(before.decoder.parameters(), after.decoder.parameters()))
-    base_model = WorldModel.from_pretrained(base)
-    for name, p in base_model.state_dict().items():  # the backbone is carried over untouched
-        if name.startswith("blocks."):
-            assert torch.equal(p, model.state_dict()[name])
+    assert raw["provenance"]["renderer_training"]["pixels"]["frames"] == n_frames + 4  # dataset frames + random ones
+    # the checkpoint holds only what the env runs: no transformer, no encoder
+    from safetensors.torch import load_file
 
-    env = WorldModelEnv(out)
+    keys = load_file(out / "model.safetensors").keys()
+    assert keys and all(k.startswith(("dynamics.", "renderer.head.", "renderer.tokenizer.decoder.",
+                                      "renderer.tokenizer.latent_")) for k in keys)
+
+    env = LearnedEnv(checkpoint=out, start=START)
     obs, _ = env.reset(seed=4)
     start = features_to_pose(perceive("pusht_block_pose", obs["observation.images.top"][None]))[0]
     # a head that never senses contact: the T stays exactly where it was perceived, the reward is its coverage
-    torch.nn.init.constant_(env.dynamics.model.pose_dynamics.contact.bias, -1e4)
+    torch.nn.init.constant_(env.backend.task.dynamics.contact.bias, -1e4)
     for _ in range(3):
         obs, reward, terminated, truncated, info = env.step(np.array([30.0, 30.0], np.float32))
-    state_pose = features_to_pose(env._ctx_state[-1][2:6].numpy())
+    state_pose = features_to_pose(env._session.data["world"][0, -1, 2:6])
     np.testing.assert_allclose(state_pose, start, atol=1e-3)
     assert reward == pytest.approx(float(goal_coverage(start)), abs=1e-5)
     assert terminated == (reward >= 0.9)
     # the observed pusher is the fed-back state, inside the spec's limits
-    norm = env.dynamics.normalizers["observation.state"]
-    np.testing.assert_allclose(obs["observation.state"], norm.unnormalize(env._ctx_state[-1][:2].numpy()), atol=1e-2)
+    np.testing.assert_allclose(obs["observation.state"], env.backend.task.agent(env._session.data["world"][:, -1])[0],
+                               atol=1e-3)
     assert np.all((obs["observation.state"] >= 0) & (obs["observation.state"] <= 512))
-    # the same seed gives the same rollout; the vector env agrees with the single env
-    from cosmos3_robot.envs import WorldModelVectorEnv
 
     def run(e, vec=False):
         o, _ = e.reset(seed=[5] if vec else 5)
@@ -232,33 +245,34 @@ def test_add_pose_dynamics_makes_a_coverage_judged_env_drawn_from_the_state(stat
             frames.append(np.asarray(o["observation.images.top"]).reshape(-1, 96, 96, 3)[0])
         return np.stack(frames)
 
-    np.testing.assert_array_equal(run(WorldModelEnv(out)), run(WorldModelEnv(out)))
-    np.testing.assert_array_equal(run(WorldModelEnv(out)), run(WorldModelVectorEnv(1, out), vec=True))
+    one = LearnedEnv(backend, START)
+    np.testing.assert_array_equal(run(one), run(one))
+    np.testing.assert_array_equal(run(one), run(LearnedVectorEnv(1, backend, START), vec=True))
 
 
-def test_add_pose_dynamics_needs_a_perceived_pose(tiny_checkpoint, tmp_path, state_checkpoint):
+def test_train_dynamics_needs_a_perceived_pose(tiny_checkpoint, tmp_path, state_checkpoint):
     root, _ = state_checkpoint
     with pytest.raises(ValueError, match="--perceive-state"):
-        add_pose_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, progress=False)
+        train_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, progress=False)
     with pytest.raises(ValueError, match="--render-steps"):
-        add_pose_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, pixel_steps=5, progress=False)
+        train_dynamics(tiny_checkpoint, root, tmp_path / "x", epochs=1, pixel_steps=5, progress=False)
 
 
-def test_add_pose_dynamics_replaces_only_the_pose_head_of_a_state_renderer(state_checkpoint, tmp_path):
+def test_train_dynamics_on_a_structured_checkpoint_replaces_only_the_pose_head(state_checkpoint, tmp_path):
     root, base = state_checkpoint
     first = tmp_path / "first"
-    add_pose_dynamics(base, root, first, width=32, epochs=1, render_steps=5, render_width=16, render_layers=3,
-                      render_batch=8, progress=False)
-    # a wider head on top of it: the renderer, the tokenizer and the judge are carried over untouched
-    model = add_pose_dynamics(first, root, tmp_path / "second", width=48, epochs=2, progress=False)
-    old = WorldModel.from_pretrained(first)
-    assert model.cfg.pose_dynamics_width == 48 and model.cfg.conv_head_width == 16
-    for name, p in old.state_dict().items():
-        if not name.startswith("pose_dynamics."):
-            assert torch.equal(p, model.state_dict()[name]), name
-    meta = json.loads((tmp_path / "second" / "config.json").read_text())["metadata"]
-    assert meta["renderer"] == "state" and meta["judge"] == "coverage" and meta["pose_dynamics"]["epochs"] == 2
-    # the head's init and fit depend on the seed and the data alone, not on the modules of the init checkpoint
-    from_base = add_pose_dynamics(base, root, tmp_path / "third", width=48, epochs=2, progress=False)
-    for p, q in zip(model.pose_dynamics.parameters(), from_base.pose_dynamics.parameters()):
+    train_dynamics(base, root, first, width=32, epochs=1, render_steps=5, render_width=16, render_layers=3,
+                   render_batch=8, progress=False)
+    second = train_dynamics(first, root, tmp_path / "second", width=48, epochs=2, progress=False)
+    old = StructuredBackend.load(first)
+    assert second.task.dynamics.out.in_features == 48
+    for name, p in old.task.renderer.state_dict().items():  # the renderer is carried over untouched
+        assert torch.equal(p, second.task.renderer.state_dict()[name]), name
+    assert second.provenance["pose_dynamics"]["epochs"] == 2
+    with pytest.raises(ValueError, match="renderer is final"):
+        train_dynamics(first, root, tmp_path / "x", epochs=1, render_steps=5, progress=False)
+    # the head's init and fit depend on the seed and the data alone, not on the init checkpoint
+    from_base = train_dynamics(base, root, tmp_path / "third", width=48, epochs=2, render_steps=5, render_width=16,
+                               render_layers=3, render_batch=8, progress=False)
+    for p, q in zip(second.task.dynamics.parameters(), from_base.task.dynamics.parameters()):
         assert torch.equal(p, q)

@@ -3,11 +3,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from cosmos3_robot.embodiments import ActionError
-from cosmos3_robot.envs import AlohaRealEnv, PushTRealEnv, make_real_env
+from cosmos3_robot.tasks import make_real_env
+from cosmos3_robot.tasks.aloha import AlohaRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval.rollout import rollout
-from cosmos3_robot.policies import PUSHT_LEVELS, make_pusht_policy
+from cosmos3_robot.tasks.pusht import PUSHT_LEVELS, make_pusht_policy
 from cosmos3_robot.embodiments.perception import perceive, perception_dims, project
-from cosmos3_robot.embodiments.pusht_vision import estimate_block_pose
+from cosmos3_robot.tasks.pusht.vision import estimate_block_pose
 
 
 def test_pusht_passes_check_env_and_uses_lerobot_keys():
@@ -136,7 +138,7 @@ def test_aloha_adapter():
     np.testing.assert_allclose(obs2["observation.state"], obs["observation.state"], atol=1e-6)
     again = [env.step(hold)[0]["observation.state"] for _ in range(3)]
     np.testing.assert_allclose(np.stack(after), np.stack(again), atol=1e-6)
-    with pytest.raises(ValueError, match="unknown real simulator"):
+    with pytest.raises(ValueError, match="unknown task"):
         make_real_env("franka")
 
 

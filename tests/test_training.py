@@ -12,11 +12,13 @@ import torch
 
 from cosmos3_robot.datasets import LeRobotRecorder, dataset_normalizers, load_episodes
 from cosmos3_robot.embodiments import load_spec
-from cosmos3_robot.envs import PushTRealEnv, WorldModelEnv
 from cosmos3_robot.eval.rollout import collect
 from cosmos3_robot.model import WorldModel
 from cosmos3_robot.model.training import STATE_FILE, LatentData, TrainConfig, _Objective, train
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.sim import LearnedEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
+
+START = "cosmos3_robot/PushTReal-v0"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_train_is_seeded_and_loss_falls(dataset, tmp_path):
     again = train(config(dataset, tmp_path / "b", steps=80))
     for (k, v), (_, w) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(v, w), k
-    env = WorldModelEnv(tmp_path / "a")  # the checkpoint drives the learned env
+    env = LearnedEnv(checkpoint=tmp_path / "a", start=START)  # the checkpoint drives the learned env
     obs, _ = env.reset(seed=0)
     assert env.step(obs["observation.state"])[0]["observation.images.top"].shape == (96, 96, 3)
 
@@ -104,7 +106,7 @@ def test_judge_on_imagined_frames_and_sampler_settings_reach_the_env(dataset, tm
     assert tuned.metadata["sample_noise"] == 0.5
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert changed and all(k.startswith(("judge_head", "vision_in")) for k in changed), changed
-    assert WorldModelEnv(tmp_path / "tuned").dynamics.sample_noise == 0.5
+    assert LearnedEnv(checkpoint=tmp_path / "tuned").backend.sample_noise == 0.5
 
 
 def test_switching_to_x0_frames_on_init_resets_the_head_and_is_saved(dataset, tmp_path):
@@ -154,14 +156,14 @@ def test_perceived_state_rides_in_the_state_token_and_the_env_starts_from_it(dat
     torch.testing.assert_close(data.state[:n0, 2:6],
                                torch.from_numpy(perceive("pusht_block_pose", episodes[0]["frames"]["observation.images.top"])))
     assert data.state[:, 6:].abs().sum() == 0
-    env = WorldModelEnv(tmp_path / "ps")
+    env = LearnedEnv(checkpoint=tmp_path / "ps", start=START)
     obs, _ = env.reset(seed=3)
     first = perceive("pusht_block_pose", obs["observation.images.top"][None])[0]
-    torch.testing.assert_close(env._ctx_state[-1][2:6], torch.from_numpy(first))
+    torch.testing.assert_close(env._session.data["state"][0, -1, 2:6], torch.from_numpy(first))
     obs, *_ = env.step(obs["observation.state"])
-    assert obs["observation.state"].shape == (2,) and env._ctx_state[-1][6:].abs().sum() == 0
+    assert obs["observation.state"].shape == (2,) and env._session.data["state"][0, -1, 6:].abs().sum() == 0
     with pytest.raises(ValueError, match="needs the camera frames"):
-        env.dynamics.norm_state(obs["observation.state"][None])
+        env.backend.codec.norm_state(obs["observation.state"][None])
     with pytest.raises(ValueError, match="unknown perceived state"):
         train(config(dataset, tmp_path / "bad", perceive_state="nope"))
     with pytest.raises(ValueError, match="render_steps=5 needs a conv frame head"):

@@ -4,9 +4,9 @@ import rerun as rr
 
 from cosmos3_robot.datasets import DroidWriter, list_droid_episodes, read_droid_episode
 from cosmos3_robot.embodiments import CameraCalibration, load_spec
-from cosmos3_robot.envs import PushTRealEnv
+from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval import record
-from cosmos3_robot.policies import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy
 from cosmos3_robot.viz import (
     RolloutLog,
     contact_sheet,

@@ -55,13 +55,18 @@ def cmd_embodiments(args: argparse.Namespace) -> int:
 
 
 def learned_env(task: str, checkpoint=None, **kwargs):
-    """The task's learned simulator (its shipped checkpoint unless `checkpoint`), started from its real one."""
+    """The task's learned simulator as registered (its shipped checkpoint unless `checkpoint`, started from
+    its real one, its step limit unless `max_episode_steps`), without gymnasium's wrappers."""
     import gymnasium as gym
 
+    from .sim import LearnedEnv
     from .tasks import learned_env_id
 
-    extra = {"checkpoint": checkpoint} if checkpoint else {}
-    return gym.make(learned_env_id(task), **extra, **kwargs).unwrapped
+    spec = gym.spec(learned_env_id(task))
+    kw = {**spec.kwargs, "max_episode_steps": spec.max_episode_steps, **kwargs}
+    if checkpoint:
+        kw["backend"] = checkpoint
+    return LearnedEnv(**kw)
 
 
 def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300):

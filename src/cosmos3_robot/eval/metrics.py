@@ -53,6 +53,8 @@ def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndar
         raise ValueError("bootstrap_ci needs at least one episode per policy in both simulators")
     k = len(learned_outcomes)
     value = fn([o.mean() for o in samples[:k]], [o.mean() for o in samples[k:]])
+    if min(len(o) for o in samples) < 2:  # one episode per policy: nothing to resample
+        return value, float("nan"), float("nan")
 
     def statistic(*groups, axis=-1):
         means = [g.mean(axis=axis) for g in groups]

@@ -1,5 +1,5 @@
 """The MoT backend: the Cosmos-style transformer on frames (tokenizer, MoT, flow sampler, judge)."""
 
-from .backend import MoTBackend, MoTCodec, resize_to
+from .backend import MoTBackend, MoTCodec
 
-__all__ = ["MoTBackend", "MoTCodec", "resize_to"]
+__all__ = ["MoTBackend", "MoTCodec"]

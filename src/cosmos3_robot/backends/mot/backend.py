@@ -7,22 +7,14 @@ Frames of any size are resized to the model's square input and back to each came
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...embodiments.perception import perceive, perception_dims, project
 from ...model import WorldModel
+from ...model.frame_tokenizer import resize_to
 from ..base import Context, Prediction, Session, pad_history
-
-
-def resize_to(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(N, h, w, 3) uint8 -> (N, height, width, 3): area resampling down, bilinear up; no-op when equal."""
-    if frames.shape[1:3] == (height, width):
-        return frames
-    interp = cv2.INTER_AREA if frames.shape[1] * frames.shape[2] > height * width else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
 
 
 class MoTCodec:

@@ -13,6 +13,7 @@ from torch import nn
 
 from ...embodiments import EmbodimentSpec, Normalizer
 from ...model import StateRenderer, StateRendererConfig
+from ...model.frame_tokenizer import resize_to
 from .dynamics import PoseDynamics
 from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
                      project_block_pose_features)
@@ -64,10 +65,7 @@ class PushTWorld(nn.Module):
 
     def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
         frames = self.renderer.draw(torch.from_numpy(np.asarray(world, np.float32)))
-        if frames.shape[1:3] != (self.camera.height, self.camera.width):
-            raise ValueError(f"the renderer draws {frames.shape[1:3]} frames, camera {self.camera.name!r} is "
-                             f"{self.camera.height}x{self.camera.width}")
-        return {self.camera.name: frames}
+        return {self.camera.name: resize_to(frames, self.camera.height, self.camera.width)}
 
     def reward(self, world: np.ndarray) -> np.ndarray:
         return goal_coverage(features_to_pose(world[:, 2:6]))
