@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The learned PushT simulator that ranks policies (README "Policy evaluation"): the perceived-state world
+# The learned PushT simulator that ranks policies (README "Measured"): the perceived-state world
 # model of scripts/train_pusht_state.sh (its ps4 stage, then 1500 steps with the state loss x20 = ps5) plus
 #  - a body-frame contact dynamics head for the pusher and the T (512 wide, 100 epochs on the 33,606 transitions
 #    of the same 160 episodes, poses perceived from the frames; 2 min on 2 CPU cores), and
@@ -9,9 +9,9 @@
 #    on the H100), which halves the error of the T's pose read back from the drawn frames.
 # The shipped checkpoint ran these steps on the H100 through the same functions (fit_renderer, fit_renderer_pixels),
 # with the pixel fine-tune on a 24,000-frame subset (18,000 dataset frames + 6,000 random) that fit the transfer.
-# Its pose head was then replaced on the CPU by the same call with --render-steps 0 on that model (the renderer is
-# kept; the head's init depends on the seed alone and it is fit before the renderer, so it is the head this one
-# call trains).
+# Its pose head was then replaced on the CPU by train-dynamics --render-steps 0 on that model (the renderer is
+# kept; the head's init and fit depend on the seed and the data alone, so it is the head this one call trains),
+# and the result exported to the structured backend (tasks/pusht/structured.py: export_world_model).
 # The learned env then judges success by the predicted T's goal coverage (>= 0.90, as PushTRealEnv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,15 +25,8 @@ DEVICE=${DEVICE:-cpu}
 .venv/bin/cosmos3-robot train-dynamics --init "$RUN-ps5" --dataset "$DATA" --out "$RUN-pd" --width 512 --epochs 100 \
   --render-steps 30000 --render-width 128 --render-layers 6 --render-batch 256 --pixel-steps 36000 --random-frames 6000 \
   --device "$DEVICE"
-# float16 export into the package; the modules the learned env runs (pose dynamics, renderer head, frame tokenizer)
-# stay float32, so the shipped env behaves exactly as the checkpoint that was evaluated
-.venv/bin/python - "$RUN-pd" <<'PY'
-import sys, torch
-from cosmos3_robot.model import WorldModel
-WorldModel.from_pretrained(sys.argv[1]).save_pretrained("src/cosmos3_robot/checkpoints/pusht_small", dtype=torch.float16,
-                                                       keep_full=("pose_dynamics.", "frame_conv.", "frame_tokenizer."))
-PY
-# The field-renderer variant of README "Policy evaluation" (not shipped): the same pose head with a per-pixel
-# field renderer instead of the conv one (6 min on 2 CPU cores):
-#   .venv/bin/cosmos3-robot train-dynamics --init "$RUN-pd" --dataset "$DATA" --out "$RUN-pf" --width 512 \
-#     --epochs 100 --field-steps 6000 --field-width 96 --random-frames 6000
+# train-dynamics writes a structured-backend checkpoint that holds only what the learned env runs (the pose
+# head, the conv head's state-drawing path, the tokenizer's decoder; float32, about 5 MB): ship it as it is
+rm -rf src/cosmos3_robot/checkpoints/pusht_small
+cp -r "$RUN-pd" src/cosmos3_robot/checkpoints/pusht_small
+rm -f src/cosmos3_robot/checkpoints/pusht_small/losses.jsonl

@@ -147,7 +147,7 @@ def test_perceived_state_rides_in_the_state_token_and_the_env_starts_from_it(dat
                          state_geometry="point:0,pose:2", residual_state=True, render_steps=20))
     assert model.metadata["perceived_state"] == "pusht_block_pose" and model.cfg.conv_head_state == 6
     log = [json.loads(line) for line in (tmp_path / "ps" / "losses.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if r["stage"] == "render"] == [0, 10]
+    assert [r["step"] for r in log if r["stage"] == "render"] == [0, 10, 19]
     spec, episodes = load_spec("pusht"), load_episodes(dataset)
     data = LatentData(model, episodes, spec, dataset_normalizers(dataset, spec), 2,
                       "observation.images.top", "pusht_block_pose")

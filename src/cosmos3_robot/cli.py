@@ -69,7 +69,7 @@ def learned_env(task: str, checkpoint=None, **kwargs):
     return LearnedEnv(**kw)
 
 
-def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300):
+def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300, **backend_kwargs):
     """n -> a native batched learned env of the task (the backend is loaded once, here)."""
     import gymnasium as gym
 
@@ -77,8 +77,9 @@ def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300):
     from .sim import LearnedVectorEnv
     from .tasks import learned_env_id, real_env_id
 
-    backend = load_backend(checkpoint or gym.spec(learned_env_id(task)).kwargs["backend"])
-    return lambda n: LearnedVectorEnv(n, backend, real_env_id(task), max_episode_steps=max_steps)
+    backend = load_backend(checkpoint or gym.spec(learned_env_id(task)).kwargs["backend"], **backend_kwargs)
+    return lambda n: LearnedVectorEnv(n, backend, real_env_id(task), max_episode_steps=max_steps,
+                                      autoreset_mode="Disabled")
 
 
 def prepare_out(out):
@@ -138,6 +139,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from functools import partial
+
     from .eval.policy_eval import evaluate, write_report
     from .tasks import make_policy, make_real_env
 
@@ -145,16 +149,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: give at least 1")
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps {args.max_steps}: give at least 1")
     if not policies:
         raise ValueError("--policies is empty; give comma-separated names, e.g. expert,random")
     for name in policies:  # unknown names fail now, not when their turn comes
         make_policy(task, name, 0)
     out = prepare_out(args.out)
+    backend_kwargs = {"precision": args.precision} if args.precision else {}
+    make_vec = learned_vec_env(task, args.checkpoint, args.max_steps, **backend_kwargs)
     seeds = list(range(args.seed, args.seed + args.episodes))
-    real = make_real_env(task, max_episode_steps=args.max_steps) if args.real else None
-    report = evaluate(policies, lambda name, seed: make_policy(task, name, seed), seeds,
-                      make_vec_env=learned_vec_env(task, args.checkpoint, args.max_steps), real_env=real)
+    done = {}
+
+    def keep(name, rows):  # each finished policy is on disk before the next starts
+        done[name] = {w: {k: v.tolist() for k, v in r.items()} for w, r in rows.items() if r is not None}
+        tmp = out / "eval_partial.json.tmp"
+        tmp.write_text(json.dumps({"seeds": seeds, "policies": done}, indent=1))
+        tmp.replace(out / "eval_partial.json")  # atomic: a kill leaves the previous complete file
+
+    report = evaluate(policies, partial(make_policy, task), seeds, make_vec_env=make_vec,
+                      real_env=partial(make_real_env, task, max_episode_steps=args.max_steps) if args.real else None,
+                      on_policy=keep, real_workers=args.real_workers if args.real else 0)
     paths = write_report(report, out)
+    (out / "eval_partial.json").unlink(missing_ok=True)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -441,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="pusht", choices=["pusht"], help="task whose learned simulator to evaluate")
     p.add_argument("--real", action="store_true", help="also run the real simulator from the same seeds")
+    p.add_argument("--real-workers", type=int, default=1,
+                   help="processes that run the real simulator while the learned one runs (0: one after the other)")
+    p.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
+                   help="structured backends: the renderer's precision (bfloat16: faster on CPUs with AMX)")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--out", default="outputs/eval")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .metrics import bootstrap_ci
@@ -15,7 +16,8 @@ from .rollout import rollout
 
 def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: int = 50) -> dict:
     """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
-    `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch."""
+    `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
+    autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
     success, ret, length = [], [], []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
@@ -46,6 +48,8 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
 
 
 def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
+    """Each seed closed loop in a real simulator (`env`, or a picklable factory of one)."""
+    env = env() if callable(env) and not hasattr(env, "step") else env
     success, ret, length = [], [], []
     for s in seeds:
         res = rollout(env, make_policy(name, seed=s), seed=s)
@@ -56,21 +60,44 @@ def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
 
 
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
-             progress: bool = True, n_boot: int = 1000, on_policy=None) -> dict:
+             progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0) -> dict:
     """Success, return and length per policy in the learned simulator (`make_vec_env(n)`, see `run_learned`)
     and the real one (`real_env`), episode k from seed `seeds[k]` in both; with both, Pearson / Spearman /
     MMRV of the success rates with bootstrap CIs. `on_policy(name, rows)` sees each policy's results as soon
-    as they are done (to write them before the next policy starts)."""
+    as they are done (to write them before the next policy starts).
+
+    `real_workers` > 0 runs the real simulator in that many worker processes while this process runs the
+    learned one (the real physics and the model then share the CPU cores); `make_policy` and `real_env` must
+    then be picklable (a module-level function or functools.partial, an env factory)."""
     if not seeds:
         raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
     learned, real = {}, {}
-    for name in tqdm(policies, desc="policies", disable=not progress):
-        if make_vec_env is not None:
-            learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
-        if real_env is not None:
-            real[name] = run_real(make_policy, name, seeds, real_env)
-        if on_policy is not None:
-            on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
+    pool = futures = None
+    threads = torch.get_num_threads()
+    if real_env is not None and real_workers > 0:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies}
+        # the workers take cores of their own: more model threads than the cores left only wait on each other
+        torch.set_num_threads(max(1, threads - real_workers))
+    try:
+        for name in tqdm(policies, desc="policies", disable=not progress):
+            if make_vec_env is not None:
+                learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
+            if futures is not None:
+                real[name] = futures[name].result()
+            elif real_env is not None:
+                real[name] = run_real(make_policy, name, seeds, real_env)
+            if on_policy is not None:
+                on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
+    finally:
+        if pool is not None:
+            for proc in list(getattr(pool, "_processes", {}).values()):  # do not leave a worker running alone
+                proc.kill()
+            pool.shutdown(cancel_futures=True)
+            torch.set_num_threads(threads)
     report = {"seeds": seeds, "policies": {}, "metrics": {}}
     for name in policies:
         row = {}

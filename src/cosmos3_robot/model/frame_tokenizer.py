@@ -9,10 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..train import fit, warmup_cosine
 from .config import ModelConfig
-from .schedule import warmup_cosine
 
 
 def _groups(ch: int) -> int:
@@ -117,6 +116,7 @@ def train_frame_autoencoder(
     seed: int = 0,
     progress: bool = True,
     detail_weight: float = 0.0,
+    log=None,
 ) -> list[float]:
     """Train the autoencoder on frames (MSE), then calibrate its latent statistics. `detail_weight` > 0
     multiplies the loss by 1 + detail_weight on pixels that differ from the frame's background colour
@@ -127,7 +127,8 @@ def train_frame_autoencoder(
     sched = warmup_cosine(opt, steps)
     losses = []
     ae.train()
-    for _ in tqdm(range(steps), desc="frame tokenizer", disable=not progress):
+
+    def loss_fn(step):
         idx = torch.randint(len(frames), (batch_size,), generator=gen)
         x = to_float_frames(frames[idx])
         rec = (ae.decoder(ae.encoder(x * 2 - 1)).clamp(-1, 1) + 1) / 2
@@ -135,11 +136,10 @@ def train_frame_autoencoder(
             loss = (((rec - x) ** 2) * (1 + detail_weight * foreground(x))).mean()
         else:
             loss = F.mse_loss(rec, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
         losses.append(loss.item())
+        return loss
+
+    fit(loss_fn, opt, steps, sched=sched, stage="tokenizer", log=log, progress=progress)
     ae.eval()
     ae.calibrate(frames)
     return losses

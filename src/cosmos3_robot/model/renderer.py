@@ -10,21 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .schedule import warmup_cosine
-
-
-def _update(opt, sched, loss, step: int, steps: int, bar, log, stage: str, key: str) -> None:
-    """One optimizer + schedule step; every 100 steps (and the last) the loss goes to the bar and the log."""
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    sched.step()
-    if step % 100 == 0 or step == steps - 1:
-        bar.set_postfix({key: f"{loss.item():.5f}"})
-        if log is not None:
-            log({"stage": stage, "step": step, key: loss.item()})
+from ..train import fit, one_cycle, warmup_cosine
 
 
 @torch.no_grad()
@@ -62,24 +49,17 @@ def fit_renderer(model, pairs: dict[str, torch.Tensor], steps: int = 3000, batch
     states, latents = pairs["state"].to(device), pairs["latents"].to(device).float()
     n = len(states)
     head.train()
-    loss = torch.zeros(())
-    bar = tqdm(range(steps), desc="renderer", disable=not progress)
-    for step in bar:
+
+    def loss_fn(step):
         idx = torch.randint(n, (min(batch, n),), generator=gen).to(device)
         noise = state_noise * torch.randn(len(idx), states.shape[1], generator=gen).to(device)
         pred = model.render_state(states[idx] + noise)[:, 0]
-        loss = ((pred - latents[idx]) ** 2).mean()
-        _update(opt, sched, loss, step, steps, bar, log, "renderer", "mse")
+        return {"loss": ((pred - latents[idx]) ** 2).mean()}
+
+    last = fit(loss_fn, opt, steps, sched=sched, stage="renderer", log=log, progress=progress)
     head.eval()
     model.to("cpu")
-    return {"mse": float(loss.detach()), "steps": steps, "pairs": n}
-
-
-def one_cycle(opt, lr: float, steps: int):
-    """OneCycleLR with a 5% warm-up that is at least two steps long (OneCycleLR divides by the warm-up's
-    length minus one, so a one-step warm-up crashes)."""
-    return torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps),
-                                               pct_start=min(0.3, max(0.05, 2 / max(1, steps))))
+    return {"mse": last.get("loss", float("nan")), "steps": steps, "pairs": n}
 
 
 def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: int = 3000, batch: int = 128,
@@ -102,9 +82,8 @@ def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: 
     n = len(x_all)
     model.frame_conv.train()
     tok.decoder.train()
-    loss = torch.zeros(())
-    bar = tqdm(range(steps), desc="renderer (pixels)", disable=not progress)
-    for step in bar:
+
+    def loss_fn(step):
         idx = torch.randint(n, (min(batch, n),), generator=gen)
         target = x_all[idx].to(device).float().div(255)
         weight = 1 + colour_weight * (target.amax(1, keepdim=True) - target.amin(1, keepdim=True) > 0.1).float()
@@ -114,8 +93,10 @@ def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: 
             with torch.no_grad():
                 z = tok.encode(target)
             loss = loss + recon_weight * (((tok.decode(z) - target) ** 2) * weight).mean()
-        _update(opt, sched, loss, step, steps, bar, log, "renderer_pixels", "loss")
+        return loss
+
+    last = fit(loss_fn, opt, steps, sched=sched, stage="renderer_pixels", log=log, progress=progress)
     model.frame_conv.eval()
     tok.decoder.eval()
     model.to("cpu")
-    return {"loss": float(loss.detach()), "steps": steps, "frames": n}
+    return {"loss": last.get("loss", float("nan")), "steps": steps, "frames": n}

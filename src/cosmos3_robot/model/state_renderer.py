@@ -100,7 +100,7 @@ class StateRenderer(nn.Module):
 
     @torch.no_grad()
     def draw(self, state: torch.Tensor) -> np.ndarray:
-        return (self(state).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        return (self(state).float().permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
     @classmethod
     def from_world_model(cls, model) -> StateRenderer:

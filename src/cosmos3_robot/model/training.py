@@ -7,9 +7,7 @@ with DistributedDataParallel (gloo on CPU); rank 0 writes the checkpoints.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,14 +15,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..datasets import dataset_normalizers, load_episodes
 from ..embodiments import load_spec, pad_action
 from ..embodiments.perception import perceive, perception_dims
+from ..train import JsonlLogger, fit, warmup_cosine
 from .config import get_config
 from .frame_tokenizer import resize_frames, train_frame_autoencoder
-from .schedule import warmup_cosine
 from .world_model import MODE_PROBS, WorldModel
 
 STATE_FILE = "trainer_state.pt"
@@ -231,11 +228,6 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def _log(out: Path, record: dict) -> None:
-    with open(out / "losses.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def train(cfg: TrainConfig) -> WorldModel:
     rank, world = _dist()
     out = Path(cfg.out)
@@ -287,6 +279,7 @@ def train(cfg: TrainConfig) -> WorldModel:
     camera = spec.cameras[0].key
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+    log = JsonlLogger(out / "losses.jsonl" if rank == 0 else None)
 
     def checkpoint(stage: str, step: int, opt=None):
         if rank != 0:
@@ -296,7 +289,6 @@ def train(cfg: TrainConfig) -> WorldModel:
         torch.save({"stage": stage, "step": step, "optimizer": None if opt is None else opt.state_dict()}, tmp)
         os.replace(tmp, state_path)  # atomic: a kill never leaves a half-written state
 
-    t0 = time.time()
     if st["stage"] == "tokenizer":
         frames = np.concatenate([resize_frames(e["frames"][camera], model.cfg.image_size) for e in episodes])
         frames = torch.from_numpy(frames).permute(0, 3, 1, 2)
@@ -304,9 +296,7 @@ def train(cfg: TrainConfig) -> WorldModel:
                                          batch_size=cfg.tokenizer_batch, seed=cfg.seed,
                                          progress=cfg.progress and rank == 0,
                                          detail_weight=cfg.tokenizer_detail_weight)
-        if rank == 0:
-            _log(out, {"stage": "tokenizer", "loss_first": losses[0], "loss_last": float(np.mean(losses[-50:])),
-                       "seconds": time.time() - t0})
+        log({"stage": "tokenizer", "loss_first": losses[0], "loss_last": float(np.mean(losses[-50:]))})
         st = {"stage": "render", "step": 0}
         checkpoint("render", 0)
     data = LatentData(model, episodes, spec, normalizers, cfg.context, camera, perceived)
@@ -339,22 +329,15 @@ def train(cfg: TrainConfig) -> WorldModel:
         sched = warmup_cosine(opt, steps, start=start)
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank * 7919 + start)
         kind = {"render": "render", "world_model": "flow", "judge": "judge"}[stage]
-        bar = tqdm(range(start, steps), desc=stage, disable=not (cfg.progress and rank == 0), initial=start,
-                   total=steps)
         history = cfg.rollout_steps if kind == "flow" else 0
-        for step in bar:
-            losses = objective(kind, data.batch(cfg.batch_size, gen, history), gen)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            if step % 10 == 0 and rank == 0:
-                _log(out, {"stage": stage, "step": step, **{k: float(v.detach()) for k, v in losses.items()},
-                           "seconds": time.time() - t0})
-                bar.set_postfix(loss=f"{losses['loss'].item():.4f}")
+
+        def save(step, stage=stage, opt=opt):
             if (step + 1) % cfg.save_every == 0:
                 checkpoint(stage, step + 1, opt)
+
+        fit(lambda step: objective(kind, data.batch(cfg.batch_size, gen, history), gen), opt, steps, sched=sched,
+            start=start, clip=1.0, stage=stage, log=log, log_every=10, progress=cfg.progress and rank == 0,
+            on_step=save)
         if stage == "render":  # the joint stage starts from the pretrained renderer: token features start at zero
             nn.init.zeros_(model.frame_out.weight)
             nn.init.zeros_(model.frame_out.bias)
@@ -362,7 +345,7 @@ def train(cfg: TrainConfig) -> WorldModel:
         checkpoint(st["stage"], 0)
     if rank == 0:
         state_path.unlink(missing_ok=True)  # finished: the directory is a plain checkpoint
-        _log(out, {"stage": "done", "seconds": time.time() - t0, "world_size": world})
+    log({"stage": "done", "world_size": world})
     if dist.is_initialized():
         dist.barrier()
     return model.eval()

@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..backends import Session
-from ..embodiments import action_space_for, observation_space_for, validate_action
+from ..embodiments import ActionError, action_space_for, observation_space_for, validate_action
 from .learned_env import resolve_backend, resolve_start
 from .start import make_context
 
@@ -19,13 +19,19 @@ from .start import make_context
 class LearnedVectorEnv(VectorEnv):
     """`gymnasium.make_vec(<learned env id>, num_envs=N)`. `reset(seed=s)` starts sub-env i from the
     start source with seed s + i (a list gives each its seed); autoresets draw seeds from `np_random`.
-    Sub-envs are truncated after `max_episode_steps`."""
+    Sub-envs are truncated after `max_episode_steps`. With `autoreset_mode=AutoresetMode.DISABLED` a
+    finished sub-env is not stepped again (reward 0, its last observation) until
+    `reset(options={"reset_mask": mask})`: evaluation then spends no model calls on finished episodes."""
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 10}
 
     def __init__(self, num_envs: int, backend=None, start=None, *, checkpoint=None, instruction: str | None = None,
                  success_threshold: float | None = None, max_episode_steps: int | None = None,
-                 render_mode: str = "rgb_array", out_of_limits: str = "clip", **backend_kwargs):
+                 render_mode: str = "rgb_array", out_of_limits: str = "clip",
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **backend_kwargs):
+        autoreset_mode = AutoresetMode(autoreset_mode)
+        if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+            raise ValueError(f"autoreset_mode={autoreset_mode}; this env supports NEXT_STEP and DISABLED")
         if int(num_envs) < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         self.backend = resolve_backend(backend, checkpoint, backend_kwargs)
@@ -35,7 +41,7 @@ class LearnedVectorEnv(VectorEnv):
         self.num_envs, self.instruction = int(num_envs), instruction
         self.success_threshold = self.backend.success_threshold if success_threshold is None else float(success_threshold)
         self.max_episode_steps, self.render_mode, self.out_of_limits = max_episode_steps, render_mode, out_of_limits
-        self.metadata = {**self.metadata, "render_fps": spec.video_fps}
+        self.metadata = {**self.metadata, "render_fps": spec.video_fps, "autoreset_mode": autoreset_mode}
         self.single_observation_space = observation_space_for(spec, list(self.cameras))
         self.single_action_space = action_space_for(spec)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -60,6 +66,9 @@ class LearnedVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         # a list of per-env seeds seeds np_random with its first entry, so the run is reproducible too
+        mask = None if options is None else options.get("reset_mask")
+        if mask is not None and self._session is not None:
+            return self._reset_masked(np.asarray(mask, bool), seed, options)
         super().reset(seed=seed if isinstance(seed, int) or seed is None else int(seed[0]))
         n = self.num_envs
         if seed is None:
@@ -75,6 +84,27 @@ class LearnedVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(n, bool)
         return self._copy_obs(), {}
 
+    def _reset_masked(self, mask: np.ndarray, seed, options: dict):
+        """Reset the sub-envs where `mask` is True (seeds: an int s gives sub-env i seed s + i, a list one
+        seed per masked sub-env, None draws them)."""
+        idx = np.nonzero(mask)[0]
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"reset_mask has shape {mask.shape}, expected ({self.num_envs},)")
+        if seed is None:
+            seeds = [int(s) for s in self.np_random.integers(2**31, size=len(idx))]
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + int(i) for i in idx]
+        else:
+            seeds = [int(s) for s in seed]
+        if len(idx):
+            session, obs = self._start_session(seeds, options)
+            self._session.assign(idx, session)
+            for k in self._obs:
+                self._obs[k][idx] = obs[k]
+            self._steps[idx] = 0
+            self._needs_reset[idx] = False
+        return self._copy_obs(), {}
+
     def _copy_obs(self) -> dict:
         return {k: v.copy() for k, v in self._obs.items()}
 
@@ -82,23 +112,33 @@ class LearnedVectorEnv(VectorEnv):
         if self._session is None:
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions)
-        if actions.ndim < 1 or actions.shape[0] != self.num_envs:
+        if actions.ndim != 2 or actions.shape[0] != self.num_envs:
             raise ValueError(f"actions have shape {actions.shape}, expected ({self.num_envs}, "
                              f"{self.embodiment.action_dims}) for num_envs={self.num_envs}")
-        actions = np.stack([validate_action(self.embodiment, a, out_of_limits=self.out_of_limits, allow_chunk=False)
-                            for a in actions])
+        try:  # the batch at once; on a bad action, name the sub-env
+            actions = validate_action(self.embodiment, actions, out_of_limits=self.out_of_limits)
+        except ActionError:
+            for i, a in enumerate(actions):
+                try:
+                    validate_action(self.embodiment, a, out_of_limits=self.out_of_limits, allow_chunk=False)
+                except ActionError as e:
+                    raise ActionError(f"sub-env {i}: {e}") from None
+            raise
         n = self.num_envs
         rewards = np.zeros(n, np.float64)
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
-        resetting = np.nonzero(self._needs_reset)[0]
-        if len(resetting):  # next-step autoreset: this step only resets them
+        skip = self._needs_reset.copy()  # finished last step: reset now (NEXT_STEP) or left alone (DISABLED)
+        resetting = np.nonzero(skip)[0]
+        if len(resetting) and self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
+            # next-step autoreset: this step only resets them
             seeds = [int(s) for s in self.np_random.integers(2**31, size=len(resetting))]
             session, obs = self._start_session(seeds, None)
             self._session.assign(resetting, session)
             for k in self._obs:
                 self._obs[k][resetting] = obs[k]
             self._steps[resetting] = 0
-        active = np.nonzero(~self._needs_reset)[0]
+            self._needs_reset[resetting] = False
+        active = np.nonzero(~skip)[0]
         extra: dict[str, np.ndarray] = {}
         if len(active):
             sub = self._session.select(active) if len(active) < n else self._session
@@ -117,7 +157,7 @@ class LearnedVectorEnv(VectorEnv):
                 full = np.zeros((n, *np.shape(value)[1:]), np.asarray(value).dtype)
                 full[active] = value
                 extra[key] = full
-        self._needs_reset = terminated | truncated
+        self._needs_reset = self._needs_reset | terminated | truncated
         info: dict[str, Any] = {"is_success": terminated.copy(), "_is_success": np.isin(np.arange(n), active)}
         for key, value in extra.items():
             info[key], info[f"_{key}"] = value, info["_is_success"].copy()

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from ...train import fit
 
 
 def _rotation(angle: torch.Tensor) -> torch.Tensor:
@@ -127,24 +128,22 @@ def fit_pose_dynamics(head: PoseDynamics, data: dict[str, torch.Tensor], epochs:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * per_epoch))
     inputs = [data[k] for k in ("agent", "prev_agent", "action", "prev_action", "pose")]
     head.train()
-    loss = torch.zeros(())
-    bar = tqdm(range(epochs), desc="pose dynamics", disable=not progress)
-    for epoch in bar:
-        perm = torch.randperm(n, generator=gen)
-        for i in range(per_epoch):
-            idx = perm[i * batch : (i + 1) * batch]
-            out, logit = head(*[x[idx] for x in inputs])
-            loss = ((out - target[idx]) ** 2 * weights).mean() + 0.1 * nn.functional.binary_cross_entropy_with_logits(
-                logit, moving[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if log is not None:
-            log({"stage": "pose_dynamics", "epoch": epoch, "loss": loss.item()})
+    perm = None
+
+    def loss_fn(step):
+        nonlocal perm
+        i = step % per_epoch
+        if i == 0:  # a fresh shuffle each epoch
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[i * batch : (i + 1) * batch]
+        out, logit = head(*[x[idx] for x in inputs])
+        return ((out - target[idx]) ** 2 * weights).mean() + 0.1 * nn.functional.binary_cross_entropy_with_logits(
+            logit, moving[idx])
+
+    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage="pose_dynamics", log=log,
+               log_every=max(1, per_epoch), progress=progress)
     head.eval()
-    return {"loss": float(loss.detach()), "transitions": n, "moving_share": float(moving.mean())}
+    return {"loss": last.get("loss", float("nan")), "transitions": n, "moving_share": float(moving.mean())}
 
 
 def reinit(module: nn.Module, seed: int) -> None:

@@ -9,7 +9,6 @@ the pose head is retrained (the renderer is kept)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from ...backends.registry import backend_name, checkpoint_path
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...model import StateRenderer
+from ...train import JsonlLogger
 from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
 from .real import random_pusht_frames
 from .structured import build_backend, world_model_parts
@@ -73,10 +73,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     camera_key = spec.cameras[0].key
     features = [block_pose_features(ep["frames"][camera_key]) for ep in episodes]  # once, for every fit
     out.mkdir(parents=True, exist_ok=True)
-
-    def log(record):
-        with open(out / "losses.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+    log = JsonlLogger(out / "losses.jsonl")
 
     if render_steps:  # a fresh conv head that reads only the state, fit on the dataset's frames
         torch.manual_seed(seed)
