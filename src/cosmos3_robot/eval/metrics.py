@@ -9,6 +9,8 @@ resampling each policy's episodes in both simulators.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -44,7 +46,7 @@ def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndar
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """Metric on per-policy success rates, with a percentile bootstrap interval (`scipy.stats.bootstrap`)
     that resamples each policy's episodes, learned and real independently. Returns (value, low, high);
-    the interval is NaN when resamples leave the metric undefined (every policy tied)."""
+    the interval is NaN when no resample defines the metric (or a policy has a single episode)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
     fn = METRICS[metric]
@@ -59,9 +61,19 @@ def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndar
     def statistic(*groups, axis=-1):
         means = [g.mean(axis=axis) for g in groups]
         lr, rr = np.stack(means[:k], -1), np.stack(means[k:], -1)
-        return np.array([fn(a, b) for a, b in zip(lr.reshape(-1, k), rr.reshape(-1, k))]).reshape(lr.shape[:-1])
+        with warnings.catch_warnings():  # resamples with tied policies: NaN, dropped below
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            values = [fn(a, b) for a, b in zip(lr.reshape(-1, k), rr.reshape(-1, k))]
+        return np.array(values).reshape(lr.shape[:-1])
 
-    res = stats.bootstrap(samples, statistic, n_resamples=n_boot, confidence_level=level, method="percentile",
-                          vectorized=True, rng=np.random.default_rng(seed))
-    lo, hi = res.confidence_interval
+    with warnings.catch_warnings():  # scipy's interval is NaN when some resample is; ours is computed below
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap(samples, statistic, n_resamples=n_boot, confidence_level=level, method="percentile",
+                              vectorized=True, rng=np.random.default_rng(seed))
+    # percentile interval over the resamples where the metric is defined (a correlation is undefined where a
+    # resample ties every policy); scipy's own interval turns NaN as soon as one resample is
+    draws = res.bootstrap_distribution[np.isfinite(res.bootstrap_distribution)]
+    if not len(draws):
+        return value, float("nan"), float("nan")
+    lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
     return value, float(lo), float(hi)

@@ -39,9 +39,13 @@ def _task(name: str) -> tuple[str, str | None, str]:
 
 
 def make_real_env(name: str, **kwargs) -> gym.Env:
-    """A real simulator by embodiment name (pusht, aloha, droid), unwrapped, with its own step limit."""
+    """A real simulator by embodiment name (pusht, aloha, droid), without gymnasium's wrappers; its own
+    `max_episode_steps` (an env argument here, not a TimeLimit)."""
+    from gymnasium.envs.registration import load_env_creator
+
     register_envs()
-    return gym.make(_task(name)[0], **kwargs).unwrapped
+    spec = gym.spec(_task(name)[0])
+    return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
 
 
 def real_env_id(name: str) -> str:
