@@ -198,6 +198,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .eval.rollout import collect, make_writer
     from .tasks import make_policy, make_real_env
 
+    if args.episodes < 1:
+        raise ValueError(f"--episodes {args.episodes}: give at least 1")
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps {args.max_steps}: give at least 1")
     kwargs = {"max_episode_steps": args.max_steps}
     if args.env == "pusht":
         kwargs["success_threshold"] = args.success_threshold
@@ -250,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       rollout_share=args.rollout_share, perceive_state=args.perceive_state,
                       conv_head_state=args.conv_head_state, hint_teacher=args.hint_teacher, hint_noise=args.hint_noise,
                       state_geometry=args.state_geometry, residual_state=args.residual_state,
-                      render_steps=args.render_steps, state_weight=args.state_weight)
+                      render_steps=args.render_steps, state_weight=args.state_weight, overwrite=args.overwrite)
     train(cfg)
     print(f"trained {args.preset} world model on {args.dataset}; checkpoint in {args.out}")
     return 0
@@ -262,7 +266,8 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
     backend = train_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
                              render_steps=args.render_steps, render_width=args.render_width,
                              render_layers=args.render_layers, render_batch=args.render_batch,
-                             pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device)
+                             pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device,
+                             overwrite=args.overwrite)
     info = backend.provenance["pose_dynamics"]
     print(f"trained the pose dynamics head on {info['transitions']} transitions of {args.dataset} "
           f"(final loss {info['loss']:.4f}); structured checkpoint in {args.out}")
@@ -371,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the world model (tokenizer, world model, judge) on a dataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="checkpoint directory (resumed if a run was interrupted)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished checkpoint already at --out")
     p.add_argument("--embodiment", default="pusht")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
     p.add_argument("--steps", type=int, default=3000)
@@ -449,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-frames", type=int, default=0,
                    help="extra frames of random gym-pusht states for the pixel fine-tune")
     p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     p.set_defaults(func=cmd_train_dynamics)
 
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")

@@ -97,6 +97,11 @@ class LeRobotRecorder:
                 raise ValueError(f"dataset at {str(self.root)!r} has features {existing}, this recorder writes"
                                  f" {wanted}; record into a new directory")
         else:
+            if self.root.exists():
+                if not self.root.is_dir() or any(self.root.iterdir()):
+                    raise ValueError(f"{str(self.root)!r} exists and is not a LeRobot dataset (no meta/info.json); "
+                                     "record into a new or empty directory")
+                self.root.rmdir()  # an empty directory: lerobot creates it itself
             self._ds = LeRobotDataset.create(self.repo_id, fps=self.fps, features=self.features, root=self.root,
                                              robot_type=self.robot_type, use_videos=True,
                                              rgb_encoder=self.encoder)

@@ -41,6 +41,8 @@ def validate_action(
     shapes = f"({vector.dims},)" + (f" or (T, {vector.dims})" if allow_chunk else "")
     if arr.ndim not in ((1, 2) if allow_chunk else (1,)) or arr.shape[-1] != vector.dims:
         raise ActionError(f"{what}: shape {arr.shape}, expected {shapes}")
+    if arr.ndim == 2 and len(arr) == 0:
+        raise ActionError(f"{what}: an empty chunk {arr.shape}; give at least one action")
     arr = arr.astype(np.float32)
     flat = arr.reshape(-1, vector.dims)
     for field, sl in zip(vector.fields, vector.slices().values()):

@@ -68,6 +68,7 @@ class TrainConfig:
     render_steps: int = 0  # conv-head renderer pretraining before the world-model stage (WorldModel.render_loss)
     state_geometry: str | None = None  # override ModelConfig.state_geometry (how the conv head draws the state)
     residual_state: bool | None = None  # override ModelConfig.residual_state
+    overwrite: bool = False  # replace a finished checkpoint at `out` (an interrupted run there is resumed instead)
     progress: bool = True
 
 
@@ -235,6 +236,9 @@ def train(cfg: TrainConfig) -> WorldModel:
     torch.manual_seed(cfg.seed)
     state_path = out / STATE_FILE
     resumed = state_path.is_file()
+    if not resumed and (out / "config.json").is_file() and not cfg.overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a finished checkpoint; choose another directory or pass "
+                         "--overwrite to replace it (an interrupted run there would have been resumed)")
     if resumed:
         model = WorldModel.from_pretrained(out)
         st = torch.load(state_path, weights_only=False)

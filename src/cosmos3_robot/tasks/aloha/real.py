@@ -39,7 +39,9 @@ class AlohaRealEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        raw, _ = self._env.reset(seed=seed)
+        # gym-aloha reseeds its task only when given a seed: draw one from np_random so that an unseeded reset
+        # after a seeded one is reproducible too (gymnasium's env checker)
+        raw, _ = self._env.reset(seed=seed if seed is not None else int(self.np_random.integers(2**31)))
         if options is not None and options.get("state") is not None:
             physics = self._env._env.physics
             physics.set_state(np.asarray(options["state"]))

@@ -53,6 +53,8 @@ class PushTRealEnv(gym.Env):
         if state.shape not in ((5,), (10,)):
             raise ValueError(f"PushT state has shape {state.shape}, expected (5,) = agent xy, block xy, angle"
                              " (at rest) or (10,) with velocities, as get_state() returns")
+        if not np.isfinite(state).all():
+            raise ValueError(f"PushT state {state.tolist()} holds NaN or inf; give finite values as get_state() returns")
         vel = state[5:] if len(state) == 10 else np.zeros(5)
         e = self._env
         e.agent.position = tuple(state[:2])
@@ -85,6 +87,8 @@ class PushTRealEnv(gym.Env):
         return self._last_obs, {"coverage": self.coverage(), "is_success": False, "state": self.get_state()}
 
     def step(self, action):
+        if self._last_obs is None:
+            raise RuntimeError("call reset() before step()")
         action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False)
         raw, _, _, _, _ = self._env.step(action.astype(np.float64))
         self._steps += 1

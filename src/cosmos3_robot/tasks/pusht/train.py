@@ -38,7 +38,8 @@ def perceived_transitions(episodes: list[dict], spec, camera_key: str, features:
 
 def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
                    render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
-                   pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True):
+                   pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True,
+                   overwrite: bool = False):
     """See the module docstring. Returns the structured backend written to `out`."""
     from dataclasses import replace
 
@@ -46,6 +47,8 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     from ...model import WorldModel
     from ...model.renderer import fit_renderer, fit_renderer_pixels, render_pairs
 
+    if (Path(out) / "config.json").is_file() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
     if pixel_steps and not render_steps:
         raise ValueError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
     out = Path(out)
