@@ -13,6 +13,18 @@ FRAME_HEADS = ("linear", "conv")
 REMOVED_FIELDS = ("pose_dynamics_width", "field_renderer_width")
 
 
+def parse_geometry(text: str, field: str) -> list[tuple[str, int]]:
+    """"point:0,pose:2" -> [("point", 0), ("pose", 2)]: state dims drawn as planar geometry (a point: x, y; a
+    pose: x, y, cos, sin), in image coordinates [-1, 1]."""
+    parts = []
+    for item in filter(None, text.split(",")):
+        kind, _, dim = item.partition(":")
+        if kind not in ("point", "pose") or not dim.isdigit():
+            raise ValueError(f"{field} item {item!r} must be 'point:<dim>' or 'pose:<dim>'")
+        parts.append((kind, int(dim)))
+    return parts
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # backbone (per tower; the Mixture-of-Transformers has a reasoner and a generator tower)
@@ -114,16 +126,12 @@ class ModelConfig:
 
     def geometry_parts(self) -> list[tuple[str, int]]:
         """`state_geometry` parsed: [(kind, first dim), ...]."""
-        parts = []
-        for item in filter(None, self.state_geometry.split(",")):
-            kind, _, dim = item.partition(":")
-            if kind not in ("point", "pose") or not dim.isdigit():
-                raise ValueError(f"state_geometry item {item!r} must be 'point:<dim>' or 'pose:<dim>'")
-            end = int(dim) + (2 if kind == "point" else 4)
+        parts = parse_geometry(self.state_geometry, "state_geometry")
+        for kind, dim in parts:
+            end = dim + (2 if kind == "point" else 4)
             if end > self.conv_head_state:
-                raise ValueError(f"state_geometry {item!r} reads dims up to {end - 1}, past conv_head_state="
+                raise ValueError(f"state_geometry '{kind}:{dim}' reads dims up to {end - 1}, past conv_head_state="
                                  f"{self.conv_head_state}")
-            parts.append((kind, int(dim)))
         return parts
 
     def geometry_planes(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, parse_geometry
 from .frame_tokenizer import FrameAutoencoder
 
 
@@ -27,12 +27,7 @@ class StateRendererConfig:
     layers: int = 6
 
     def parts(self) -> list[tuple[str, int]]:
-        parts = []
-        for item in filter(None, self.geometry.split(",")):
-            kind, _, dim = item.partition(":")
-            if kind not in ("point", "pose") or not dim.isdigit():
-                raise ValueError(f"StateRendererConfig.geometry item {item!r} must be 'point:<dim>' or 'pose:<dim>'")
-            parts.append((kind, int(dim)))
+        parts = parse_geometry(self.geometry, "StateRendererConfig.geometry")
         if not parts:
             raise ValueError("StateRendererConfig.geometry is empty; name at least one 'point:<dim>' or 'pose:<dim>'")
         return parts

@@ -96,6 +96,11 @@ class LearnedVectorEnv(VectorEnv):
             seeds = [int(seed) + int(i) for i in idx]
         else:
             seeds = [int(s) for s in seed]
+        self._restart(idx, seeds, options)
+        return self._copy_obs(), {}
+
+    def _restart(self, idx: np.ndarray, seeds: list[int], options: dict | None) -> None:
+        """Start sub-envs `idx` afresh from the start source with `seeds`."""
         if len(idx):
             session, obs = self._start_session(seeds, options)
             self._session.assign(idx, session)
@@ -103,7 +108,6 @@ class LearnedVectorEnv(VectorEnv):
                 self._obs[k][idx] = obs[k]
             self._steps[idx] = 0
             self._needs_reset[idx] = False
-        return self._copy_obs(), {}
 
     def _copy_obs(self) -> dict:
         return {k: v.copy() for k, v in self._obs.items()}
@@ -131,13 +135,7 @@ class LearnedVectorEnv(VectorEnv):
         resetting = np.nonzero(skip)[0]
         if len(resetting) and self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             # next-step autoreset: this step only resets them
-            seeds = [int(s) for s in self.np_random.integers(2**31, size=len(resetting))]
-            session, obs = self._start_session(seeds, None)
-            self._session.assign(resetting, session)
-            for k in self._obs:
-                self._obs[k][resetting] = obs[k]
-            self._steps[resetting] = 0
-            self._needs_reset[resetting] = False
+            self._restart(resetting, [int(s) for s in self.np_random.integers(2**31, size=len(resetting))], None)
         active = np.nonzero(~skip)[0]
         extra: dict[str, np.ndarray] = {}
         if len(active):
