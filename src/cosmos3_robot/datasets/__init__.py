@@ -8,6 +8,7 @@ from .lerobot_io import (
     load_episodes,
     open_dataset,
     read_episode_meta,
+    recover_dataset,
 )
 from .windows import TrainingWindows, episode_to_frame_rate, lerobot_delta_timestamps
 
@@ -26,4 +27,5 @@ __all__ = [
     "read_droid_episode",
     "read_droid_metadata",
     "read_episode_meta",
+    "recover_dataset",
 ]

@@ -56,6 +56,57 @@ def _encoder(vcodec: str, quality: str = "standard"):
     return RGBEncoderConfig(vcodec=vcodec)
 
 
+JOURNAL = ".cosmos3_saving.json"  # present while an episode is being saved: what to roll back to
+META_BACKUP = ".cosmos3_meta_backup"  # meta/ as it was before that save
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory under `root` to disk."""
+    for path in [root, *root.rglob("*")]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def recover_dataset(root: str | Path) -> str | None:
+    """Bring a dataset that a kill interrupted back to its last consistent state: an episode whose save did
+    not finish is rolled back (meta/ restored from the backup taken before the save, the files the save
+    added removed), as are frames buffered for an unsaved episode; a dataset with no finished episode is
+    removed. Returns what was done, or None if nothing was needed."""
+    import shutil
+
+    root = Path(root)
+    journal, backup = root / JOURNAL, root / META_BACKUP
+    done = None
+    if journal.is_file():
+        before = set(json.loads(journal.read_text())["files"])
+        if backup.is_dir():
+            shutil.rmtree(root / "meta", ignore_errors=True)
+            os.replace(backup, root / "meta")
+        for rel in _files(root):
+            if rel not in before and not rel.startswith(("meta/", JOURNAL)):
+                (root / rel).unlink()
+        journal.unlink()
+        done = "rolled back an episode whose save was interrupted"
+    elif backup.is_dir():  # killed while taking the backup: the save had not started
+        shutil.rmtree(backup)
+    shutil.rmtree(root / "images", ignore_errors=True)  # frames buffered for an episode that was never saved
+    info = root / "meta" / "info.json"
+    if info.is_file() and json.loads(info.read_text()).get("total_episodes", 0) == 0 and not read_episode_meta(root):
+        shutil.rmtree(root)  # created, but no episode ever finished: start afresh
+        done = done or "removed a dataset with no finished episode"
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True) if root.is_dir() else []:
+        if not any(d.iterdir()):
+            d.rmdir()  # directories a rolled-back save created
+    return done
+
+
 def read_episode_meta(root: str | Path) -> list[dict]:
     """The per-episode sidecar records (seed, policy, success, length, ...), in episode order."""
     path = Path(root) / EPISODES_FILE
@@ -89,6 +140,8 @@ class LeRobotRecorder:
 
         if self._ds is not None:
             return self._ds
+        if self.root.is_dir():
+            recover_dataset(self.root)
         if (self.root / "meta" / "info.json").is_file():
             self._ds = LeRobotDataset.resume(self.repo_id, root=self.root, rgb_encoder=self.encoder)
             existing = {k: tuple(v["shape"]) for k, v in self._ds.meta.features.items() if k in self.features}
@@ -121,19 +174,33 @@ class LeRobotRecorder:
         """Write the buffered episode, make it durable, and record `meta` (seed, policy, success...)."""
         if self._ds is None or self._frames == 0:
             raise ValueError("save_episode() with no frames added; call add_frame() first")
+        import shutil
+
         index = self._ds.meta.total_episodes
+        # journal first: a kill anywhere below leaves what recover_dataset() needs to roll this episode back
+        backup, tmp = self.root / META_BACKUP, self.root / (META_BACKUP + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.root / "meta", tmp)
+        _fsync_tree(tmp)
+        os.replace(tmp, backup)
+        files = [f for f in _files(self.root) if not f.startswith((META_BACKUP, "images/"))]
+        journal = self.root / JOURNAL
+        (self.root / (JOURNAL + ".tmp")).write_text(json.dumps({"episode_index": index, "files": files}))
+        os.replace(self.root / (JOURNAL + ".tmp"), journal)
         self._ds.save_episode()
         self._ds.finalize()
         self._ds, self._frames = None, 0
         record = {"episode_index": index, **meta}
-        path = self.root / EPISODES_FILE
-        with open(path, "a") as f:
+        with open(self.root / EPISODES_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _fsync_tree(self.root)
+        journal.unlink()  # the episode is complete: this is the commit point
+        shutil.rmtree(backup)
         return index
 
     def existing_episodes(self) -> list[dict]:
+        if self.root.is_dir():
+            recover_dataset(self.root)
         return read_episode_meta(self.root)
 
     def discard_episode(self) -> None:
@@ -156,6 +223,9 @@ def open_dataset(root: str | Path, repo_id: str = "local/cosmos3", **kwargs):
     if not (root / "meta" / "info.json").is_file():
         raise FileNotFoundError(f"{str(root)!r} is not a LeRobot dataset (no meta/info.json); collect one with"
                                 " `cosmos3-robot collect --out DIR`")
+    if (root / JOURNAL).is_file():
+        raise ValueError(f"{str(root)!r}: an episode's save was interrupted ({JOURNAL} is there); rerun the same "
+                         "`cosmos3-robot collect --out` to resume, or call cosmos3_robot.datasets.recover_dataset")
     return LeRobotDataset(repo_id, root=root, **kwargs)
 
 
