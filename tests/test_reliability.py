@@ -86,3 +86,58 @@ def test_every_registered_env_passes_the_env_checker_through_gym_make(env_id):
     env = gym.make(env_id)  # with env.spec set: ALOHA's unseeded reset after a seeded one once differed
     check_env(env.unwrapped, skip_render_check=True)
     env.close()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+ACTIONS = st.one_of(  # dtypes, shapes (chunks, empty, scalars), NaN, inf, huge values, strings
+    hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.int8, np.bool_]),
+               hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+    hnp.arrays(np.float64, st.just((2,)), elements=st.floats(allow_nan=True, allow_infinity=True)),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=4),
+    st.text(max_size=3),
+)
+
+
+def _env_cases():
+    from cosmos3_robot.sim import LearnedEnv
+
+    learned = LearnedEnv(checkpoint="pusht_small", start="cosmos3_robot/PushTReal-v0")
+    learned.reset(seed=0)
+    real = PushTRealEnv()
+    real.reset(seed=0)
+    return {"learned": learned, "real": real}
+
+
+ENVS = {}
+
+
+@pytest.mark.parametrize("which", ["learned", "real"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(action=ACTIONS)
+def test_any_action_is_refused_with_an_action_error_or_clipped_and_reported(which, action):
+    if not ENVS:
+        ENVS.update(_env_cases())
+    env = ENVS[which]
+    try:
+        checked = validate_action(env.embodiment, action, allow_chunk=(which == "learned"), report={})
+    except ActionError:
+        with pytest.raises(ActionError):
+            env.step(action)
+        return
+    obs, reward, terminated, truncated, info = env.step(action)
+    a32 = np.asarray(action, float).astype(np.float32)  # limits apply to the float32 action the env runs
+    expected = int(np.sum((a32 < 0) | (a32 > 512)))
+    assert info["action_clipped"] == expected and np.all((0 <= checked) & (checked <= 512))
+    if terminated or truncated:
+        env.reset(seed=0)
+
+
+def test_an_unwritable_rrd_is_refused_before_the_rollout(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    t0 = time.perf_counter()
+    assert main(["rollout", "--sim", "real", "--max-steps", "300", "--rrd", str(blocker / "out.rrd")]) == 2
+    assert time.perf_counter() - t0 < 5 and "--rrd" in capsys.readouterr().err

@@ -82,7 +82,7 @@ def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300, **backend_
                                       autoreset_mode="Disabled")
 
 
-def prepare_out(out):
+def prepare_out(out, flag: str = "--out"):
     """Create an output directory and prove it is writable before any long work starts."""
     from pathlib import Path
 
@@ -93,8 +93,16 @@ def prepare_out(out):
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ValueError(f"--out {str(path)!r} is not a writable directory ({e.strerror}); choose another path") from e
+        raise ValueError(f"{flag} {str(path)!r} is not a writable directory ({e.strerror}); choose another path") from e
     return path
+
+
+def prepare_rrd(args) -> None:
+    """An .rrd sink's folder must be writable before the rollout runs (spawn / serve write no file)."""
+    from pathlib import Path
+
+    if args.rrd and not (getattr(args, "spawn", False) or getattr(args, "serve", False)):
+        prepare_out(Path(args.rrd).parent, f"--rrd {args.rrd}: folder")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -107,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     task = "pusht"
     out = prepare_out(args.out)
+    prepare_rrd(args)
     learned = learned_env(task, args.checkpoint, max_episode_steps=args.max_steps)
     print(f"learned simulator: {args.checkpoint or 'shipped pusht_small checkpoint'} "
           f"({type(learned.backend).__name__})")
@@ -287,6 +296,8 @@ def cmd_view(args: argparse.Namespace) -> int:
     from .viz import episode_log, log_rollout, open_recording
 
     root = Path(args.dataset)
+    args.rrd = args.rrd or f"{root.name}_episode{args.episode}.rrd"
+    prepare_rrd(args)
     if (root / "meta" / "info.json").is_file():
         ep = load_episodes(root, episodes=[args.episode])[0]
         # datasets we collected name their embodiment in the sidecar; others: lerobot's robot_type
@@ -297,7 +308,7 @@ def cmd_view(args: argparse.Namespace) -> int:
             raise ValueError(f"--episode {args.episode} is out of range: {len(paths)} DROID-layout episodes in {root}")
         ep = read_droid_episode(paths[args.episode])
         spec = ep["metadata"]["embodiment"]
-    rrd = args.rrd or f"{root.name}_episode{args.episode}.rrd"
+    rrd = args.rrd
     log = episode_log(ep, spec, name=f"{root.name}/episode_{args.episode}")
     rec = open_recording(log.name, rrd, **_sink(args))
     log_rollout(log, rec)
@@ -311,6 +322,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .tasks import make_policy, make_real_env
     from .viz import RolloutLog, log_rollout, open_recording
 
+    prepare_rrd(args)
     policy = make_policy(args.env, args.policy, args.seed)
     learned = learned_env(args.env, args.checkpoint, max_episode_steps=args.max_steps) if args.sim != "real" else None
     real = make_real_env(args.env, max_episode_steps=args.max_steps) if args.sim != "learned" else None

@@ -1,7 +1,8 @@
 """`validate_action`: check an action (or chunk) against its spec before it reaches a model or env.
 
 Policy for out-of-limit values (documented, chosen by `out_of_limits`):
-- "clip" (default): values are clipped to the field's [lower, upper]; the result says how many were;
+- "clip" (default): values are clipped to the field's [lower, upper]; `report["clipped"]` says how many were
+  (envs put it in `info["action_clipped"]`);
 - "reject": raise `ActionError` naming the field, the value and the limits;
 - "ignore": pass through unchanged.
 Wrong shape, non-numeric dtype, NaN and inf always raise.
@@ -27,8 +28,10 @@ def validate_action(
     variant: str | None = None,
     out_of_limits: str = "clip",
     allow_chunk: bool = True,
+    report: dict | None = None,
 ) -> np.ndarray:
-    """Return the action as a float32 array of shape (D,) or (T, D), checked and (optionally) clipped."""
+    """Return the action as a float32 array of shape (D,) or (T, D), checked and (optionally) clipped; with
+    a `report` dict, `report["clipped"]` is the number of values clipped (per row for a chunk)."""
     vector = spec.action_variant(variant) if isinstance(spec, EmbodimentSpec) else spec
     if out_of_limits not in OUT_OF_LIMITS:
         raise ValueError(f"out_of_limits = {out_of_limits!r} is not one of {OUT_OF_LIMITS}")
@@ -45,6 +48,7 @@ def validate_action(
         raise ActionError(f"{what}: an empty chunk {arr.shape}; give at least one action")
     arr = arr.astype(np.float32)
     flat = arr.reshape(-1, vector.dims)
+    clipped = np.zeros(len(flat), np.int64)
     for field, sl in zip(vector.fields, vector.slices().values()):
         block = flat[:, sl]
         bad = ~np.isfinite(block)
@@ -66,4 +70,7 @@ def validate_action(
             )
         if outside.any() and out_of_limits == "clip":
             flat[:, sl] = np.clip(block, field.lower, field.upper)
+            clipped += outside.sum(axis=1)
+    if report is not None:
+        report["clipped"] = clipped if arr.ndim == 2 else int(clipped[0])
     return flat.reshape(arr.shape)

@@ -100,7 +100,8 @@ class LearnedEnv(gym.Env):
     def step(self, action):
         if self._session is None:
             raise RuntimeError("call reset() before step()")
-        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits)
+        checked: dict = {}
+        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, report=checked)
         chunk = action[None] if action.ndim == 1 else action
         first_key = self.embodiment.camera(self.cameras[0]).key
         frames, success, reward, info = [], False, 0.0, {}
@@ -115,7 +116,7 @@ class LearnedEnv(gym.Env):
             frames.append(self._obs[first_key])
             if success:
                 break
-        info |= {"is_success": success, "frames": np.stack(frames)}
+        info |= {"is_success": success, "frames": np.stack(frames), "action_clipped": int(np.sum(checked["clipped"]))}
         truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
         return self._copy_obs(), reward, success, truncated, info
 

@@ -120,7 +120,8 @@ class LearnedVectorEnv(VectorEnv):
             raise ValueError(f"actions have shape {actions.shape}, expected ({self.num_envs}, "
                              f"{self.embodiment.action_dims}) for num_envs={self.num_envs}")
         try:  # the batch at once; on a bad action, name the sub-env
-            actions = validate_action(self.embodiment, actions, out_of_limits=self.out_of_limits)
+            checked: dict = {}
+            actions = validate_action(self.embodiment, actions, out_of_limits=self.out_of_limits, report=checked)
         except ActionError:
             for i, a in enumerate(actions):
                 try:
@@ -156,7 +157,8 @@ class LearnedVectorEnv(VectorEnv):
                 full[active] = value
                 extra[key] = full
         self._needs_reset = self._needs_reset | terminated | truncated
-        info: dict[str, Any] = {"is_success": terminated.copy(), "_is_success": np.isin(np.arange(n), active)}
+        info: dict[str, Any] = {"is_success": terminated.copy(), "_is_success": np.isin(np.arange(n), active),
+                                "action_clipped": checked["clipped"], "_action_clipped": np.ones(n, bool)}
         for key, value in extra.items():
             info[key], info[f"_{key}"] = value, info["_is_success"].copy()
         return self._copy_obs(), rewards, terminated, truncated, info

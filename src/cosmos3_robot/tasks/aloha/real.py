@@ -52,11 +52,13 @@ class AlohaRealEnv(gym.Env):
         return self._last_obs, {"is_success": False, "state": self.get_state()}
 
     def step(self, action):
-        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False)
+        checked: dict = {}
+        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False,
+                                 report=checked)
         raw, reward, success, _, _ = self._env.step(action.astype(np.float64))
         self._steps += 1
         self._last_obs = self._obs(raw)
-        info = {"is_success": bool(success), "state": self.get_state()}
+        info = {"is_success": bool(success), "state": self.get_state(), "action_clipped": checked["clipped"]}
         return self._last_obs, float(reward), bool(success), self._steps >= self.max_episode_steps, info
 
     def render(self):

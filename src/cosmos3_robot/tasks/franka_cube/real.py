@@ -299,8 +299,9 @@ class FrankaCubeRealEnv(gym.Env):
         return self._ik.solve(self.data.qpos[:7], action[:3].astype(np.float64), rot), float(action[6])
 
     def step(self, action):
+        checked: dict = {}
         action = validate_action(self.embodiment, action, variant=self.action_variant,
-                                 out_of_limits=self.out_of_limits, allow_chunk=False)
+                                 out_of_limits=self.out_of_limits, allow_chunk=False, report=checked)
         q, grip = self._joint_targets(action)
         self.data.ctrl[:7] = np.clip(q, self.model.actuator_ctrlrange[:7, 0], self.model.actuator_ctrlrange[:7, 1])
         self.data.ctrl[7:9] = FINGER_OPEN * (1.0 - grip)
@@ -309,7 +310,7 @@ class FrankaCubeRealEnv(gym.Env):
         success = self.is_success()
         self._last_obs = self._obs()
         info = {"is_success": success, "state": self.get_state(), "cube": self.cube_position(),
-                "target": self.target_position()}
+                "target": self.target_position(), "action_clipped": checked["clipped"]}
         return self._last_obs, float(success), success, self._steps >= self.max_episode_steps, info
 
     def render(self):

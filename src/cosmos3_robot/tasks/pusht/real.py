@@ -89,13 +89,15 @@ class PushTRealEnv(gym.Env):
     def step(self, action):
         if self._last_obs is None:
             raise RuntimeError("call reset() before step()")
-        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False)
+        checked: dict = {}
+        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False,
+                                 report=checked)
         raw, _, _, _, _ = self._env.step(action.astype(np.float64))
         self._steps += 1
         cov = self.coverage()
         success = cov >= self.success_threshold
         self._last_obs = self._obs(raw)
-        info = {"coverage": cov, "is_success": success, "state": self.get_state()}
+        info = {"coverage": cov, "is_success": success, "state": self.get_state(), "action_clipped": checked["clipped"]}
         return self._last_obs, float(cov), success, self._steps >= self.max_episode_steps, info
 
     def render(self):
