@@ -146,6 +146,9 @@ def test_droid_layout_round_trip_preserves_every_array(tmp_path):
     ds = open_dataset(tmp_path / "converted")
     assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 20
     np.testing.assert_array_equal(ds[12]["action"].numpy(), tap.actions[12])
+    # a second run on the same --out converts nothing twice (matched on DROID's uuid) and says so
+    again = droid_to_lerobot(tmp_path / "droid", tmp_path / "converted", progress=False)
+    assert again.skipped == 2 and open_dataset(tmp_path / "converted").meta.total_episodes == 2
 
 
 def test_droid_metadata_for_droid_cameras(tmp_path):

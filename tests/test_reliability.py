@@ -141,3 +141,16 @@ def test_an_unwritable_rrd_is_refused_before_the_rollout(tmp_path, capsys):
     t0 = time.perf_counter()
     assert main(["rollout", "--sim", "real", "--max-steps", "300", "--rrd", str(blocker / "out.rrd")]) == 2
     assert time.perf_counter() - t0 < 5 and "--rrd" in capsys.readouterr().err
+
+
+def test_a_damaged_dataset_names_the_missing_file(tmp_path, capsys):
+    from cosmos3_robot.datasets import load_episodes
+
+    root = tmp_path / "data"
+    assert main(["collect", "--episodes", "2", "--max-steps", "3", "--policy", "random", "--out", str(root)]) == 0
+    video = next((root / "videos").rglob("*.mp4"))
+    video.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{video.relative_to(root)} is missing"):
+        load_episodes(root)
+    assert main(["view", str(root), "--episode", "0", "--rrd", str(tmp_path / "x.rrd")]) == 2
+    assert "is damaged" in capsys.readouterr().err

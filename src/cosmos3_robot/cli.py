@@ -242,7 +242,8 @@ def cmd_convert_droid(args: argparse.Namespace) -> int:
     from .datasets import droid_to_lerobot
 
     rec = droid_to_lerobot(args.src, args.out)
-    print(f"converted {rec.num_episodes} DROID-layout episodes from {args.src} into LeRobot dataset {args.out}")
+    skipped = f"; {rec.skipped} already converted, skipped" if rec.skipped else ""
+    print(f"LeRobot dataset {args.out} holds {rec.num_episodes} episodes from {args.src}{skipped}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -115,6 +116,10 @@ class DroidWriter:
             "episode_index": index, **meta,
         }
         (tmp / f"metadata_{ep_uuid}.json").write_text(json.dumps(metadata, indent=2))
+        for path in [*tmp.rglob("*"), tmp]:  # on disk before it becomes visible
+            fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
         tmp.rename(self.root / f"episode_{index:06d}")  # atomic: the episode appears complete or not at all
         self._buffer = []
         return index
@@ -167,7 +172,8 @@ def read_droid_episode(episode: str | Path) -> dict:
 
 
 def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "local/cosmos3", progress: bool = True):
-    """Convert a folder of DROID-layout episodes into a LeRobot v3 dataset."""
+    """Convert a folder of DROID-layout episodes into a LeRobot v3 dataset (appending to `out`; episodes already
+    there, by DROID uuid, are skipped: `recorder.skipped` counts them)."""
     from tqdm.auto import tqdm
 
     from .lerobot_io import LeRobotRecorder
@@ -179,7 +185,13 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
     spec = load_spec(first["embodiment"])
     recorder = LeRobotRecorder(out, spec, repo_id=repo_id, cameras=list(first["camera_serials"]),
                                variant=first.get("action_variant"))
+    # a rerun (or a resume after a kill) skips the episodes already converted, matched on DROID's uuid
+    done = {m.get("droid_uuid") for m in recorder.existing_episodes()}
+    recorder.skipped = 0
     for path in tqdm(episodes, desc="droid -> lerobot", disable=not progress):
+        if read_droid_metadata(path)["uuid"] in done:
+            recorder.skipped += 1
+            continue
         ep = read_droid_episode(path)
         reward, success = ep["arrays"]["observation/cosmos3/reward"], ep["arrays"]["observation/cosmos3/success"]
         for t in range(len(ep["action"])):

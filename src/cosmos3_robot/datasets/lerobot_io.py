@@ -226,7 +226,31 @@ def open_dataset(root: str | Path, repo_id: str = "local/cosmos3", **kwargs):
     if (root / JOURNAL).is_file():
         raise ValueError(f"{str(root)!r}: an episode's save was interrupted ({JOURNAL} is there); rerun the same "
                          "`cosmos3-robot collect --out` to resume, or call cosmos3_robot.datasets.recover_dataset")
+    check_files(root, repo_id)
     return LeRobotDataset(repo_id, root=root, **kwargs)
+
+
+def check_files(root: Path, repo_id: str = "local/cosmos3") -> None:
+    """Every data and video file the dataset's metadata lists must be there: otherwise name the first missing
+    one and its episodes (lerobot itself would fall back to the hub and fail offline, naming neither)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    try:
+        meta = LeRobotDatasetMetadata(repo_id, root=root)
+    except Exception as e:  # a broken meta/ file: say which dataset and how to recover
+        raise ValueError(f"{str(root)!r}: its metadata (meta/) cannot be read ({type(e).__name__}: {e}); restore meta/ "
+                         "from a copy, or re-collect into a new directory") from e
+    missing: dict[str, list[int]] = {}
+    for ep in range(meta.total_episodes):
+        paths = [meta.get_data_file_path(ep)] + [meta.get_video_file_path(ep, k) for k in meta.video_keys]
+        for rel in paths:
+            if not (root / rel).is_file():
+                missing.setdefault(str(rel), []).append(ep)
+    if missing:
+        rel, eps = next(iter(missing.items()))
+        raise FileNotFoundError(f"{str(root)!r} is damaged: {rel} is missing (episodes {eps}); {len(missing)} file(s) "
+                                "missing in all. Restore the file from a copy, or re-collect those episodes into a "
+                                "new directory")
 
 
 def dataset_normalizers(root: str | Path, spec: EmbodimentSpec | str, clamp: float | None = None
