@@ -154,3 +154,47 @@ def test_a_damaged_dataset_names_the_missing_file(tmp_path, capsys):
         load_episodes(root)
     assert main(["view", str(root), "--episode", "0", "--rrd", str(tmp_path / "x.rrd")]) == 2
     assert "is damaged" in capsys.readouterr().err
+
+
+FRANKA_FRAMES = """
+import gc, sys, numpy as np
+from cosmos3_robot.tasks import make_real_env
+drop = sys.argv[1] == "drop"
+if drop:
+    aloha = make_real_env("aloha")
+    aloha.reset(seed=0)
+franka = make_real_env("droid")
+franka.reset(seed=3)
+if drop:  # dropped without close(), then garbage-collected, while the Franka scene lives
+    del aloha
+    gc.collect()
+obs, _ = franka.reset(seed=3)
+if drop:  # and again with both remade
+    franka.close()
+    del franka
+    gc.collect()
+    franka = make_real_env("droid")
+    aloha = make_real_env("aloha")
+    aloha.reset(seed=1)
+    del aloha
+    gc.collect()
+again, _ = franka.reset(seed=3)
+for k in obs:
+    assert np.array_equal(obs[k], again[k]), k
+np.savez(sys.argv[2], **{k.replace(".", "_"): v for k, v in obs.items() if "images" in k})
+"""
+
+
+def test_dropping_an_aloha_env_leaves_franka_cameras_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"}
+    for mode in ("fresh", "drop"):
+        subprocess.run([sys.executable, "-c", FRANKA_FRAMES, mode, str(tmp_path / f"{mode}.npz")], env=env, check=True,
+                       capture_output=True, timeout=300)
+    fresh, dropped = np.load(tmp_path / "fresh.npz"), np.load(tmp_path / "drop.npz")
+    assert set(fresh) == set(dropped) and len(fresh) == 3
+    for key in fresh:
+        np.testing.assert_array_equal(dropped[key], fresh[key], err_msg=key)

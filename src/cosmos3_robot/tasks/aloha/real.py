@@ -7,6 +7,8 @@ import numpy as np
 
 from ...embodiments import action_space_for, load_spec, observation_space_for, validate_action
 
+_PARKED: list = []  # closed gym-aloha scenes, kept alive until exit (see AlohaRealEnv.close)
+
 
 class AlohaRealEnv(gym.Env):
     """gym-aloha (MuJoCo bimanual ViperX; insertion or transfer_cube) in the `aloha` spec's schema.
@@ -65,4 +67,12 @@ class AlohaRealEnv(gym.Env):
         return None if self._last_obs is None else self._last_obs["observation.images.top"].copy()
 
     def close(self):
-        self._env.close()
+        # dm_control frees its EGL context with gym-aloha's physics, and on Mesa's EGL that breaks every other
+        # MuJoCo renderer in the process (measured: FrankaCubeRealEnv's cameras then draw wrong views). A
+        # closed scene is parked until the process exits instead; it holds its physics and render buffers.
+        if getattr(self, "_env", None) is not None:
+            _PARKED.append(self._env)
+            self._env = None
+
+    def __del__(self):
+        self.close()
