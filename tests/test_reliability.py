@@ -198,3 +198,40 @@ def test_dropping_an_aloha_env_leaves_franka_cameras_alone(tmp_path):
     assert set(fresh) == set(dropped) and len(fresh) == 3
     for key in fresh:
         np.testing.assert_array_equal(dropped[key], fresh[key], err_msg=key)
+
+
+def test_eval_keeps_each_finished_policy_when_a_later_one_fails(tiny_checkpoint, tmp_path, monkeypatch):
+    import json
+
+    from cosmos3_robot.eval import policy_eval
+
+    real_run = policy_eval.run_learned
+
+    def run_learned(make_policy, name, seeds, make_vec_env, batch=50):
+        if name == "random":
+            raise RuntimeError("the machine went away")
+        return real_run(make_policy, name, seeds, make_vec_env, batch)
+
+    monkeypatch.setattr(policy_eval, "run_learned", run_learned)
+    out = tmp_path / "eval"
+    with pytest.raises(RuntimeError, match="went away"):
+        main(["eval", "--policies", "expert,random", "--episodes", "2", "--max-steps", "3", "--checkpoint",
+              str(tiny_checkpoint), "--out", str(out)])
+    kept = json.loads((out / "eval_partial.json").read_text())
+    assert list(kept["policies"]) == ["expert"] and len(kept["policies"]["expert"]["learned"]["success"]) == 2
+
+
+def test_a_structured_checkpoint_with_a_bad_task_names_it(tmp_path):
+    import json
+
+    from cosmos3_robot.backends import load_backend
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(load_backend.__globals__["shipped_checkpoint"]("pusht_small"), ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "task": "cosmos3_robot.tasks.nowhere:Bogus"}))
+    with pytest.raises(ValueError, match="cosmos3_robot.tasks.nowhere"):
+        load_backend(ckpt)
+    (ckpt / "config.json").write_text(json.dumps({**config, "backend": "bogus"}))
+    with pytest.raises(ValueError, match="names backend 'bogus'"):
+        load_backend(ckpt)

@@ -211,6 +211,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise ValueError(f"--episodes {args.episodes}: give at least 1")
     if args.max_steps < 1:
         raise ValueError(f"--max-steps {args.max_steps}: give at least 1")
+    make_policy(args.env, args.policy, args.seed)  # an unknown name fails before the simulator starts
+    prepare_out(args.out)
     kwargs = {"max_episode_steps": args.max_steps}
     if args.env == "pusht":
         kwargs["success_threshold"] = args.success_threshold
