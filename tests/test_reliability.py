@@ -235,3 +235,33 @@ def test_a_structured_checkpoint_with_a_bad_task_names_it(tmp_path):
     (ckpt / "config.json").write_text(json.dumps({**config, "backend": "bogus"}))
     with pytest.raises(ValueError, match="names backend 'bogus'"):
         load_backend(ckpt)
+
+
+# every command's numeric options, with a value under its least: refused at once, the option named
+NUMERIC = [("eval", "--episodes"), ("eval", "--max-steps"), ("eval", "--seed"), ("eval", "--real-workers"),
+           ("collect", "--episodes"), ("collect", "--max-steps"), ("collect", "--seed"),
+           ("demo", "--episodes"), ("demo", "--max-steps"), ("demo", "--seed"),
+           ("rollout", "--max-steps"), ("rollout", "--seed"), ("view", "--episode"),
+           ("eval-fidelity", "--episodes"), ("eval-fidelity", "--steps"), ("eval-fidelity", "--starts"),
+           ("train", "--steps"), ("train", "--batch-size"), ("train", "--save-every"), ("train", "--context"),
+           ("train-dynamics", "--width"), ("train-dynamics", "--epochs"), ("train-dynamics", "--render-batch")]
+REQUIRED = {"collect": ["--out", "{tmp}/c"], "view": ["{tmp}"], "train": ["--dataset", "{tmp}", "--out", "{tmp}/t"],
+            "train-dynamics": ["--init", "{tmp}", "--dataset", "{tmp}", "--out", "{tmp}/d"],
+            "eval": ["--out", "{tmp}/e"], "demo": ["--out", "{tmp}/o", "--rrd", "{tmp}/o.rrd"],
+            "rollout": ["--rrd", "{tmp}/r.rrd"]}
+
+
+@pytest.mark.parametrize("command, option", NUMERIC)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.integers(-10**9, -1))
+def test_numeric_options_out_of_range_are_refused_at_once(command, option, value, tmp_path_factory):
+    import contextlib
+    import io
+
+    tmp = str(tmp_path_factory.getbasetemp())
+    args = [command, *[a.format(tmp=tmp) for a in REQUIRED.get(command, [])], option, str(value)]
+    err = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(err):
+        code = main(args)
+    assert code == 2 and f"{option} {value}" in err.getvalue() and time.perf_counter() - t0 < 5, err.getvalue()

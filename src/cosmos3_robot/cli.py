@@ -191,7 +191,12 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
     from .tasks import make_policy, make_real_env
 
     task = "pusht"
-    horizons = tuple(int(h) for h in args.horizons.split(","))
+    try:
+        horizons = tuple(int(h) for h in args.horizons.split(","))
+    except ValueError:
+        raise ValueError(f"--horizons {args.horizons!r}: give comma-separated step counts, e.g. 1,4,16,32") from None
+    if min(horizons) < 1 or args.steps <= max(horizons):
+        raise ValueError(f"--horizons {args.horizons} and --steps {args.steps}: horizons must be >= 1 and below --steps")
     real = make_real_env(task, max_episode_steps=10_000, success_threshold=1.01)
     episodes = [record_with_states(real, make_policy(task, args.policy, s), s, args.steps)
                 for s in range(args.seed, args.seed + args.episodes)]
@@ -518,6 +523,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the least value each numeric option takes (per command where they differ); checked before any work
+MINIMA = {"episodes": 1, "max_steps": 1, "seed": 0, "episode": 0, "starts": 1, "real_workers": 0, "steps": 0,
+          "tokenizer_steps": 0, "judge_steps": 0, "batch_size": 1, "save_every": 1, "context": 1, "width": 1,
+          "epochs": 1, "render_steps": 0, "pixel_steps": 0, "random_frames": 0, "render_batch": 1,
+          "render_width": 1, "render_layers": 2, "lr": 1e-12}
+COMMAND_MINIMA = {"eval-fidelity": {"steps": 2}}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    minima = {**MINIMA, **COMMAND_MINIMA.get(args.command, {})}
+    for name, least in minima.items():
+        value = getattr(args, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= least:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: give at least {least:g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -525,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MUJOCO_GL", "egl")
     args = build_parser().parse_args(argv)
     try:
+        check_numbers(args)
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
