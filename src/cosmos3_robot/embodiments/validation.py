@@ -46,7 +46,8 @@ def validate_action(
         raise ActionError(f"{what}: shape {arr.shape}, expected {shapes}")
     if arr.ndim == 2 and len(arr) == 0:
         raise ActionError(f"{what}: an empty chunk {arr.shape}; give at least one action")
-    arr = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf and is refused below
+        arr = arr.astype(np.float32)
     flat = arr.reshape(-1, vector.dims)
     clipped = np.zeros(len(flat), np.int64)
     for field, sl in zip(vector.fields, vector.slices().values()):
