@@ -1,9 +1,19 @@
 """Policies: the `Policy` protocol, task-free wrappers that grade a policy, the LeRobot adapter and
 the world model's policy head. Task experts live in their task packages."""
 
+from importlib import import_module
+
 from .base import Policy
-from .lerobot_adapter import LeRobotPolicy
-from .world_model_policy import WorldModelPolicy
 from .wrappers import LaggedPolicy, NoisyPolicy, RandomPolicy, SlowPolicy
+
+# the adapters pull in torch / lerobot: imported on first use, so the scripted ladders load light
+_LAZY = {"LeRobotPolicy": ".lerobot_adapter", "WorldModelPolicy": ".world_model_policy"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["LaggedPolicy", "LeRobotPolicy", "NoisyPolicy", "Policy", "RandomPolicy", "SlowPolicy", "WorldModelPolicy"]
