@@ -89,7 +89,7 @@ def structured_checkpoint(tmp_path_factory):
     return path
 
 
-CASES = ["fake", "mot", "mot-droid", "structured", "shipped"]
+CASES = ["fake", "mot", "mot-droid", "structured", "shipped", "shipped-fast"]
 
 
 @pytest.fixture(params=CASES)
@@ -104,7 +104,7 @@ def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint):
         return lambda: load_backend(mot_droid_checkpoint, sample_noise=0.0), droid_start(("exterior_1_left", "wrist_left"))
     if name == "structured":
         return lambda: load_backend(structured_checkpoint), PUSHT_START
-    return lambda: load_backend("pusht_small"), PUSHT_START
+    return lambda: load_backend("pusht_small" if name == "shipped" else "pusht_fast"), PUSHT_START
 
 
 def test_cases_cover_every_registered_backend():

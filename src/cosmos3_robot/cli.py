@@ -117,7 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = prepare_out(args.out)
     prepare_rrd(args)
     learned = learned_env(task, args.checkpoint, max_episode_steps=args.max_steps)
-    print(f"learned simulator: {args.checkpoint or 'shipped pusht_small checkpoint'} "
+    print(f"learned simulator: {args.checkpoint or 'the shipped default checkpoint'} "
           f"({type(learned.backend).__name__})")
     real = make_real_env(task, max_episode_steps=args.max_steps)
     res = paired_rollout(real, learned, make_policy(task, "expert", args.seed), args.seed)
