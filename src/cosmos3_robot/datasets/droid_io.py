@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -23,6 +22,7 @@ import h5py
 import numpy as np
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
+from .lerobot_io import LeRobotRecorder, fsync_tree
 
 av.logging.set_level(av.logging.ERROR)  # libx264 prints per-file statistics otherwise
 LAB = "cosmos3"
@@ -116,10 +116,7 @@ class DroidWriter:
             "episode_index": index, **meta,
         }
         (tmp / f"metadata_{ep_uuid}.json").write_text(json.dumps(metadata, indent=2))
-        for path in [*tmp.rglob("*"), tmp]:  # on disk before it becomes visible
-            fd = os.open(path, os.O_RDONLY)
-            os.fsync(fd)
-            os.close(fd)
+        fsync_tree(tmp)  # on disk before it becomes visible
         tmp.rename(self.root / f"episode_{index:06d}")  # atomic: the episode appears complete or not at all
         self._buffer = []
         return index
@@ -175,8 +172,6 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
     """Convert a folder of DROID-layout episodes into a LeRobot v3 dataset (appending to `out`; episodes already
     there, by DROID uuid, are skipped: `recorder.skipped` counts them)."""
     from tqdm.auto import tqdm
-
-    from .lerobot_io import LeRobotRecorder
 
     episodes = list_droid_episodes(droid_root)
     if not episodes:

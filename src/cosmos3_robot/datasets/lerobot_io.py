@@ -60,14 +60,19 @@ JOURNAL = ".cosmos3_saving.json"  # present while an episode is being saved: wha
 META_BACKUP = ".cosmos3_meta_backup"  # meta/ as it was before that save
 
 
-def _fsync_tree(root: Path) -> None:
-    """Flush every file and directory under `root` to disk."""
-    for path in [root, *root.rglob("*")]:
+def fsync_paths(paths) -> None:
+    """Flush these files and directories to disk."""
+    for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under `root` to disk."""
+    fsync_paths([root, *root.rglob("*")])
 
 
 def _files(root: Path) -> list[str]:
@@ -181,7 +186,7 @@ class LeRobotRecorder:
         backup, tmp = self.root / META_BACKUP, self.root / (META_BACKUP + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(self.root / "meta", tmp)
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         os.replace(tmp, backup)
         files = [f for f in _files(self.root) if not f.startswith((META_BACKUP, "images/"))]
         journal = self.root / JOURNAL
@@ -193,7 +198,10 @@ class LeRobotRecorder:
         record = {"episode_index": index, **meta}
         with open(self.root / EPISODES_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        _fsync_tree(self.root)
+        # what this save wrote (new files, meta/ rewritten in place) and every directory, not the older episodes
+        written = [self.root / f for f in set(_files(self.root)) - set(files) if not f.startswith(META_BACKUP)]
+        written += (self.root / "meta").rglob("*")
+        fsync_paths([*written, *(p for p in self.root.rglob("*") if p.is_dir()), self.root])
         journal.unlink()  # the episode is complete: this is the commit point
         shutil.rmtree(backup)
         return index

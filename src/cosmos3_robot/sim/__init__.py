@@ -3,7 +3,7 @@ started from a real simulator's reset, a dataset episode or given frames. Knows 
 
 from ..backends import Backend, Context, Prediction, Session, load_backend, register_backend
 from .learned_env import LearnedEnv
-from .start import RealStart, make_context
+from .start import RealStart, context_from_observations, make_context
 from .vector_env import LearnedVectorEnv
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Prediction",
     "RealStart",
     "Session",
+    "context_from_observations",
     "load_backend",
     "make_context",
     "register_backend",

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backends import Backend, load_backend
 from ..embodiments import action_space_for, observation_space_for, validate_action
-from .start import RealStart, context_from_options, make_context
+from .start import RealStart, context_from_observations, context_from_options, last_observation
 
 
 def resolve_backend(backend, checkpoint, backend_kwargs: dict) -> Backend:
@@ -79,19 +79,14 @@ class LearnedEnv(gym.Env):
                              "{'frames': ..., 'state': ...}, or make it with start=<real simulator id>")
         # a given seed starts the real simulator with that same seed (paired runs); otherwise np_random draws one
         obs = self.start(seed if seed is not None else int(self.np_random.integers(2**31)))
-        frames = {cam: np.asarray(obs[self.embodiment.camera(cam).key])[None, None] for cam in self.cameras}
-        state = np.asarray(obs["observation.state"], np.float64)[None, None]
-        return make_context(self.embodiment, self.cameras, frames, state, self.backend.history, instruction)
+        return context_from_observations(self.embodiment, self.cameras, [obs], self.backend.history, instruction)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         ctx = self._context(seed, dict(options or {}))
         self._session = self.backend.reset(ctx, seed=int(self.np_random.integers(2**31)))
         self._steps = 0
-        self._obs = {self.embodiment.camera(cam).key: np.ascontiguousarray(ctx.frames[cam][0, -1], np.uint8)
-                     for cam in self.cameras}
-        self._obs["observation.state"] = np.clip(ctx.state[0, -1], self.embodiment.state.lower,
-                                                 self.embodiment.state.upper).astype(np.float32)
+        self._obs = {k: v[0] for k, v in last_observation(self.embodiment, self.cameras, ctx).items()}
         return self._copy_obs(), {"is_success": False}
 
     def _copy_obs(self) -> dict:

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..embodiments import EmbodimentSpec
-from ..backends.base import Context, pad_history
+from ..backends.base import Context
 
 
 class RealStart:
@@ -52,10 +52,8 @@ def context_from_options(spec: EmbodimentSpec, cameras: tuple[str, ...], history
                          instruction: str | None) -> Context | None:
     """A batch-1 Context from reset options, or None when they name no first frames."""
     if "observation" in options:
-        obs = options["observation"]
-        frames = {cam: np.asarray(obs[spec.camera(cam).key])[None] for cam in cameras}
-        state = np.asarray(obs["observation.state"], np.float64)[None]
-    elif "frames" in options:
+        return context_from_observations(spec, cameras, [options["observation"]], history, instruction)
+    if "frames" in options:
         frames = _camera_frames(spec, cameras, options["frames"], "frames")
         n = len(next(iter(frames.values())))
         state = np.asarray(options.get("state", np.zeros(spec.state.dims)), np.float64)
@@ -72,7 +70,8 @@ def context_from_options(spec: EmbodimentSpec, cameras: tuple[str, ...], history
 
 def make_context(spec: EmbodimentSpec, cameras: tuple[str, ...], frames: dict[str, np.ndarray], state: np.ndarray,
                  history: int, instruction: str | None) -> Context:
-    """Validate frames camera -> (B, T, H, W, 3) and states (B, T, S) against the spec; keep the last `history` steps."""
+    """Validate frames camera -> (B, T, H, W, 3) and states (B, T, S) against the spec; keep the last `history`
+    steps (a shorter context is padded by the backend)."""
     state = np.asarray(state, np.float64)
     if state.ndim != 3 or state.shape[-1] != spec.state.dims:
         raise ValueError(f"start state has shape {state.shape[1:]} per env, expected (T, {spec.state.dims}) for "
@@ -88,5 +87,20 @@ def make_context(spec: EmbodimentSpec, cameras: tuple[str, ...], frames: dict[st
                              f"{(*state.shape[:2], c.height, c.width, 3)} (batch, steps, height, width, 3) uint8")
         if f.dtype != np.uint8:
             raise ValueError(f"start frames for camera {cam!r} have dtype {f.dtype}; expected uint8 in [0, 255]")
-        out[cam] = pad_history(f, history) if f.shape[1] > history else f
-    return Context(out, pad_history(state, history) if state.shape[1] > history else state, instruction)
+        out[cam] = f[:, -history:]
+    return Context(out, state[:, -history:], instruction)
+
+
+def context_from_observations(spec: EmbodimentSpec, cameras: tuple[str, ...], observations: list[dict], history: int,
+                              instruction: str | None) -> Context:
+    """One real observation (LeRobot keys) per env -> a Context of B = len(observations), one step each."""
+    frames = {cam: np.stack([np.asarray(o[spec.camera(cam).key]) for o in observations])[:, None] for cam in cameras}
+    state = np.stack([np.asarray(o["observation.state"], np.float64) for o in observations])[:, None]
+    return make_context(spec, cameras, frames, state, history, instruction)
+
+
+def last_observation(spec: EmbodimentSpec, cameras: tuple[str, ...], ctx: Context) -> dict[str, np.ndarray]:
+    """The (B, ...) observation of a context's last step: frames uint8, the state clipped to the spec's limits."""
+    obs = {spec.camera(cam).key: np.ascontiguousarray(ctx.frames[cam][:, -1], np.uint8) for cam in cameras}
+    obs["observation.state"] = np.clip(ctx.state[:, -1], spec.state.lower, spec.state.upper).astype(np.float32)
+    return obs

@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 from ..backends import Session
 from ..embodiments import ActionError, action_space_for, observation_space_for, validate_action
 from .learned_env import resolve_backend, resolve_start
-from .start import make_context
+from .start import context_from_observations, last_observation
 
 
 class LearnedVectorEnv(VectorEnv):
@@ -53,16 +53,11 @@ class LearnedVectorEnv(VectorEnv):
     def _start_session(self, seeds: list[int], options: dict | None) -> tuple[Session, dict[str, np.ndarray]]:
         if self.start is None:
             raise ValueError("this vector env has no start source; make it with start=<real simulator id>")
-        observations = [self.start(s) for s in seeds]
-        frames = {c: np.stack([o[k] for o in observations])[:, None] for c, k in zip(self.cameras, self._keys)}
-        state = np.stack([np.asarray(o["observation.state"], np.float64) for o in observations])[:, None]
         instruction = (options or {}).get("instruction", self.instruction)
-        ctx = make_context(self.embodiment, self.cameras, frames, state, self.backend.history, instruction)
+        ctx = context_from_observations(self.embodiment, self.cameras, [self.start(s) for s in seeds],
+                                        self.backend.history, instruction)
         session = self.backend.reset(ctx, seed=int(self.np_random.integers(2**31)))
-        obs = {k: frames[c][:, -1].astype(np.uint8) for c, k in zip(self.cameras, self._keys)}
-        obs["observation.state"] = np.clip(state[:, -1], self.embodiment.state.lower,
-                                           self.embodiment.state.upper).astype(np.float32)
-        return session, obs
+        return session, last_observation(self.embodiment, self.cameras, ctx)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         # a list of per-env seeds seeds np_random with its first entry, so the run is reproducible too
@@ -71,15 +66,7 @@ class LearnedVectorEnv(VectorEnv):
             return self._reset_masked(np.asarray(mask, bool), seed, options)
         super().reset(seed=seed if isinstance(seed, int) or seed is None else int(seed[0]))
         n = self.num_envs
-        if seed is None:
-            seeds = [int(s) for s in self.np_random.integers(2**31, size=n)]
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(n)]
-        else:
-            seeds = [int(s) for s in seed]
-            if len(seeds) != n:
-                raise ValueError(f"reset got {len(seeds)} seeds for num_envs={n}")
-        self._session, self._obs = self._start_session(seeds, options)
+        self._session, self._obs = self._start_session(self._seeds(seed, np.arange(n)), options)
         self._steps = np.zeros(n, int)
         self._needs_reset = np.zeros(n, bool)
         return self._copy_obs(), {}
@@ -87,17 +74,23 @@ class LearnedVectorEnv(VectorEnv):
     def _reset_masked(self, mask: np.ndarray, seed, options: dict):
         """Reset the sub-envs where `mask` is True (seeds: an int s gives sub-env i seed s + i, a list one
         seed per masked sub-env, None draws them)."""
-        idx = np.nonzero(mask)[0]
         if mask.shape != (self.num_envs,):
             raise ValueError(f"reset_mask has shape {mask.shape}, expected ({self.num_envs},)")
-        if seed is None:
-            seeds = [int(s) for s in self.np_random.integers(2**31, size=len(idx))]
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + int(i) for i in idx]
-        else:
-            seeds = [int(s) for s in seed]
-        self._restart(idx, seeds, options)
+        idx = np.nonzero(mask)[0]
+        self._restart(idx, self._seeds(seed, idx), options)
         return self._copy_obs(), {}
+
+    def _seeds(self, seed, idx: np.ndarray) -> list[int]:
+        """Start seeds of sub-envs `idx`: an int s gives sub-env i seed s + i, a list one seed each, None draws
+        them from np_random."""
+        if seed is None:
+            return [int(s) for s in self.np_random.integers(2**31, size=len(idx))]
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + int(i) for i in idx]
+        seeds = [int(s) for s in seed]
+        if len(seeds) != len(idx):
+            raise ValueError(f"reset got {len(seeds)} seeds for {len(idx)} sub-envs")
+        return seeds
 
     def _restart(self, idx: np.ndarray, seeds: list[int], options: dict | None) -> None:
         """Start sub-envs `idx` afresh from the start source with `seeds`."""

@@ -65,10 +65,12 @@ def make_policy(name: str, policy: str, seed: int = 0):
     `lerobot:<pretrained_model dir>`."""
     from ..backends.registry import resolve_entry_point
     from ..embodiments import load_spec
-    from ..policies import LeRobotPolicy, RandomPolicy
+    from ..policies import RandomPolicy
 
     factory = _task(name)[2]
     if policy.startswith("lerobot:"):
+        from ..policies import LeRobotPolicy  # torch and lerobot load only for it
+
         return LeRobotPolicy(policy.removeprefix("lerobot:"), task=load_spec(name).task, name=policy)
     if factory:
         return resolve_entry_point(factory)(policy, seed=seed)

@@ -32,7 +32,6 @@ class MoTCodec:
         self.normalizers = {k: Normalizer.from_dict(d) for k, d in meta["normalizers"].items()}
         self.cameras = tuple(meta.get("cameras") or [self.spec.cameras[0].name])
         self.perceived = meta.get("perceived_state")
-        self.perceive_camera = self.spec.camera(self.cameras[0]).key
         cfg = model.cfg
         n_state = self.spec.state.dims + perception_dims(self.perceived)
         self.action_mask = torch.from_numpy(pad_action(np.zeros(self.spec.action_dims), cfg.action_dim)[1])

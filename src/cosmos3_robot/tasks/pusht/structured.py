@@ -87,9 +87,7 @@ def world_model_parts(path) -> tuple:
     model = WorldModel(cfg, meta)
     load_state_checked(model, {k: v for k, v in state.items()
                                if not k.startswith(("pose_dynamics.", "field_renderer."))}, source)
-    for p in model.parameters():
-        p.data = p.data.float()
-    return model.eval(), head or None
+    return model.eval(), head or None  # (loading casts float16 weights into the model's float32 ones)
 
 
 def build_backend(renderer: StateRenderer, dynamics: PoseDynamics, state_normalizer: dict, spec: EmbodimentSpec,
