@@ -89,11 +89,30 @@ def structured_checkpoint(tmp_path_factory):
     return path
 
 
-CASES = ["fake", "mot", "mot-droid", "structured", "shipped", "shipped-fast"]
+@pytest.fixture(scope="module")
+def tower_checkpoint(tmp_path_factory):
+    """A tiny untrained structured PushT model whose dynamics is the Generator tower (sampled, 3 samples)."""
+    from cosmos3_robot.backends.structured import StructuredBackend
+    from cosmos3_robot.model import StateRendererConfig
+    from cosmos3_robot.tasks.pusht.structured import ENTRY_POINT, PushTWorld, task_config, tower_config
+
+    torch.manual_seed(0)
+    spec = load_spec("pusht")
+    norm = Normalizer.fit(np.random.default_rng(0).uniform(0, 512, (100, 2)), "min_max", feature="observation.state")
+    tower = tower_config(spec, dim=16, layers=1, ffn_dim=16, head_width=16, samples=3, step_with="sample")
+    world = PushTWorld(task_config(norm.to_dict(), tower, StateRendererConfig("point:0,pose:2", width=16, layers=3,
+                                                                              ae_widths=(8, 8, 8))), spec)
+    torch.nn.init.constant_(world.dynamics.gate.bias, 5.0)  # every entity moves: the sampled changes show
+    path = tmp_path_factory.mktemp("tower") / "pusht"
+    StructuredBackend(world, spec, 2, 0.9, ENTRY_POINT).save(path)
+    return path
+
+
+CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "shipped", "shipped-fast"]
 
 
 @pytest.fixture(params=CASES)
-def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint):
+def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, tower_checkpoint):
     """(backend factory, start source) of one backend under test."""
     name = request.param
     if name == "fake":
@@ -104,6 +123,8 @@ def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint):
         return lambda: load_backend(mot_droid_checkpoint, sample_noise=0.0), droid_start(("exterior_1_left", "wrist_left"))
     if name == "structured":
         return lambda: load_backend(structured_checkpoint), PUSHT_START
+    if name == "structured-tower":
+        return lambda: load_backend(tower_checkpoint), PUSHT_START
     return lambda: load_backend("pusht_small" if name == "shipped" else "pusht_fast"), PUSHT_START
 
 
@@ -204,3 +225,18 @@ def test_fake_backend_two_non_square_cameras_through_the_vector_env():
     assert venv.observation_space.contains(obs)
     frames = venv.render()
     assert isinstance(frames, tuple) and len(frames) == 2 and frames[0].shape == (180, 320, 3)
+
+
+def test_tower_backend_reports_disagreement_through_both_envs(tower_checkpoint):
+    """A sampled step's disagreement reaches `info` in the single and the vector env, the same for a session
+    alone or in a batch."""
+    backend = load_backend(tower_checkpoint)
+    env, venv = LearnedEnv(backend, PUSHT_START), LearnedVectorEnv(2, backend, PUSHT_START)
+    env.reset(seed=11)
+    venv.reset(seed=[10, 11])
+    a = np.array([200.0, 300.0], np.float32)
+    single = env.step(a)[4]["disagreement"]
+    batched = venv.step(np.stack([a, a]))[4]
+    assert np.isfinite(single) and single > 0
+    assert batched["_disagreement"].all()
+    np.testing.assert_allclose(batched["disagreement"][1], single, rtol=1e-5)

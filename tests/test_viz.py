@@ -31,20 +31,23 @@ def test_rrd_has_every_entity_with_the_right_rows(episode, tmp_path):
     T = episode["length"]
     predicted = np.roll(episode["frames"], 1, axis=0)
     log = RolloutLog(spec=load_spec("pusht"), real={"top": episode["frames"]}, predicted={"top": predicted},
-                     actions=episode["actions"], states=episode["states"], success_prob=np.linspace(0, 1, T))
+                     actions=episode["actions"], states=episode["states"], success_prob=np.linspace(0, 1, T),
+                     disagreement=np.linspace(0.5, 0.1, T))
     path = save_rollout(log, tmp_path / "r.rrd")
     table = read_table(path)
     assert table.num_rows == T
     expected = ["/cameras/top/real:EncodedImage:blob", "/cameras/top/predicted:EncodedImage:blob",
                 "/cameras/top/abs_diff:EncodedImage:blob", "/actions/target/x:Scalars:scalars",
                 "/actions/target/y:Scalars:scalars", "/state/agent_pos/x:Scalars:scalars",
-                "/success_probability/p:Scalars:scalars", "/cameras/top/real/ee_path:Points2D:positions",
-                "/world/ee:Points3D:positions", "/world/cameras/top:Pinhole:image_from_camera",
+                "/success_probability/p:Scalars:scalars", "/disagreement/spread:Scalars:scalars",
+                "/cameras/top/real/ee_path:Points2D:positions", "/world/ee:Points3D:positions", "/world/cameras/top:Pinhole:image_from_camera",
                 "/world/cameras/top:Transform3D:translation", "/world/ee_path:LineStrips3D:strips"]
     for col in expected:
         assert col in table.column_names, col
-    for col in expected[:8]:
+    for col in expected[:9]:
         assert table.column(col).null_count == 0, col  # a value at every step
+    spread = [v[0] for v in table.column("/disagreement/spread:Scalars:scalars").to_pylist()]
+    np.testing.assert_allclose(spread, np.linspace(0.5, 0.1, T), rtol=1e-6)
     xs = [v[0] for v in table.column("/actions/target/x:Scalars:scalars").to_pylist()]
     np.testing.assert_allclose(xs, episode["actions"][:, 0], rtol=1e-6)
     images = read_images(path, "cameras/top/real")

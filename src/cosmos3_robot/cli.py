@@ -133,7 +133,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cam = real.embodiment.cameras[0].name
     log = RolloutLog(spec=real.embodiment, real={cam: res["real"]["frames"][:n]},
                      predicted={cam: res["learned"]["frames"][:n]}, actions=res["real"]["actions"][:n],
-                     states=res["real"]["states"][:n], success_prob=res["learned"]["rewards"][:n], name="demo")
+                     states=res["real"]["states"][:n], success_prob=res["learned"]["rewards"][:n],
+                     disagreement=res["learned"].get("disagreement"), name="demo")
     save_rollout(log, args.rrd)
     print(f"wrote {args.rrd} (open with `rerun {args.rrd}`)")
     policies = ["expert", "expert-noise0.4", "random"]
@@ -151,7 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
     from functools import partial
 
-    from .eval.policy_eval import evaluate, write_report
+    from .eval.policy_eval import evaluate, read_real_results, write_report
     from .tasks import make_policy, make_real_env
 
     task = args.task
@@ -160,10 +161,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--policies is empty; give comma-separated names, e.g. expert,random")
     for name in policies:  # unknown names fail now, not when their turn comes
         make_policy(task, name, 0)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    known = read_real_results(args.real_from, seeds) if args.real_from else None
+    real = args.real or known is not None
     out = prepare_out(args.out)
     backend_kwargs = {"precision": args.precision} if args.precision else {}
     make_vec = learned_vec_env(task, args.checkpoint, args.max_steps, **backend_kwargs)
-    seeds = list(range(args.seed, args.seed + args.episodes))
     done = {}
 
     def keep(name, rows):  # each finished policy is on disk before the next starts
@@ -173,8 +176,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tmp.replace(out / "eval_partial.json")  # atomic: a kill leaves the previous complete file
 
     report = evaluate(policies, partial(make_policy, task), seeds, make_vec_env=make_vec,
-                      real_env=partial(make_real_env, task, max_episode_steps=args.max_steps) if args.real else None,
-                      on_policy=keep, real_workers=args.real_workers if args.real else 0)
+                      real_env=partial(make_real_env, task, max_episode_steps=args.max_steps) if real else None,
+                      on_policy=keep, real_workers=args.real_workers if real else 0, real_results=known,
+                      flag_threshold=args.flag_disagreement)
     paths = write_report(report, out)
     (out / "eval_partial.json").unlink(missing_ok=True)
     print(paths["markdown"].read_text())
@@ -332,7 +336,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         n = res["steps"]
         log = RolloutLog(spec=spec, real={cam: res["real"]["frames"][:n]}, predicted={cam: res["learned"]["frames"][:n]},
                          actions=res["real"]["actions"][:n], states=res["real"]["states"][:n],
-                         success_prob=res["learned"]["rewards"][:n], name=f"{args.policy}-seed{args.seed}")
+                         success_prob=res["learned"]["rewards"][:n], disagreement=res["learned"].get("disagreement"),
+                         name=f"{args.policy}-seed{args.seed}")
         summary = (f"real success {res['real']['success']} in {res['real']['length']} steps, learned success "
                    f"{res['learned']['success']} in {res['learned']['length']}; mean frame PSNR {res['psnr'].mean():.1f} dB")
     else:
@@ -341,7 +346,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         frames = {cam: ep["frames"]}
         log = RolloutLog(spec=spec, real=frames if real else {}, predicted={} if real else frames,
                          actions=ep["actions"], states=ep["states"],
-                         success_prob=None if real else ep["rewards"], name=f"{args.policy}-seed{args.seed}")
+                         success_prob=None if real else ep["rewards"], disagreement=ep.get("disagreement"),
+                         name=f"{args.policy}-seed{args.seed}")
         summary = f"{args.sim} success {ep['success']} in {ep['length']} steps"
     rec = open_recording(log.name, args.rrd, **_sink(args))
     log_rollout(log, rec)
@@ -480,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes that run the real simulator while the learned one runs (0: one after the other)")
     p.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
                    help="structured backends: the renderer's precision (bfloat16: faster on CPUs with AMX)")
+    p.add_argument("--real-from", default=None,
+                   help="reuse the real simulator's results of an earlier eval.json with the same seeds (implies --real)")
+    p.add_argument("--flag-disagreement", type=float, default=None,
+                   help="flag learned episodes whose mean disagreement (the backend's uncertainty) exceeds this")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--out", default="outputs/eval")

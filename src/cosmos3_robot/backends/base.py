@@ -3,6 +3,7 @@ between steps, a `Prediction` per step, and the `Backend` protocol itself (DESIG
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,16 +74,30 @@ class Session:
 class Backend(Protocol):
     """A learned simulator's model. `reset` starts B sessions from a context (its history may be shorter
     than `history`: the first step repeats); `step` advances them by one action each, (B, A) in physical
-    units of the spec's default action. `success_threshold`: reward at or above it is success."""
+    units of the spec's default action. `success_threshold`: reward at or above it is success. `reset`'s
+    seed is one per session (the envs pass one per sub-env) or one int for the batch."""
 
     spec: EmbodimentSpec
     cameras: tuple[str, ...]
     history: int
     success_threshold: float
 
-    def reset(self, ctx: Context, seed: int | None = None) -> Session: ...
+    def reset(self, ctx: Context, seed: int | Sequence[int] | None = None) -> Session: ...
 
     def step(self, session: Session, actions: np.ndarray) -> Prediction: ...
+
+
+def session_seeds(seed: int | Sequence[int] | None, batch: int) -> np.ndarray:
+    """A backend's per-session seeds (B,) int64: a list gives each session its own (the envs pass one per
+    sub-env, so a session samples the same whether it runs alone or in a batch); an int s gives s + i."""
+    if seed is None:
+        seed = 0
+    if np.ndim(seed) == 0:
+        return int(seed) + np.arange(batch, dtype=np.int64)
+    seeds = np.asarray(seed, np.int64).reshape(-1)
+    if len(seeds) != batch:
+        raise ValueError(f"reset got {len(seeds)} seeds for a batch of {batch} sessions")
+    return seeds
 
 
 def pad_history(values: np.ndarray, history: int) -> np.ndarray:

@@ -39,7 +39,12 @@ def mmrv(learned, real) -> float:
     return float(np.where(violation, np.abs(real[:, None] - real[None, :]), 0.0).max(axis=1).mean())
 
 
-METRICS = {"pearson": pearson, "spearman": spearman, "mmrv": mmrv}
+def mean_abs_error(learned, real) -> float:
+    """Mean over policies of |learned success - real success|."""
+    return float(np.mean(np.abs(np.asarray(learned, float) - np.asarray(real, float))))
+
+
+METRICS = {"pearson": pearson, "spearman": spearman, "mmrv": mmrv, "mae": mean_abs_error}
 
 
 def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndarray], metric: str,
@@ -77,3 +82,29 @@ def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndar
         return value, float("nan"), float("nan")
     lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
     return value, float(lo), float(hi)
+
+
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve of `scores` for binary `labels` (the Mann-Whitney U statistic over
+    n_pos x n_neg, ties counted half); NaN when one class is empty."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic / (len(pos) * len(neg)))
+
+
+def uncertainty_report(learned_success, real_success, disagreement, threshold: float | None = None) -> dict:
+    """Does the learned simulator's disagreement point at the episodes it gets wrong? Per episode (all
+    policies pooled): AUROC of the disagreement against "learned outcome != real outcome"; with a threshold,
+    how many episodes it flags and how often flagged and unflagged episodes mismatch."""
+    ls, rs = np.concatenate(learned_success).astype(bool), np.concatenate(real_success).astype(bool)
+    d = np.concatenate(disagreement).astype(float)
+    mismatch = ls != rs
+    out = {"episodes": int(len(d)), "mismatches": int(mismatch.sum()), "auroc": auroc(d, mismatch)}
+    if threshold is not None:
+        flagged = d > threshold
+        out |= {"threshold": float(threshold), "flagged": int(flagged.sum()),
+                "mismatch_rate_flagged": float(mismatch[flagged].mean()) if flagged.any() else float("nan"),
+                "mismatch_rate_unflagged": float(mismatch[~flagged].mean()) if (~flagged).any() else float("nan")}
+    return out

@@ -15,19 +15,24 @@ def frame_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def record(env, policy, seed: int, max_steps: int | None = None) -> dict:
     """One closed-loop episode, keeping every observation (the first and each one after an action),
-    action, reward and success flag."""
+    action, reward and success flag, and the step's "disagreement" where the env reports one."""
     key = next(k for k in env.observation_space.spaces if k.startswith("observation.images."))
-    frames, states, actions, rewards = [], [], [], []
+    frames, states, actions, rewards, disagreement = [], [], [], [], []
 
     def on_step(obs, action, reward, terminated, info):
         frames.append(obs[key])
         states.append(obs["observation.state"])
         actions.append(np.asarray(action, np.float32))
         rewards.append(reward)
+        if "disagreement" in info:
+            disagreement.append(float(info["disagreement"]))
 
     res = rollout(env, policy, seed=seed, max_steps=max_steps, on_step=on_step)
-    return {"frames": np.stack(frames), "states": np.stack(states), "actions": np.stack(actions),
-            "rewards": np.asarray(rewards), "success": res["success"], "length": res["length"], "camera": key}
+    out = {"frames": np.stack(frames), "states": np.stack(states), "actions": np.stack(actions),
+           "rewards": np.asarray(rewards), "success": res["success"], "length": res["length"], "camera": key}
+    if disagreement:  # the learned simulator's uncertainty about each step (sampled backends)
+        out["disagreement"] = np.asarray(disagreement)
+    return out
 
 
 def paired_rollout(real_env, learned_env, policy, seed: int, max_steps: int | None = None) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, uncertainty_report
 from .rollout import rollout
 
 
@@ -18,7 +18,7 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
     """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
     `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
     autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
-    success, ret, length = [], [], []
+    success, ret, length, disagreement = [], [], [], []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         venv = make_vec_env(len(chunk))
@@ -28,15 +28,18 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
             p.reset(s)
         n = len(chunk)
         done, succ, r_sum, steps = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, int)
+        d_sum = np.zeros(n)
         last = None
         while not done.all():
             # finished sub-envs repeat their last action: it is valid, and its result is not counted
             actions = np.stack([policies[i].select_action({k: v[i] for k, v in obs.items()}) if not done[i]
                                 else last[i] for i in range(n)])
-            obs, r, term, trunc, _ = venv.step(actions)
+            obs, r, term, trunc, info = venv.step(actions)
             last = actions
             live = ~done
             r_sum[live] += r[live]
+            if "disagreement" in info:  # the backend's per-step uncertainty, averaged over the episode
+                d_sum[live] += np.asarray(info["disagreement"], float)[live]
             steps[live] += 1
             succ |= live & term
             done |= live & (term | trunc)
@@ -44,7 +47,9 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
         success += succ.tolist()
         ret += r_sum.tolist()
         length += steps.tolist()
-    return {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float)}
+        disagreement += (d_sum / np.maximum(steps, 1)).tolist()
+    return {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float),
+            "disagreement": np.array(disagreement)}
 
 
 def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
@@ -60,7 +65,8 @@ def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
 
 
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
-             progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0) -> dict:
+             progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0,
+             real_results: dict | None = None, flag_threshold: float | None = None) -> dict:
     """Success, return and length per policy in the learned simulator (`make_vec_env(n)`, see `run_learned`)
     and the real one (`real_env`), episode k from seed `seeds[k]` in both; with both, Pearson / Spearman /
     MMRV of the success rates with bootstrap CIs. `on_policy(name, rows)` sees each policy's results as soon
@@ -68,10 +74,17 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
 
     `real_workers` > 0 runs the real simulator in that many worker processes while this process runs the
     learned one (the real physics and the model then share the CPU cores); `make_policy` and `real_env` must
-    then be picklable (a module-level function or functools.partial, an env factory)."""
+    then be picklable (a module-level function or functools.partial, an env factory). `real_results`
+    (name -> {"success": per-episode array, ...}, e.g. `read_real_results` of an earlier report with the same
+    seeds) stands in for the real simulator for the policies it holds.
+
+    Where the backend reports a per-step "disagreement", each learned episode's mean goes into the report;
+    with real results too, `metrics["uncertainty"]` says how well it picks out the episodes whose learned and
+    real outcomes differ (AUROC; with `flag_threshold`, the flagged share and mismatch rates)."""
     if not seeds:
         raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
     learned, real = {}, {}
+    known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}
     pool = futures = None
     threads = torch.get_num_threads()
     if real_env is not None and real_workers > 0:
@@ -79,14 +92,17 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies}
+        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies
+                   if name not in known}
         # the workers take cores of their own: more model threads than the cores left only wait on each other
         torch.set_num_threads(max(1, threads - real_workers))
     try:
         for name in tqdm(policies, desc="policies", disable=not progress):
             if make_vec_env is not None:
                 learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
-            if futures is not None:
+            if name in known:
+                real[name] = known[name]
+            elif futures is not None:
                 real[name] = futures[name].result()
             elif real_env is not None:
                 real[name] = run_real(make_policy, name, seeds, real_env)
@@ -105,13 +121,40 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
             if name in res:
                 row[where] = {k: float(v.mean()) for k, v in res[name].items()}
                 row[where]["episodes"] = [float(x) for x in res[name]["success"]]
+                for key in ("return", "length", "disagreement"):
+                    if key in res[name]:
+                        row[where][f"{key}_per_episode"] = [float(x) for x in res[name][key]]
         report["policies"][name] = row
     if learned and real and len(policies) >= 2:
-        for metric in ("pearson", "spearman", "mmrv"):
+        for metric in ("pearson", "spearman", "mmrv", "mae"):
             value, lo, hi = bootstrap_ci([learned[p]["success"] for p in policies],
                                          [real[p]["success"] for p in policies], metric, n_boot=n_boot)
             report["metrics"][metric] = {"value": value, "ci95": [lo, hi]}
+    if learned and real and all("disagreement" in learned[p] for p in policies):
+        report["uncertainty"] = uncertainty_report([learned[p]["success"] for p in policies],
+                                                   [real[p]["success"] for p in policies],
+                                                   [learned[p]["disagreement"] for p in policies], flag_threshold)
     return report
+
+
+def read_real_results(path: str | Path, seeds: list[int]) -> dict:
+    """The real simulator's per-episode results from an earlier report (eval.json or eval_partial.json),
+    checked to have been run on `seeds`."""
+    report = json.loads(Path(path).read_text())
+    if list(report.get("seeds", [])) != list(seeds):
+        raise ValueError(f"{path} was run on seeds {report.get('seeds', [])[:3]}... ({len(report.get('seeds', []))}); "
+                         f"this eval uses {seeds[:3]}... ({len(seeds)}): give the same --seed and --episodes")
+    out = {}
+    for name, row in report["policies"].items():
+        real = row.get("real")
+        if real:
+            if "episodes" in real:  # eval.json
+                out[name] = {k: np.asarray(real[f"{k}_per_episode"] if f"{k}_per_episode" in real
+                                           else real["episodes"] if k == "success" else [real[k]], float)
+                             for k in ("success", "return", "length")}
+            else:  # eval_partial.json: per-episode lists already
+                out[name] = {k: np.asarray(real[k], float) for k in ("success", "return", "length")}
+    return out
 
 
 def write_report(report: dict, out: str | Path) -> dict[str, Path]:
@@ -130,6 +173,13 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         lines += ["", "| metric | value | 95% CI (bootstrap over episodes) |", "|---|---|---|"]
         for m, v in report["metrics"].items():
             lines.append(f"| {m} | {v['value']:.3f} | [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] |")
+    if "uncertainty" in report:
+        u = report["uncertainty"]
+        lines += ["", f"Disagreement vs learned/real outcome mismatch, per episode: AUROC {u['auroc']:.3f} "
+                      f"({u['mismatches']} mismatches in {u['episodes']} episodes)."]
+        if "threshold" in u:
+            lines.append(f"Flagged above {u['threshold']:g}: {u['flagged']} episodes; mismatch rate "
+                         f"{u['mismatch_rate_flagged']:.3f} flagged, {u['mismatch_rate_unflagged']:.3f} unflagged.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
     paths["markdown"].write_text("\n".join(lines) + "\n")
     paths["json"].write_text(json.dumps(report, indent=2))

@@ -4,7 +4,7 @@ the world model's policy head. Task experts live in their task packages."""
 from importlib import import_module
 
 from .base import Policy
-from .wrappers import LaggedPolicy, NoisyPolicy, RandomPolicy, SlowPolicy
+from .wrappers import LaggedPolicy, NoisyPolicy, OffsetPolicy, RandomPolicy, SlowPolicy, StickyPolicy
 
 # the adapters pull in torch / lerobot: imported on first use, so the scripted ladders load light
 _LAZY = {"LeRobotPolicy": ".lerobot_adapter", "WorldModelPolicy": ".world_model_policy"}
@@ -16,4 +16,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LaggedPolicy", "LeRobotPolicy", "NoisyPolicy", "Policy", "RandomPolicy", "SlowPolicy", "WorldModelPolicy"]
+__all__ = ["LaggedPolicy", "LeRobotPolicy", "NoisyPolicy", "OffsetPolicy", "Policy", "RandomPolicy", "SlowPolicy",
+           "StickyPolicy", "WorldModelPolicy"]

@@ -68,6 +68,45 @@ class SlowPolicy:
         return (agent + delta).astype(np.float32)
 
 
+class StickyPolicy:
+    """With probability `p` per step the new command does not arrive and the last one repeats (a lossy
+    actuation link; "sticky actions", Machado et al. 2018)."""
+
+    def __init__(self, policy, p: float, name: str, seed: int = 0):
+        if not 0 <= p < 1:
+            raise ValueError(f"sticky probability p={p} must be in [0, 1)")
+        self.policy, self.p, self.name, self._seed = policy, p, name, seed
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(self._seed if seed is None else seed)
+        self.last = None
+        self.policy.reset(seed)
+
+    def select_action(self, observation):
+        a = self.policy.select_action(observation)
+        if self.last is not None and self.rng.random() < self.p:
+            a = self.last
+        self.last = np.asarray(a, np.float32).copy()
+        return self.last
+
+
+class OffsetPolicy:
+    """Shifts every action by a constant `offset` (a calibration error), clipped to [low, high] when given."""
+
+    def __init__(self, policy, offset, name: str, low=None, high=None):
+        self.policy, self.offset, self.name, self.low, self.high = policy, offset, name, low, high
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset(seed)
+
+    def select_action(self, observation):
+        a = np.asarray(self.policy.select_action(observation), np.float64) + self.offset
+        if self.low is not None or self.high is not None:
+            a = np.clip(a, self.low, self.high)
+        return a.astype(np.float32)
+
+
 class RandomPolicy:
     """Uniform random actions in [low, high] (scalars or per-dim arrays)."""
 

@@ -84,7 +84,7 @@ class LearnedEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         ctx = self._context(seed, dict(options or {}))
-        self._session = self.backend.reset(ctx, seed=int(self.np_random.integers(2**31)))
+        self._session = self.backend.reset(ctx, seed=[int(self.np_random.integers(2**31))])
         self._steps = 0
         self._obs = {k: v[0] for k, v in last_observation(self.embodiment, self.cameras, ctx).items()}
         return self._copy_obs(), {"is_success": False}

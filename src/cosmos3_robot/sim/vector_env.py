@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.utils.seeding import np_random
 from gymnasium.vector.utils import batch_space
 
 from ..backends import Session
@@ -56,7 +57,8 @@ class LearnedVectorEnv(VectorEnv):
         instruction = (options or {}).get("instruction", self.instruction)
         ctx = context_from_observations(self.embodiment, self.cameras, [self.start(s) for s in seeds],
                                         self.backend.history, instruction)
-        session = self.backend.reset(ctx, seed=int(self.np_random.integers(2**31)))
+        # each session gets the seed a single env reset with its start seed would give it: batch == single
+        session = self.backend.reset(ctx, seed=[int(np_random(s)[0].integers(2**31)) for s in seeds])
         return session, last_observation(self.embodiment, self.cameras, ctx)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):

@@ -4,6 +4,7 @@ Layout (entity paths):
   cameras/<cam>/real, cameras/<cam>/predicted, cameras/<cam>/abs_diff   JPEG `EncodedImage`s
   cameras/<cam>/real/ee_path                                          end-effector path projected (2-D)
   actions/<field>/<dim>, state/<field>/<dim>, success_probability    scalar series (bulk `send_columns`)
+  disagreement/spread                                               the learned sim's per-step uncertainty
   world/ee_path (LineStrips3D), world/ee (Points3D)                   end-effector in 3-D
   world/cameras/<cam> (Transform3D + Pinhole), .../image              calibrated frustums with the frame
 Timelines: `step` (control step) and `time` (seconds at the spec's control rate).
@@ -33,6 +34,7 @@ class RolloutLog:
     actions: np.ndarray | None = None
     states: np.ndarray | None = None
     success_prob: np.ndarray | None = None
+    disagreement: np.ndarray | None = None  # the learned simulator's per-step uncertainty (T,)
     ee_path: np.ndarray | None = None
     calibrations: dict[str, CameraCalibration] = field(default_factory=dict)
     name: str = "rollout"
@@ -90,6 +92,8 @@ def blueprint(log: RolloutLog) -> rrb.Blueprint:
         series.append(rrb.TimeSeriesView(origin="state", name="state"))
     if log.success_prob is not None:
         series.append(rrb.TimeSeriesView(origin="success_probability", name="success probability"))
+    if log.disagreement is not None:
+        series.append(rrb.TimeSeriesView(origin="disagreement", name="learned-sim disagreement"))
     return rrb.Blueprint(rrb.Horizontal(
         rrb.Grid(*views, grid_columns=3 if len(views) >= 3 else len(views) or 1),
         rrb.Vertical(*series),
@@ -150,6 +154,9 @@ def log_rollout(log: RolloutLog, rec: rr.RecordingStream, jpeg_quality: int = 85
         _scalar_columns(rec, "state", spec.state.dim_names, np.asarray(log.states), steps, fps)
     if log.success_prob is not None:
         _scalar_columns(rec, "success_probability", ("p",), np.asarray(log.success_prob)[:, None], steps, fps)
+    if log.disagreement is not None:
+        d = np.asarray(log.disagreement, np.float64)[: len(steps)]
+        _scalar_columns(rec, "disagreement", ("spread",), d[:, None], steps[: len(d)], fps)
 
 
 def open_recording(name: str, rrd: str | Path | None = None, spawn: bool = False, serve: bool = False

@@ -7,6 +7,8 @@ Frames of any size are resized to the model's square input and back to each came
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -14,7 +16,7 @@ from ...embodiments import Normalizer, load_spec, pad_action
 from ...embodiments.perception import perceive, perception_dims, project
 from ...model import WorldModel
 from ...model.frame_tokenizer import resize_to
-from ..base import Context, Prediction, Session, pad_history
+from ..base import Context, Prediction, Session, pad_history, session_seeds
 
 
 class MoTCodec:
@@ -116,14 +118,14 @@ class MoTBackend:
     def save(self, directory) -> None:
         self.model.save_pretrained(directory)
 
-    def reset(self, ctx: Context, seed: int | None = None) -> Session:
+    def reset(self, ctx: Context, seed: int | Sequence[int] | None = None) -> Session:
         B, T = ctx.batch, ctx.history
         flat = {cam: np.asarray(ctx.frames[cam]).reshape(B * T, *np.shape(ctx.frames[cam])[2:]) for cam in self.cameras}
         z = self.codec.encode(flat)
         latents = z.reshape(B, T, *z.shape[1:])
         state = self.codec.norm_state(np.asarray(ctx.state).reshape(B * T, -1), flat).reshape(B, T, -1)
         idx = pad_history(np.arange(T)[None], self.history)[0]  # the first step repeats before the start
-        gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        gen = torch.Generator().manual_seed(int(session_seeds(seed, ctx.batch)[0]))  # one stream for the batch
         return Session({"latents": latents[:, idx].contiguous(), "state": state[:, idx].contiguous()}, gen,
                        ctx.instruction)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from ...embodiments import EmbodimentSpec, load_spec
 from ...model.checkpoint import load_state_checked, read_raw_config, read_weights, write_checkpoint
-from ..base import Context, Prediction, Session, pad_history
+from ..base import Context, Prediction, Session, pad_history, session_seeds
 from ..registry import resolve_entry_point
 
 PRECISIONS = ("float32", "bfloat16")
@@ -37,8 +38,12 @@ class StructuredTask(Protocol):
     def rest_actions(self, world: np.ndarray) -> np.ndarray:
         """(B, W) -> (B, A): the action that holds a world still (the previous action at a reset)."""
 
-    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray) -> np.ndarray:
-        """history (B, T, W), actions and the actions before (B, A) in physical units -> next world (B, W)."""
+    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray,
+             noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None
+             ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
+        """history (B, T, W), actions and the actions before (B, A) in physical units -> next world (B, W), or
+        (next world, per-session info arrays such as the sampler's "disagreement"). A stochastic step draws its
+        noise from `noise(shape)` -> (B, *shape) standard normal, each session's rows from its own stream."""
 
     def observe(self, world: np.ndarray) -> np.ndarray:
         """(B, W) -> the spec's robot state (B, S), physical units inside the spec's limits."""
@@ -68,14 +73,15 @@ class StructuredBackend:
         self.provenance = dict(provenance or {})
         self.precision = precision
 
-    def reset(self, ctx: Context, seed: int | None = None) -> Session:
+    def reset(self, ctx: Context, seed: int | Sequence[int] | None = None) -> Session:
         B, T = ctx.batch, ctx.history
         frames = {cam: np.asarray(f).reshape(B * T, *np.shape(f)[2:]) for cam, f in ctx.frames.items()}
         world = self.task.perceive(frames, np.asarray(ctx.state, np.float64).reshape(B * T, -1))
         world = pad_history(np.asarray(world, np.float32).reshape(B, T, -1), self.history)
-        gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
-        return Session({"world": world, "prev_action": np.asarray(self.task.rest_actions(world[:, -1]), np.float64)},
-                       gen, ctx.instruction)
+        seeds = session_seeds(seed, B)
+        return Session({"world": world, "prev_action": np.asarray(self.task.rest_actions(world[:, -1]), np.float64),
+                        "noise_seed": seeds, "t": np.zeros(B, np.int64)},
+                       torch.Generator().manual_seed(int(seeds[0])), ctx.instruction)
 
     def _autocast(self):
         if self.precision == "bfloat16":
@@ -86,14 +92,24 @@ class StructuredBackend:
     def step(self, session: Session, actions: np.ndarray) -> Prediction:
         actions = np.asarray(actions, np.float64)
         world = session.data["world"]
-        nxt = np.asarray(self.task.step(world, actions, session.data["prev_action"]), np.float32)
+        seeds, t = session.data["noise_seed"], session.data["t"]
+
+        def noise(shape: tuple[int, ...]) -> torch.Tensor:  # one stream per session: batch == single
+            return torch.from_numpy(np.stack([np.random.default_rng([int(s), int(k)]).standard_normal(shape)
+                                              for s, k in zip(seeds, t)])).float()
+
+        out = self.task.step(world, actions, session.data["prev_action"], noise=noise)
+        nxt, info = out if isinstance(out, tuple) else (out, {})
+        nxt = np.asarray(nxt, np.float32)
+        session.data["t"] = t + 1
         session.data["world"] = np.concatenate([world[:, 1:], nxt[:, None]], axis=1)
         session.data["prev_action"] = actions
         with self._autocast():
             frames = self.task.render(nxt)
         reward = np.asarray(self.task.reward(nxt), np.float64)
         return Prediction(frames=frames, state=np.asarray(self.task.observe(nxt), np.float32), reward=reward,
-                          success=reward >= self.success_threshold)
+                          success=reward >= self.success_threshold,
+                          info={k: np.asarray(v, np.float64) for k, v in info.items()})
 
     # ------------------------------------------------------------------ checkpoints
 

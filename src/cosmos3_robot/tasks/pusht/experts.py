@@ -15,7 +15,7 @@ import numpy as np
 from shapely.geometry import LineString, Point
 from shapely.ops import nearest_points
 
-from ...policies.wrappers import LaggedPolicy, NoisyPolicy, RandomPolicy, SlowPolicy
+from ...policies.wrappers import LaggedPolicy, NoisyPolicy, OffsetPolicy, RandomPolicy, SlowPolicy, StickyPolicy
 from .vision import GOAL_POSE as GOAL, T_OUTLINE, estimate_block_pose, t_polygon
 
 COG = np.array([0.0, 45.0])  # body centre of gravity (gym-pusht add_tee)
@@ -61,14 +61,15 @@ CONTACTS, NORMALS = _contacts()
 class PushTExpert:
     """Vision-based pushing expert (see module docstring)."""
 
-    def __init__(self, name: str = "expert", tolerance: float = 1.5):
+    def __init__(self, name: str = "expert", tolerance: float = 1.5, pose_noise: float = 0.0, push_gain: float = 1.0):
         self.name = name
-        self.tolerance = tolerance
+        self.tolerance, self.pose_noise, self.push_gain = tolerance, pose_noise, push_gain
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
         self._plan: int | None = None
         self._last_pose: np.ndarray | None = None
+        self.rng = np.random.default_rng(seed)
 
     def _choose_contact(self, pose, dp, dtheta) -> int:
         R = _rot(pose[2])
@@ -95,6 +96,8 @@ class PushTExpert:
         if pose is None:
             return agent.astype(np.float32)
         self._last_pose = pose
+        if self.pose_noise:  # a noisy perception: the pose it acts on is off by sigma units / sigma / 60 rad
+            pose = pose + self.rng.normal(0, self.pose_noise, 3) * np.array([1, 1, 1 / ROT_SCALE])
         R = _rot(pose[2])
         cog = pose[:2] + R @ COG
         goal_cog = GOAL[:2] + _rot(GOAL[2]) @ COG
@@ -109,7 +112,7 @@ class PushTExpert:
         pre = contact + normal * (AGENT_RADIUS + 6)
         if self._plan == k and np.linalg.norm(agent - pre) < 25 or np.linalg.norm(agent - pre) < 8:
             self._plan = k
-            push = np.clip(0.6 * error, 2.0, 30.0)
+            push = np.clip(0.6 * self.push_gain * error, 2.0, 30.0 * self.push_gain)
             target = contact - normal * push
         else:
             self._plan = None
@@ -164,11 +167,34 @@ PUSHT_LEVELS = (
 )
 
 
+# Behaviour families beyond action noise, lag and speed (issue 16's wider ladder), each a different kind of
+# fault: perception (pose noise), control gain (push depth), termination (stopping early), actuation (a
+# command that sometimes does not arrive) and calibration (a constant offset of every target).
+PUSHT_FAMILIES = (  # real success on 30 held-out seeds (300000-300029): 0.50, 0.77, 0.50, 0.50
+    "expert-posenoise5",
+    "expert-offset3",
+    "expert-tol12",
+    "expert-sticky0.8",
+)
+
+
 def make_pusht_policy(name: str, seed: int = 0):
-    """Build a PushT policy by name: expert, expert-noise<s> (sigma = s x 100 units),
-    expert-lag<k>, expert-slow[<units per step>], random."""
+    """Build a PushT policy by name: expert, expert-noise<s> (sigma = s x 100 units), expert-lag<k>,
+    expert-slow[<units per step>], expert-posenoise<units> (noisy perceived pose), expert-push<gain> (push
+    depth), expert-tol<units> (stops when that close), expert-sticky<p> (repeats its last command with
+    probability p), expert-offset<units> (every target shifted by that much along x and y), random."""
     if name == "expert":
         return PushTExpert()
+    if m := re.fullmatch(r"expert-posenoise([0-9.]+)", name):
+        return PushTExpert(name, pose_noise=float(m.group(1)))
+    if m := re.fullmatch(r"expert-push([0-9.]+)", name):
+        return PushTExpert(name, push_gain=float(m.group(1)))
+    if m := re.fullmatch(r"expert-tol([0-9.]+)", name):
+        return PushTExpert(name, tolerance=float(m.group(1)))
+    if m := re.fullmatch(r"expert-sticky([0-9.]+)", name):
+        return StickyPolicy(PushTExpert(), float(m.group(1)), name, seed)
+    if m := re.fullmatch(r"expert-offset([0-9.]+)", name):
+        return OffsetPolicy(PushTExpert(), float(m.group(1)), name, low=0.0, high=512.0)
     if name == "random":
         return RandomPolicy(seed=seed)
     if m := re.fullmatch(r"expert-noise([0-9.]+)", name):
@@ -179,5 +205,7 @@ def make_pusht_policy(name: str, seed: int = 0):
         return SlowPolicy(PushTExpert(), float(m.group(1) or 8.0), name)
     raise ValueError(
         f"unknown PushT policy {name!r}; use expert, expert-noise<sigma/100>, expert-lag<steps>, "
-        f"expert-slow[<units/step>] or random (the graded ladder: {', '.join(PUSHT_LEVELS)})"
+        f"expert-slow[<units/step>], expert-posenoise<units>, expert-push<gain>, expert-tol<units>, "
+        f"expert-sticky<p>, expert-offset<units> or random (the graded ladder: {', '.join(PUSHT_LEVELS)}; "
+        f"more families: {', '.join(PUSHT_FAMILIES)})"
     )

@@ -1,7 +1,9 @@
 """PushT's pieces for the structured backend: the world state is the state token of the world model
 it came from, float32 (B, 6) = [pusher x, y (min-max normalized by the dataset's state stats), the T's
-x, y, cos, sin (`vision.block_pose_features`)]; the pose dynamics head moves it, the state renderer
-draws it, its goal coverage (gym-pusht's reward) is the reward."""
+x, y, cos, sin (`vision.block_pose_features`)]; the Generator tower over entity tokens (config "tower":
+the pusher, a point, and the T, a pose in SE(2)) moves it, or in older checkpoints the task-specific pose
+MLP (config "dynamics_width", kept as a baseline); the state renderer draws it; its goal coverage
+(gym-pusht's reward) is the reward."""
 
 from __future__ import annotations
 
@@ -13,27 +15,45 @@ from torch import nn
 
 from ...embodiments import EmbodimentSpec, Normalizer
 from ...model import StateRenderer, StateRendererConfig
+from ...model.entity_tower import EntityTower, EntityTowerConfig
 from ...model.frame_tokenizer import resize_to
 from .dynamics import PoseDynamics
 from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
                      project_block_pose_features)
 
 ENTRY_POINT = "cosmos3_robot.tasks.pusht.structured:PushTWorld"
+ENTITIES = [{"name": "pusher", "kind": "point2"}, {"name": "tee", "kind": "se2"}]
+
+
+def tower_config(spec: EmbodimentSpec, **overrides) -> EntityTowerConfig:
+    """PushT's entity declaration for the Generator tower: the pusher (a point; the action is its target
+    position) and the T (a pose in SE(2)), in workspace units with features per 100 units."""
+    return EntityTowerConfig(entities=ENTITIES, action_dim=spec.action_dims, action_low=spec.action.lower.tolist(),
+                             action_high=spec.action.upper.tolist(), workspace_low=spec.state.lower.tolist(),
+                             workspace_high=spec.state.upper.tolist(), action_kind="point2", length_scale=100.0,
+                             **overrides)
 
 
 class PushTWorld(nn.Module):
     """`StructuredTask` for PushT (see module docstring). config: state_normalizer (Normalizer dict),
-    dynamics_width, renderer (StateRendererConfig dict)."""
+    tower (EntityTowerConfig dict) or dynamics_width (the baseline pose MLP), renderer (StateRendererConfig
+    dict)."""
 
     def __init__(self, config: dict, spec: EmbodimentSpec):
         super().__init__()
-        for key in ("state_normalizer", "dynamics_width", "renderer"):
+        for key in ("state_normalizer", "renderer"):
             if key not in config:
-                raise ValueError(f"PushT task_config lacks {key!r}; expected state_normalizer, dynamics_width, renderer")
+                raise ValueError(f"PushT task_config lacks {key!r}; expected state_normalizer, tower, renderer")
+        if ("tower" in config) == ("dynamics_width" in config):
+            raise ValueError("PushT task_config needs exactly one of 'tower' (the Generator tower's config) and "
+                             "'dynamics_width' (the baseline pose MLP)")
         self.config, self.spec = config, spec
         self.camera = spec.cameras[0]
         self.state_norm = Normalizer.from_dict(config["state_normalizer"])
-        self.dynamics = PoseDynamics(int(config["dynamics_width"]))
+        if "tower" in config:
+            self.dynamics = EntityTower(EntityTowerConfig.from_dict(config["tower"]))
+        else:
+            self.dynamics = PoseDynamics(int(config["dynamics_width"]))
         self.renderer = StateRenderer(StateRendererConfig.from_dict(config["renderer"]))
 
     @classmethod
@@ -51,14 +71,25 @@ class PushTWorld(nn.Module):
         return self.agent(world)  # a position target at the pusher holds it still
 
     @torch.no_grad()
-    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray) -> np.ndarray:
-        agent, prev_agent = self.agent(world[:, -1]), self.agent(world[:, -2 if world.shape[1] > 1 else -1])
-        pose = features_to_pose(world[:, -1, 2:6])
-        t = [torch.from_numpy(np.asarray(x, np.float64)).float() for x in (agent, prev_agent, actions, prev_actions, pose)]
-        next_agent, next_pose = self.dynamics.step(*t)
+    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
+        before = -2 if world.shape[1] > 1 else -1
+        agent, prev_agent = self.agent(world[:, -1]), self.agent(world[:, before])
+        pose, prev_pose = features_to_pose(world[:, -1, 2:6]), features_to_pose(world[:, before, 2:6])
+        t = [torch.from_numpy(np.asarray(x, np.float64)).float()
+             for x in (agent, prev_agent, actions, prev_actions, pose, prev_pose)]
+        info = {}
+        if isinstance(self.dynamics, EntityTower):
+            cfg = self.dynamics.cfg
+            shape = (cfg.samples, len(ENTITIES), self.dynamics.max_change)
+            (next_agent, next_pose), disagreement = self.dynamics.sample(
+                [t[0], t[4]], [t[1], t[5]], t[2], t[3], noise=None if noise is None else noise(shape))
+            info["disagreement"] = disagreement.numpy()
+        else:
+            next_agent, next_pose = self.dynamics.step(*t[:5])
         agent = np.clip(next_agent.numpy(), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
         features = project_block_pose_features(pose_to_features(next_pose.numpy()))
-        return np.concatenate([self.state_norm.normalize(agent.astype(np.float64)), features], -1).astype(np.float32)
+        nxt = np.concatenate([self.state_norm.normalize(agent.astype(np.float64)), features], -1).astype(np.float32)
+        return nxt, info
 
     def observe(self, world: np.ndarray) -> np.ndarray:
         return np.clip(self.agent(world), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
@@ -71,8 +102,11 @@ class PushTWorld(nn.Module):
         return goal_coverage(features_to_pose(world[:, 2:6]))
 
 
-def task_config(state_normalizer: dict, dynamics_width: int, renderer: StateRendererConfig) -> dict:
-    return {"state_normalizer": state_normalizer, "dynamics_width": int(dynamics_width), "renderer": renderer.to_dict()}
+def task_config(state_normalizer: dict, dynamics: int | EntityTowerConfig, renderer: StateRendererConfig) -> dict:
+    """`dynamics`: the Generator tower's config, or the baseline pose MLP's width."""
+    key, value = ("tower", dynamics.to_dict()) if isinstance(dynamics, EntityTowerConfig) else \
+        ("dynamics_width", int(dynamics))
+    return {"state_normalizer": state_normalizer, key: value, "renderer": renderer.to_dict()}
 
 
 def world_model_parts(path) -> tuple:
@@ -90,12 +124,14 @@ def world_model_parts(path) -> tuple:
     return model.eval(), head or None  # (loading casts float16 weights into the model's float32 ones)
 
 
-def build_backend(renderer: StateRenderer, dynamics: PoseDynamics, state_normalizer: dict, spec: EmbodimentSpec,
-                  history: int = 2, success_threshold: float = 0.9, provenance: dict | None = None):
+def build_backend(renderer: StateRenderer, dynamics: EntityTower | PoseDynamics, state_normalizer: dict,
+                  spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
+                  provenance: dict | None = None):
     """A structured backend from trained PushT pieces."""
     from ...backends.structured import StructuredBackend
 
-    world = PushTWorld(task_config(state_normalizer, dynamics.out.in_features, renderer.cfg), spec)
+    key = dynamics.cfg if isinstance(dynamics, EntityTower) else dynamics.out.in_features
+    world = PushTWorld(task_config(state_normalizer, key, renderer.cfg), spec)
     world.renderer.load_state_dict(renderer.state_dict())
     world.dynamics.load_state_dict(dynamics.state_dict())
     return StructuredBackend(world, spec, history, success_threshold, ENTRY_POINT, provenance)

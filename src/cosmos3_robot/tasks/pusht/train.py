@@ -18,29 +18,39 @@ from ...backends.registry import backend_name, checkpoint_path
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...model import StateRenderer
 from ...train import JsonlLogger
+from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
 from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
 from .real import random_pusht_frames
-from .structured import build_backend, world_model_parts
+from .structured import ENTITIES, build_backend, tower_config, world_model_parts
 from .vision import block_pose_features, features_to_pose
 
 
-def perceived_transitions(episodes: list[dict], spec, camera_key: str, features: list[np.ndarray]) -> dict:
-    """LeRobot episodes (`datasets.load_episodes`) -> `transitions`: the pusher from `observation.state`, the
-    T's pose from each frame's perceived features, the recorded actions."""
+def perceived_episodes(episodes: list[dict], spec, features: list[np.ndarray]) -> list[dict]:
+    """LeRobot episodes (`datasets.load_episodes`) -> the pusher from `observation.state`, the T's pose from
+    each frame's perceived features, the recorded actions."""
     dims = spec.state.dims
     if spec.action_dims != dims:
-        raise ValueError(f"pose dynamics need actions that are pusher targets (action dims {spec.action_dims} = "
+        raise ValueError(f"PushT dynamics need actions that are pusher targets (action dims {spec.action_dims} = "
                          f"state dims {dims}); {spec.name!r} differs")
-    eps = [{"agent": np.asarray(ep["state"])[:, :dims], "pose": features_to_pose(f), "action": np.asarray(ep["action"])}
-           for ep, f in zip(episodes, features)]
-    return transitions(eps)
+    return [{"agent": np.asarray(ep["state"])[:, :dims], "pose": features_to_pose(f), "action": np.asarray(ep["action"])}
+            for ep, f in zip(episodes, features)]
+
+
+def tower_transitions(episodes: list[dict]) -> dict:
+    """`perceived_episodes` -> the Generator tower's entity transitions (pusher, T); at rest before the start."""
+    return entity_transitions([{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"],
+                                "rest_action": ep["agent"][0]} for ep in episodes], [e["name"] for e in ENTITIES])
 
 
 def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
                    render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
                    pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True,
-                   overwrite: bool = False):
-    """See the module docstring. Returns the structured backend written to `out`."""
+                   overwrite: bool = False, dynamics: str = "tower", tower: dict | None = None, lr: float = 2e-3):
+    """See the module docstring. `dynamics`: "tower" (the Generator tower over entity tokens; `width` is its
+    token width, `tower` overrides other EntityTowerConfig fields) or "mlp" (the baseline pose MLP, `width`
+    wide). Returns the structured backend written to `out`."""
+    if dynamics not in ("tower", "mlp"):
+        raise ValueError(f"dynamics={dynamics!r}; expected 'tower' (the Generator tower) or 'mlp' (the baseline)")
     from dataclasses import replace
 
     from ...datasets import load_episodes
@@ -107,11 +117,20 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
             provenance["renderer_training"]["pixels"] = {**info, "random_frames": random_frames}
     if not structured:
         renderer = StateRenderer.from_world_model(model)
-    head = PoseDynamics(width)
-    reinit(head, seed)
-    metrics = fit_pose_dynamics(head, perceived_transitions(episodes, spec, camera_key, features), epochs=epochs,
-                                seed=seed, progress=progress, log=log)
-    provenance["pose_dynamics"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "width": width, **metrics}
+    perceived = perceived_episodes(episodes, spec, features)
+    if dynamics == "tower":
+        torch.manual_seed(seed)
+        head = EntityTower(tower_config(spec, dim=width, **(tower or {})))
+        metrics = fit_entity_tower(head, tower_transitions(perceived), epochs=epochs, lr=lr, seed=seed,
+                                   progress=progress, log=log)
+        provenance.pop("pose_dynamics", None)
+        provenance["tower"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "lr": lr, **metrics}
+    else:
+        head = PoseDynamics(width)
+        reinit(head, seed)
+        metrics = fit_pose_dynamics(head, transitions(perceived), epochs=epochs, seed=seed, progress=progress, log=log)
+        provenance["pose_dynamics"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "width": width,
+                                       **metrics}
     # goal coverage >= the real simulator's threshold (PushTRealEnv: 0.90) is success, as in the real env
     backend = build_backend(renderer, head, state_norm, spec, history, 0.9, provenance)
     backend.save(out)

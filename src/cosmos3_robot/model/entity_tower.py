@@ -1,0 +1,414 @@
+"""State dynamics as the Generator tower over entity tokens, sampled by rectified flow.
+
+A task declares its entities (the pusher or end effector and each object) and the frame each one uses:
+`point2` / `point3` (a position; its frame is translated, not turned) or `se2` / `se3` (a pose). One
+token per entity carries what that entity sees *in its own frame*: where it was one step ago, where each
+other entity is now and was one step ago, where the action sends the robot (when the action is a
+position target), and, for the walls, its place in the workspace. Pairwise geometry in the receiver's
+frame is how learned physics simulators make a push look the same wherever and however the object lies
+(Battaglia et al. 2016, "Interaction Networks"; Sanchez-Gonzalez et al. 2020, "Learning to Simulate
+Complex Physics with Graph Networks"). One more token carries the action chunk (normalized).
+
+The tokens run through layers of the MoT's Generator tower (`mot.TowerLayer`: pre-norm joint attention
+over all tokens, SwiGLU MLP). Each entity's output conditions a small flow head (a per-token diffusion
+MLP, as MAR does: Li et al. 2024, "Autoregressive Image Generation without Vector Quantization") that
+samples the entity's change in its own frame with the project's rectified-flow objective (`flow.py`), so a
+step can be sampled, not only averaged. K samples per step give the disagreement the learned env reports
+as its uncertainty. A per-entity gate (a contact logit) keeps an entity that the tower says is at rest
+exactly where it is, so a resting object never drifts.
+
+State layout per kind: point2 (x, y), se2 (x, y, angle), point3 (x, y, z), se3 (x, y, z, rotation vector).
+Units are the task's; `length_scale` sets the feature scale."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .flow import add_noise, euler_schedule, sample_time, velocity_target
+from .mot import TowerLayer
+
+KINDS = {"point2": (2, False), "se2": (2, True), "point3": (3, False), "se3": (3, True)}  # (dims, turns)
+
+
+def state_dims(kind: str) -> int:
+    d, turns = KINDS[kind]
+    return d + (d * (d - 1) // 2 if turns else 0)  # se2: 3, se3: 6
+
+
+def change_dims(kind: str) -> int:
+    return state_dims(kind)  # a change is a translation in the entity's frame plus an angle / rotation vector
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def _rot2(angle: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: rotation vectors (..., 3) -> matrices (..., 3, 3)."""
+    theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    k = w / theta
+    zero = torch.zeros_like(k[..., 0])
+    K = torch.stack([torch.stack([zero, -k[..., 2], k[..., 1]], -1), torch.stack([k[..., 2], zero, -k[..., 0]], -1),
+                     torch.stack([-k[..., 1], k[..., 0], zero], -1)], -2)
+    s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
+    eye = torch.eye(3, dtype=w.dtype).expand(K.shape)
+    small = (w.norm(dim=-1) < 1e-8)[..., None, None]
+    return torch.where(small, eye, eye + s * K + (1 - c) * (K @ K))
+
+
+def matrix_to_rotvec(R: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) -> rotation vectors (..., 3) (angles below pi)."""
+    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-7, 1 - 1e-7)
+    theta = torch.acos(cos)
+    axis = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    scale = torch.where(theta < 1e-6, 0.5 * torch.ones_like(theta), theta / (2 * torch.sin(theta)))
+    return axis * scale[..., None]
+
+
+def split_pose(state: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(..., state_dims) -> position (..., d) and rotation matrix (..., d, d) (None for a point)."""
+    d, turns = KINDS[kind]
+    if not turns:
+        return state[..., :d], None
+    return state[..., :d], (_rot2(state[..., 2]) if d == 2 else rotvec_to_matrix(state[..., 3:6]))
+
+
+def rotation_features(R: torch.Tensor) -> torch.Tensor:
+    """A continuous code of a rotation: (cos, sin) in 2-D, the first two columns in 3-D (Zhou et al. 2019)."""
+    if R.shape[-1] == 2:
+        return R[..., :, 0]
+    return R[..., :, :2].transpose(-1, -2).reshape(*R.shape[:-2], 6)
+
+
+def in_frame(points: torch.Tensor, origin: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
+    """World points (..., d) -> the frame at `origin` turned by R (None: translated only)."""
+    v = points - origin
+    return v if R is None else torch.einsum("...ji,...j->...i", R, v)
+
+
+def relative_pose(state: torch.Tensor, kind: str, origin: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
+    """An entity's state seen from a frame: its position there, plus its rotation relative to it if it turns."""
+    p, Rj = split_pose(state, kind)
+    out = [in_frame(p, origin, R)]
+    if Rj is not None:
+        out.append(rotation_features(Rj if R is None else R.transpose(-1, -2) @ Rj))
+    return torch.cat(out, -1)
+
+
+def _wrap(a: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
+def own_change(state: torch.Tensor, nxt: torch.Tensor, kind: str) -> torch.Tensor:
+    """The change from `state` to `nxt` in the entity's own frame (translation, then angle / rotation vector)."""
+    p, R = split_pose(state, kind)
+    q, Rn = split_pose(nxt, kind)
+    out = [in_frame(q, p, R)]
+    if R is not None:
+        out.append(_wrap(nxt[..., 2:3] - state[..., 2:3]) if R.shape[-1] == 2
+                   else matrix_to_rotvec(R.transpose(-1, -2) @ Rn))
+    return torch.cat(out, -1)
+
+
+def apply_change(state: torch.Tensor, change: torch.Tensor, kind: str) -> torch.Tensor:
+    """Inverse of `own_change`: the next state from a change in the entity's own frame."""
+    d, turns = KINDS[kind]
+    p, R = split_pose(state, kind)
+    step = change[..., :d] if R is None else torch.einsum("...ij,...j->...i", R, change[..., :d])
+    if not turns:
+        return p + step
+    if d == 2:
+        return torch.cat([p + step, state[..., 2:3] + change[..., 2:3]], -1)
+    return torch.cat([p + step, matrix_to_rotvec(R @ rotvec_to_matrix(change[..., 3:6]))], -1)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class EntityTowerConfig:
+    """entities: [{"name", "kind"}] in state order; action_kind: the action's geometric kind when it is a
+    position target of the first entity (e.g. "point2"), else None; action_low / action_high: the action's
+    bounds (per dim, for the action token's normalization); workspace_low / _high: per axis (place features).
+    """
+
+    entities: list[dict]
+    action_dim: int
+    action_low: list[float]
+    action_high: list[float]
+    workspace_low: list[float]
+    workspace_high: list[float]
+    action_kind: str | None = None
+    length_scale: float = 1.0
+    dim: int = 96
+    layers: int = 3
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    ffn_dim: int = 192
+    head_width: int = 192
+    flow_steps: int = 4
+    samples: int = 4
+    step_with: str = "mean"  # "mean" of the K samples, or "sample" (the first one)
+    place_features: bool = True
+    norm_eps: float = 1e-6
+    change_scale: list[list[float]] = field(default_factory=list)  # per entity, per change dim (set by fit)
+
+    def __post_init__(self):
+        if not self.entities:
+            raise ValueError("EntityTowerConfig.entities is empty; declare at least one entity {'name', 'kind'}")
+        for e in self.entities:
+            if e.get("kind") not in KINDS:
+                raise ValueError(f"entity {e.get('name')!r} has kind {e.get('kind')!r}; expected one of {sorted(KINDS)}")
+        if self.action_kind is not None and self.action_kind not in KINDS:
+            raise ValueError(f"action_kind={self.action_kind!r}; expected None or one of {sorted(KINDS)}")
+        if self.step_with not in ("mean", "sample"):
+            raise ValueError(f"step_with={self.step_with!r}; expected 'mean' or 'sample'")
+        if self.samples < 1 or self.flow_steps < 1:
+            raise ValueError(f"samples={self.samples} and flow_steps={self.flow_steps} must be >= 1")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim={self.dim} must be a multiple of n_heads={self.n_heads}")
+        if not self.change_scale:
+            self.change_scale = [[1.0] * change_dims(e["kind"]) for e in self.entities]
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EntityTowerConfig:
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------- the tower
+
+
+class EntityTower(nn.Module):
+    """See the module docstring. States are dicts name -> (B, state_dims) tensors in the task's units."""
+
+    def __init__(self, cfg: EntityTowerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.kinds = [e["kind"] for e in cfg.entities]
+        self.names = [e["name"] for e in cfg.entities]
+        self.max_change = max(change_dims(k) for k in self.kinds)
+        self.token_in = nn.ModuleList([nn.Linear(self._n_features(i), cfg.dim) for i in range(len(self.kinds))])
+        self.action_in = nn.Linear(2 * cfg.action_dim, cfg.dim)
+        self.layers = nn.ModuleList([TowerLayer(cfg) for _ in range(cfg.layers)])
+        self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.gate = nn.Linear(cfg.dim, 1)
+        self.head = nn.Sequential(nn.Linear(cfg.dim + self.max_change + 16, cfg.head_width), nn.SiLU(),
+                                  nn.Linear(cfg.head_width, cfg.head_width), nn.SiLU(),
+                                  nn.Linear(cfg.head_width, self.max_change))
+        scale = torch.ones(len(self.kinds), self.max_change)
+        mask = torch.zeros(len(self.kinds), self.max_change)
+        for i, k in enumerate(self.kinds):
+            scale[i, : change_dims(k)] = torch.tensor(cfg.change_scale[i], dtype=torch.float32)
+            mask[i, : change_dims(k)] = 1
+        self.register_buffer("change_scale", scale, persistent=False)
+        self.register_buffer("change_mask", mask, persistent=False)
+        a_lo, a_hi = torch.tensor(cfg.action_low, dtype=torch.float32), torch.tensor(cfg.action_high, dtype=torch.float32)
+        self.register_buffer("a_mid", (a_lo + a_hi) / 2, persistent=False)
+        self.register_buffer("a_half", ((a_hi - a_lo) / 2).clamp_min(1e-6), persistent=False)
+        w_lo = torch.tensor(cfg.workspace_low, dtype=torch.float32)
+        w_hi = torch.tensor(cfg.workspace_high, dtype=torch.float32)
+        self.register_buffer("w_mid", (w_lo + w_hi) / 2, persistent=False)
+        self.register_buffer("w_half", ((w_hi - w_lo) / 2).clamp_min(1e-6), persistent=False)
+
+    def set_change_scale(self, scale: torch.Tensor) -> None:
+        """Per entity, per change dim (E, max_change): the spread the flow head works in (from the data)."""
+        self.change_scale.copy_(torch.where(self.change_mask > 0, scale.clamp_min(1e-6), torch.ones_like(scale)))
+        self.cfg.change_scale = [self.change_scale[i, : change_dims(k)].tolist() for i, k in enumerate(self.kinds)]
+
+    def _rel_width(self, kind: str, d: int) -> int:
+        return d + (d * (d - 1) if KINDS[kind][1] else 0)  # position + rotation code (2 in 2-D, 6 in 3-D)
+
+    def _n_features(self, i: int) -> int:
+        d, turns = KINDS[self.kinds[i]]
+        n = self._rel_width(self.kinds[i], d)  # itself one step ago
+        if self.cfg.place_features:
+            n += d + (d * (d - 1) if turns else 0)
+        n += sum(2 * self._rel_width(k, d) for j, k in enumerate(self.kinds) if j != i)
+        if self.cfg.action_kind is not None:
+            n += 2 * self._rel_width(self.cfg.action_kind, d)
+        return n
+
+    def tokens(self, now: list[torch.Tensor], prev: list[torch.Tensor], action: torch.Tensor,
+               prev_action: torch.Tensor) -> torch.Tensor:
+        """Entity states now / one step ago (lists in entity order, (B, state_dims)) and actions (B, A) ->
+        token embeddings (B, E + 1, dim): one per entity, in its own frame, then the action token."""
+        s = self.cfg.length_scale
+        out = []
+        for i, kind in enumerate(self.kinds):
+            p, R = split_pose(now[i], kind)
+            d = p.shape[-1]
+
+            def rel(state, k):  # positions in length_scale units, rotation codes as they are
+                x = relative_pose(state, k, p, R)
+                return torch.cat([x[..., :d] / s, x[..., d:]], -1)
+
+            feats = [rel(prev[i], kind)]
+            if self.cfg.place_features:
+                feats.append((p - self.w_mid) / self.w_half)
+                if R is not None:
+                    feats.append(rotation_features(R))
+            for j, k in enumerate(self.kinds):
+                if j != i:
+                    feats += [rel(now[j], k), rel(prev[j], k)]
+            if self.cfg.action_kind is not None:
+                feats += [rel(a, self.cfg.action_kind) for a in (action, prev_action)]
+            out.append(self.token_in[i](torch.cat(feats, -1)))
+        a = torch.cat([(action - self.a_mid) / self.a_half, (prev_action - self.a_mid) / self.a_half], -1)
+        out.append(self.action_in(a))
+        return torch.stack(out, 1)
+
+    def encode(self, now, prev, action, prev_action) -> torch.Tensor:
+        x = self.tokens(now, prev, action, prev_action)
+        for layer in self.layers:
+            q, k, v = layer.qkv(x)
+            attn = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+            x = x + layer.wo(attn.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+            x = x + layer.mlp(x)
+        return self.norm(x[:, : len(self.kinds)])  # (B, E, dim): the entity tokens
+
+    def velocity(self, h: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Flow head: entity features h (..., E, dim), noisy normalized changes x (..., E, C), times t (..., E)."""
+        freqs = torch.exp(torch.arange(8, dtype=h.dtype) * (-math.log(1000.0) / 8))
+        angles = t[..., None] * 1000.0 * freqs
+        temb = torch.cat([torch.sin(angles), torch.cos(angles)], -1)
+        return self.head(torch.cat([h, x, temb], -1))
+
+    def loss(self, now, prev, nxt, action, prev_action, generator=None) -> dict:
+        """Rectified-flow loss on each moving entity's normalized change, plus the gate's cross-entropy."""
+        h = self.encode(now, prev, action, prev_action)
+        change, moving = self.changes(now, nxt)
+        B, E = change.shape[:2]
+        noise = torch.randn(change.shape, generator=generator)
+        t = sample_time(B * E, generator=generator).reshape(B, E)
+        xt = add_noise(change.reshape(B * E, -1), noise.reshape(B * E, -1), t.reshape(-1)).reshape(change.shape)
+        v = self.velocity(h, xt, t)
+        err = ((v - velocity_target(change, noise)) ** 2 * self.change_mask).sum(-1) / self.change_mask.sum(-1)
+        flow = (err * moving).sum() / moving.sum().clamp_min(1.0)
+        gate = F.binary_cross_entropy_with_logits(self.gate(h)[..., 0], moving)
+        return {"loss": flow + 0.1 * gate, "flow": flow, "gate": gate}
+
+    def changes(self, now, nxt) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized own-frame changes (B, E, C) (zero-padded) and whether each entity moved (B, E)."""
+        rows = []
+        for i, kind in enumerate(self.kinds):
+            c = own_change(now[i], nxt[i], kind)
+            rows.append(F.pad(c, (0, self.max_change - c.shape[-1])))
+        raw = torch.stack(rows, 1)
+        moving = (raw.abs().sum(-1) > 1e-4 * self.cfg.length_scale).float()
+        return raw / self.change_scale, moving
+
+    @torch.no_grad()
+    def sample(self, now, prev, action, prev_action, noise: torch.Tensor | None = None, generator=None,
+               flow_steps: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """-> next states (list in entity order) and each session's disagreement (B,): the spread of the K
+        sampled changes, in units of the data's own spread, averaged over moving entities' dims. The starting
+        noise is `noise` (B, K, E, max_change) or drawn from `generator` with K = cfg.samples."""
+        S = flow_steps or self.cfg.flow_steps
+        h = self.encode(now, prev, action, prev_action)
+        B, E = h.shape[:2]
+        if noise is None:
+            noise = torch.randn((B, self.cfg.samples, E, self.max_change), generator=generator)
+        K = noise.shape[1]
+        moving = (self.gate(h)[..., 0] >= 0).to(h.dtype)  # (B, E)
+        hk = h[:, None].expand(B, K, E, h.shape[-1])
+        x = noise.to(h.dtype)
+        times = euler_schedule(S)
+        for t0, t1 in zip(times[:-1], times[1:]):
+            x = x + (t1 - t0) * self.velocity(hk, x, t0.expand(B, K, E))
+        x = x * self.change_mask
+        spread = x.std(1, unbiased=False) if K > 1 else torch.zeros_like(x[:, 0])
+        disagreement = (spread.sum(-1) / self.change_mask.sum(-1) * moving).sum(-1) / moving.sum(-1).clamp_min(1)
+        chosen = x.mean(1) if self.cfg.step_with == "mean" else x[:, 0]
+        change = chosen * self.change_scale * moving[..., None]
+        nxt = [apply_change(now[i], change[:, i, : change_dims(k)], k) for i, k in enumerate(self.kinds)]
+        return nxt, disagreement
+
+
+# ---------------------------------------------------------------------------------------------- data and fit
+
+
+def entity_transitions(episodes: list[dict], names: list[str]) -> dict:
+    """Episodes {"states": {name: (T, state_dims)}, "action": (T-1 or T, A), "rest_action": (A,)} (action t
+    leads from step t to t+1; before the first step every entity rests and the previous action is the rest
+    action) -> stacked tensors {"now", "prev", "next": [per entity (N, k)], "action", "prev_action": (N, A)}."""
+    cols = {"now": [[] for _ in names], "prev": [[] for _ in names], "next": [[] for _ in names],
+            "action": [], "prev_action": []}
+    for ep in episodes:
+        states = [np.asarray(ep["states"][n], np.float64) for n in names]
+        T = len(states[0])
+        if any(len(s) != T for s in states):
+            raise ValueError(f"episode entity states have lengths {[len(s) for s in states]}; they must be equal")
+        n = T - 1
+        if n < 1:
+            continue
+        action = np.asarray(ep["action"], np.float64)[:n]
+        if len(action) < n:
+            raise ValueError(f"episode has {T} states and {len(ep['action'])} actions; expected one per transition")
+        for i, s in enumerate(states):
+            cols["now"][i].append(s[:n])
+            cols["prev"][i].append(np.concatenate([s[:1], s[: n - 1]]))
+            cols["next"][i].append(s[1:])
+        cols["action"].append(action)
+        cols["prev_action"].append(np.concatenate([np.asarray(ep["rest_action"], np.float64)[None], action[: n - 1]]))
+    if not cols["action"]:
+        raise ValueError("no transitions: every episode has fewer than two steps")
+    cat = lambda v: torch.from_numpy(np.concatenate(v)).float()  # noqa: E731
+    return {"now": [cat(v) for v in cols["now"]], "prev": [cat(v) for v in cols["prev"]],
+            "next": [cat(v) for v in cols["next"]], "action": cat(cols["action"]),
+            "prev_action": cat(cols["prev_action"])}
+
+
+def fit_entity_tower(tower: EntityTower, data: dict, epochs: int = 60, batch: int = 512, lr: float = 2e-3,
+                     seed: int = 0, progress: bool = True, log=None) -> dict:
+    """Train `tower` on `entity_transitions(...)` with the rectified-flow loss (one-cycle AdamW). The change
+    scale (per entity, per dim: the spread of moving entities' changes) is set from the data first.
+    Deterministic for a seed. Returns the last losses and data counts."""
+    from ..train import fit
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    tower.set_change_scale(torch.ones_like(tower.change_scale))
+    raw, moving = tower.changes(data["now"], data["next"])
+    scale = torch.stack([raw[:, i][moving[:, i] > 0].std(0) if moving[:, i].sum() > 1 else torch.ones(raw.shape[-1])
+                         for i in range(raw.shape[1])])
+    tower.set_change_scale(torch.nan_to_num(scale, nan=1.0))
+    n = len(data["action"])
+    batch = max(1, min(batch, n))
+    per_epoch = max(1, n // batch)
+    opt = torch.optim.AdamW(tower.parameters(), lr / 2, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * per_epoch))
+    tower.train()
+    perm = None
+
+    def loss_fn(step):
+        nonlocal perm
+        i = step % per_epoch
+        if i == 0:
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[i * batch : (i + 1) * batch]
+        take = lambda xs: [x[idx] for x in xs]  # noqa: E731
+        return tower.loss(take(data["now"]), take(data["prev"]), take(data["next"]), data["action"][idx],
+                          data["prev_action"][idx], generator=gen)
+
+    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage="entity_tower", log=log,
+               log_every=per_epoch, progress=progress)
+    tower.eval()
+    return {**{k: float(v) for k, v in last.items()}, "transitions": n,
+            "moving_share": [float(m) for m in moving.mean(0)]}
