@@ -13,7 +13,7 @@ from cosmos3_robot.embodiments import Normalizer, load_spec
 from cosmos3_robot.eval import rollout
 from cosmos3_robot.eval.policy_eval import evaluate, write_report
 from cosmos3_robot.eval.rollout import collect
-from cosmos3_robot.policies import LeRobotPolicy, Policy, WorldModelPolicy
+from cosmos3_robot.policies import LeRobotPolicy, Policy, RandomPolicy, WorldModelPolicy
 from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
 from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
 
@@ -75,6 +75,69 @@ def test_eval_is_deterministic_and_writes_reports(tiny_checkpoint, tmp_path):
     for name in policies:
         assert set(a["policies"][name]) == {"learned", "real"}
         assert len(a["policies"][name]["real"]["episodes"]) == 2
-    assert set(a["metrics"]) == {"pearson", "spearman", "mmrv"}
+    assert set(a["metrics"]) == {"pearson", "spearman", "mmrv", "mae"}
     paths = write_report(a, tmp_path)
     assert "| expert |" in paths["markdown"].read_text() and paths["plot"].stat().st_size > 1000
+
+
+def test_eval_reuses_real_results_and_reports_the_uncertainty(tower_checkpoint, tmp_path):
+    """A sampled backend's per-episode disagreement reaches the report with its AUROC against outcome
+    mismatch; real results read back from a report stand in for the real simulator, for the same seeds only."""
+    from cosmos3_robot.eval.policy_eval import read_real_results
+
+    policies = ["expert-sticky0.5", "random"]
+    kw = dict(make_policy=lambda name, seed: make_pusht_policy(name, seed=seed), seeds=[0, 1, 2],
+              make_vec_env=lambda n: LearnedVectorEnv(n, checkpoint=tower_checkpoint, start=START, max_episode_steps=6),
+              progress=False, n_boot=50)
+    first = evaluate(policies, real_env=PushTRealEnv(max_episode_steps=6), flag_threshold=0.0, **kw)
+    for name in policies:
+        d = first["policies"][name]["learned"]["disagreement_per_episode"]
+        assert len(d) == 3 and all(x > 0 for x in d)
+    u = first["uncertainty"]
+    assert u["episodes"] == 6 and u["flagged"] == 6 and "auroc" in u
+    write_report(first, tmp_path)
+    known = read_real_results(tmp_path / "eval.json", [0, 1, 2])
+    assert set(known) == set(policies)
+    again = evaluate(policies, real_results=known, real_env=PushTRealEnv(max_episode_steps=6), **kw)
+    for name in policies:
+        assert again["policies"][name]["real"]["episodes"] == first["policies"][name]["real"]["episodes"]
+        assert again["policies"][name]["real"]["return"] == pytest.approx(first["policies"][name]["real"]["return"])
+    with pytest.raises(ValueError, match="same --seed"):
+        read_real_results(tmp_path / "eval.json", [0, 1])
+
+
+def test_the_new_behaviour_families_degrade_the_expert_each_their_own_way():
+    """perception noise, a calibration offset, early stopping, sticky actuation: each by name, each differs from
+    the expert where its fault acts, and each is seeded."""
+    from cosmos3_robot.policies import OffsetPolicy, StickyPolicy
+    from cosmos3_robot.tasks.pusht.experts import PUSHT_FAMILIES
+
+    env = PushTRealEnv(max_episode_steps=40)
+    obs, _ = env.reset(seed=3)
+    expert = make_pusht_policy("expert")
+    expert.reset(3)
+    a = expert.select_action(obs)
+    offset = make_pusht_policy("expert-offset3")
+    assert isinstance(offset, OffsetPolicy)
+    offset.reset(3)
+    np.testing.assert_allclose(offset.select_action(obs), np.clip(a + 3, 0, 512), atol=1e-4)
+    noisy = make_pusht_policy("expert-posenoise5")
+    noisy.reset(3)
+    assert not np.allclose(noisy.select_action(obs), a)  # it acts on a perturbed pose
+    assert make_pusht_policy("expert-tol12").tolerance == 12
+    for name in PUSHT_FAMILIES:
+        p = make_pusht_policy(name, seed=1)
+        runs = []
+        for _ in range(2):
+            o, _ = env.reset(seed=5)
+            p.reset(5)
+            runs.append(np.stack([p.select_action(o)] + [p.select_action(env.step(p.select_action(o))[0])
+                                                         for _ in range(3)]))
+        np.testing.assert_array_equal(runs[0], runs[1])  # seeded
+    sticky = StickyPolicy(RandomPolicy(seed=0), 0.5, "sticky", seed=0)
+    sticky.reset(0)
+    acts = np.stack([sticky.select_action(None) for _ in range(200)])
+    repeats = np.mean(np.all(acts[1:] == acts[:-1], axis=1))
+    assert 0.4 < repeats < 0.6  # about half the commands do not arrive
+    with pytest.raises(ValueError, match="sticky probability"):
+        StickyPolicy(RandomPolicy(), 1.0, "x")

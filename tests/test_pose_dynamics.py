@@ -205,7 +205,7 @@ def test_train_dynamics_writes_a_structured_checkpoint_drawn_from_the_state(stat
     root, base = state_checkpoint
     out = tmp_path / "pd"
     backend = train_dynamics(base, root, out, width=32, epochs=3, render_steps=20, render_width=16, render_layers=3,
-                             render_batch=8, pixel_steps=3, random_frames=4, progress=False)
+                             render_batch=8, pixel_steps=3, random_frames=4, progress=False, dynamics="mlp")
     raw = json.loads((out / "config.json").read_text())
     assert raw["backend"] == "structured" and raw["task"].endswith(":PushTWorld")
     assert raw["provenance"]["pose_dynamics"]["transitions"] > 0 and raw["task_config"]["renderer"]["width"] == 16
@@ -263,7 +263,7 @@ def test_train_dynamics_on_a_structured_checkpoint_replaces_only_the_pose_head(s
     first = tmp_path / "first"
     train_dynamics(base, root, first, width=32, epochs=1, render_steps=5, render_width=16, render_layers=3,
                    render_batch=8, progress=False)
-    second = train_dynamics(first, root, tmp_path / "second", width=48, epochs=2, progress=False)
+    second = train_dynamics(first, root, tmp_path / "second", width=48, epochs=2, progress=False, dynamics="mlp")
     old = StructuredBackend.load(first)
     assert second.task.dynamics.out.in_features == 48
     for name, p in old.task.renderer.state_dict().items():  # the renderer is carried over untouched
@@ -273,6 +273,34 @@ def test_train_dynamics_on_a_structured_checkpoint_replaces_only_the_pose_head(s
         train_dynamics(first, root, tmp_path / "x", epochs=1, render_steps=5, progress=False)
     # the head's init and fit depend on the seed and the data alone, not on the init checkpoint
     from_base = train_dynamics(base, root, tmp_path / "third", width=48, epochs=2, render_steps=5, render_width=16,
-                               render_layers=3, render_batch=8, progress=False)
+                               render_layers=3, render_batch=8, progress=False, dynamics="mlp")
     for p, q in zip(second.task.dynamics.parameters(), from_base.task.dynamics.parameters()):
         assert torch.equal(p, q)
+
+
+def test_train_dynamics_trains_the_generator_tower(state_checkpoint, tmp_path):
+    """The default dynamics is the Generator tower: it replaces the dynamics, keeps the renderer, and its env
+    reports a disagreement per step, the same for a seed every time."""
+    root, base = state_checkpoint
+    first = tmp_path / "first"
+    train_dynamics(base, root, first, width=32, epochs=1, render_steps=5, render_width=16, render_layers=3,
+                   render_batch=8, progress=False, dynamics="mlp")
+    tower = train_dynamics(first, root, tmp_path / "tower", width=16, epochs=3, progress=False,
+                           tower={"layers": 1, "ffn_dim": 16, "head_width": 16, "samples": 3})
+    raw = json.loads((tmp_path / "tower" / "config.json").read_text())
+    assert "tower" in raw["task_config"] and "dynamics_width" not in raw["task_config"]
+    assert raw["provenance"]["tower"]["transitions"] > 0 and "pose_dynamics" not in raw["provenance"]
+    assert raw["task_config"]["tower"]["change_scale"][1][0] > 0  # fit from the data, saved with it
+    old = StructuredBackend.load(first)
+    for name, p in old.task.renderer.state_dict().items():
+        assert torch.equal(p, tower.task.renderer.state_dict()[name]), name
+    env = LearnedEnv(checkpoint=tmp_path / "tower", start=START)
+
+    def run(seed):
+        env.reset(seed=seed)
+        return [env.step(np.array([200.0, 250.0], np.float32))[4]["disagreement"] for _ in range(3)]
+
+    a, b = run(3), run(3)
+    assert a == b and all(np.isfinite(a)) and min(a) >= 0
+    with pytest.raises(ValueError, match="dynamics="):
+        train_dynamics(first, root, tmp_path / "x", dynamics="gnn", progress=False)

@@ -89,25 +89,6 @@ def structured_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def tower_checkpoint(tmp_path_factory):
-    """A tiny untrained structured PushT model whose dynamics is the Generator tower (sampled, 3 samples)."""
-    from cosmos3_robot.backends.structured import StructuredBackend
-    from cosmos3_robot.model import StateRendererConfig
-    from cosmos3_robot.tasks.pusht.structured import ENTRY_POINT, PushTWorld, task_config, tower_config
-
-    torch.manual_seed(0)
-    spec = load_spec("pusht")
-    norm = Normalizer.fit(np.random.default_rng(0).uniform(0, 512, (100, 2)), "min_max", feature="observation.state")
-    tower = tower_config(spec, dim=16, layers=1, ffn_dim=16, head_width=16, samples=3, step_with="sample")
-    world = PushTWorld(task_config(norm.to_dict(), tower, StateRendererConfig("point:0,pose:2", width=16, layers=3,
-                                                                              ae_widths=(8, 8, 8))), spec)
-    torch.nn.init.constant_(world.dynamics.gate.bias, 5.0)  # every entity moves: the sampled changes show
-    path = tmp_path_factory.mktemp("tower") / "pusht"
-    StructuredBackend(world, spec, 2, 0.9, ENTRY_POINT).save(path)
-    return path
-
-
 CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "shipped", "shipped-fast"]
 
 

@@ -279,9 +279,12 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
                              render_steps=args.render_steps, render_width=args.render_width,
                              render_layers=args.render_layers, render_batch=args.render_batch,
                              pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device,
-                             overwrite=args.overwrite)
-    info = backend.provenance["pose_dynamics"]
-    print(f"trained the pose dynamics head on {info['transitions']} transitions of {args.dataset} "
+                             overwrite=args.overwrite, dynamics=args.dynamics, lr=args.lr,
+                             tower={k: v for k, v in (("layers", args.layers), ("samples", args.samples),
+                                                      ("flow_steps", args.flow_steps)) if v is not None})
+    info = backend.provenance["tower" if args.dynamics == "tower" else "pose_dynamics"]
+    what = "Generator tower" if args.dynamics == "tower" else "pose dynamics MLP"
+    print(f"trained the {what} on {info['transitions']} transitions of {args.dataset} "
           f"(final loss {info['loss']:.4f}); structured checkpoint in {args.out}")
     return 0
 
@@ -453,14 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
                         " conditioning); also the sampler's schedule")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("train-dynamics", help="PushT: train the body-frame pose dynamics head (and optionally the "
-                       "state renderer) and write a structured-backend checkpoint")
-    p.add_argument("--init", required=True, help="world model checkpoint with a perceived pose (--perceive-state), or a "
-                   "structured checkpoint (then only the pose head is retrained)")
+    p = sub.add_parser("train-dynamics", help="PushT: train the state dynamics (the Generator tower over entity "
+                       "tokens, or the baseline pose MLP) and write a structured-backend checkpoint")
+    p.add_argument("--init", required=True, help="a structured checkpoint (its renderer is kept; "
+                   "scripts/train_pusht_renderer.py makes one), or a world model checkpoint with a perceived pose")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--dynamics", default="tower", choices=["tower", "mlp"],
+                   help="tower: the Generator tower over entity tokens; mlp: the baseline body-frame pose MLP")
+    p.add_argument("--width", type=int, default=256, help="the tower's token width, or the MLP's width")
+    p.add_argument("--layers", type=int, default=None, help="tower layers")
+    p.add_argument("--samples", type=int, default=None, help="tower: samples per step (their spread: disagreement)")
+    p.add_argument("--flow-steps", type=int, default=None, help="tower: Euler steps per sample")
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render-steps", type=int, default=0,
                    help="> 0: retrain the conv frame head to draw frames from the state alone")

@@ -18,7 +18,7 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
     """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
     `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
     autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
-    success, ret, length, disagreement = [], [], [], []
+    success, ret, length, disagreement, peak = [], [], [], [], []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         venv = make_vec_env(len(chunk))
@@ -28,7 +28,7 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
             p.reset(s)
         n = len(chunk)
         done, succ, r_sum, steps = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, int)
-        d_sum = np.zeros(n)
+        d_sum, d_max = np.zeros(n), np.zeros(n)
         last = None
         while not done.all():
             # finished sub-envs repeat their last action: it is valid, and its result is not counted
@@ -39,7 +39,9 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
             live = ~done
             r_sum[live] += r[live]
             if "disagreement" in info:  # the backend's per-step uncertainty, averaged over the episode
-                d_sum[live] += np.asarray(info["disagreement"], float)[live]
+                d = np.asarray(info["disagreement"], float)
+                d_sum[live] += d[live]
+                d_max[live] = np.maximum(d_max[live], d[live])
             steps[live] += 1
             succ |= live & term
             done |= live & (term | trunc)
@@ -48,8 +50,9 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
         ret += r_sum.tolist()
         length += steps.tolist()
         disagreement += (d_sum / np.maximum(steps, 1)).tolist()
+        peak += d_max.tolist()
     return {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float),
-            "disagreement": np.array(disagreement)}
+            "disagreement": np.array(disagreement), "disagreement_max": np.array(peak)}
 
 
 def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
@@ -78,7 +81,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
     (name -> {"success": per-episode array, ...}, e.g. `read_real_results` of an earlier report with the same
     seeds) stands in for the real simulator for the policies it holds.
 
-    Where the backend reports a per-step "disagreement", each learned episode's mean goes into the report;
+    Where the backend reports a per-step "disagreement", each learned episode's mean and max go into the report;
     with real results too, `metrics["uncertainty"]` says how well it picks out the episodes whose learned and
     real outcomes differ (AUROC; with `flag_threshold`, the flagged share and mismatch rates)."""
     if not seeds:
@@ -121,7 +124,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
             if name in res:
                 row[where] = {k: float(v.mean()) for k, v in res[name].items()}
                 row[where]["episodes"] = [float(x) for x in res[name]["success"]]
-                for key in ("return", "length", "disagreement"):
+                for key in ("return", "length", "disagreement", "disagreement_max"):
                     if key in res[name]:
                         row[where][f"{key}_per_episode"] = [float(x) for x in res[name][key]]
         report["policies"][name] = row
@@ -134,6 +137,9 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
         report["uncertainty"] = uncertainty_report([learned[p]["success"] for p in policies],
                                                    [real[p]["success"] for p in policies],
                                                    [learned[p]["disagreement"] for p in policies], flag_threshold)
+        report["uncertainty"]["auroc_of_episode_max"] = uncertainty_report(
+            [learned[p]["success"] for p in policies], [real[p]["success"] for p in policies],
+            [learned[p]["disagreement_max"] for p in policies])["auroc"]
     return report
 
 
@@ -175,8 +181,9 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
             lines.append(f"| {m} | {v['value']:.3f} | [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] |")
     if "uncertainty" in report:
         u = report["uncertainty"]
-        lines += ["", f"Disagreement vs learned/real outcome mismatch, per episode: AUROC {u['auroc']:.3f} "
-                      f"({u['mismatches']} mismatches in {u['episodes']} episodes)."]
+        lines += ["", f"Disagreement (episode mean) vs learned/real outcome mismatch, per episode: AUROC "
+                      f"{u['auroc']:.3f}; episode max: {u['auroc_of_episode_max']:.3f} ({u['mismatches']} mismatches "
+                      f"in {u['episodes']} episodes)."]
         if "threshold" in u:
             lines.append(f"Flagged above {u['threshold']:g}: {u['flagged']} episodes; mismatch rate "
                          f"{u['mismatch_rate_flagged']:.3f} flagged, {u['mismatch_rate_unflagged']:.3f} unflagged.")

@@ -96,15 +96,6 @@ def in_frame(points: torch.Tensor, origin: torch.Tensor, R: torch.Tensor | None)
     return v if R is None else torch.einsum("...ji,...j->...i", R, v)
 
 
-def relative_pose(state: torch.Tensor, kind: str, origin: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
-    """An entity's state seen from a frame: its position there, plus its rotation relative to it if it turns."""
-    p, Rj = split_pose(state, kind)
-    out = [in_frame(p, origin, R)]
-    if Rj is not None:
-        out.append(rotation_features(Rj if R is None else R.transpose(-1, -2) @ Rj))
-    return torch.cat(out, -1)
-
-
 def _wrap(a: torch.Tensor) -> torch.Tensor:
     return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
 
@@ -217,6 +208,7 @@ class EntityTower(nn.Module):
         for i, k in enumerate(self.kinds):
             scale[i, : change_dims(k)] = torch.tensor(cfg.change_scale[i], dtype=torch.float32)
             mask[i, : change_dims(k)] = 1
+        self.register_buffer("freqs", 1000.0 * torch.exp(torch.arange(8.0) * (-math.log(1000.0) / 8)), persistent=False)
         self.register_buffer("change_scale", scale, persistent=False)
         self.register_buffer("change_mask", mask, persistent=False)
         a_lo, a_hi = torch.tensor(cfg.action_low, dtype=torch.float32), torch.tensor(cfg.action_high, dtype=torch.float32)
@@ -248,27 +240,31 @@ class EntityTower(nn.Module):
     def tokens(self, now: list[torch.Tensor], prev: list[torch.Tensor], action: torch.Tensor,
                prev_action: torch.Tensor) -> torch.Tensor:
         """Entity states now / one step ago (lists in entity order, (B, state_dims)) and actions (B, A) ->
-        token embeddings (B, E + 1, dim): one per entity, in its own frame, then the action token."""
+        token embeddings (B, E + 1, dim): one per entity, in its own frame, then the action token. An
+        entity's features: the positions of itself one step ago, of every other entity now and one step ago
+        and of the action targets, in its frame (per `length_scale`); the rotations of the turning ones
+        relative to it; then its place in the workspace (and its own rotation)."""
         s = self.cfg.length_scale
+        posed_now = [split_pose(x, k) for x, k in zip(now, self.kinds)]
+        posed_prev = [split_pose(x, k) for x, k in zip(prev, self.kinds)]
         out = []
         for i, kind in enumerate(self.kinds):
-            p, R = split_pose(now[i], kind)
-            d = p.shape[-1]
-
-            def rel(state, k):  # positions in length_scale units, rotation codes as they are
-                x = relative_pose(state, k, p, R)
-                return torch.cat([x[..., :d] / s, x[..., d:]], -1)
-
-            feats = [rel(prev[i], kind)]
+            p, R = posed_now[i]
+            sources = [posed_prev[i]] + [x for j in range(len(self.kinds)) if j != i
+                                         for x in (posed_now[j], posed_prev[j])]
+            if self.cfg.action_kind is not None:
+                sources += [(action, None), (prev_action, None)]
+            points = torch.stack([q for q, _ in sources], -2) - p[..., None, :]  # (B, M, d)
+            feats = [(points if R is None else points @ R).flatten(-2) / s]  # rows: R^T (q - p)
+            turns = [Rq for _, Rq in sources if Rq is not None]
+            if turns:
+                Rs = torch.stack(turns, -3)  # (B, M', d, d)
+                feats.append(rotation_features(Rs if R is None else R.transpose(-1, -2)[..., None, :, :] @ Rs)
+                             .flatten(-2))
             if self.cfg.place_features:
                 feats.append((p - self.w_mid) / self.w_half)
                 if R is not None:
                     feats.append(rotation_features(R))
-            for j, k in enumerate(self.kinds):
-                if j != i:
-                    feats += [rel(now[j], k), rel(prev[j], k)]
-            if self.cfg.action_kind is not None:
-                feats += [rel(a, self.cfg.action_kind) for a in (action, prev_action)]
             out.append(self.token_in[i](torch.cat(feats, -1)))
         a = torch.cat([(action - self.a_mid) / self.a_half, (prev_action - self.a_mid) / self.a_half], -1)
         out.append(self.action_in(a))
@@ -285,8 +281,7 @@ class EntityTower(nn.Module):
 
     def velocity(self, h: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Flow head: entity features h (..., E, dim), noisy normalized changes x (..., E, C), times t (..., E)."""
-        freqs = torch.exp(torch.arange(8, dtype=h.dtype) * (-math.log(1000.0) / 8))
-        angles = t[..., None] * 1000.0 * freqs
+        angles = t[..., None] * self.freqs
         temb = torch.cat([torch.sin(angles), torch.cos(angles)], -1)
         return self.head(torch.cat([h, x, temb], -1))
 
@@ -327,11 +322,17 @@ class EntityTower(nn.Module):
             noise = torch.randn((B, self.cfg.samples, E, self.max_change), generator=generator)
         K = noise.shape[1]
         moving = (self.gate(h)[..., 0] >= 0).to(h.dtype)  # (B, E)
-        hk = h[:, None].expand(B, K, E, h.shape[-1])
         x = noise.to(h.dtype)
+        # `velocity` with its first layer split: the entity and time parts are computed once, not per step
+        first, rest = self.head[0], self.head[1:]
+        d, c = h.shape[-1], self.max_change
+        w_h, w_x, w_t = first.weight[:, :d], first.weight[:, d : d + c], first.weight[:, d + c :]
+        base = (h @ w_h.T + first.bias)[:, None]  # (B, 1, E, width)
         times = euler_schedule(S)
         for t0, t1 in zip(times[:-1], times[1:]):
-            x = x + (t1 - t0) * self.velocity(hk, x, t0.expand(B, K, E))
+            angles = t0 * self.freqs
+            t_part = torch.cat([torch.sin(angles), torch.cos(angles)]) @ w_t.T
+            x = x + (t1 - t0) * rest(base + x @ w_x.T + t_part)
         x = x * self.change_mask
         spread = x.std(1, unbiased=False) if K > 1 else torch.zeros_like(x[:, 0])
         disagreement = (spread.sum(-1) / self.change_mask.sum(-1) * moving).sum(-1) / moving.sum(-1).clamp_min(1)
