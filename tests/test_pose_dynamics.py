@@ -304,3 +304,23 @@ def test_train_dynamics_trains_the_generator_tower(state_checkpoint, tmp_path):
     assert a == b and all(np.isfinite(a)) and min(a) >= 0
     with pytest.raises(ValueError, match="dynamics="):
         train_dynamics(first, root, tmp_path / "x", dynamics="gnn", progress=False)
+
+    # an ensemble of towers from two seeds rolls out exactly as its first member; its disagreement is theirs
+    from cosmos3_robot.tasks.pusht.structured import ensemble_backend
+
+    train_dynamics(first, root, tmp_path / "tower1", width=16, epochs=3, seed=1, progress=False,
+                   tower={"layers": 1, "ffn_dim": 16, "head_width": 16, "samples": 3})
+    ensemble_backend([tmp_path / "tower", tmp_path / "tower1"], tmp_path / "ens")
+    ens = LearnedEnv(checkpoint=tmp_path / "ens", start=START)
+    alone = LearnedEnv(checkpoint=tmp_path / "tower", start=START)
+    for e in (ens, alone):
+        e.reset(seed=3)
+    for _ in range(3):
+        act = np.array([220.0, 240.0], np.float32)
+        o1, r1, *_, i1 = ens.step(act)
+        o2, r2, *_, i2 = alone.step(act)
+        np.testing.assert_array_equal(o1["observation.images.top"], o2["observation.images.top"])
+        assert r1 == r2 and i1["sample_spread"] == pytest.approx(i2["disagreement"])
+        assert np.isfinite(i1["disagreement"]) and i1["disagreement"] > 0
+    with pytest.raises(ValueError, match="Generator tower"):
+        ensemble_backend([first, tmp_path / "tower"])

@@ -342,6 +342,43 @@ class EntityTower(nn.Module):
         return nxt, disagreement
 
 
+class EntityEnsemble(nn.Module):
+    """Towers of one declaration trained from different seeds. Member 0 steps the world (so the ensemble rolls
+    out exactly as member 0 alone); the spread of all members' mean changes is the disagreement, an epistemic
+    one: large where the members were not taught the same thing (Lakshminarayanan et al. 2017, "Simple and
+    Scalable Predictive Uncertainty Estimation using Deep Ensembles"; Chua et al. 2018, PETS). Each
+    member's own K-sample spread is the aleatoric part; member 0's is returned as `sample_spread`."""
+
+    def __init__(self, cfgs: list[EntityTowerConfig]):
+        super().__init__()
+        if len(cfgs) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(cfgs)}")
+        self.members = nn.ModuleList([EntityTower(c) for c in cfgs])
+        kinds = [m.kinds for m in self.members]
+        if any(k != kinds[0] for k in kinds):
+            raise ValueError(f"ensemble members declare different entities: {kinds}")
+
+    @property
+    def cfg(self) -> EntityTowerConfig:
+        return self.members[0].cfg
+
+    @property
+    def max_change(self) -> int:
+        return self.members[0].max_change
+
+    @torch.no_grad()
+    def sample(self, now, prev, action, prev_action, noise: torch.Tensor | None = None, generator=None
+               ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """-> member 0's next states, the members' disagreement (B,) and member 0's sample spread (B,)."""
+        lead = self.members[0]
+        outs = [m.sample(now, prev, action, prev_action, noise=noise, generator=generator) for m in self.members]
+        changes = torch.stack([torch.stack([F.pad(own_change(now[i], nxt[i], k), (0, lead.max_change - change_dims(k)))
+                                            for i, k in enumerate(lead.kinds)], 1) for nxt, _ in outs])  # (M, B, E, C)
+        spread = (changes / lead.change_scale).std(0, unbiased=False) * lead.change_mask
+        disagreement = (spread.sum(-1) / lead.change_mask.sum(-1)).mean(-1)
+        return outs[0][0], disagreement, outs[0][1]
+
+
 # ---------------------------------------------------------------------------------------------- data and fit
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ...embodiments import EmbodimentSpec, Normalizer
 from ...model import StateRenderer, StateRendererConfig
-from ...model.entity_tower import EntityTower, EntityTowerConfig
+from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig
 from ...model.frame_tokenizer import resize_to
 from .dynamics import PoseDynamics
 from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
@@ -44,14 +44,16 @@ class PushTWorld(nn.Module):
         for key in ("state_normalizer", "renderer"):
             if key not in config:
                 raise ValueError(f"PushT task_config lacks {key!r}; expected state_normalizer, tower, renderer")
-        if ("tower" in config) == ("dynamics_width" in config):
-            raise ValueError("PushT task_config needs exactly one of 'tower' (the Generator tower's config) and "
-                             "'dynamics_width' (the baseline pose MLP)")
+        if sum(k in config for k in ("tower", "ensemble", "dynamics_width")) != 1:
+            raise ValueError("PushT task_config needs exactly one of 'tower' (the Generator tower's config), "
+                             "'ensemble' (a list of them) and 'dynamics_width' (the baseline pose MLP)")
         self.config, self.spec = config, spec
         self.camera = spec.cameras[0]
         self.state_norm = Normalizer.from_dict(config["state_normalizer"])
         if "tower" in config:
             self.dynamics = EntityTower(EntityTowerConfig.from_dict(config["tower"]))
+        elif "ensemble" in config:
+            self.dynamics = EntityEnsemble([EntityTowerConfig.from_dict(c) for c in config["ensemble"]])
         else:
             self.dynamics = PoseDynamics(int(config["dynamics_width"]))
         self.renderer = StateRenderer(StateRendererConfig.from_dict(config["renderer"]))
@@ -78,12 +80,14 @@ class PushTWorld(nn.Module):
         t = [torch.from_numpy(np.asarray(x, np.float64)).float()
              for x in (agent, prev_agent, actions, prev_actions, pose, prev_pose)]
         info = {}
-        if isinstance(self.dynamics, EntityTower):
+        if isinstance(self.dynamics, (EntityTower, EntityEnsemble)):
             cfg = self.dynamics.cfg
             shape = (cfg.samples, len(ENTITIES), self.dynamics.max_change)
-            (next_agent, next_pose), disagreement = self.dynamics.sample(
-                [t[0], t[4]], [t[1], t[5]], t[2], t[3], noise=None if noise is None else noise(shape))
-            info["disagreement"] = disagreement.numpy()
+            out = self.dynamics.sample([t[0], t[4]], [t[1], t[5]], t[2], t[3],
+                                       noise=None if noise is None else noise(shape))
+            (next_agent, next_pose), info["disagreement"] = out[0], out[1].numpy()
+            if len(out) > 2:  # an ensemble: its members' spread above, member 0's own sample spread here
+                info["sample_spread"] = out[2].numpy()
         else:
             next_agent, next_pose = self.dynamics.step(*t[:5])
         agent = np.clip(next_agent.numpy(), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
@@ -102,11 +106,42 @@ class PushTWorld(nn.Module):
         return goal_coverage(features_to_pose(world[:, 2:6]))
 
 
-def task_config(state_normalizer: dict, dynamics: int | EntityTowerConfig, renderer: StateRendererConfig) -> dict:
-    """`dynamics`: the Generator tower's config, or the baseline pose MLP's width."""
-    key, value = ("tower", dynamics.to_dict()) if isinstance(dynamics, EntityTowerConfig) else \
-        ("dynamics_width", int(dynamics))
+def task_config(state_normalizer: dict, dynamics: int | EntityTowerConfig | list[EntityTowerConfig],
+                renderer: StateRendererConfig) -> dict:
+    """`dynamics`: the Generator tower's config, a list of them (an ensemble), or the baseline pose MLP's width."""
+    if isinstance(dynamics, EntityTowerConfig):
+        key, value = "tower", dynamics.to_dict()
+    elif isinstance(dynamics, list):
+        key, value = "ensemble", [c.to_dict() for c in dynamics]
+    else:
+        key, value = "dynamics_width", int(dynamics)
     return {"state_normalizer": state_normalizer, key: value, "renderer": renderer.to_dict()}
+
+
+def ensemble_backend(paths: list, out=None):
+    """Structured PushT checkpoints whose towers were trained from different seeds on one renderer -> one
+    backend whose dynamics is their ensemble (the first steps the world; see `EntityEnsemble`), saved to `out`."""
+    from ...backends.structured import StructuredBackend
+
+    backends = [StructuredBackend.load(p) for p in paths]
+    lead = backends[0]
+    towers = [b.task.dynamics for b in backends]
+    if not all(isinstance(t, EntityTower) for t in towers):
+        raise ValueError(f"{paths}: every checkpoint needs a Generator tower (task_config 'tower')")
+    for b, p in zip(backends[1:], paths[1:]):
+        for name, w in lead.task.renderer.state_dict().items():
+            if not torch.equal(w, b.task.renderer.state_dict()[name]):
+                raise ValueError(f"{p} has another renderer than {paths[0]}; ensemble towers trained on one renderer")
+    world = PushTWorld(task_config(lead.task.config["state_normalizer"], [t.cfg for t in towers],
+                                   lead.task.renderer.cfg), lead.spec)
+    world.renderer.load_state_dict(lead.task.renderer.state_dict())
+    for member, tower in zip(world.dynamics.members, towers):
+        member.load_state_dict(tower.state_dict())
+    backend = StructuredBackend(world, lead.spec, lead.history, lead.success_threshold, ENTRY_POINT,
+                                {**lead.provenance, "ensemble_of": [str(p) for p in paths]})
+    if out is not None:
+        backend.save(out)
+    return backend
 
 
 def world_model_parts(path) -> tuple:
