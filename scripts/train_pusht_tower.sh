@@ -21,5 +21,5 @@ scripts/collect_pusht.sh "$DATA"
 [ -f "$RENDERER/config.json" ] || .venv/bin/python scripts/train_pusht_renderer.py --teacher real --dataset "$DATA" \
   --out "$RENDERER" --steps 10000 --seed "$RENDERER_SEED" --log "$RENDERER-losses.jsonl"
 .venv/bin/cosmos3-robot train-dynamics --init "$RENDERER" --dataset "$DATA" --out "$OUT" --dynamics tower \
-  --width 96 --epochs 60 --seed "$SEED" --overwrite
+  --width 96 --epochs 60 --seed "$SEED" --overwrite   # (rest transitions every 10th state: the default)
 echo "learned PushT simulator in $OUT (ship it: cp -r $OUT src/cosmos3_robot/checkpoints/pusht_tower)"

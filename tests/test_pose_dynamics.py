@@ -324,3 +324,21 @@ def test_train_dynamics_trains_the_generator_tower(state_checkpoint, tmp_path):
         assert np.isfinite(i1["disagreement"]) and i1["disagreement"] > 0
     with pytest.raises(ValueError, match="Generator tower"):
         ensemble_backend([first, tmp_path / "tower"])
+
+
+def test_tower_transitions_add_exact_rest_transitions():
+    """A pusher at rest whose target is where it stands moves nothing: those transitions are added exactly."""
+    from cosmos3_robot.tasks.pusht.train import tower_transitions
+
+    rng = np.random.default_rng(0)
+    eps = [{"agent": rng.uniform(0, 512, (7, 2)), "pose": rng.uniform(0, 3, (7, 3)), "action": rng.uniform(0, 512, (6, 2))}
+           for _ in range(2)]
+    plain, rest = tower_transitions(eps), tower_transitions(eps, rest_every=3)
+    assert len(plain["action"]) == 12 and len(rest["action"]) == 12 + 2 * 3  # states 0, 3, 6 of each episode
+    extra = slice(12, None)
+    for i in range(2):
+        torch.testing.assert_close(rest["now"][i][extra], rest["next"][i][extra])
+        torch.testing.assert_close(rest["now"][i][extra], rest["prev"][i][extra])
+    torch.testing.assert_close(rest["action"][extra], rest["now"][0][extra])
+    torch.testing.assert_close(rest["prev_action"][extra], rest["now"][0][extra])
+    torch.testing.assert_close(rest["now"][1][12], torch.tensor(eps[0]["pose"][0], dtype=torch.float32))

@@ -281,7 +281,8 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
                              pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device,
                              overwrite=args.overwrite, dynamics=args.dynamics, lr=args.lr,
                              tower={k: v for k, v in (("layers", args.layers), ("samples", args.samples),
-                                                      ("flow_steps", args.flow_steps)) if v is not None})
+                                                      ("flow_steps", args.flow_steps)) if v is not None},
+                             rest_every=args.rest_every)
     info = backend.provenance["tower" if args.dynamics == "tower" else "pose_dynamics"]
     what = "Generator tower" if args.dynamics == "tower" else "pose dynamics MLP"
     print(f"trained the {what} on {info['transitions']} transitions of {args.dataset} "
@@ -468,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=None, help="tower layers")
     p.add_argument("--samples", type=int, default=None, help="tower: samples per step (their spread: disagreement)")
     p.add_argument("--flow-steps", type=int, default=None, help="tower: Euler steps per sample")
+    p.add_argument("--rest-every", type=int, default=10,
+                   help="tower: add the exact held-still transition of every k-th recorded state (0: none)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)

@@ -36,19 +36,32 @@ def perceived_episodes(episodes: list[dict], spec, features: list[np.ndarray]) -
             for ep, f in zip(episodes, features)]
 
 
-def tower_transitions(episodes: list[dict]) -> dict:
-    """`perceived_episodes` -> the Generator tower's entity transitions (pusher, T); at rest before the start."""
-    return entity_transitions([{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"],
-                                "rest_action": ep["agent"][0]} for ep in episodes], [e["name"] for e in ENTITIES])
+def tower_transitions(episodes: list[dict], rest_every: int = 0) -> dict:
+    """`perceived_episodes` -> the Generator tower's entity transitions (pusher, T); at rest before the start.
+
+    `rest_every` k > 0 adds, for every k-th recorded state, the transition gym-pusht's physics gives exactly:
+    a pusher at rest whose target is where it stands exerts no force, so nothing moves. The recorded
+    policies never hold still (least of all touching the T), and without these a held pusher in contact
+    can set the learned T moving (docs/eval_pusht_tower.md)."""
+    eps = [{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"], "rest_action": ep["agent"][0]}
+           for ep in episodes]
+    if rest_every > 0:
+        agent = np.concatenate([ep["agent"][::rest_every] for ep in episodes])
+        pose = np.concatenate([ep["pose"][::rest_every] for ep in episodes])
+        eps += [{"states": {"pusher": np.stack([a, a]), "tee": np.stack([p, p])}, "action": a[None], "rest_action": a}
+                for a, p in zip(agent, pose)]
+    return entity_transitions(eps, [e["name"] for e in ENTITIES])
 
 
 def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed: int = 0, render_steps: int = 0,
                    render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
                    pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True,
-                   overwrite: bool = False, dynamics: str = "tower", tower: dict | None = None, lr: float = 2e-3):
+                   overwrite: bool = False, dynamics: str = "tower", tower: dict | None = None, lr: float = 2e-3,
+                   rest_every: int = 10):
     """See the module docstring. `dynamics`: "tower" (the Generator tower over entity tokens; `width` is its
-    token width, `tower` overrides other EntityTowerConfig fields) or "mlp" (the baseline pose MLP, `width`
-    wide). Returns the structured backend written to `out`."""
+    token width, `tower` overrides other EntityTowerConfig fields, `rest_every` adds held-still transitions,
+    see `tower_transitions`) or "mlp" (the baseline pose MLP, `width` wide). Returns the structured backend
+    written to `out`."""
     if dynamics not in ("tower", "mlp"):
         raise ValueError(f"dynamics={dynamics!r}; expected 'tower' (the Generator tower) or 'mlp' (the baseline)")
     from dataclasses import replace
@@ -121,10 +134,11 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     if dynamics == "tower":
         torch.manual_seed(seed)
         head = EntityTower(tower_config(spec, dim=width, **(tower or {})))
-        metrics = fit_entity_tower(head, tower_transitions(perceived), epochs=epochs, lr=lr, seed=seed,
+        metrics = fit_entity_tower(head, tower_transitions(perceived, rest_every), epochs=epochs, lr=lr, seed=seed,
                                    progress=progress, log=log)
         provenance.pop("pose_dynamics", None)
-        provenance["tower"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "lr": lr, **metrics}
+        provenance["tower"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "lr": lr,
+                               "rest_every": rest_every, **metrics}
     else:
         head = PoseDynamics(width)
         reinit(head, seed)
