@@ -76,6 +76,7 @@ def test_eval_is_deterministic_and_writes_reports(tiny_checkpoint, tmp_path):
         assert set(a["policies"][name]) == {"learned", "real"}
         assert len(a["policies"][name]["real"]["episodes"]) == 2
     assert set(a["metrics"]) == {"pearson", "spearman", "mmrv", "mae"}
+    assert "uncertainty" not in a  # this backend reports no disagreement: nothing to score
     paths = write_report(a, tmp_path)
     assert "| expert |" in paths["markdown"].read_text() and paths["plot"].stat().st_size > 1000
 

@@ -89,7 +89,7 @@ def structured_checkpoint(tmp_path_factory):
     return path
 
 
-CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "shipped", "shipped-fast"]
+CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "shipped", "shipped-fast", "shipped-tower"]
 
 
 @pytest.fixture(params=CASES)
@@ -106,7 +106,8 @@ def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, 
         return lambda: load_backend(structured_checkpoint), PUSHT_START
     if name == "structured-tower":
         return lambda: load_backend(tower_checkpoint), PUSHT_START
-    return lambda: load_backend("pusht_small" if name == "shipped" else "pusht_fast"), PUSHT_START
+    shipped = {"shipped": "pusht_small", "shipped-fast": "pusht_fast", "shipped-tower": "pusht_tower"}[name]
+    return lambda: load_backend(shipped), PUSHT_START
 
 
 def test_cases_cover_every_registered_backend():

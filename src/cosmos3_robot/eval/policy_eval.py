@@ -19,6 +19,7 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
     `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
     autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
     success, ret, length, disagreement, peak = [], [], [], [], []
+    reported = False
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         venv = make_vec_env(len(chunk))
@@ -39,6 +40,7 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
             live = ~done
             r_sum[live] += r[live]
             if "disagreement" in info:  # the backend's per-step uncertainty, averaged over the episode
+                reported = True
                 d = np.asarray(info["disagreement"], float)
                 d_sum[live] += d[live]
                 d_max[live] = np.maximum(d_max[live], d[live])
@@ -51,8 +53,10 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
         length += steps.tolist()
         disagreement += (d_sum / np.maximum(steps, 1)).tolist()
         peak += d_max.tolist()
-    return {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float),
-            "disagreement": np.array(disagreement), "disagreement_max": np.array(peak)}
+    out = {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float)}
+    if reported:
+        out |= {"disagreement": np.array(disagreement), "disagreement_max": np.array(peak)}
+    return out
 
 
 def run_real(make_policy, name: str, seeds: list[int], env) -> dict:

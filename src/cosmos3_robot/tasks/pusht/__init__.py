@@ -7,7 +7,7 @@ from .real import PushTRealEnv, random_pusht_frames
 from .vision import block_pose_features, project_block_pose_features
 
 # the learned simulator gym.make("cosmos3_robot/PushT-v0") runs; "pusht_small" draws sharper frames, 4x slower
-SHIPPED_CHECKPOINT = "pusht_fast"
+SHIPPED_CHECKPOINT = "pusht_tower"
 
 # the T's pose (x, y, cos, sin), read off each frame: a world model's perceived state (--perceive-state)
 register_perception("pusht_block_pose", Perception(4, block_pose_features, project_block_pose_features))
