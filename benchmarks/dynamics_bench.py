@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
 from cosmos3_robot.backends import load_backend
 from cosmos3_robot.tasks import make_policy, make_real_env
@@ -58,6 +59,7 @@ def main():
     parser.add_argument("--policy", default="expert-noise0.2")
     parser.add_argument("--horizons", default="1,4,16")
     args = parser.parse_args()
+    torch.manual_seed(0)  # a sampled dynamics draws its noise here: the same table every run
     horizons = [int(h) for h in args.horizons.split(",")]
     eps = episodes(args.episodes, args.seed, args.policy)
     truth = [features_to_pose(block_pose_features(ep["frames"])) for ep in eps]
