@@ -1,4 +1,6 @@
-"""Contact dynamics of a pushed rigid body, learned in the body's own frame.
+"""Contact dynamics of a pushed rigid body, learned in the body's own frame: the task-specific baseline
+(`train-dynamics --dynamics mlp`, the `pusht_fast` and `pusht_small` checkpoints). The shipped default
+steps the same state with the Generator tower over entity tokens instead (`model/entity_tower.py`).
 
 The world model's transformer predicts the perceived state (PushT: the T's pose) from two context
 states, and measured on held-out episodes it moves a resting T by 4.5 units per step and does no better
