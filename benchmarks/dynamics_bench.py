@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from cosmos3_robot.backends import load_backend
+from cosmos3_robot.backends.base import pad_history
 from cosmos3_robot.tasks import make_policy, make_real_env
 from cosmos3_robot.tasks.pusht.vision import block_pose_features, features_to_pose
 
@@ -39,7 +40,7 @@ def open_loop(backend, ep, start: int, h: int) -> np.ndarray:
     task = backend.task
     lo = max(0, start - 1)
     world = task.perceive({task.camera.name: ep["frames"][lo : start + 1]}, ep["state"][lo : start + 1])[None]
-    world = np.concatenate([world[:, :1]] * (2 - world.shape[1]) + [world], 1)
+    world = pad_history(world, backend.history)  # at the first step the start repeats
     prev = ep["action"][start - 1][None] if start > 0 else task.rest_actions(world[:, -1])
     poses = []
     for k in range(h):

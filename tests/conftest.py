@@ -52,23 +52,34 @@ def state_checkpoint(tmp_path_factory):
     return root, base
 
 
-@pytest.fixture(scope="session")
-def tower_checkpoint(tmp_path_factory):
-    """A tiny untrained structured PushT model whose dynamics is the Generator tower (sampled, 3 samples)."""
-    import numpy as np
-
-    from cosmos3_robot.backends.structured import StructuredBackend
+def tiny_pusht_world(dynamics_of_spec):
+    """An untrained structured PushT world: a 3-layer renderer and the dynamics `dynamics_of_spec(spec)`
+    gives (the baseline MLP's width or the tower's config); torch seeded 0 first. -> (world, spec)."""
     from cosmos3_robot.embodiments import Normalizer, load_spec
     from cosmos3_robot.model import StateRendererConfig
-    from cosmos3_robot.tasks.pusht.structured import ENTRY_POINT, PushTWorld, task_config, tower_config
+    from cosmos3_robot.tasks.pusht.structured import PushTWorld, task_config
 
     torch.manual_seed(0)
     spec = load_spec("pusht")
     norm = Normalizer.fit(np.random.default_rng(0).uniform(0, 512, (100, 2)), "min_max", feature="observation.state")
-    tower = tower_config(spec, dim=16, layers=1, ffn_dim=16, head_width=16, samples=3, step_with="sample")
-    world = PushTWorld(task_config(norm.to_dict(), tower, StateRendererConfig("point:0,pose:2", width=16, layers=3,
-                                                                              ae_widths=(8, 8, 8))), spec)
-    torch.nn.init.constant_(world.dynamics.gate.bias, 5.0)  # every entity moves: the sampled changes show
-    path = tmp_path_factory.mktemp("tower") / "pusht"
+    renderer = StateRendererConfig("point:0,pose:2", width=16, layers=3, ae_widths=(8, 8, 8))
+    return PushTWorld(task_config(norm.to_dict(), dynamics_of_spec(spec), renderer), spec), spec
+
+
+def save_structured(world, spec, path):
+    from cosmos3_robot.backends.structured import StructuredBackend
+    from cosmos3_robot.tasks.pusht.structured import ENTRY_POINT
+
     StructuredBackend(world, spec, 2, 0.9, ENTRY_POINT).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tower_checkpoint(tmp_path_factory):
+    """A tiny untrained structured PushT model whose dynamics is the Generator tower (sampled, 3 samples)."""
+    from cosmos3_robot.tasks.pusht.structured import tower_config
+
+    world, spec = tiny_pusht_world(lambda spec: tower_config(spec, dim=16, layers=1, ffn_dim=16, head_width=16,
+                                                             samples=3, step_with="sample"))
+    torch.nn.init.constant_(world.dynamics.gate.bias, 5.0)  # every entity moves: the sampled changes show
+    return save_structured(world, spec, tmp_path_factory.mktemp("tower") / "pusht")

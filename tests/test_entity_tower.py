@@ -138,6 +138,28 @@ def test_sampling_is_per_session_and_seeded(toy_tower):
     assert (d_single == 0).all()
 
 
+def test_sampling_runs_the_flow_head_it_trains(toy_tower):
+    """`sample` computes the head's entity and time inputs once per step; its result is that of Euler steps
+    through `velocity`, the function the loss trains."""
+    from cosmos3_robot.model.flow import euler_schedule
+
+    tower, _ = toy_tower
+    data = entity_transitions(toy_episodes(2, 4), ["e0", "e1"])
+    args = (data["now"], data["prev"], data["action"], data["prev_action"])
+    noise = torch.randn(len(data["action"]), 4, 2, tower.max_change, generator=torch.Generator().manual_seed(6))
+    nxt, _ = tower.sample(*args, noise=noise)
+    with torch.no_grad():
+        h = tower.encode(*args)
+        hk, x = h[:, None].expand(*noise.shape[:3], h.shape[-1]), noise.clone()
+        times = euler_schedule(tower.cfg.flow_steps)
+        for t0, t1 in zip(times[:-1], times[1:]):
+            x = x + (t1 - t0) * tower.velocity(hk, x, t0.expand(noise.shape[:3]))
+        moving = (tower.gate(h)[..., 0] >= 0).float()
+        change = (x * tower.change_mask).mean(1) * tower.change_scale * moving[..., None]
+    torch.testing.assert_close(nxt[1], apply_change(data["now"][1], change[:, 1], "se2"), atol=1e-5, rtol=0)
+    torch.testing.assert_close(nxt[0], apply_change(data["now"][0], change[:, 0, :2], "point2"), atol=1e-5, rtol=0)
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="kind"):
         config(["box"], None, 2)

@@ -75,18 +75,10 @@ def mot_droid_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def structured_checkpoint(tmp_path_factory):
     """A tiny untrained structured PushT model (pose head 16 wide, a 3-layer renderer)."""
-    from cosmos3_robot.backends.structured import StructuredBackend
-    from cosmos3_robot.model import StateRendererConfig
-    from cosmos3_robot.tasks.pusht.structured import ENTRY_POINT, PushTWorld, task_config
+    from conftest import save_structured, tiny_pusht_world
 
-    torch.manual_seed(0)
-    spec = load_spec("pusht")
-    norm = Normalizer.fit(np.random.default_rng(0).uniform(0, 512, (100, 2)), "min_max", feature="observation.state")
-    world = PushTWorld(task_config(norm.to_dict(), 16, StateRendererConfig("point:0,pose:2", width=16, layers=3,
-                                                                           ae_widths=(8, 8, 8))), spec)
-    path = tmp_path_factory.mktemp("structured") / "pusht"
-    StructuredBackend(world, spec, 2, 0.9, ENTRY_POINT).save(path)
-    return path
+    world, spec = tiny_pusht_world(lambda spec: 16)
+    return save_structured(world, spec, tmp_path_factory.mktemp("structured") / "pusht")
 
 
 CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "shipped", "shipped-fast", "shipped-tower"]

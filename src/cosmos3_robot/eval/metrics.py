@@ -94,14 +94,18 @@ def auroc(scores, labels) -> float:
     return float(stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic / (len(pos) * len(neg)))
 
 
-def uncertainty_report(learned_success, real_success, disagreement, threshold: float | None = None) -> dict:
+def uncertainty_report(learned_success, real_success, disagreement, threshold: float | None = None,
+                       disagreement_max=None) -> dict:
     """Does the learned simulator's disagreement point at the episodes it gets wrong? Per episode (all
-    policies pooled): AUROC of the disagreement against "learned outcome != real outcome"; with a threshold,
-    how many episodes it flags and how often flagged and unflagged episodes mismatch."""
+    policies pooled): AUROC of the disagreement (each episode's mean) against "learned outcome != real
+    outcome", and of each episode's max where given; with a threshold, how many episodes the mean flags and
+    how often flagged and unflagged episodes mismatch."""
     ls, rs = np.concatenate(learned_success).astype(bool), np.concatenate(real_success).astype(bool)
     d = np.concatenate(disagreement).astype(float)
     mismatch = ls != rs
     out = {"episodes": int(len(d)), "mismatches": int(mismatch.sum()), "auroc": auroc(d, mismatch)}
+    if disagreement_max is not None:
+        out["auroc_of_episode_max"] = auroc(np.concatenate(disagreement_max).astype(float), mismatch)
     if threshold is not None:
         flagged = d > threshold
         out |= {"threshold": float(threshold), "flagged": int(flagged.sum()),

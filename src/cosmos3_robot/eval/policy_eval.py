@@ -86,7 +86,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
     seeds) stands in for the real simulator for the policies it holds.
 
     Where the backend reports a per-step "disagreement", each learned episode's mean and max go into the report;
-    with real results too, `metrics["uncertainty"]` says how well it picks out the episodes whose learned and
+    with real results too, `report["uncertainty"]` says how well it picks out the episodes whose learned and
     real outcomes differ (AUROC; with `flag_threshold`, the flagged share and mismatch rates)."""
     if not seeds:
         raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
@@ -138,12 +138,10 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
                                          [real[p]["success"] for p in policies], metric, n_boot=n_boot)
             report["metrics"][metric] = {"value": value, "ci95": [lo, hi]}
     if learned and real and all("disagreement" in learned[p] for p in policies):
-        report["uncertainty"] = uncertainty_report([learned[p]["success"] for p in policies],
-                                                   [real[p]["success"] for p in policies],
-                                                   [learned[p]["disagreement"] for p in policies], flag_threshold)
-        report["uncertainty"]["auroc_of_episode_max"] = uncertainty_report(
+        report["uncertainty"] = uncertainty_report(
             [learned[p]["success"] for p in policies], [real[p]["success"] for p in policies],
-            [learned[p]["disagreement_max"] for p in policies])["auroc"]
+            [learned[p]["disagreement"] for p in policies], flag_threshold,
+            disagreement_max=[learned[p]["disagreement_max"] for p in policies])
     return report
 
 
@@ -157,13 +155,16 @@ def read_real_results(path: str | Path, seeds: list[int]) -> dict:
     out = {}
     for name, row in report["policies"].items():
         real = row.get("real")
-        if real:
-            if "episodes" in real:  # eval.json
-                out[name] = {k: np.asarray(real[f"{k}_per_episode"] if f"{k}_per_episode" in real
-                                           else real["episodes"] if k == "success" else [real[k]], float)
-                             for k in ("success", "return", "length")}
-            else:  # eval_partial.json: per-episode lists already
-                out[name] = {k: np.asarray(real[k], float) for k in ("success", "return", "length")}
+        if not real:
+            continue
+        if "episodes" not in real:  # eval_partial.json: per-episode lists already
+            out[name] = {k: np.asarray(real[k], float) for k in ("success", "return", "length")}
+            continue
+        # eval.json: per-episode success in "episodes"; returns and lengths per episode where the report kept
+        # them, else their means (all a report before per-episode lists had)
+        out[name] = {"success": np.asarray(real["episodes"], float)}
+        for k in ("return", "length"):
+            out[name][k] = np.asarray(real.get(f"{k}_per_episode", [real[k]]), float)
     return out
 
 

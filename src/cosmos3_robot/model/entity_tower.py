@@ -187,13 +187,13 @@ class EntityTowerConfig:
 
 
 class EntityTower(nn.Module):
-    """See the module docstring. States are dicts name -> (B, state_dims) tensors in the task's units."""
+    """See the module docstring. States are lists in entity order of (B, state_dims) tensors in the task's
+    units."""
 
     def __init__(self, cfg: EntityTowerConfig):
         super().__init__()
         self.cfg = cfg
         self.kinds = [e["kind"] for e in cfg.entities]
-        self.names = [e["name"] for e in cfg.entities]
         self.max_change = max(change_dims(k) for k in self.kinds)
         self.token_in = nn.ModuleList([nn.Linear(self._n_features(i), cfg.dim) for i in range(len(self.kinds))])
         self.action_in = nn.Linear(2 * cfg.action_dim, cfg.dim)
@@ -228,10 +228,10 @@ class EntityTower(nn.Module):
         return d + (d * (d - 1) if KINDS[kind][1] else 0)  # position + rotation code (2 in 2-D, 6 in 3-D)
 
     def _n_features(self, i: int) -> int:
-        d, turns = KINDS[self.kinds[i]]
+        d = KINDS[self.kinds[i]][0]
         n = self._rel_width(self.kinds[i], d)  # itself one step ago
         if self.cfg.place_features:
-            n += d + (d * (d - 1) if turns else 0)
+            n += self._rel_width(self.kinds[i], d)  # its place (and rotation) in the workspace
         n += sum(2 * self._rel_width(k, d) for j, k in enumerate(self.kinds) if j != i)
         if self.cfg.action_kind is not None:
             n += 2 * self._rel_width(self.cfg.action_kind, d)
@@ -279,11 +279,14 @@ class EntityTower(nn.Module):
             x = x + layer.mlp(x)
         return self.norm(x[:, : len(self.kinds)])  # (B, E, dim): the entity tokens
 
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Flow times (...) -> (..., 16) sinusoidal features."""
+        angles = t[..., None] * self.freqs
+        return torch.cat([torch.sin(angles), torch.cos(angles)], -1)
+
     def velocity(self, h: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Flow head: entity features h (..., E, dim), noisy normalized changes x (..., E, C), times t (..., E)."""
-        angles = t[..., None] * self.freqs
-        temb = torch.cat([torch.sin(angles), torch.cos(angles)], -1)
-        return self.head(torch.cat([h, x, temb], -1))
+        return self.head(torch.cat([h, x, self.time_embedding(t)], -1))
 
     def loss(self, now, prev, nxt, action, prev_action, generator=None) -> dict:
         """Rectified-flow loss on each moving entity's normalized change, plus the gate's cross-entropy."""
@@ -330,9 +333,7 @@ class EntityTower(nn.Module):
         base = (h @ w_h.T + first.bias)[:, None]  # (B, 1, E, width)
         times = euler_schedule(S)
         for t0, t1 in zip(times[:-1], times[1:]):
-            angles = t0 * self.freqs
-            t_part = torch.cat([torch.sin(angles), torch.cos(angles)]) @ w_t.T
-            x = x + (t1 - t0) * rest(base + x @ w_x.T + t_part)
+            x = x + (t1 - t0) * rest(base + x @ w_x.T + self.time_embedding(t0) @ w_t.T)
         x = x * self.change_mask
         spread = x.std(1, unbiased=False) if K > 1 else torch.zeros_like(x[:, 0])
         disagreement = (spread.sum(-1) / self.change_mask.sum(-1) * moving).sum(-1) / moving.sum(-1).clamp_min(1)
@@ -372,9 +373,8 @@ class EntityEnsemble(nn.Module):
         """-> member 0's next states, the members' disagreement (B,) and member 0's sample spread (B,)."""
         lead = self.members[0]
         outs = [m.sample(now, prev, action, prev_action, noise=noise, generator=generator) for m in self.members]
-        changes = torch.stack([torch.stack([F.pad(own_change(now[i], nxt[i], k), (0, lead.max_change - change_dims(k)))
-                                            for i, k in enumerate(lead.kinds)], 1) for nxt, _ in outs])  # (M, B, E, C)
-        spread = (changes / lead.change_scale).std(0, unbiased=False) * lead.change_mask
+        changes = torch.stack([lead.changes(now, nxt)[0] for nxt, _ in outs])  # (M, B, E, C), in lead's units
+        spread = changes.std(0, unbiased=False) * lead.change_mask
         disagreement = (spread.sum(-1) / lead.change_mask.sum(-1)).mean(-1)
         return outs[0][0], disagreement, outs[0][1]
 
@@ -420,8 +420,7 @@ def fit_entity_tower(tower: EntityTower, data: dict, epochs: int = 60, batch: in
     Deterministic for a seed. Returns the last losses and data counts."""
     from ..train import fit
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # every draw of the fit comes from here
     tower.set_change_scale(torch.ones_like(tower.change_scale))
     raw, moving = tower.changes(data["now"], data["next"])
     scale = torch.stack([raw[:, i][moving[:, i] > 0].std(0) if moving[:, i].sum() > 1 else torch.ones(raw.shape[-1])

@@ -9,8 +9,8 @@ config.json names the task module as an entry point ("module:Class")."""
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -78,10 +78,10 @@ class StructuredBackend:
         frames = {cam: np.asarray(f).reshape(B * T, *np.shape(f)[2:]) for cam, f in ctx.frames.items()}
         world = self.task.perceive(frames, np.asarray(ctx.state, np.float64).reshape(B * T, -1))
         world = pad_history(np.asarray(world, np.float32).reshape(B, T, -1), self.history)
-        seeds = session_seeds(seed, B)
+        # sampled steps draw from one stream per session (seed, step), not from a batch-wide generator
         return Session({"world": world, "prev_action": np.asarray(self.task.rest_actions(world[:, -1]), np.float64),
-                        "noise_seed": seeds, "t": np.zeros(B, np.int64)},
-                       torch.Generator().manual_seed(int(seeds[0])), ctx.instruction)
+                        "noise_seed": session_seeds(seed, B), "t": np.zeros(B, np.int64)},
+                       instruction=ctx.instruction)
 
     def _autocast(self):
         if self.precision == "bfloat16":

@@ -132,13 +132,12 @@ def ensemble_backend(paths: list, out=None):
         for name, w in lead.task.renderer.state_dict().items():
             if not torch.equal(w, b.task.renderer.state_dict()[name]):
                 raise ValueError(f"{p} has another renderer than {paths[0]}; ensemble towers trained on one renderer")
-    world = PushTWorld(task_config(lead.task.config["state_normalizer"], [t.cfg for t in towers],
-                                   lead.task.renderer.cfg), lead.spec)
-    world.renderer.load_state_dict(lead.task.renderer.state_dict())
-    for member, tower in zip(world.dynamics.members, towers):
+    ensemble = EntityEnsemble([t.cfg for t in towers])
+    for member, tower in zip(ensemble.members, towers):
         member.load_state_dict(tower.state_dict())
-    backend = StructuredBackend(world, lead.spec, lead.history, lead.success_threshold, ENTRY_POINT,
-                                {**lead.provenance, "ensemble_of": [str(p) for p in paths]})
+    provenance = {**lead.provenance, "ensemble_of": [str(p) for p in paths]}
+    backend = build_backend(lead.task.renderer, ensemble, lead.task.config["state_normalizer"], lead.spec,
+                            lead.history, lead.success_threshold, provenance)
     if out is not None:
         backend.save(out)
     return backend
@@ -159,13 +158,16 @@ def world_model_parts(path) -> tuple:
     return model.eval(), head or None  # (loading casts float16 weights into the model's float32 ones)
 
 
-def build_backend(renderer: StateRenderer, dynamics: EntityTower | PoseDynamics, state_normalizer: dict,
-                  spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
+def build_backend(renderer: StateRenderer, dynamics: EntityTower | EntityEnsemble | PoseDynamics,
+                  state_normalizer: dict, spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
                   provenance: dict | None = None):
     """A structured backend from trained PushT pieces."""
     from ...backends.structured import StructuredBackend
 
-    key = dynamics.cfg if isinstance(dynamics, EntityTower) else dynamics.out.in_features
+    if isinstance(dynamics, EntityEnsemble):
+        key = [m.cfg for m in dynamics.members]
+    else:
+        key = dynamics.cfg if isinstance(dynamics, EntityTower) else dynamics.out.in_features
     world = PushTWorld(task_config(state_normalizer, key, renderer.cfg), spec)
     world.renderer.load_state_dict(renderer.state_dict())
     world.dynamics.load_state_dict(dynamics.state_dict())

@@ -17,8 +17,8 @@ import torch
 from ...backends.registry import backend_name, checkpoint_path
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...model import StateRenderer
-from ...train import JsonlLogger
 from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
+from ...train import JsonlLogger
 from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
 from .real import random_pusht_frames
 from .structured import ENTITIES, build_backend, tower_config, world_model_parts
