@@ -1,8 +1,10 @@
 """Learned-simulator speed next to the real one, in one run: env steps/s of LearnedEnv (1 env) and
 LearnedVectorEnv (8 and 64 envs, one backend call per step) for each checkpoint given, against
 gym-pusht's raw steps/s; plus each checkpoint's size and parameter count.
-Usage: .venv/bin/python benchmarks/learned_env_bench.py [--checkpoints pusht_small,DIR,...] [--steps 30]
-       [--precision float32|bfloat16]"""
+A checkpoint may carry a runtime, `NAME@torch` or `NAME@onnxruntime` (structured backends; default: the
+backend's own choice), so eager and ONNX Runtime rows come from the same run.
+Usage: .venv/bin/python benchmarks/learned_env_bench.py [--checkpoints pusht_tower@torch,pusht_tower,DIR,...]
+       [--steps 30] [--precision float32|bfloat16]"""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def steps_per_second(env, n: int, steps: int, rng) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoints", default="pusht_small")
+    parser.add_argument("--checkpoints", default="pusht_tower@torch,pusht_tower@onnxruntime")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--sizes", default="1,8,64")
     parser.add_argument("--precision", default=None, help="structured backends: float32 or bfloat16")
@@ -46,16 +48,19 @@ def main():
     notes = []
     for ckpt in args.checkpoints.split(","):
         kw = {"precision": args.precision} if args.precision else {}
-        backend = load_backend(ckpt, **kw)
+        name, _, runtime = ckpt.partition("@")
+        if runtime:
+            kw["runtime"] = runtime
+        backend = load_backend(name, **kw)
         for n in (int(s) for s in args.sizes.split(",")):
             env = LearnedEnv(backend, START, success_threshold=1.01) if n == 1 else \
                 LearnedVectorEnv(n, backend, START, success_threshold=1.01)
             rows.append((type(env).__name__, ckpt, n, steps_per_second(env, n, args.steps, rng)))
-        path = checkpoint_path(ckpt)
+        path = checkpoint_path(name)
         size = sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
         module = getattr(backend, "task", None) or getattr(backend, "model", None)
         params = sum(p.numel() for p in module.parameters())
-        notes.append(f"{ckpt}: {type(backend).__name__}, {size / 1e6:.2f} MB on disk, {params / 1e6:.2f} M parameters")
+        notes.append(f"{ckpt}: {type(backend).__name__} ({getattr(backend, 'runtime', 'torch')}), {size / 1e6:.2f} MB on disk, {params / 1e6:.2f} M parameters")
     print("| simulator | checkpoint | envs | env steps/s |\n|---|---|---|---|")
     for name, ckpt, n, sps in rows:
         print(f"| {name} | {ckpt} | {n} | {sps:.1f} |")

@@ -3,6 +3,10 @@ import os
 # Nothing may reach a hub at test time; MuJoCo renders headless.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
+# ONNX graphs the tests export go to a fresh folder, not the user's cache (shipped ones are in the checkpoints)
+import tempfile  # noqa: E402
+
+os.environ["COSMOS3_ROBOT_CACHE"] = tempfile.mkdtemp(prefix="cosmos3_robot_test_cache_")
 
 import torch  # noqa: E402
 

@@ -1,7 +1,7 @@
 """One set of checks for every learned-simulator backend: spaces, gymnasium's env checker, seeding,
 batch == single, multi-camera non-square frames, bad actions. Run against each registered backend
 kind (a tiny MoT world model on one and on two non-square cameras, a tiny structured PushT model, the
-shipped checkpoint) and a fake backend written here with two 180x320 cameras."""
+shipped checkpoint; structured ones under both runtimes) and a fake backend written here with two 180x320 cameras."""
 
 import numpy as np
 import pytest
@@ -81,7 +81,8 @@ def structured_checkpoint(tmp_path_factory):
     return save_structured(world, spec, tmp_path_factory.mktemp("structured") / "pusht")
 
 
-CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "shipped", "shipped-fast", "shipped-tower"]
+CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "structured-tower-torch", "shipped",
+         "shipped-fast", "shipped-tower", "shipped-tower-torch"]
 
 
 @pytest.fixture(params=CASES)
@@ -96,8 +97,12 @@ def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, 
         return lambda: load_backend(mot_droid_checkpoint, sample_noise=0.0), droid_start(("exterior_1_left", "wrist_left"))
     if name == "structured":
         return lambda: load_backend(structured_checkpoint), PUSHT_START
-    if name == "structured-tower":
+    if name == "structured-tower":  # the default runtime: ONNX Runtime
         return lambda: load_backend(tower_checkpoint), PUSHT_START
+    if name == "structured-tower-torch":
+        return lambda: load_backend(tower_checkpoint, runtime="torch"), PUSHT_START
+    if name == "shipped-tower-torch":
+        return lambda: load_backend("pusht_tower", runtime="torch"), PUSHT_START
     shipped = {"shipped": "pusht_small", "shipped-fast": "pusht_fast", "shipped-tower": "pusht_tower"}[name]
     return lambda: load_backend(shipped), PUSHT_START
 

@@ -166,6 +166,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     real = args.real or known is not None
     out = prepare_out(args.out)
     backend_kwargs = {"precision": args.precision} if args.precision else {}
+    if args.runtime != "auto":
+        backend_kwargs["runtime"] = args.runtime
     make_vec = learned_vec_env(task, args.checkpoint, args.max_steps, **backend_kwargs)
     done = {}
 
@@ -283,10 +285,22 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
                              tower={k: v for k, v in (("layers", args.layers), ("samples", args.samples),
                                                       ("flow_steps", args.flow_steps)) if v is not None},
                              rest_every=args.rest_every)
+    from .backends.structured import export_graphs
+
+    export_graphs(args.out)  # its first load under ONNX Runtime then needs no export
     info = backend.provenance["tower" if args.dynamics == "tower" else "pose_dynamics"]
     what = "Generator tower" if args.dynamics == "tower" else "pose dynamics MLP"
     print(f"trained the {what} on {info['transitions']} transitions of {args.dataset} "
           f"(final loss {info['loss']:.4f}); structured checkpoint in {args.out}")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .backends import checkpoint_path
+    from .backends.structured import export_graphs
+
+    files = export_graphs(checkpoint_path(args.checkpoint))
+    print("\n".join(str(f) for f in files))
     return 0
 
 
@@ -487,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     p.set_defaults(func=cmd_train_dynamics)
 
+    p = sub.add_parser("export-onnx", help="write the ONNX graphs a structured checkpoint runs under ONNX Runtime "
+                                           "into its onnx/ folder (otherwise exported once into the user cache)")
+    p.add_argument("checkpoint", help="a structured checkpoint directory or a shipped checkpoint name")
+    p.set_defaults(func=cmd_export_onnx)
+
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")
     p.add_argument("--policies", default="expert,expert-noise0.2,expert-noise0.4,random",
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
@@ -498,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes that run the real simulator while the learned one runs (0: one after the other)")
     p.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
                    help="structured backends: the renderer's precision (bfloat16: faster on CPUs with AMX)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="structured backends: run the networks eagerly (torch) or as ONNX graphs (auto: onnxruntime)")
     p.add_argument("--real-from", default=None,
                    help="reuse the real simulator's results of an earlier eval.json with the same seeds (implies --real)")
     p.add_argument("--flag-disagreement", type=float, default=None,

@@ -379,6 +379,43 @@ class EntityEnsemble(nn.Module):
         return outs[0][0], disagreement, outs[0][1]
 
 
+class _FlatSample(nn.Module):
+    """`sample` with flat tensor inputs and outputs, as an exporter needs: now (E), prev (E), action,
+    prev_action, noise -> next states (E), then the other outputs of `sample`."""
+
+    def __init__(self, dynamics: EntityTower | EntityEnsemble):
+        super().__init__()
+        self.dynamics, self.n = dynamics, len(dynamics.cfg.entities)
+
+    def forward(self, *x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        E = self.n
+        out = self.dynamics.sample(list(x[:E]), list(x[E : 2 * E]), x[2 * E], x[2 * E + 1], noise=x[2 * E + 2])
+        return (*out[0], *out[1:])
+
+
+def sampler(dynamics: EntityTower | EntityEnsemble, runtime: str = "torch", search=()):
+    """-> f(now, prev, action, prev_action, noise) with `dynamics.sample`'s results, run by `runtime`:
+    "torch" (eager) or "onnxruntime" (the same graph exported once; see `model.runtime`). The noise must be
+    given (B, K, E, max_change)."""
+    from .runtime import OnnxFunction, check_runtime
+
+    if check_runtime(runtime) == "torch":
+        return lambda now, prev, action, prev_action, noise: dynamics.sample(now, prev, action, prev_action,
+                                                                             noise=noise)
+    cfg, E = dynamics.cfg, len(dynamics.cfg.entities)
+    states = [torch.rand(2, state_dims(e["kind"])) for e in cfg.entities]  # shapes only: the graph has no branches
+    action = torch.rand(2, cfg.action_dim)
+    noise = torch.randn(2, cfg.samples, E, dynamics.max_change)
+    fn = OnnxFunction(_FlatSample(dynamics).eval(), (*states, *[s + 1 for s in states], action, action + 1, noise),
+                      "entity_tower", search)
+
+    def run(now, prev, action, prev_action, noise):
+        out = fn(*now, *prev, action, prev_action, noise)
+        return (list(out[:E]), *out[E:])
+
+    return run
+
+
 # ---------------------------------------------------------------------------------------------- data and fit
 
 

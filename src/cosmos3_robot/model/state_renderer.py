@@ -63,6 +63,11 @@ def geometry_planes(state: torch.Tensor, parts: list[tuple[str, int]], centres: 
     return torch.stack(planes, dim=1)
 
 
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(b, 3, H, W) float in [0, 1] -> (b, H, W, 3) uint8."""
+    return (frames.float().permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
 class StateRenderer(nn.Module):
     """state (b, k) -> frames (b, H, W, 3) uint8 (`draw`) or float in [0, 1] (`forward`, (b, 3, H, W))."""
 
@@ -87,7 +92,7 @@ class StateRenderer(nn.Module):
 
     def latents(self, state: torch.Tensor) -> torch.Tensor:
         """(b, k) -> standardized frame latents (b, c, h, w)."""
-        coords = self.coords.expand(len(state), *self.coords.shape)
+        coords = self.coords.expand(state.shape[0], *self.coords.shape)  # shape[0]: a dynamic batch exports
         return self.head(torch.cat([coords, geometry_planes(state, self._parts, self.centres)], dim=1))
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
@@ -95,7 +100,21 @@ class StateRenderer(nn.Module):
 
     @torch.no_grad()
     def draw(self, state: torch.Tensor) -> np.ndarray:
-        return (self(state).float().permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        return to_uint8(self(state))
+
+    def drawer(self, runtime: str = "torch", search=()):
+        """-> f(state (b, k)) -> (b, H, W, 3) uint8, like `draw`, run by `runtime` ("torch" or "onnxruntime";
+        see `model.runtime`)."""
+        from .runtime import OnnxFunction, check_runtime
+
+        if check_runtime(runtime) == "torch":
+            return self.draw
+        fn = OnnxFunction(self, (torch.zeros(2, self._state_width()),), "state_renderer",
+                          search)
+        return lambda state: to_uint8(fn(state)[0])
+
+    def _state_width(self) -> int:
+        return max(i + (2 if kind == "point" else 4) for kind, i in self._parts)
 
     @classmethod
     def from_world_model(cls, model) -> StateRenderer:

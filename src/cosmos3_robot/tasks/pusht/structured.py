@@ -15,7 +15,7 @@ from torch import nn
 
 from ...embodiments import EmbodimentSpec, Normalizer
 from ...model import StateRenderer, StateRendererConfig
-from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig
+from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig, sampler
 from ...model.frame_tokenizer import resize_to
 from .dynamics import PoseDynamics
 from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
@@ -57,6 +57,14 @@ class PushTWorld(nn.Module):
         else:
             self.dynamics = PoseDynamics(int(config["dynamics_width"]))
         self.renderer = StateRenderer(StateRendererConfig.from_dict(config["renderer"]))
+        self.use_runtime("torch")
+
+    def use_runtime(self, runtime: str, search=()) -> None:
+        """Run the tower's sampler and the renderer eagerly ("torch") or through ONNX Runtime ("onnxruntime",
+        graphs looked up in `search`, else exported once into the user cache). The baseline MLP stays eager."""
+        self._draw = self.renderer.drawer(runtime, search)
+        tower = isinstance(self.dynamics, (EntityTower, EntityEnsemble))
+        self._sample = sampler(self.dynamics, runtime, search) if tower else None
 
     @classmethod
     def from_config(cls, config: dict, spec: EmbodimentSpec) -> PushTWorld:
@@ -83,8 +91,10 @@ class PushTWorld(nn.Module):
         if isinstance(self.dynamics, (EntityTower, EntityEnsemble)):
             cfg = self.dynamics.cfg
             shape = (cfg.samples, len(ENTITIES), self.dynamics.max_change)
-            out = self.dynamics.sample([t[0], t[4]], [t[1], t[5]], t[2], t[3],
-                                       noise=None if noise is None else noise(shape))
+            if noise is None:
+                out = self.dynamics.sample([t[0], t[4]], [t[1], t[5]], t[2], t[3])
+            else:
+                out = self._sample([t[0], t[4]], [t[1], t[5]], t[2], t[3], noise(shape))
             (next_agent, next_pose), info["disagreement"] = out[0], out[1].numpy()
             if len(out) > 2:  # an ensemble: its members' spread above, member 0's own sample spread here
                 info["sample_spread"] = out[2].numpy()
@@ -99,7 +109,7 @@ class PushTWorld(nn.Module):
         return np.clip(self.agent(world), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
 
     def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
-        frames = self.renderer.draw(torch.from_numpy(np.asarray(world, np.float32)))
+        frames = self._draw(torch.from_numpy(np.asarray(world, np.float32)))
         return {self.camera.name: resize_to(frames, self.camera.height, self.camera.width)}
 
     def reward(self, world: np.ndarray) -> np.ndarray:
