@@ -17,6 +17,10 @@ def test_registered_env_has_gym_pusht_time_limit_and_native_vector_env():
     venv = gym.make_vec("cosmos3_robot/PushT-v0", 4)
     assert isinstance(venv, LearnedVectorEnv)
     assert venv.call("_max_episode_steps") == (300,) * 4  # what LeRobot's eval loop asks
+    obs, _ = venv.reset(seed=[0, 1, 2, 3])
+    frames = venv.call("render")  # one frame per sub-env, as SyncVectorEnv gives it (LeRobot's eval videos)
+    assert len(frames) == 4 and all(f.shape == (96, 96, 3) for f in frames)
+    np.testing.assert_array_equal(np.stack(frames), obs["observation.images.top"])
     assert venv.get_attr("success_threshold") == (0.9,) * 4
     venv.set_attr("success_threshold", 0.5)
     assert venv.success_threshold == 0.5

@@ -166,6 +166,9 @@ class LearnedVectorEnv(VectorEnv):
     # gymnasium.vector.VectorEnv's attribute access, as SyncVectorEnv offers it: every sub-env shares the
     # attributes of this one batched env, so `call` returns one value per sub-env
     def call(self, name: str, *args, **kwargs) -> tuple:
+        if name == "render":  # each sub-env's own frame, as SyncVectorEnv.call("render") gives (LeRobot's eval videos)
+            frames = self.render()
+            return tuple(frames) if frames is not None else (None,) * self.num_envs
         value = getattr(self, name)
         if callable(value):
             value = value(*args, **kwargs)
