@@ -34,6 +34,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "[setup] installing cosmos3-robot and its dependencies (first run: a few minutes, ~3 GB download)"
 .venv/bin/python -m pip install -q -e '.[test]'
+# LeRobot's env plugin (lerobot-eval --env.type=cosmos3_robot), found by its distribution name
+.venv/bin/python -m pip install -q --no-deps -e plugins/lerobot_env_cosmos3_robot
 .venv/bin/python -m pip check
 
 if [ "${1:-}" != "--no-demo" ]; then

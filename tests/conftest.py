@@ -87,3 +87,34 @@ def tower_checkpoint(tmp_path_factory):
                                                              samples=3, step_with="sample"))
     torch.nn.init.constant_(world.dynamics.gate.bias, 5.0)  # every entity moves: the sampled changes show
     return save_structured(world, spec, tmp_path_factory.mktemp("tower") / "pusht")
+
+
+def _lerobot_train(root, steps: int = 2):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cosmos3_robot.datasets import LeRobotRecorder
+    from cosmos3_robot.eval.rollout import collect
+    from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
+
+    env = PushTRealEnv(max_episode_steps=12)
+    collect(env, make_pusht_policy("expert"), 2, LeRobotRecorder(root / "data", env.embodiment), progress=False)
+    cmd = [str(Path(sys.executable).parent / "lerobot-train"), "--dataset.repo_id=local/cosmos3",
+           f"--dataset.root={root / 'data'}", "--policy.type=act", "--policy.pretrained_backbone_weights=null",
+           "--policy.dim_model=32", "--policy.dim_feedforward=64", "--policy.n_encoder_layers=1",
+           "--policy.n_decoder_layers=1", "--policy.chunk_size=4", "--policy.n_action_steps=4",
+           "--policy.use_vae=false", "--policy.push_to_hub=false", "--policy.device=cpu", f"--steps={steps}",
+           "--batch_size=2", f"--save_freq={steps}", "--num_workers=0", "--wandb.enable=false",
+           f"--output_dir={root / 'out'}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    return root / "out" / "checkpoints" / "last" / "pretrained_model"
+
+
+@pytest.fixture(scope="session")
+def lerobot_policy_dir(tmp_path_factory):
+    """A tiny ACT trained offline for a few steps by lerobot's own `lerobot-train` on our data."""
+    return _lerobot_train(tmp_path_factory.mktemp("act"))

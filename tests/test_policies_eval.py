@@ -1,41 +1,16 @@
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from cosmos3_robot.datasets import LeRobotRecorder
-from cosmos3_robot.embodiments import Normalizer, load_spec
+from cosmos3_robot.embodiments import load_spec
 from cosmos3_robot.eval import rollout
 from cosmos3_robot.eval.policy_eval import evaluate, write_report
-from cosmos3_robot.eval.rollout import collect
 from cosmos3_robot.policies import LeRobotPolicy, Policy, RandomPolicy, WorldModelPolicy
 from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
 from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
 
 START = "cosmos3_robot/PushTReal-v0"
-
-
-@pytest.fixture(scope="module")
-def lerobot_policy_dir(tmp_path_factory):
-    """A tiny ACT trained offline for a few steps by lerobot's own `lerobot-train` on our data."""
-    root = tmp_path_factory.mktemp("act")
-    env = PushTRealEnv(max_episode_steps=12)
-    collect(env, make_pusht_policy("expert"), 2, LeRobotRecorder(root / "data", env.embodiment), progress=False)
-    cmd = [str(Path(sys.executable).parent / "lerobot-train"), "--dataset.repo_id=local/cosmos3",
-           f"--dataset.root={root / 'data'}", "--policy.type=act", "--policy.pretrained_backbone_weights=null",
-           "--policy.dim_model=32", "--policy.dim_feedforward=64", "--policy.n_encoder_layers=1",
-           "--policy.n_decoder_layers=1", "--policy.chunk_size=4", "--policy.n_action_steps=4",
-           "--policy.use_vae=false", "--policy.push_to_hub=false", "--policy.device=cpu", "--steps=2",
-           "--batch_size=2", "--save_freq=2", "--num_workers=0", "--wandb.enable=false", f"--output_dir={root / 'out'}"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
-    assert res.returncode == 0, res.stderr[-2000:]
-    return root / "out" / "checkpoints" / "last" / "pretrained_model"
 
 
 def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, tiny_checkpoint):

@@ -39,6 +39,13 @@ def resolve_start(start):
     raise TypeError(f"start={start!r}: give a gymnasium id of a real simulator, a callable seed -> observation, or None")
 
 
+def render_fps(spec) -> int | float:
+    """The spec's video rate as `metadata["render_fps"]`: an int where it is whole, as Gymnasium's own envs
+    give it (video writers such as PyAV's, which LeRobot's eval uses, refuse a float rate)."""
+    fps = float(spec.video_fps)
+    return int(fps) if fps.is_integer() else fps
+
+
 class LearnedEnv(gym.Env):
     """A learned simulator (what the task packages register, e.g. `gymnasium.make("cosmos3_robot/<Task>-v0")`).
 
@@ -63,7 +70,7 @@ class LearnedEnv(gym.Env):
         self.instruction = instruction
         self.success_threshold = self.backend.success_threshold if success_threshold is None else float(success_threshold)
         self.max_episode_steps, self.render_mode, self.out_of_limits = max_episode_steps, render_mode, out_of_limits
-        self.metadata = {**self.metadata, "render_fps": spec.video_fps}
+        self.metadata = {**self.metadata, "render_fps": render_fps(spec)}
         self.observation_space = observation_space_for(spec, list(self.cameras))
         self.action_space = action_space_for(spec)
         self._session = None

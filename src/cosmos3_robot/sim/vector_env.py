@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from ..backends import Session
 from ..embodiments import ActionError, action_space_for, observation_space_for, validate_action
-from .learned_env import resolve_backend, resolve_start
+from .learned_env import render_fps, resolve_backend, resolve_start
 from .start import context_from_observations, last_observation
 
 
@@ -42,7 +42,7 @@ class LearnedVectorEnv(VectorEnv):
         self.num_envs, self.instruction = int(num_envs), instruction
         self.success_threshold = self.backend.success_threshold if success_threshold is None else float(success_threshold)
         self.max_episode_steps, self.render_mode, self.out_of_limits = max_episode_steps, render_mode, out_of_limits
-        self.metadata = {**self.metadata, "render_fps": spec.video_fps, "autoreset_mode": autoreset_mode}
+        self.metadata = {**self.metadata, "render_fps": render_fps(spec), "autoreset_mode": autoreset_mode}
         self.single_observation_space = observation_space_for(spec, list(self.cameras))
         self.single_action_space = action_space_for(spec)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
