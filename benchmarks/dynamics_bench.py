@@ -14,6 +14,7 @@ import torch
 from cosmos3_robot.backends import load_backend
 from cosmos3_robot.backends.base import pad_history
 from cosmos3_robot.tasks import make_policy, make_real_env
+from cosmos3_robot.tasks.pusht.experts import IMAGE_KEY
 from cosmos3_robot.tasks.pusht.vision import block_pose_features, features_to_pose
 
 
@@ -30,7 +31,7 @@ def episodes(n: int, seed: int, policy: str):
             obs, _, term, trunc, _ = env.step(actions[-1])
             seen.append(obs)
             done = term or trunc
-        out.append({"frames": np.stack([o["observation.images.top"] for o in seen]),
+        out.append({"frames": np.stack([o[IMAGE_KEY] for o in seen]),
                     "state": np.stack([o["observation.state"] for o in seen]), "action": np.asarray(actions)})
     return out
 

@@ -8,6 +8,6 @@ export HF_HUB_OFFLINE=1
 i=0
 for p in expert expert-noise0.1 expert-lag2 expert-noise0.2 expert-slow expert-noise0.4 expert-noise0.8 random; do
   .venv/bin/cosmos3-robot collect --env pusht --policy "$p" --episodes 20 --seed $((1000 + 100 * i)) --out "$1" \
-    --video-quality lossless
+    --video-quality lossless --success-threshold 0.90
   i=$((i + 1))
 done

@@ -118,3 +118,129 @@ def _lerobot_train(root, steps: int = 2):
 def lerobot_policy_dir(tmp_path_factory):
     """A tiny ACT trained offline for a few steps by lerobot's own `lerobot-train` on our data."""
     return _lerobot_train(tmp_path_factory.mktemp("act"))
+
+
+# ---------------------------------------------------------------- DROID's raw layout, from DROID's own schema
+# References (droid-dataset/droid): postprocessing/parse.py (parse_trajectory, parse_timestamp),
+# postprocessing/schema.py (TRAJECTORY_SCHEMA: the metadata fields), camera_utils/info.py (camera types:
+# hand 0, varied 1), trajectory_utils/trajectory_writer.py (the h5 tree, one dataset per leaf, first axis
+# time), and the RLDS builder's step reads (droid_dataset_builder: observation robot_state cartesian_position /
+# joint_positions / gripper_position, the six-entry action_dict, camera_type, timestamp/cameras,
+# controller_info/movement_enabled). Typed in here; no project code builds or checks these.
+
+DROID_PATTERNS = ["%a_%b__%d_%H:%M:%S_%Y", "%a_%b_%d_%H:%M:%S_%Y", "%a_%b__%d_%H_%M_%S_%Y", "%a_%b_%d_%H_%M_%S_%Y"]
+
+
+def droid_reference_reads(episode):
+    """The reads DROID's own code makes on one raw episode folder, key by key, with h5py only. -> the record
+    parse_trajectory would build (its camera part) and the RLDS builder's first and last steps."""
+    from datetime import datetime
+    from pathlib import Path
+
+    import h5py
+
+    episode = Path(episode)
+    stamps = []
+    for pattern in DROID_PATTERNS:  # parse_timestamp
+        try:
+            stamps.append(datetime.strptime(episode.name, pattern))
+        except ValueError:
+            pass
+    assert stamps, f"folder name {episode.name!r} matches none of parse_timestamp's patterns"
+    assert episode.parent.name == stamps[0].strftime("%Y-%m-%d"), "DROID nests <date>/<time>/"
+    assert episode.parent.parent.name in ("success", "failure"), "DROID nests <lab>/<success|failure>/"
+    with h5py.File(episode / "trajectory.h5", "r") as h5:
+        assert "action" in h5.keys()
+        attrs = h5.attrs
+        T = int(h5["action"]["joint_position"].shape[0])
+        camera_types, extrinsics = h5["observation"]["camera_type"], h5["observation"]["camera_extrinsics"]
+        exts = ["ext1", "ext2"]
+        roles = {("wrist" if camera_types[s][0] == 0 else exts.pop(0)): {"serial": s, "extrinsics": extrinsics[f"{s}_left"][0]}
+                 for s in sorted(camera_types.keys())}
+        record = {"success": bool(attrs["success"]), "current_task": attrs["current_task"], "trajectory_length": T,
+                  "robot_serial": attrs.get("robot_serial_number", "unknown"),
+                  "droid_version": str(attrs.get("version_number", "-1.0")),
+                  **{f"{r}_cam_serial": v["serial"] for r, v in roles.items()},
+                  **{f"{r}_cam_extrinsics": v["extrinsics"].tolist() for r, v in roles.items()}}
+        steps = []
+        for t in (0, T - 1):
+            obs, act = h5["observation"], h5["action"]
+            step = {"cartesian_position": obs["robot_state"]["cartesian_position"][t],
+                    "joint_position": obs["robot_state"]["joint_positions"][t],
+                    "gripper_position": np.array([obs["robot_state"]["gripper_position"][t]]),
+                    "action_dict": {k: (np.array([act[k][t]]) if k.startswith("gripper") else act[k][t])
+                                    for k in ("cartesian_position", "cartesian_velocity", "gripper_position",
+                                              "gripper_velocity", "joint_position", "joint_velocity")},
+                    "camera_type": {s: int(camera_types[s][t]) for s in camera_types},
+                    "frame_received": {s: int(obs["timestamp"]["cameras"][f"{s}_frame_received"][t]) for s in camera_types},
+                    "movement_enabled": bool(obs["controller_info"]["movement_enabled"][t])}
+            shapes = {"cartesian_position": (6,), "joint_position": (7,), "gripper_position": (1,)}
+            assert {k: step[k].shape for k in shapes} == shapes
+            assert {k: v.shape for k, v in step["action_dict"].items()} == {
+                "cartesian_position": (6,), "cartesian_velocity": (6,), "gripper_position": (1,),
+                "gripper_velocity": (1,), "joint_position": (7,), "joint_velocity": (7,)}
+            steps.append(step)
+        serials = list(camera_types)
+    for s in serials:
+        assert (episode / "recordings" / "MP4" / f"{s}.mp4").is_file()
+    return record, steps
+
+
+def write_droid_fixture(root, T: int = 5, success: bool = True, size=(360, 640)):
+    """One episode as DROID's data collector writes it, with none of the project's extra keys: three ZED
+    cameras (wrist 13062452, exterior 24259877 and 26405488, one flat colour each so their identity shows),
+    H.264 yuv420p MP4s at `size`, the h5 tree and attrs, metadata with TRAJECTORY_SCHEMA's fields. -> its folder
+    and the arrays it holds."""
+    from pathlib import Path
+
+    import av
+    import h5py
+
+    rng = np.random.default_rng(0)
+    folder = Path(root) / "AUTOLab" / ("success" if success else "failure") / "2023-07-07" / "Fri_Jul__7_09:42:23_2023"
+    (folder / "recordings" / "MP4").mkdir(parents=True)
+    serials = {"wrist": "13062452", "ext1": "24259877", "ext2": "26405488"}
+    colours = {"wrist": (200, 30, 30), "ext1": (30, 200, 30), "ext2": (30, 30, 200)}
+    arrays = {"observation/robot_state/cartesian_position": rng.normal(size=(T, 6)),
+              "observation/robot_state/joint_positions": rng.normal(size=(T, 7)),
+              "observation/robot_state/joint_velocities": rng.normal(size=(T, 7)),
+              "observation/robot_state/gripper_position": rng.uniform(size=T),
+              "action/cartesian_position": rng.normal(size=(T, 6)), "action/cartesian_velocity": rng.normal(size=(T, 6)),
+              "action/gripper_position": rng.uniform(size=T), "action/gripper_velocity": rng.normal(size=T),
+              "action/joint_position": rng.normal(size=(T, 7)), "action/joint_velocity": rng.normal(size=(T, 7))}
+    ms = 1688722943000 + 67 * np.arange(T)
+    with h5py.File(folder / "trajectory.h5", "w") as h5:
+        for k, v in arrays.items():
+            h5[k] = v
+        for role, s in serials.items():
+            h5[f"observation/camera_type/{s}"] = np.full(T, 0 if role == "wrist" else 1)
+            h5[f"observation/camera_extrinsics/{s}_left"] = np.tile(rng.normal(size=6), (T, 1))
+            h5[f"observation/camera_extrinsics/{s}_right"] = np.tile(rng.normal(size=6), (T, 1))
+            for k in ("estimated_capture", "frame_received", "read_start", "read_end"):
+                h5[f"observation/timestamp/cameras/{s}_{k}"] = ms
+        for k in ("controller_on", "movement_enabled"):
+            h5[f"observation/controller_info/{k}"] = np.ones(T, bool)
+        h5["observation/controller_info/success"] = np.zeros(T, bool)
+        h5["observation/controller_info/failure"] = np.zeros(T, bool)
+        for k in ("step_start", "policy_start", "sleep_start", "control_start", "step_end"):
+            h5[f"observation/timestamp/control/{k}"] = ms
+        h5.attrs.update({"success": success, "failure": not success, "current_task": "put the marker in the cup",
+                         "user": "Alice", "robot_serial_number": "panda-1", "version_number": "1.3"})
+    for role, s in serials.items():
+        with av.open(str(folder / "recordings" / "MP4" / f"{s}.mp4"), "w") as c:
+            stream = c.add_stream("h264", rate=15)
+            stream.height, stream.width, stream.pix_fmt = size[0], size[1], "yuv420p"
+            for _ in range(T):
+                img = np.zeros((*size, 3), np.uint8) + np.array(colours[role], np.uint8)
+                for p in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    c.mux(p)
+            for p in stream.encode():
+                c.mux(p)
+    uuid = "AUTOLab+5d05c5aa+2023-07-07-09h-42m-23s"
+    meta = {"uuid": uuid, "lab": "AUTOLab", "user": "Alice", "user_id": "5d05c5aa", "date": "2023-07-07",
+            "timestamp": "2023-07-07-09h-42m-23s", "hdf5_path": "AUTOLab/success/2023-07-07/Fri_Jul__7_09:42:23_2023/trajectory.h5",
+            "building": "N/A", "scene_id": 1, "success": success, "robot_serial": "panda-1", "droid_version": "1.3",
+            "current_task": "put the marker in the cup", "trajectory_length": T,
+            **{f"{r}_cam_serial": s for r, s in serials.items()}}
+    (folder / f"metadata_{uuid}.json").write_text(__import__("json").dumps(meta))
+    return folder, arrays, colours

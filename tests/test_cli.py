@@ -50,3 +50,27 @@ def test_rollout_and_view_commands(tiny_checkpoint, tmp_path, capsys):
                  str(tmp_path / "d")]) == 0
     assert main(["view", str(tmp_path / "d"), "--episode", "0", "--rrd", str(tmp_path / "v.rrd")]) == 0
     assert main(["view", str(tmp_path / "d"), "--episode", "5"]) == 2
+
+
+def test_collect_from_the_learned_simulator_marks_episodes_imagined(tmp_path, capsys):
+    from cosmos3_robot.datasets import list_droid_episodes, open_dataset, read_droid_metadata, read_episode_meta
+
+    out = tmp_path / "imagined"
+    assert main(["collect", "--sim", "learned", "--env", "pusht", "--episodes", "2", "--max-steps", "6",
+                 "--out", str(out)]) == 0
+    assert "imagined" in capsys.readouterr().out
+    ds = open_dataset(out)
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == sum(m["length"] for m in read_episode_meta(out))
+    meta = read_episode_meta(out)
+    assert all(m["imagined"] is True and m["checkpoint"] == "pusht_tower" for m in meta)
+    assert all(0.0 <= m["disagreement_mean"] <= m["disagreement_max"] for m in meta)  # the tower's own spread
+    real = tmp_path / "real"
+    assert main(["collect", "--episodes", "1", "--max-steps", "6", "--out", str(real)]) == 0
+    assert "imagined" not in read_episode_meta(real)[0]
+    assert main(["collect", "--sim", "learned", "--format", "droid", "--episodes", "1", "--max-steps", "4",
+                 "--checkpoint", "pusht_fast", "--out", str(tmp_path / "d")]) == 0
+    droid = read_droid_metadata(list_droid_episodes(tmp_path / "d")[0])
+    assert droid["imagined"] is True and droid["checkpoint"] == "pusht_fast"
+    assert main(["collect", "--sim", "learned", "--env", "aloha", "--policy", "random", "--episodes", "1",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "no learned simulator" in capsys.readouterr().err

@@ -32,9 +32,12 @@ def env():
 
 
 def files(root: Path) -> list[str]:
-    """Relative file names, with DROID's random episode uuids masked."""
-    return sorted(re.sub(r"metadata_.*\.json$", "metadata_<uuid>.json", str(p.relative_to(root)))
-                  for p in root.rglob("*") if p.is_file())
+    """Relative file names, with DROID's per-recording times (its folder names and uuids) masked."""
+    def mask(rel: str) -> str:
+        rel = re.sub(r"metadata_.*\.json$", "metadata_<uuid>.json", rel)
+        return re.sub(r"/\d{4}-\d\d-\d\d/[^/]+_\d{4}/", "/<date>/<time>/", rel)
+
+    return sorted(mask(str(p.relative_to(root))) for p in root.rglob("*") if p.is_file())
 
 
 def finished(fmt: str, root: Path) -> list:
@@ -42,7 +45,9 @@ def finished(fmt: str, root: Path) -> list:
     if fmt == "droid":
         return [read_droid_metadata(p)["seed"] for p in list_droid_episodes(root)] if root.exists() else []
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.datasets.video_utils import _default_decoder_cache
 
+    _default_decoder_cache.clear()  # another process may have packed the files since they were last decoded here
     done = read_episode_meta(root)
     if not done:
         return []
@@ -64,7 +69,7 @@ def droid_source(tmp_path_factory):
 def saved(fmt: str, out: Path) -> int:
     """Episodes saved so far, cheaply (for the timeline)."""
     if fmt == "droid":
-        return len(list(out.glob("episode_*"))) if out.exists() else 0
+        return len(list_droid_episodes(out))
     sidecar = out / "meta" / "cosmos3_episodes.jsonl"
     return len(sidecar.read_text().splitlines()) if sidecar.is_file() else 0
 
@@ -121,3 +126,26 @@ def test_sigkill_at_a_few_instants(fmt, tmp_path, request):
 @pytest.mark.parametrize("fmt", ["lerobot", "droid", "convert-droid"])
 def test_sigkill_at_20_evenly_spaced_instants(fmt, tmp_path, request):
     kill_and_resume(fmt, 20, tmp_path, source_for(fmt, request))
+
+
+def test_twenty_episodes_pack_into_one_file_each_and_survive_a_kill_in_episode_12(tmp_path):
+    """v3's many-episodes-per-file layout: 20 collected episodes end in one parquet and one MP4 (lerobot's
+    default size limits hold them all); a SIGKILL while episode 12 records keeps episodes 0-11 readable, and
+    rerunning the command completes all 20, packed again."""
+    from cosmos3_robot.datasets import file_counts
+
+    out = tmp_path / "pusht"
+    cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "20", "--max-steps", "10",
+           "--policy", "random", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while saved("lerobot", out) < 12 and proc.poll() is None:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)  # episode 11's save is committing or done, episode 12 recording
+    proc.wait()
+    recover_dataset(out)
+    kept = finished("lerobot", out)
+    assert kept[:11] == list(range(11)) and len(kept) <= 13, kept
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert finished("lerobot", out) == list(range(20))
+    assert file_counts(out) == {"data": 1, "observation.image": 1}

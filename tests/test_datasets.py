@@ -42,11 +42,12 @@ class Tap:
     def existing_episodes(self):
         return self.writer.existing_episodes()
 
-    def add_frame(self, obs, action, reward, success, task):
-        self.frames.append(obs["observation.images.top"].copy())
+    def add_frame(self, obs, action, reward, success, task, done=False):
+        self.frames.append(obs["observation.image"].copy())
         self.states.append(obs["observation.state"].copy())
         self.actions.append(np.asarray(action, np.float32).copy())
-        self.writer.add_frame(obs, action, reward, success, task)
+        self.dones = [*getattr(self, "dones", []), done]
+        self.writer.add_frame(obs, action, reward, success, task, done=done)
 
     def save_episode(self, **meta):
         return self.writer.save_episode(**meta)
@@ -65,16 +66,40 @@ def test_lerobot_dataset_reloads_with_lerobot_and_matches_env(pusht_dataset):
     root, tap, results = pusht_dataset
     ds = open_dataset(root)
     assert ds.meta.total_episodes == 3 and ds.meta.total_frames == 36 == len(tap.frames)
-    assert ds.meta.fps == 10 and ds.meta.robot_type == "pusht"
+    assert ds.meta.fps == 10
     for i in (0, 13, 35):
         item = ds[i]
-        img = (item["observation.images.top"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        img = (item["observation.image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         assert psnr(img, tap.frames[i]) > 30  # h264 video: lossy but close
         np.testing.assert_array_equal(item["observation.state"].numpy(), tap.states[i])
         np.testing.assert_array_equal(item["action"].numpy(), tap.actions[i])
     meta = read_episode_meta(root)
     assert [m["seed"] for m in meta] == [0, 1, 2] and all(m["policy"] == "expert-noise0.2" for m in meta)
     assert [m["success"] for m in meta] == [r["success"] for r in results]
+
+
+# lerobot/pusht's meta/info.json features (huggingface.co/datasets/lerobot/pusht, codebase v3.0): the schema
+# LeRobot's PushT policies (diffusion_pusht, ...) and its PushtEnv expect. Reference values, typed in here.
+LEROBOT_PUSHT_FEATURES = {
+    "observation.image": ("video", [96, 96, 3]), "observation.state": ("float32", [2]), "action": ("float32", [2]),
+    "episode_index": ("int64", [1]), "frame_index": ("int64", [1]), "timestamp": ("float32", [1]),
+    "next.reward": ("float32", [1]), "next.done": ("bool", [1]), "next.success": ("bool", [1]),
+    "index": ("int64", [1]), "task_index": ("int64", [1])}
+LEROBOT_PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+
+
+def test_collected_pusht_matches_lerobot_pusht_schema(pusht_dataset):
+    root, tap, _ = pusht_dataset
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert {k: (v["dtype"], v["shape"]) for k, v in info["features"].items()} == LEROBOT_PUSHT_FEATURES
+    assert info["features"]["observation.image"]["names"] == ["height", "width", "channel"]
+    assert info["fps"] == 10 and info["robot_type"] == "unknown"
+    ds = open_dataset(root)
+    assert [ds.meta.tasks.index[0]] == [LEROBOT_PUSHT_TASK]
+    done = np.array(ds.hf_dataset["next.done"]).ravel()
+    ends = np.cumsum([m["length"] for m in read_episode_meta(root)]) - 1
+    assert done.sum() == 3 and set(np.flatnonzero(done)) == set(ends)  # each episode's last step, only
+    assert tap.dones == list(done)
 
 
 def test_stats_feed_the_normalizer(pusht_dataset):
@@ -89,11 +114,11 @@ def test_stats_feed_the_normalizer(pusht_dataset):
 def test_training_windows(pusht_dataset):
     root, tap, _ = pusht_dataset
     episodes = load_episodes(root)
-    assert len(episodes) == 3 and episodes[0]["frames"]["observation.images.top"].shape == (12, 96, 96, 3)
+    assert len(episodes) == 3 and episodes[0]["frames"]["observation.image"].shape == (12, 96, 96, 3)
     windows = TrainingWindows(episodes, "pusht", context=2, horizon=3)
     assert len(windows) == 36
     w = windows[5]  # episode 0, t = 5: context frames 4, 5; actions 5..7; targets 6..8
-    frames = torch.from_numpy(episodes[0]["frames"]["observation.images.top"]).permute(0, 3, 1, 2)
+    frames = torch.from_numpy(episodes[0]["frames"]["observation.image"]).permute(0, 3, 1, 2)
     assert torch.equal(w["ctx_frames"][:, 0], frames[4:6]) and torch.equal(w["fut_frames"][:, 0], frames[6:9])
     np.testing.assert_array_equal(w["actions"].numpy(), episodes[0]["action"][5:8])
     assert w["instruction"] == load_spec("pusht").task and not w["action_pad"].any()
@@ -108,7 +133,7 @@ def test_lerobot_native_windows_through_delta_timestamps(pusht_dataset):
     spec = load_spec("pusht")
     ds = open_dataset(root, delta_timestamps=lerobot_delta_timestamps(spec, context=2, horizon=3))
     item = ds[5]
-    assert item["observation.images.top"].shape == (5, 3, 96, 96) and item["action"].shape == (3, 2)
+    assert item["observation.image"].shape == (5, 3, 96, 96) and item["action"].shape == (3, 2)
 
 
 def test_resume_appends(pusht_dataset, tmp_path):
@@ -217,7 +242,7 @@ def test_sigkill_mid_episode_keeps_finished_episodes(tmp_path, fmt):
     else:
         for ep in list_droid_episodes(out):
             assert read_droid_episode(ep)["action"].shape == (8, 2)
-        assert not list(out.glob("episode_*/.tmp*"))
+        assert not [p for ep in list_droid_episodes(out) for p in ep.rglob(".tmp*")]
 
 
 def test_collect_cli(tmp_path, capsys):
@@ -250,9 +275,41 @@ def test_lossless_video_quality_keeps_frames_for_world_model_training(tmp_path):
         env = PushTRealEnv(max_episode_steps=8)
         tap = Tap(LeRobotRecorder(tmp_path / quality, env.embodiment, quality=quality))
         collect(env, make_pusht_policy("expert"), 1, tap, progress=False)
-        frames = load_episodes(tmp_path / quality)[0]["frames"]["observation.images.top"]
+        frames = load_episodes(tmp_path / quality)[0]["frames"]["observation.image"]
         errors[quality] = np.abs(frames.astype(int) - np.stack(tap.frames).astype(int))
     assert errors["lossless"].max() <= 2 and errors["lossless"].mean() < 0.1
     assert errors["standard"].max() > 20 and errors["standard"].mean() > 5 * errors["lossless"].mean()
     with pytest.raises(ValueError, match="video quality 'best'"):
         LeRobotRecorder(tmp_path / "bad", "pusht", quality="best")
+
+
+def test_reads_and_converts_an_episode_in_droids_own_schema(tmp_path, capsys):
+    """An episode built from DROID's documented schema (conftest.write_droid_fixture), with none of our extra
+    keys, nested as DROID nests it: the reader maps its cameras by wrist/ext1/ext2 serial, reads the droid
+    spec's state and DROID's joint_position action, and convert-droid turns it into a LeRobot dataset."""
+    from conftest import droid_reference_reads, write_droid_fixture
+
+    from cosmos3_robot.cli import main
+
+    folder, arrays, colours = write_droid_fixture(tmp_path / "droid", T=5)
+    record, _ = droid_reference_reads(folder)  # the fixture is what DROID's own code reads
+    assert list_droid_episodes(tmp_path / "droid") == [folder]
+    ep = read_droid_episode(folder)
+    names = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}
+    assert set(ep["frames"]) == set(names) and ep["frames"]["wrist_left"].shape == (5, 360, 640, 3)
+    for name, role in names.items():  # each video is its camera's: ext1 is the lower exterior serial
+        assert int(np.argmax(ep["frames"][name][0].reshape(-1, 3).mean(0))) == int(np.argmax(colours[role]))
+    rs = "observation/robot_state/"
+    np.testing.assert_array_equal(ep["state"], np.concatenate(
+        [arrays[rs + "joint_positions"], arrays[rs + "gripper_position"][:, None], arrays[rs + "cartesian_position"]], 1))
+    assert ep["action_variant"] == "joint_position"
+    np.testing.assert_array_equal(ep["action"], np.concatenate(
+        [arrays["action/joint_position"], arrays["action/gripper_position"][:, None]], 1))
+    assert ep["success"].tolist() == [False] * 4 + [True] and record["wrist_cam_serial"] == "13062452"
+    assert main(["convert-droid", str(tmp_path / "droid"), "--out", str(tmp_path / "lerobot")]) == 0
+    ds = open_dataset(tmp_path / "lerobot")
+    assert ds.meta.total_episodes == 1 and ds.meta.total_frames == 5
+    item = ds[4]
+    assert tuple(item["observation.images.wrist_left"].shape) == (3, 180, 320)  # resized to the droid spec
+    np.testing.assert_allclose(item["action"].numpy(), ep["action"][4].astype(np.float32))
+    assert bool(item["next.success"]) and bool(item["next.done"])

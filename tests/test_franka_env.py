@@ -113,10 +113,12 @@ def test_expert_picks_and_places():
 
 
 def test_expert_episode_to_droid_layout_with_calibration(env, tmp_path):
+    from conftest import droid_reference_reads
+
     obs, _ = env.reset(seed=0)
     calibs = env.calibrations()
     writer = DroidWriter(tmp_path, "droid", calibrations={k: calibs[k] for k in ("exterior_1_left", "exterior_2_left")},
-                         variant="joint_position")
+                         variant="joint_position", live_calibrations=env.calibrations)
     expert = FrankaPickPlaceExpert(calibs["exterior_1_left"])
 
     def on_step(o, action, reward, terminated, info):
@@ -130,3 +132,16 @@ def test_expert_episode_to_droid_layout_with_calibration(env, tmp_path):
     assert ep["state"][-1, 10] < ep["state"][0, 10] - 0.05
     np.testing.assert_allclose(ep["calibrations"]["exterior_1_left"].camera_to_world,
                                calibs["exterior_1_left"].camera_to_world, atol=1e-9)
+    # DROID's own reads (parse_trajectory, the RLDS builder) find every key they need, key by key
+    record, steps = droid_reference_reads(list_droid_episodes(tmp_path)[0])
+    serials = ep["metadata"]["camera_serials"]
+    assert {record[f"{r}_cam_serial"] for r in ("wrist", "ext1", "ext2")} == set(serials.values())
+    assert record["ext1_cam_serial"] == serials["exterior_1_left"] and record["wrist_cam_serial"] == serials["wrist_left"]
+    np.testing.assert_allclose(record["ext1_cam_extrinsics"], calibs["exterior_1_left"].to_droid(), atol=1e-9)
+    wrist = ep["arrays"][f"observation/camera_extrinsics/{serials['wrist_left']}_left"]
+    assert wrist.shape == (12, 6) and np.abs(wrist[-1] - wrist[0]).max() > 1e-3  # the wrist camera moved with the arm
+    assert record["trajectory_length"] == 12 and steps[0]["gripper_position"].shape == (1,)
+    np.testing.assert_array_equal(ep["arrays"]["action/joint_position"], ep["action"][:, :7])  # recorded, not derived
+    np.testing.assert_array_equal(ep["arrays"]["action/cartesian_position"][:-1], ep["state"][1:, 8:])  # next pose
+    assert ep["metadata"]["cosmos3_derived_actions"] == ["joint_velocity", "cartesian_position", "cartesian_velocity",
+                                                         "gripper_velocity"]

@@ -20,7 +20,7 @@ def test_registered_env_has_gym_pusht_time_limit_and_native_vector_env():
     obs, _ = venv.reset(seed=[0, 1, 2, 3])
     frames = venv.call("render")  # one frame per sub-env, as SyncVectorEnv gives it (LeRobot's eval videos)
     assert len(frames) == 4 and all(f.shape == (96, 96, 3) for f in frames)
-    np.testing.assert_array_equal(np.stack(frames), obs["observation.images.top"])
+    np.testing.assert_array_equal(np.stack(frames), obs["observation.image"])
     assert venv.get_attr("success_threshold") == (0.9,) * 4
     venv.set_attr("success_threshold", 0.5)
     assert venv.success_threshold == 0.5
@@ -32,13 +32,13 @@ def test_reset_matches_real_first_frame_and_chunks(tiny_checkpoint):
     env = LearnedEnv(checkpoint=tiny_checkpoint, start=START, max_episode_steps=3)
     obs, info = env.reset(seed=4)
     real_obs, _ = PushTRealEnv().reset(seed=4)
-    np.testing.assert_array_equal(obs["observation.images.top"], real_obs["observation.images.top"])
+    np.testing.assert_array_equal(obs["observation.image"], real_obs["observation.image"])
     np.testing.assert_array_equal(obs["observation.state"], real_obs["observation.state"])
     obs, reward, terminated, truncated, info = env.step(np.array([100.0, 200.0], np.float32))
     assert 0.0 <= reward <= 1.0 and info["frames"].shape == (1, 96, 96, 3)
     obs, *_, truncated, info = env.step(np.array([[100.0, 200.0], [120.0, 210.0]]))  # a chunk of 2
     assert info["frames"].shape == (2, 96, 96, 3) and truncated  # 3 steps reached
-    assert np.array_equal(env.render(), obs["observation.images.top"])
+    assert np.array_equal(env.render(), obs["observation.image"])
 
 
 def test_reset_from_frames_episode_observation_and_instruction(tiny_checkpoint):
@@ -47,12 +47,12 @@ def test_reset_from_frames_episode_observation_and_instruction(tiny_checkpoint):
         env.reset(seed=0)
     frames = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3), dtype=np.uint8)
     obs, _ = env.reset(seed=0, options={"frames": frames, "state": [10.0, 20.0]})
-    np.testing.assert_array_equal(obs["observation.images.top"], frames[-1])
-    episode = {"frames": {"observation.images.top": frames}, "state": np.array([[1, 2], [3, 4], [5, 6]], np.float32)}
+    np.testing.assert_array_equal(obs["observation.image"], frames[-1])
+    episode = {"frames": {"observation.image": frames}, "state": np.array([[1, 2], [3, 4], [5, 6]], np.float32)}
     obs, _ = env.reset(seed=0, options={"episode": episode, "start": 1})
     np.testing.assert_array_equal(obs["observation.state"], [3, 4])
     obs2, _ = env.reset(seed=0, options={"observation": obs})
-    np.testing.assert_array_equal(obs2["observation.images.top"], obs["observation.images.top"])
+    np.testing.assert_array_equal(obs2["observation.image"], obs["observation.image"])
     with pytest.raises(ValueError, match=r"camera 'top' have shape \(1, 1, 32, 32, 3\)"):
         env.reset(options={"frames": np.zeros((32, 32, 3), np.uint8)})
     with pytest.raises(ValueError, match="NaN or inf"):
@@ -60,9 +60,9 @@ def test_reset_from_frames_episode_observation_and_instruction(tiny_checkpoint):
     # the instruction reaches the backend's session (the MoT backend conditions its text tokens on it)
     env.reset(seed=0, options={"frames": frames, "state": [10.0, 20.0], "instruction": "push it left"})
     assert env._session.instruction == "push it left"
-    a = [env.step(np.array([200.0, 200.0]))[0]["observation.images.top"] for _ in range(2)]
+    a = [env.step(np.array([200.0, 200.0]))[0]["observation.image"] for _ in range(2)]
     env.reset(seed=0, options={"frames": frames, "state": [10.0, 20.0]})
-    b = [env.step(np.array([200.0, 200.0]))[0]["observation.images.top"] for _ in range(2)]
+    b = [env.step(np.array([200.0, 200.0]))[0]["observation.image"] for _ in range(2)]
     assert not all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
@@ -92,7 +92,7 @@ def test_vector_env_autoresets_masks_and_renders(tiny_checkpoint):
     obs, _ = venv.reset(seed=10)
     single = LearnedEnv(checkpoint=tiny_checkpoint, start=START)
     first, _ = single.reset(seed=11)
-    np.testing.assert_array_equal(obs["observation.images.top"][1], first["observation.images.top"])  # env i: seed+i
+    np.testing.assert_array_equal(obs["observation.image"][1], first["observation.image"])  # env i: seed+i
     actions = np.full((3, 2), 256.0, np.float32)
     _, r, term, trunc, info = venv.step(actions)
     assert r.shape == (3,) and not trunc.any() and info["_is_success"].all()

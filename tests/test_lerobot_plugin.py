@@ -39,20 +39,20 @@ def test_plugin_env_speaks_lerobot_conventions_and_steps_as_the_native_env():
     cfg = Cosmos3RobotEnv(checkpoint="pusht_fast", episode_length=5)
     assert cfg.type == "cosmos3_robot" and cfg.task == "pusht" and cfg.fps == 10
     features = env_to_policy_features(cfg)
-    assert features["observation.images.top"].shape == (3, 96, 96) and features["observation.state"].shape == (2,)
+    assert features["observation.image"].shape == (3, 96, 96) and features["observation.state"].shape == (2,)
     venv = make_env(cfg, n_envs=3)["cosmos3_robot"][0]
     assert venv.call("_max_episode_steps") == (5,) * 3 and venv.unwrapped.metadata["render_fps"] == 10
     assert venv.call("task_description") == venv.get_attr("task") and venv.call("task")[0]
     obs, _ = venv.reset(seed=[3, 4, 5])
     assert venv.observation_space.contains(obs)
     batch = preprocess_observation(obs)
-    assert set(batch) == {"observation.images.top", "observation.state"}
-    assert tuple(batch["observation.images.top"].shape) == (3, 3, 96, 96)
+    assert set(batch) == {"observation.image", "observation.state"}
+    assert tuple(batch["observation.image"].shape) == (3, 3, 96, 96)
     native = LearnedVectorEnv(3, load_backend("pusht_fast"), START, max_episode_steps=5)
     ref, _ = native.reset(seed=[3, 4, 5])
     actions = np.random.default_rng(0).uniform(0, 512, (4, 3, 2))
     for a in actions:
-        np.testing.assert_array_equal(obs["pixels"]["top"], ref["observation.images.top"])
+        np.testing.assert_array_equal(obs["pixels"], ref["observation.image"])
         np.testing.assert_array_equal(obs["agent_pos"], ref["observation.state"])
         obs, reward, *_ = venv.step(a)
         ref, ref_reward, *_ = native.step(a)

@@ -211,7 +211,7 @@ def test_train_dynamics_writes_a_structured_checkpoint_drawn_from_the_state(stat
     assert raw["provenance"]["pose_dynamics"]["transitions"] > 0 and raw["task_config"]["renderer"]["width"] == 16
     log = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in log} == {"pose_dynamics", "renderer", "renderer_pixels"}
-    n_frames = sum(len(ep["frames"]["observation.images.top"]) for ep in load_episodes(root))
+    n_frames = sum(len(ep["frames"]["observation.image"]) for ep in load_episodes(root))
     assert raw["provenance"]["renderer_training"]["pixels"]["frames"] == n_frames + 4  # dataset frames + random ones
     # the checkpoint holds only what the env runs: no transformer, no encoder
     from safetensors.torch import load_file
@@ -222,7 +222,7 @@ def test_train_dynamics_writes_a_structured_checkpoint_drawn_from_the_state(stat
 
     env = LearnedEnv(checkpoint=out, start=START)
     obs, _ = env.reset(seed=4)
-    start = features_to_pose(perceive("pusht_block_pose", obs["observation.images.top"][None]))[0]
+    start = features_to_pose(perceive("pusht_block_pose", obs["observation.image"][None]))[0]
     # a head that never senses contact: the T stays exactly where it was perceived, the reward is its coverage
     torch.nn.init.constant_(env.backend.task.dynamics.contact.bias, -1e4)
     for _ in range(3):
@@ -242,7 +242,7 @@ def test_train_dynamics_writes_a_structured_checkpoint_drawn_from_the_state(stat
         for k in range(4):
             a = np.array([100.0 + 40 * k, 200.0], np.float32)
             o, r, *_ = e.step(a[None] if vec else a)
-            frames.append(np.asarray(o["observation.images.top"]).reshape(-1, 96, 96, 3)[0])
+            frames.append(np.asarray(o["observation.image"]).reshape(-1, 96, 96, 3)[0])
         return np.stack(frames)
 
     one = LearnedEnv(backend, START)
@@ -319,7 +319,7 @@ def test_train_dynamics_trains_the_generator_tower(state_checkpoint, tmp_path):
         act = np.array([220.0, 240.0], np.float32)
         o1, r1, *_, i1 = ens.step(act)
         o2, r2, *_, i2 = alone.step(act)
-        np.testing.assert_array_equal(o1["observation.images.top"], o2["observation.images.top"])
+        np.testing.assert_array_equal(o1["observation.image"], o2["observation.image"])
         assert r1 == r2 and i1["sample_spread"] == pytest.approx(i2["disagreement"])
         assert np.isfinite(i1["disagreement"]) and i1["disagreement"] > 0
     with pytest.raises(ValueError, match="Generator tower"):

@@ -16,8 +16,8 @@ def test_pusht_passes_check_env_and_uses_lerobot_keys():
     env = PushTRealEnv()
     check_env(env, skip_render_check=True)
     obs, info = env.reset(seed=0)
-    assert set(obs) == {"observation.images.top", "observation.state"}
-    assert obs["observation.images.top"].shape == (96, 96, 3) and obs["observation.state"].dtype == np.float32
+    assert set(obs) == {"observation.image", "observation.state"}
+    assert obs["observation.image"].shape == (96, 96, 3) and obs["observation.state"].dtype == np.float32
     assert env.render().shape == (96, 96, 3)
 
 
@@ -27,16 +27,16 @@ def test_pusht_reset_is_deterministic_and_restores_state():
     for _ in range(5):
         env.step(env.action_space.sample())
     b, info_b = env.reset(seed=7)
-    np.testing.assert_array_equal(a["observation.images.top"], b["observation.images.top"])
+    np.testing.assert_array_equal(a["observation.image"], b["observation.image"])
     np.testing.assert_array_equal(info_a["state"], info_b["state"])
     # mid-episode snapshot: the same actions from a restored state give the same frames
     for _ in range(8):
         env.step(np.array([300.0, 200.0]))
     snapshot = env.get_state()
-    first = [env.step(np.array([150.0, 350.0]))[0]["observation.images.top"] for _ in range(3)]
+    first = [env.step(np.array([150.0, 350.0]))[0]["observation.image"] for _ in range(3)]
     env.reset(options={"state": snapshot})
     np.testing.assert_array_equal(env.get_state(), snapshot)
-    second = [env.step(np.array([150.0, 350.0]))[0]["observation.images.top"] for _ in range(3)]
+    second = [env.step(np.array([150.0, 350.0]))[0]["observation.image"] for _ in range(3)]
     for x, y in zip(first, second):
         np.testing.assert_array_equal(x, y)
 
@@ -59,7 +59,7 @@ def test_block_pose_from_pixels_is_accurate():
     pos_err, ang_err = [], []
     for seed in range(30):
         obs, info = env.reset(seed=seed)
-        est = estimate_block_pose(obs["observation.images.top"])
+        est = estimate_block_pose(obs["observation.image"])
         truth = info["state"][2:]
         pos_err.append(np.linalg.norm(est[:2] - truth[:2]))
         ang_err.append(abs((est[2] - truth[2] + np.pi) % (2 * np.pi) - np.pi))
@@ -72,7 +72,7 @@ def test_perceived_block_pose_features():
     frames, truth = [], []
     for seed in range(5):
         obs, info = env.reset(seed=seed)
-        frames.append(obs["observation.images.top"])
+        frames.append(obs["observation.image"])
         truth.append(info["state"][2:5])
     feats = perceive("pusht_block_pose", np.stack(frames))
     assert feats.shape == (5, 4) and feats.dtype == np.float32 and perception_dims("pusht_block_pose") == 4

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from cosmos3_robot.embodiments import SpecError, list_embodiments, load_spec
+from cosmos3_robot import embodiments
+
+from cosmos3_robot.embodiments import SpecError, is_camera_key, list_embodiments, load_spec
 from cosmos3_robot.embodiments.padding import MAX_ACTION_DIM, pad_action, unpad_action
 
 # Cosmos 3 canonical widths and rates (issue #2 / Cosmos 3 action cookbook).
@@ -32,7 +36,7 @@ def test_spec_loads_with_canonical_shape(name):
         assert np.all(vec.lower <= vec.upper)
         slices = vec.slices()
         assert sum(s.stop - s.start for s in slices.values()) == vec.dims
-    assert spec.cameras and all(c.key.startswith("observation.images.") for c in spec.cameras)
+    assert spec.cameras and all(is_camera_key(c.key) for c in spec.cameras)
 
 
 def test_domain_ids_unique():
@@ -170,3 +174,14 @@ def test_pad_unpad_round_trip(name):
 def test_pad_too_wide():
     with pytest.raises(ValueError, match="65 dims"):
         pad_action(np.zeros(65))
+
+
+def test_camera_key_option_and_its_check(tmp_path):
+    spec = load_spec("pusht")
+    assert spec.cameras[0].key == "observation.image" and spec.robot_type == "unknown"  # lerobot/pusht's
+    assert load_spec("droid").camera("wrist_left").key == "observation.images.wrist_left"
+    src = Path(embodiments.__file__).parent / "specs" / "pusht.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(src.read_text().replace('key = "observation.image"', 'key = "pixels"'))
+    with pytest.raises(SpecError, match=r"\[\[cameras\]\] #0: key = 'pixels'"):
+        load_spec(str(bad))

@@ -46,7 +46,7 @@ def test_train_is_seeded_and_loss_falls(dataset, tmp_path):
         assert torch.equal(v, w), k
     env = LearnedEnv(checkpoint=tmp_path / "a", start=START)  # the checkpoint drives the learned env
     obs, _ = env.reset(seed=0)
-    assert env.step(obs["observation.state"])[0]["observation.images.top"].shape == (96, 96, 3)
+    assert env.step(obs["observation.state"])[0]["observation.image"].shape == (96, 96, 3)
 
 
 def test_training_resumes_after_a_kill(dataset, tmp_path):
@@ -95,7 +95,7 @@ def test_judge_on_imagined_frames_and_sampler_settings_reach_the_env(dataset, tm
     base = train(config(dataset, tmp_path / "base", steps=20, judge_steps=0))
     objective = _Objective(base, judge_imagined=1.0, sample_noise=0.0)
     spec = load_spec("pusht")
-    data = LatentData(base, load_episodes(dataset), spec, dataset_normalizers(dataset, spec), 2, "observation.images.top")
+    data = LatentData(base, load_episodes(dataset), spec, dataset_normalizers(dataset, spec), 2, "observation.image")
     batch = data.batch(4, torch.Generator().manual_seed(0))
     imagined = objective.imagined_next(batch, torch.Generator().manual_seed(1))
     assert imagined.shape == batch["fut_latents"][:, 0].shape
@@ -150,15 +150,15 @@ def test_perceived_state_rides_in_the_state_token_and_the_env_starts_from_it(dat
     assert [r["step"] for r in log if r["stage"] == "render"] == [0, 10, 19]
     spec, episodes = load_spec("pusht"), load_episodes(dataset)
     data = LatentData(model, episodes, spec, dataset_normalizers(dataset, spec), 2,
-                      "observation.images.top", "pusht_block_pose")
+                      "observation.image", "pusht_block_pose")
     assert data.state_mask.sum() == 6
     n0 = len(episodes[0]["action"])
     torch.testing.assert_close(data.state[:n0, 2:6],
-                               torch.from_numpy(perceive("pusht_block_pose", episodes[0]["frames"]["observation.images.top"])))
+                               torch.from_numpy(perceive("pusht_block_pose", episodes[0]["frames"]["observation.image"])))
     assert data.state[:, 6:].abs().sum() == 0
     env = LearnedEnv(checkpoint=tmp_path / "ps", start=START)
     obs, _ = env.reset(seed=3)
-    first = perceive("pusht_block_pose", obs["observation.images.top"][None])[0]
+    first = perceive("pusht_block_pose", obs["observation.image"][None])[0]
     torch.testing.assert_close(env._session.data["state"][0, -1, 2:6], torch.from_numpy(first))
     obs, *_ = env.step(obs["observation.state"])
     assert obs["observation.state"].shape == (2,) and env._session.data["state"][0, -1, 6:].abs().sum() == 0

@@ -212,14 +212,28 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from .eval.rollout import collect, make_writer
-    from .tasks import make_policy, make_real_env
+    from .tasks import learned_env_id, make_policy, make_real_env
 
     policy = make_policy(args.env, args.policy, args.seed)  # an unknown name fails before the simulator starts
+    if args.sim == "real" and args.checkpoint:
+        raise SystemExit("--checkpoint names a learned simulator; add --sim learned")
+    if args.sim == "learned":
+        learned_env_id(args.env)  # a task without a learned simulator fails here, with the fix
     prepare_out(args.out)
     kwargs = {"max_episode_steps": args.max_steps}
-    if args.env == "pusht":
-        kwargs["success_threshold"] = args.success_threshold
-    env = make_real_env(args.env, **kwargs)
+    meta = {}
+    if args.sim == "learned":  # imagined data: each episode says so, with the checkpoint that imagined it
+        import gymnasium as gym
+
+        from .backends import checkpoint_path
+
+        ckpt = args.checkpoint or gym.spec(learned_env_id(args.env)).kwargs["backend"]
+        env = learned_env(args.env, ckpt, success_threshold=args.success_threshold, **kwargs)
+        meta = {"imagined": True, "checkpoint": str(ckpt), "checkpoint_path": str(checkpoint_path(ckpt))}
+    else:
+        if args.env == "pusht":
+            kwargs["success_threshold"] = args.success_threshold
+        env = make_real_env(args.env, **kwargs)
     extra = {}
     if hasattr(env, "action_variant"):
         extra["variant"] = env.action_variant
@@ -228,17 +242,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     elif args.video_quality != "standard":
         raise SystemExit("--video-quality applies to --format lerobot (DROID-layout episodes store their own MP4s)")
     if args.format == "droid" and hasattr(env, "calibrations"):
-        # fixed cameras only: the wrist camera's extrinsics change every step
+        # every camera's extrinsics at every step (the wrist camera moves); intrinsics of the fixed ones
         extra["calibrations"] = {n: c for n, c in env.calibrations().items()
                                  if env.embodiment.camera(n).viewpoint != "wrist"}
+        extra["live_calibrations"] = env.calibrations
     writer = make_writer(args.format, args.out, env.embodiment, **extra)
     before = len(writer.existing_episodes())
-    results = collect(env, policy, args.episodes, writer, seed0=args.seed, env_name=args.env)
+    results = collect(env, policy, args.episodes, writer, seed0=args.seed, env_name=args.env, meta=meta)
     writer.close()
     total = len(writer.existing_episodes())
     rate = sum(r["success"] for r in results) / max(1, len(results))
+    what = f"learned {args.env} ({meta['checkpoint']}, imagined)" if meta else args.env
     print(f"collected {len(results)} new episodes ({before} already there, {total} now) of {policy.name} on"
-          f" {args.env} into {args.out} [{args.format}]; success {rate:.2f}")
+          f" {what} into {args.out} [{args.format}]; success {rate:.2f}")
     return 0
 
 
@@ -321,8 +337,15 @@ def cmd_view(args: argparse.Namespace) -> int:
     prepare_rrd(args)
     if (root / "meta" / "info.json").is_file():
         ep = load_episodes(root, episodes=[args.episode])[0]
-        # datasets we collected name their embodiment in the sidecar; others: lerobot's robot_type
-        spec = ep["meta"].get("env") or json.loads((root / "meta" / "info.json").read_text()).get("robot_type")
+        # --embodiment, else the sidecar of datasets we collected, else lerobot's robot_type where it names a spec
+        from .embodiments import list_embodiments
+
+        robot_type = json.loads((root / "meta" / "info.json").read_text()).get("robot_type")
+        spec = (args.embodiment or ep["meta"].get("embodiment") or ep["meta"].get("env")
+                or (robot_type if robot_type in list_embodiments() else None))
+        if spec is None:
+            raise ValueError(f"{root}: which embodiment recorded it? robot_type is {robot_type!r}; pass --embodiment "
+                             f"(one of {list_embodiments()} or a .toml spec file)")
     else:
         paths = list_droid_episodes(root)
         if not 0 <= args.episode < len(paths):
@@ -394,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embodiments", help="table of all embodiment specs, or one spec in full")
     p.add_argument("name", nargs="?", help="one embodiment to show in full")
     p.set_defaults(func=cmd_embodiments)
-    p = sub.add_parser("collect", help="closed-loop data collection from a real simulator")
+    p = sub.add_parser("collect", help="closed-loop data collection from a real or a learned simulator")
     p.add_argument("--env", default="pusht", choices=["pusht", "aloha", "droid"],
                    help="droid: the MuJoCo Franka cube scene")
     p.add_argument("--policy", default="expert", help="expert, expert-noise0.2, expert-lag2, expert-slow, random")
@@ -403,7 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="lerobot", choices=["lerobot", "droid"])
     p.add_argument("--seed", type=int, default=0, help="first episode seed (episodes use seed, seed+1, ...)")
     p.add_argument("--max-steps", type=int, default=300)
-    p.add_argument("--success-threshold", type=float, default=0.90, help="PushT goal coverage counted as success")
+    p.add_argument("--sim", default="real", choices=["real", "learned"],
+                   help="learned: record imagined episodes from the task's learned simulator (marked imagined)")
+    p.add_argument("--checkpoint", default=None, help="with --sim learned: the checkpoint (default: the shipped one)")
+    p.add_argument("--success-threshold", type=float, default=0.95,
+                   help="PushT goal coverage counted as success; 0.95 is gym-pusht's and lerobot/pusht's")
     p.add_argument("--video-quality", default="standard", choices=["standard", "lossless"],
                    help="lerobot format: standard = lerobot's default encoding (small, lossy); lossless = for"
                         " world-model training data")
@@ -539,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("view", help="log a LeRobot or DROID-layout episode to Rerun")
     p.add_argument("dataset")
     p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--embodiment", default=None,
+                   help="the spec of a LeRobot dataset that does not name one (e.g. lerobot/pusht: pusht)")
     _add_sinks(p)
     p.set_defaults(func=cmd_view)
     p = sub.add_parser("rollout", help="run and log a closed-loop rollout (real, learned, or both)")

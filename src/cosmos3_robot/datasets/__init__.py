@@ -3,7 +3,9 @@
 from .droid_io import DroidWriter, droid_to_lerobot, list_droid_episodes, read_droid_episode, read_droid_metadata
 from .lerobot_io import (
     LeRobotRecorder,
+    compact_dataset,
     dataset_normalizers,
+    file_counts,
     lerobot_features,
     load_episodes,
     open_dataset,
@@ -18,8 +20,10 @@ __all__ = [
     "lerobot_delta_timestamps",
     "DroidWriter",
     "LeRobotRecorder",
+    "compact_dataset",
     "dataset_normalizers",
     "droid_to_lerobot",
+    "file_counts",
     "lerobot_features",
     "list_droid_episodes",
     "load_episodes",

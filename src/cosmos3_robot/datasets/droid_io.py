@@ -1,37 +1,71 @@
-"""DROID raw layout: one folder per episode with `trajectory.h5`, `recordings/MP4/<serial>.mp4`
-and `metadata_<lab>+<uuid>.json` (camera serials, extrinsics, task, success), as in the DROID
-release. Observation arrays go to `observation/robot_state/<state field>`, actions to
-`action/<action field>`; camera extrinsics (DROID 6-vector, xyz + euler "xyz") to
-`observation/camera_extrinsics/<serial>_left`. Videos are lossless H.264 RGB (libx264rgb, crf 0),
-so a round trip returns the exact frames.
+"""DROID's raw layout, as DROID's own code writes and reads it (droid-dataset/droid):
 
-An episode is written to a hidden temporary folder and renamed when complete: a killed collection
-leaves every finished episode readable and no half episode.
-"""
+    <root>/<lab>/<success|failure>/<YYYY-MM-DD>/<Day_Mon_DD_HH:MM:SS_YYYY>/
+        trajectory.h5                 the per-step tree of trajectory_utils/trajectory_writer.py
+        recordings/MP4/<serial>.mp4   one video per ZED camera, named by serial
+        metadata_<uuid>.json          the fields of postprocessing/schema.py TRAJECTORY_SCHEMA
+
+trajectory.h5 holds what `postprocessing/parse.py` (`parse_trajectory`) and the RLDS builder
+(droid_dataset_builder: `load_trajectory` -> observation robot_state / camera_type / timestamp /
+controller_info, the six-entry `action_dict`) read:
+- observation/robot_state/<state field> (1-D fields such as gripper_position stored (T,), as DROID does);
+- observation/camera_type/<serial> (T,): 0 for the wrist (hand) camera, 1 for exterior ("varied") ones
+  (camera_utils/info.py); observation/camera_extrinsics/<serial>_left (T, 6): xyz + euler "xyz";
+- observation/timestamp/{robot_state, cameras, control}/... in ms, on the simulator's clock;
+- observation/controller_info/{controller_on, failure, movement_enabled, success} (T,) bool;
+- action/<field> of the recorded action variant; for a DROID-state robot (joint_positions,
+  cartesian_position, gripper_position) the rest of DROID's action dict too: joint_position,
+  cartesian_position and gripper_position targets taken as the state reached at the next step, and the
+  velocities as DROID's RobotIKSolver normalizes them (robot_ik/robot_ik_solver.py: max_joint_delta 0.2 rad,
+  max_lin_delta 0.075 m, max_rot_delta 0.15 rad, max_gripper_delta 0.25 per step), listed in the metadata's
+  `cosmos3_derived_actions`;
+- h5 attrs: current_task, success, failure, user, robot_serial_number, version_number, time.
+DROID assigns ext1/ext2 by sorting the exterior serials (parse.py); the pseudo serials here rise in the
+order wrist, exterior_1, exterior_2, so DROID's rule gives back the spec's cameras.
+
+Our extra data stays in extra keys: observation/cosmos3/{reward, success} and, in the metadata, the
+embodiment, action variant, camera serials by name and calibrations. The reader needs none of them: a real
+DROID episode reads as the `droid` spec, cameras by wrist/ext1/ext2 serial, its `joint_position` action.
+
+Videos are lossless H.264 RGB (libx264rgb, crf 0), so a round trip returns the exact frames. An episode is
+written to a hidden temporary folder and renamed into place when complete: a killed collection leaves
+every finished episode readable and no half episode."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import uuid
+import time
+from datetime import datetime
 from pathlib import Path
 
 import av
+import cv2
 import h5py
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
 from .lerobot_io import LeRobotRecorder, fsync_tree
 
 av.logging.set_level(av.logging.ERROR)  # libx264 prints per-file statistics otherwise
 LAB = "cosmos3"
-DROID_ROLES = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}
+ROLES = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}  # droid spec cameras
+CAMERA_TYPE = {"wrist": 0, "exterior": 1}  # droid/camera_utils/info.py: hand_camera 0, varied_camera 1
+DROID_STATE = ("joint_positions", "cartesian_position", "gripper_position")
+MAX_DELTA = {"joint": 0.2, "lin": 0.075, "rot": 0.15, "gripper": 0.25}  # robot_ik_solver.py, per control step
+DIR_TIME = "%a_%b_%d_%H:%M:%S_%Y"  # one of parse.py's parse_timestamp patterns
+UUID_TIME = "%Y-%m-%d-%Hh-%Mm-%Ss"  # parse.py's normalized timestamp, the tail of DROID's uuid
 
 
-def camera_serial(name: str) -> str:
-    """A stable 8-digit pseudo serial per camera name (DROID names videos by ZED serial)."""
-    return str(int(hashlib.sha1(name.encode()).hexdigest(), 16) % 10**8).zfill(8)
+def camera_serials(spec: EmbodimentSpec) -> dict[str, str]:
+    """camera name -> an 8-digit pseudo serial (DROID names videos by ZED serial), rising in the order wrist,
+    exterior_1, exterior_2, then the other cameras, so DROID's sorted-serial rule assigns ext1/ext2 right."""
+    rank = {"wrist": 0, "ext1": 1, "ext2": 2}
+    order = sorted(spec.cameras, key=lambda c: (rank.get(ROLES.get(c.name, ""), 3), spec.cameras.index(c)))
+    return {c.name: f"{i + 1}{int(hashlib.sha1(c.name.encode()).hexdigest(), 16) % 10**7:07d}"
+            for i, c in enumerate(order)}
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -52,72 +86,155 @@ def read_mp4(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
+def _droid_actions(state: dict[str, np.ndarray], recorded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """DROID's action dict for a robot with DROID's state fields: targets = the state reached next step (the last
+    step holds), velocities normalized as RobotIKSolver does; fields the policy commanded are kept as recorded."""
+    nxt = {k: np.concatenate([v[1:], v[-1:]]) for k, v in state.items()}
+    q, g = state["joint_positions"], state["gripper_position"].reshape(-1)
+    pose, pose_next = state["cartesian_position"], nxt["cartesian_position"]
+    rot = (Rotation.from_euler("xyz", pose_next[:, 3:]) * Rotation.from_euler("xyz", pose[:, 3:]).inv()).as_rotvec()
+    out = {
+        "joint_position": nxt["joint_positions"],
+        "joint_velocity": np.clip((nxt["joint_positions"] - q) / MAX_DELTA["joint"], -1, 1),
+        "cartesian_position": pose_next,
+        "cartesian_velocity": np.concatenate([np.clip((pose_next[:, :3] - pose[:, :3]) / MAX_DELTA["lin"], -1, 1),
+                                              np.clip(rot / MAX_DELTA["rot"], -1, 1)], axis=1),
+        "gripper_position": nxt["gripper_position"].reshape(-1),
+        "gripper_velocity": np.clip((nxt["gripper_position"].reshape(-1) - g) / MAX_DELTA["gripper"], -1, 1),
+    }
+    return {k: v for k, v in out.items() if k not in recorded}
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    """DROID stores 1-wide fields per step as scalars: (T, 1) -> (T,)."""
+    return x[:, 0] if x.ndim == 2 and x.shape[1] == 1 else x
+
+
 class DroidWriter:
-    """Write episodes in the DROID raw layout under `root/<episode folder>/`."""
+    """Write episodes in DROID's raw layout under `root`. `calibrations`: fixed cameras' calibrations;
+    `live_calibrations`: a callable returning every camera's calibration now (e.g. the Franka scene's
+    `env.calibrations`, whose wrist camera moves), read at each frame; the spec's own calibrations fill in."""
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec | str, calibrations: dict | None = None,
-                 variant: str | None = None):
+                 variant: str | None = None, live_calibrations=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(".tmp-*"):  # a previous run killed mid-episode
             shutil.rmtree(stale, ignore_errors=True)
         self.spec = load_spec(spec) if isinstance(spec, str) else spec
         self.action = self.spec.action_variant(variant)
-        self.calibrations: dict[str, CameraCalibration] = calibrations or {}
-        self._buffer: list[tuple[dict, np.ndarray, float, bool]] = []
+        self.calibrations: dict[str, CameraCalibration] = dict(calibrations or {})
+        for c in self.spec.cameras:
+            if c.name not in self.calibrations and c.calibration:
+                self.calibrations[c.name] = CameraCalibration.from_dict({**c.calibration, "name": c.name})
+        self.live_calibrations = live_calibrations
+        self._buffer: list[tuple[dict, np.ndarray, float, bool, dict]] = []
         self._task = ""
 
     def existing_episodes(self) -> list[dict]:
         return [read_droid_metadata(p) for p in list_droid_episodes(self.root)]
 
-    def add_frame(self, observation: dict, action, reward: float, success: bool, task: str) -> None:
-        self._buffer.append((observation, np.asarray(action, dtype=np.float32), float(reward), bool(success)))
+    def add_frame(self, observation: dict, action, reward: float, success: bool, task: str, done: bool = False) -> None:
+        live = self.live_calibrations() if self.live_calibrations is not None else {}
+        self._buffer.append((observation, np.asarray(action, dtype=np.float32), float(reward), bool(success), live))
         self._task = task
 
     def discard_episode(self) -> None:
         self._buffer = []
 
+    def _extrinsics(self, name: str) -> np.ndarray | None:
+        per_step = [b[4].get(name, self.calibrations.get(name)) for b in self._buffer]
+        if any(c is None for c in per_step):
+            return None
+        return np.stack([c.to_droid() for c in per_step])
+
+    def _when(self, success: bool) -> tuple[datetime, Path]:
+        """A start time whose DROID folder name is free (DROID's names have one-second resolution)."""
+        when = datetime.fromtimestamp(int(time.time()))
+        while any((self.root / LAB / o / when.strftime("%Y-%m-%d") / when.strftime(DIR_TIME)).exists()
+                  for o in ("success", "failure")):
+            when = datetime.fromtimestamp(when.timestamp() + 1)
+        outcome = "success" if success else "failure"
+        return when, self.root / LAB / outcome / when.strftime("%Y-%m-%d") / when.strftime(DIR_TIME)
+
     def save_episode(self, **meta) -> int:
         if not self._buffer:
             raise ValueError("save_episode() with no frames added; call add_frame() first")
         index = len(list_droid_episodes(self.root))
-        ep_uuid = f"{LAB}+{uuid.uuid4()}"
+        success = bool(meta.get("success", False))
+        when, final = self._when(success)
+        user_id = hashlib.sha1(f"{LAB}{self.spec.name}".encode()).hexdigest()[:8]
+        ep_uuid = f"{LAB}+{user_id}+{when.strftime(UUID_TIME)}"
         tmp = self.root / f".tmp-{ep_uuid}"
         (tmp / "recordings" / "MP4").mkdir(parents=True)
         T = len(self._buffer)
         obs = [b[0] for b in self._buffer]
         actions = np.stack([b[1] for b in self._buffer])
-        serials = {c.name: camera_serial(c.name) for c in self.spec.cameras if c.key in obs[0]}
+        serials = {n: s for n, s in camera_serials(self.spec).items() if self.spec.camera(n).key in obs[0]}
+        hz = self.spec.control_hz
+        clock = (when.timestamp() + np.arange(T) / hz) * 1000  # the simulator's clock, ms
+        ms = clock.astype(np.int64)
+        state = {}
+        derived: list[str] = []
         with h5py.File(tmp / "trajectory.h5", "w") as h5:
             if self.spec.state.dims:
-                state = np.stack([o["observation.state"] for o in obs]).astype(np.float64)
-                for f, sl in self.spec.state.slices().items():
-                    h5[f"observation/robot_state/{f}"] = state[:, sl]
-            for f, sl in self.action.slices().items():
-                h5[f"action/{f}"] = actions[:, sl].astype(np.float64)
-            h5["observation/timestamp/control"] = np.arange(T) / self.spec.control_hz
+                full = np.stack([o["observation.state"] for o in obs]).astype(np.float64)
+                state = {f: full[:, sl] for f, sl in self.spec.state.slices().items()}
+                for f, x in state.items():
+                    h5[f"observation/robot_state/{f}"] = _flat(x)
+            recorded = {f: actions[:, sl].astype(np.float64) for f, sl in self.action.slices().items()}
+            for f, x in recorded.items():
+                h5[f"action/{f}"] = _flat(x)
+            if all(f in state for f in DROID_STATE):
+                for f, x in _droid_actions(state, recorded).items():
+                    h5[f"action/{f}"] = x
+                    derived.append(f)
+            h5["observation/timestamp/robot_state/robot_timestamp_seconds"] = (clock // 1000).astype(np.int64)
+            h5["observation/timestamp/robot_state/robot_timestamp_nanos"] = ((clock % 1000) * 1e6).astype(np.int64)
+            for k in ("read_start", "read_end"):
+                h5[f"observation/timestamp/robot_state/{k}"] = ms
+            for k in ("step_start", "policy_start", "sleep_start", "control_start", "step_end"):
+                h5[f"observation/timestamp/control/{k}"] = ms
+            for info in ("controller_on", "movement_enabled"):
+                h5[f"observation/controller_info/{info}"] = np.ones(T, bool)
+            h5["observation/controller_info/failure"] = np.zeros(T, bool)
+            h5["observation/controller_info/success"] = np.arange(T) == T - 1 if success else np.zeros(T, bool)
             h5["observation/cosmos3/reward"] = np.array([b[2] for b in self._buffer])
             h5["observation/cosmos3/success"] = np.array([b[3] for b in self._buffer])
             for name, serial in serials.items():
-                if name in self.calibrations:
-                    h5[f"observation/camera_extrinsics/{serial}_left"] = np.tile(self.calibrations[name].to_droid(),
-                                                                                 (T, 1))
+                wrist = self.spec.camera(name).viewpoint == "wrist"
+                h5[f"observation/camera_type/{serial}"] = np.full(T, CAMERA_TYPE["wrist" if wrist else "exterior"])
+                for k in ("estimated_capture", "frame_received", "read_start", "read_end"):
+                    h5[f"observation/timestamp/cameras/{serial}_{k}"] = ms
+                ext = self._extrinsics(name)
+                if ext is not None:
+                    h5[f"observation/camera_extrinsics/{serial}_left"] = ext
+            h5.attrs.update({"current_task": self._task, "success": success, "failure": not success,
+                             "user": LAB, "robot_serial_number": f"sim-{self.spec.name}", "version_number": "1.3",
+                             "time": when.strftime(DIR_TIME)})
         for name, serial in serials.items():
-            frames = np.stack([o[f"observation.images.{name}"] for o in obs])
+            frames = np.stack([o[self.spec.camera(name).key] for o in obs])
             write_mp4(tmp / "recordings" / "MP4" / f"{serial}.mp4", frames, self.spec.video_fps)
-        metadata = {
-            "uuid": ep_uuid, "lab": LAB, "embodiment": self.spec.name, "action_variant": self.action.name,
-            "current_task": self._task, "trajectory_length": T, "success": bool(meta.get("success", False)),
-            "hdf5_path": "trajectory.h5", "camera_serials": serials,
+        roles = {ROLES[n]: s for n, s in serials.items() if n in ROLES}
+        ext0 = {n: self._extrinsics(n) for n in serials}
+        metadata = {  # postprocessing/schema.py TRAJECTORY_SCHEMA, then ours
+            "uuid": ep_uuid, "lab": LAB, "user": LAB, "user_id": user_id, "date": when.strftime("%Y-%m-%d"),
+            "timestamp": when.strftime(UUID_TIME), "hdf5_path": str(final.relative_to(self.root) / "trajectory.h5"),
+            "building": "N/A", "scene_id": -1, "success": success, "robot_serial": f"sim-{self.spec.name}",
+            "droid_version": "1.3", "current_task": self._task, "trajectory_length": T,
+            **{f"{r}_cam_serial": s for r, s in roles.items()},
+            **{f"{r}_cam_extrinsics": ext0[n][0].tolist() for n, r in ROLES.items()
+               if n in serials and ext0[n] is not None},
+            **{f"{r}_{kind}_path": None for r in roles for kind in ("svo", "mp4")},
+            "left_mp4_path": None, "right_mp4_path": None,
+            "embodiment": self.spec.name, "action_variant": self.action.name, "camera_serials": serials,
             "calibrations": {n: c.to_dict() for n, c in self.calibrations.items()},
-            **{f"{DROID_ROLES[n]}_cam_serial": s for n, s in serials.items() if n in DROID_ROLES},
-            **{f"{DROID_ROLES[n]}_cam_extrinsics": self.calibrations[n].to_droid().tolist()
-               for n in serials if n in DROID_ROLES and n in self.calibrations},
-            "episode_index": index, **meta,
+            "cosmos3_derived_actions": derived, "episode_index": index, **meta,
         }
         (tmp / f"metadata_{ep_uuid}.json").write_text(json.dumps(metadata, indent=2))
         fsync_tree(tmp)  # on disk before it becomes visible
-        tmp.rename(self.root / f"episode_{index:06d}")  # atomic: the episode appears complete or not at all
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(final)  # atomic: the episode appears complete or not at all
         self._buffer = []
         return index
 
@@ -125,25 +242,61 @@ class DroidWriter:
         self.discard_episode()
 
 
+def _episode_order(path: Path) -> tuple:
+    meta = read_droid_metadata(path)
+    return (meta.get("episode_index", 1 << 30), meta.get("timestamp", ""), str(path))
+
+
 def list_droid_episodes(root: str | Path) -> list[Path]:
-    """Complete episode folders (those with trajectory.h5 and a metadata file), sorted."""
+    """Complete episode folders under `root` at any depth (DROID nests them as
+    <lab>/<success|failure>/<date>/<time>/), in recording order; `root` may be one episode."""
     root = Path(root)
     if (root / "trajectory.h5").is_file():
         return [root]
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and (p / "trajectory.h5").is_file() and any(p.glob("metadata_*.json")))
+    if not root.is_dir():
+        return []
+    found = [p.parent for p in root.rglob("trajectory.h5")
+             if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return sorted(found, key=_episode_order)
 
 
 def read_droid_metadata(episode: str | Path) -> dict:
-    files = sorted(Path(episode).glob("metadata_*.json"))
-    if not files:
-        raise FileNotFoundError(f"{str(episode)!r} has no metadata_*.json; not a DROID-layout episode")
-    return json.loads(files[0].read_text())
+    """The episode's metadata_<uuid>.json; for a folder without one, the same fields read as DROID's parse.py
+    reads them from trajectory.h5 (attrs, camera types, serials)."""
+    episode = Path(episode)
+    files = sorted(episode.glob("metadata_*.json"))
+    if files:
+        return json.loads(files[0].read_text())
+    if not (episode / "trajectory.h5").is_file():
+        raise FileNotFoundError(f"{str(episode)!r} has no trajectory.h5 or metadata_*.json; not a DROID episode")
+    with h5py.File(episode / "trajectory.h5", "r") as h5:
+        attrs = dict(h5.attrs)
+        types = {s: int(np.asarray(t)[0]) for s, t in h5["observation/camera_type"].items()}
+        T = int(h5["action/joint_position"].shape[0]) if "action/joint_position" in h5 else None
+    meta = {"uuid": episode.name, "current_task": str(attrs.get("current_task", "")),
+            "success": bool(attrs.get("success", False)), "trajectory_length": T}
+    exts = ["ext1", "ext2"]
+    for serial in sorted(types):  # parse.py: wrist if type 0, else ext1, ext2 by sorted serial
+        meta[f"{'wrist' if types[serial] == 0 else exts.pop(0)}_cam_serial"] = serial
+    return meta
+
+
+def _serials_by_camera(meta: dict, spec: EmbodimentSpec) -> dict[str, str]:
+    if "camera_serials" in meta:
+        return dict(meta["camera_serials"])
+    return {name: meta[f"{role}_cam_serial"] for name, role in ROLES.items()
+            if f"{role}_cam_serial" in meta and name in {c.name for c in spec.cameras}}
+
+
+def _column(arrays: dict, key: str) -> np.ndarray:
+    x = np.asarray(arrays[key])
+    return x[:, None] if x.ndim == 1 else x
 
 
 def read_droid_episode(episode: str | Path) -> dict:
-    """One DROID-layout episode: metadata, h5 arrays (nested dict), frames per camera name, the
-    spec-ordered `state` and `action` vectors and camera calibrations when stored."""
+    """One DROID-layout episode: metadata, h5 arrays (flat dict by path), frames per camera name, the
+    spec-ordered `state` and `action` vectors (its recorded action variant, or for a DROID episode
+    `joint_position`), camera calibrations when stored, and the reward / success per step."""
     episode = Path(episode)
     meta = read_droid_metadata(episode)
     arrays: dict = {}
@@ -154,31 +307,54 @@ def read_droid_episode(episode: str | Path) -> dict:
 
     with h5py.File(episode / "trajectory.h5", "r") as h5:
         h5.visititems(visit)
-    spec = load_spec(meta["embodiment"]) if "embodiment" in meta else None
-    out = {"metadata": meta, "arrays": arrays, "frames": {}}
-    for name, serial in meta.get("camera_serials", {}).items():
-        out["frames"][name] = read_mp4(episode / "recordings" / "MP4" / f"{serial}.mp4")
+        attrs = dict(h5.attrs)
+    spec = load_spec(meta.get("embodiment", "droid"))
+    out = {"metadata": meta, "arrays": arrays, "frames": {}, "spec": spec.name}
+    for name, serial in _serials_by_camera(meta, spec).items():
+        path = episode / "recordings" / "MP4" / f"{serial}.mp4"
+        if path.is_file():
+            out["frames"][name] = read_mp4(path)
     out["calibrations"] = {n: CameraCalibration.from_dict(d) for n, d in meta.get("calibrations", {}).items()}
-    if spec is not None:
-        if spec.state.dims:
-            out["state"] = np.concatenate([arrays[f"observation/robot_state/{f.name}"] for f in spec.state.fields],
-                                          axis=1)
-        vec = spec.action_variant(meta.get("action_variant"))
-        out["action"] = np.concatenate([arrays[f"action/{f.name}"] for f in vec.fields], axis=1)
+    if spec.state.dims and all(f"observation/robot_state/{f.name}" in arrays for f in spec.state.fields):
+        out["state"] = np.concatenate([_column(arrays, f"observation/robot_state/{f.name}") for f in spec.state.fields],
+                                      axis=1)
+    variant = meta.get("action_variant")
+    if variant is None:  # a DROID episode: its native joint_position action where stored
+        have = [n for n, v in spec.actions.items() if all(f"action/{f.name}" in arrays for f in v.fields)]
+        variant = "joint_position" if "joint_position" in have else (have[0] if have else None)
+    if variant is not None:
+        vec = spec.action_variant(variant)
+        out["action"] = np.concatenate([_column(arrays, f"action/{f.name}") for f in vec.fields], axis=1)
+        out["action_variant"] = vec.name
+    T = len(out["action"]) if "action" in out else int(meta.get("trajectory_length") or 0)
+    if "observation/cosmos3/reward" in arrays:
+        out["reward"], out["success"] = arrays["observation/cosmos3/reward"], arrays["observation/cosmos3/success"]
+    else:  # DROID's RLDS convention: reward 1 at the last step of a successful episode
+        last = (np.arange(T) == T - 1) & bool(attrs.get("success", meta.get("success", False)))
+        out["reward"], out["success"] = last.astype(np.float64), last
     return out
 
 
+def _fit(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Frames at a camera's native size -> the spec's (area resampling down, bilinear up)."""
+    if frames.shape[1:3] == (height, width):
+        return frames
+    interp = cv2.INTER_AREA if frames.shape[1] * frames.shape[2] > height * width else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
+
+
 def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "local/cosmos3", progress: bool = True):
-    """Convert a folder of DROID-layout episodes into a LeRobot v3 dataset (appending to `out`; episodes already
-    there, by DROID uuid, are skipped: `recorder.skipped` counts them)."""
+    """Convert a folder of DROID-layout episodes (ours or DROID's own) into a LeRobot v3 dataset, appending to
+    `out`; frames are resized to the spec's camera size. Episodes already there, by DROID uuid, are skipped
+    (`recorder.skipped` counts them)."""
     from tqdm.auto import tqdm
 
     episodes = list_droid_episodes(droid_root)
     if not episodes:
-        raise FileNotFoundError(f"no DROID-layout episodes under {str(droid_root)!r}")
-    first = read_droid_metadata(episodes[0])
-    spec = load_spec(first["embodiment"])
-    recorder = LeRobotRecorder(out, spec, repo_id=repo_id, cameras=list(first["camera_serials"]),
+        raise FileNotFoundError(f"no DROID-layout episodes (trajectory.h5) under {str(droid_root)!r}")
+    first = read_droid_episode(episodes[0])
+    spec = load_spec(first["spec"])
+    recorder = LeRobotRecorder(out, spec, repo_id=repo_id, cameras=list(first["frames"]),
                                variant=first.get("action_variant"))
     # a rerun (or a resume after a kill) skips the episodes already converted, matched on DROID's uuid
     done = {m.get("droid_uuid") for m in recorder.existing_episodes()}
@@ -188,12 +364,16 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
             recorder.skipped += 1
             continue
         ep = read_droid_episode(path)
-        reward, success = ep["arrays"]["observation/cosmos3/reward"], ep["arrays"]["observation/cosmos3/success"]
-        for t in range(len(ep["action"])):
-            obs = {f"observation.images.{n}": f[t] for n, f in ep["frames"].items()}
+        frames = {n: _fit(f, spec.camera(n).height, spec.camera(n).width) for n, f in ep["frames"].items()}
+        T = min([len(ep["action"]), *(len(f) for f in frames.values())])
+        task = ep["metadata"].get("current_task", "")
+        for t in range(T):
+            obs = {spec.camera(n).key: f[t] for n, f in frames.items()}
             if "state" in ep:
                 obs["observation.state"] = ep["state"][t].astype(np.float32)
-            recorder.add_frame(obs, ep["action"][t], float(reward[t]), bool(success[t]), ep["metadata"]["current_task"])
+            recorder.add_frame(obs, ep["action"][t], float(ep["reward"][t]), bool(ep["success"][t]), task,
+                               done=t == T - 1)
         keep = {k: ep["metadata"][k] for k in ("seed", "policy", "success", "length", "env") if k in ep["metadata"]}
         recorder.save_episode(**keep, droid_uuid=ep["metadata"]["uuid"])
+    recorder.close()  # packs the per-episode files
     return recorder

@@ -3,6 +3,9 @@
 Crash safety: lerobot keeps a parquet writer open until `finalize()`, and a killed process leaves
 that file without its footer. The recorder therefore finalizes after every episode and resumes
 (`LeRobotDataset.resume`) for the next, so a kill mid-episode loses only the unfinished episode.
+That leaves one parquet and one MP4 per camera per episode; `close()` packs them into as few files as
+v3's size limits allow (`compact_dataset`: lerobot's own `aggregate_datasets`, videos stream-copied, not
+re-encoded), swapping the packed dataset in atomically.
 Per-episode facts lerobot has no field for (seed, policy, success) go to `meta/cosmos3_episodes.jsonl`.
 """
 
@@ -21,12 +24,14 @@ EPISODES_FILE = "meta/cosmos3_episodes.jsonl"
 
 def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, variant: str | None = None,
                      use_videos: bool = True) -> dict:
-    """LeRobot feature dict (dtype/shape/names) for an embodiment's observations and actions."""
+    """LeRobot feature dict (dtype/shape/names) for an embodiment's observations and actions, with the
+    `next.reward` / `next.done` / `next.success` columns of LeRobot's sim datasets (lerobot/pusht's
+    meta/info.json)."""
     cams = [spec.camera(c) for c in cameras] if cameras else list(spec.cameras)
     action = spec.action_variant(variant)
     features = {
         c.key: {"dtype": "video" if use_videos else "image", "shape": (c.height, c.width, 3),
-                "names": ["height", "width", "channels"]}
+                "names": ["height", "width", "channel"]}
         for c in cams
     }
     if spec.state.dims:
@@ -34,6 +39,7 @@ def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, var
                                          "names": list(spec.state.dim_names)}
     features["action"] = {"dtype": "float32", "shape": (action.dims,), "names": list(action.dim_names)}
     features["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
+    features["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
     features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
     return features
 
@@ -79,16 +85,34 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+COMPACT_TMP, COMPACT_OLD = ".compacting", ".before-compacting"  # sibling folders during `compact_dataset`
+
+
+def _siblings(root: Path) -> tuple[Path, Path]:
+    return root.with_name(root.name + COMPACT_TMP), root.with_name(root.name + COMPACT_OLD)
+
+
 def recover_dataset(root: str | Path) -> str | None:
     """Bring a dataset that a kill interrupted back to its last consistent state: an episode whose save did
     not finish is rolled back (meta/ restored from the backup taken before the save, the files the save
     added removed), as are frames buffered for an unsaved episode; a dataset with no finished episode is
-    removed. Returns what was done, or None if nothing was needed."""
+    removed; a packing (`compact_dataset`) cut short is undone or completed. Returns what was done, or None
+    if nothing was needed."""
     import shutil
 
     root = Path(root)
-    journal, backup = root / JOURNAL, root / META_BACKUP
     done = None
+    tmp, old = _siblings(root)
+    if old.is_dir():
+        if root.is_dir():
+            shutil.rmtree(old)  # killed after the packed dataset was swapped in
+        else:
+            os.replace(old, root)  # killed between the two renames: the unpacked dataset comes back
+            done = "undid a packing cut short"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not root.is_dir():
+        return done
+    journal, backup = root / JOURNAL, root / META_BACKUP
     if journal.is_file():
         before = set(json.loads(journal.read_text())["files"])
         if backup.is_dir():
@@ -132,7 +156,7 @@ class LeRobotRecorder:
         self.encoder = _encoder(vcodec, quality)  # validates `quality` before any frame is recorded
         self.fps = int(round(fps or self.spec.control_hz))
         self.features = lerobot_features(self.spec, cameras, variant)
-        self.robot_type = robot_type or self.spec.name
+        self.robot_type = robot_type or self.spec.robot_type or self.spec.name
         self._ds = None
         self._frames = 0
 
@@ -145,8 +169,7 @@ class LeRobotRecorder:
 
         if self._ds is not None:
             return self._ds
-        if self.root.is_dir():
-            recover_dataset(self.root)
+        recover_dataset(self.root)
         if (self.root / "meta" / "info.json").is_file():
             self._ds = LeRobotDataset.resume(self.repo_id, root=self.root, rgb_encoder=self.encoder)
             existing = {k: tuple(v["shape"]) for k, v in self._ds.meta.features.items() if k in self.features}
@@ -165,11 +188,14 @@ class LeRobotRecorder:
                                              rgb_encoder=self.encoder)
         return self._ds
 
-    def add_frame(self, observation: dict, action, reward: float, success: bool, task: str) -> None:
+    def add_frame(self, observation: dict, action, reward: float, success: bool, task: str, done: bool = False) -> None:
+        """One step: the observation the action was chosen from, the action, and what followed it (`done`:
+        the episode ends with this step)."""
         ds = self._open()
         frame = {k: observation[k] for k in self.features if k.startswith("observation.")}
         frame["action"] = np.asarray(action, dtype=np.float32)
         frame["next.reward"] = np.array([reward], dtype=np.float32)
+        frame["next.done"] = np.array([bool(done)])
         frame["next.success"] = np.array([bool(success)])
         frame["task"] = task
         ds.add_frame(frame)
@@ -195,7 +221,7 @@ class LeRobotRecorder:
         self._ds.save_episode()
         self._ds.finalize()
         self._ds, self._frames = None, 0
-        record = {"episode_index": index, **meta}
+        record = {"episode_index": index, "embodiment": self.spec.name, **meta}
         with open(self.root / EPISODES_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         # what this save wrote (new files, meta/ rewritten in place) and every directory, not the older episodes
@@ -207,8 +233,7 @@ class LeRobotRecorder:
         return index
 
     def existing_episodes(self) -> list[dict]:
-        if self.root.is_dir():
-            recover_dataset(self.root)
+        recover_dataset(self.root)
         return read_episode_meta(self.root)
 
     def discard_episode(self) -> None:
@@ -216,11 +241,55 @@ class LeRobotRecorder:
             self._ds.clear_episode_buffer()
         self._frames = 0
 
-    def close(self) -> None:
+    def close(self, compact: bool = True) -> None:
+        """Drop an unsaved episode and pack the dataset's files (`compact_dataset`)."""
         self.discard_episode()
         if self._ds is not None:
             self._ds.finalize()
             self._ds = None
+        if compact and (self.root / "meta" / "info.json").is_file():
+            compact_dataset(self.root, self.repo_id)
+
+
+def file_counts(root: str | Path) -> dict[str, int]:
+    """Parquet data files and MP4 files per camera key of a v3 dataset."""
+    root = Path(root)
+    counts = {"data": len(list((root / "data").rglob("*.parquet")))}
+    for key_dir in sorted(p for p in (root / "videos").glob("*") if p.is_dir()):
+        counts[key_dir.name] = len(list(key_dir.rglob("*.mp4")))
+    return counts
+
+
+def compact_dataset(root: str | Path, repo_id: str = "local/cosmos3") -> bool:
+    """Pack a v3 dataset's data and video files into as few as its size limits allow (info.json's
+    data_files_size_in_mb / video_files_size_in_mb), with lerobot's own `aggregate_datasets` (videos are
+    stream-copied, not re-encoded). The packed copy is built beside `root` and swapped in by two renames;
+    `recover_dataset` finishes or undoes a swap a kill cut short. -> whether anything was packed."""
+    import shutil
+
+    from lerobot.datasets.aggregate import aggregate_datasets
+
+    root = Path(root)
+    recover_dataset(root)
+    if not (root / "meta" / "info.json").is_file() or max(file_counts(root).values()) <= 1:
+        return False
+    info = json.loads((root / "meta" / "info.json").read_text())
+    tmp, old = _siblings(root)
+    aggregate_datasets([repo_id], repo_id, roots=[root], aggr_root=tmp,
+                       data_files_size_in_mb=info.get("data_files_size_in_mb"),
+                       video_files_size_in_mb=info.get("video_files_size_in_mb"),
+                       chunk_size=info.get("chunks_size"))
+    if (root / EPISODES_FILE).is_file():
+        shutil.copyfile(root / EPISODES_FILE, tmp / EPISODES_FILE)
+    fsync_tree(tmp)
+    os.replace(root, old)
+    os.replace(tmp, root)
+    fsync_paths([root.parent])
+    shutil.rmtree(old)
+    from lerobot.datasets.video_utils import _default_decoder_cache
+
+    _default_decoder_cache.clear()  # decoders cached by path would read the replaced per-episode files
+    return True
 
 
 def open_dataset(root: str | Path, repo_id: str = "local/cosmos3", **kwargs):

@@ -53,7 +53,7 @@ class TrainingWindows(Dataset):
         self.context, self.horizon = context, horizon
         self.episodes = [episode_to_frame_rate(e, self.spec) for e in episodes]
         first = self.episodes[0]["frames"]
-        self.cameras = [f"observation.images.{c}" for c in cameras] if cameras else list(first)
+        self.cameras = [self.spec.camera(c).key for c in cameras] if cameras else list(first)
         self.index = [(e, t) for e, ep in enumerate(self.episodes) for t in range(len(ep["action"]))]
 
     def __len__(self) -> int:

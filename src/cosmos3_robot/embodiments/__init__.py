@@ -26,10 +26,13 @@ from .representation import (
     rot6d_to_matrix,
 )
 from .spaces import action_space_for, observation_space_for
-from .spec import CameraSpec, EmbodimentSpec, FieldSpec, SpecError, VectorSpec, list_embodiments, load_spec
+from .spec import (CameraSpec, EmbodimentSpec, FieldSpec, SpecError, VectorSpec, camera_name, is_camera_key,
+                   list_embodiments, load_spec)
 from .validation import ActionError, validate_action
 
 __all__ = [
+    "camera_name",
+    "is_camera_key",
     "ActionError",
     "CameraCalibration",
     "CameraSpec",

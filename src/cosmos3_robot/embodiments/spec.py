@@ -102,17 +102,29 @@ class VectorSpec:
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """A camera stream: LeRobot key `observation.images.<name>`, frames of `height` x `width`."""
+    """A camera stream: LeRobot key `observation.images.<name>` (or the spec's `key`, e.g. lerobot/pusht's
+    single `observation.image`), frames of `height` x `width`."""
 
     name: str
     height: int
     width: int
     viewpoint: str
     calibration: dict | None = None  # CameraCalibration.to_dict() layout, when known a priori
+    dataset_key: str | None = None
 
     @property
     def key(self) -> str:
-        return f"observation.images.{self.name}"
+        return self.dataset_key or f"observation.images.{self.name}"
+
+
+def is_camera_key(key: str) -> bool:
+    """Whether a LeRobot feature key holds camera frames: `observation.image` or `observation.images.<name>`."""
+    return key == "observation.image" or key.startswith("observation.images.")
+
+
+def camera_name(key: str) -> str:
+    """A camera key's camera name: `observation.images.<name>` -> name; `observation.image` -> "image"."""
+    return key.removeprefix("observation.images.") if key.startswith("observation.images.") else key.rpartition(".")[2]
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,7 @@ class EmbodimentSpec:
     gripper_open: float | None = None  # value of a gripper field meaning "open" (0 or 1), None if no gripper
     concat_view: tuple[str, ...] = ()  # camera order of the concat layout: first on top, rest halved below
     task: str = ""
+    robot_type: str = ""  # LeRobot's info.json robot_type for datasets of it (default: the spec's name)
     source: str = field(default="", compare=False)
 
     @property
@@ -175,6 +188,13 @@ def _require(table: dict, key: str, where: str, types: type | tuple[type, ...]):
     if isinstance(value, bool) or not isinstance(value, types):
         raise SpecError(f"{where}: field {key!r} = {value!r} has type {type(value).__name__}, expected {types}")
     return value
+
+
+def _key(cam: dict, where: str) -> str | None:
+    key = cam.get("key")
+    if key is not None and not (isinstance(key, str) and (key == "observation.image" or key.startswith("observation.images."))):
+        raise SpecError(f"{where}: key = {key!r}; a camera key is 'observation.image' or 'observation.images.<name>'")
+    return key
 
 
 def _choice(table: dict, key: str, where: str, options: tuple[str, ...], default: str):
@@ -260,6 +280,7 @@ def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
                 width=_require(cam, "width", cwhere, int),
                 viewpoint=_choice(cam, "viewpoint", cwhere, VIEWPOINTS, "third_person"),
                 calibration=cam.get("calibration"),
+                dataset_key=_key(cam, cwhere),
             )
         )
     camera_names = [c.name for c in cameras]
@@ -285,6 +306,7 @@ def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
         gripper_open=None if gripper_open is None else float(gripper_open),
         concat_view=concat_view,
         task=data.get("task", ""),
+        robot_type=data.get("robot_type", ""),
         source=source,
     )
 

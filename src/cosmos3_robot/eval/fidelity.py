@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from ..embodiments import is_camera_key
 from .paired import frame_psnr
 
 
@@ -18,7 +19,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def record_with_states(real_env, policy, seed: int, steps: int) -> dict:
     """Frames, actions, rewards (the reward after each action) and full simulator states of one
     real episode (no early termination)."""
-    key = next(k for k in real_env.observation_space.spaces if k.startswith("observation.images."))
+    key = next(k for k in real_env.observation_space.spaces if is_camera_key(k))
     obs, info = real_env.reset(seed=seed)
     policy.reset(seed)
     frames, states, actions, rewards, sim = [obs[key]], [obs["observation.state"]], [], [], [info["state"]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..embodiments import is_camera_key
+
 from .rollout import rollout
 
 
@@ -16,10 +18,10 @@ def frame_psnr(a: np.ndarray, b: np.ndarray) -> float:
 def record(env, policy, seed: int, max_steps: int | None = None) -> dict:
     """One closed-loop episode, keeping every observation (the first and each one after an action),
     action, reward and success flag, and the step's "disagreement" where the env reports one."""
-    key = next(k for k in env.observation_space.spaces if k.startswith("observation.images."))
+    key = next(k for k in env.observation_space.spaces if is_camera_key(k))
     frames, states, actions, rewards, disagreement = [], [], [], [], []
 
-    def on_step(obs, action, reward, terminated, info):
+    def on_step(obs, action, reward, done, info):
         frames.append(obs[key])
         states.append(obs["observation.state"])
         actions.append(np.asarray(action, np.float32))

@@ -10,8 +10,9 @@ from tqdm.auto import tqdm
 
 def rollout(env, policy, seed: int | None = None, options: dict | None = None, max_steps: int | None = None,
             on_step=None) -> dict:
-    """Run one episode; `on_step(obs, action, reward, terminated, info)` sees every transition with
-    the observation the action was chosen from. Returns length, return, success and final info."""
+    """Run one episode; `on_step(obs, action, reward, done, info)` sees every transition with the observation
+    the action was chosen from (`done`: the episode ends with this step: terminated, truncated or
+    `max_steps`). Returns length, return, success and final info."""
     obs, info = env.reset(seed=seed, options=options)
     policy.reset(seed)
     total, steps, success, reward = 0.0, 0, False, 0.0
@@ -21,19 +22,22 @@ def rollout(env, policy, seed: int | None = None, options: dict | None = None, m
         total += reward
         steps += 1
         success = success or bool(info.get("is_success", False))
+        done = bool(terminated or truncated or (max_steps is not None and steps >= max_steps))
         if on_step is not None:
-            on_step(obs, action, reward, terminated, info)
+            on_step(obs, action, reward, done, info)
         obs = next_obs
-        if terminated or truncated or (max_steps is not None and steps >= max_steps):
+        if done:
             break
     return {"length": steps, "return": total, "success": success, "final_reward": float(reward), "info": info}
 
 
 def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None = None, progress: bool = True,
-            env_name: str = "") -> list[dict]:
+            env_name: str = "", meta: dict | None = None) -> list[dict]:
     """Collect `episodes` episodes (seeds seed0, seed0+1, ...) into `writer` (LeRobotRecorder or
     DroidWriter); each finished episode is durable before the next starts. Seeds already present in
-    the writer's dataset for this policy are skipped, so rerunning after a crash resumes."""
+    the writer's dataset for this policy are skipped, so rerunning after a crash resumes. `meta` goes into
+    every episode's record (e.g. imagined=True and the checkpoint); where the env reports a per-step
+    "disagreement", the episode's mean and max are recorded too."""
     task = task or env.embodiment.task
     done_seeds = {m.get("seed") for m in writer.existing_episodes() if m.get("policy") == policy.name}
     results = []
@@ -42,12 +46,18 @@ def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None
         if seed in done_seeds:
             continue
 
-        def on_step(obs, action, reward, terminated, info):
-            writer.add_frame(obs, action, reward, bool(info.get("is_success", False)), task)
+        spread = []
+
+        def on_step(obs, action, reward, done, info):
+            writer.add_frame(obs, action, reward, bool(info.get("is_success", False)), task, done=done)
+            if "disagreement" in info:
+                spread.append(float(info["disagreement"]))
 
         res = rollout(env, policy, seed=seed, on_step=on_step)
         record = {"seed": seed, "policy": policy.name, "success": res["success"], "length": res["length"],
-                  "return": res["return"], "final_reward": res["final_reward"], "env": env_name}
+                  "return": res["return"], "final_reward": res["final_reward"], "env": env_name, **(meta or {})}
+        if spread:
+            record |= {"disagreement_mean": float(np.mean(spread)), "disagreement_max": float(np.max(spread))}
         writer.save_episode(**record)
         results.append(record)
         bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..embodiments import is_camera_key
+
 
 class LeRobotPolicy:
     def __init__(self, path: str | Path, task: str = "", name: str | None = None, device: str = "cpu"):
@@ -34,7 +36,7 @@ class LeRobotPolicy:
     def select_action(self, observation: dict) -> np.ndarray:
         batch = {}
         for key, value in observation.items():
-            if key.startswith("observation.images."):
+            if is_camera_key(key):
                 batch[key] = torch.from_numpy(np.ascontiguousarray(value)).permute(2, 0, 1).float()[None] / 255.0
             elif key.startswith("observation."):
                 batch[key] = torch.as_tensor(np.asarray(value, np.float32))[None]

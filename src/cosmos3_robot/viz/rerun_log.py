@@ -20,7 +20,7 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
-from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
+from ..embodiments import CameraCalibration, EmbodimentSpec, camera_name, load_spec
 
 
 @dataclass
@@ -184,7 +184,8 @@ def save_rollout(log: RolloutLog, rrd: str | Path, jpeg_quality: int = 85) -> Pa
 def episode_log(episode: dict, spec: EmbodimentSpec | str, name: str = "episode") -> RolloutLog:
     """A LeRobot (`load_episodes`) or DROID-layout (`read_droid_episode`) episode as a RolloutLog."""
     spec = load_spec(spec) if isinstance(spec, str) else spec
-    frames = {k.removeprefix("observation.images."): v for k, v in episode["frames"].items()}
+    names = {c.key: c.name for c in spec.cameras}
+    frames = {names.get(k, camera_name(k)): v for k, v in episode["frames"].items()}
     variant = episode.get("metadata", {}).get("action_variant")
     if variant is None and episode.get("action") is not None:  # LeRobot: the variant with the stored width
         widths = [k for k, v in spec.actions.items() if v.dims == np.shape(episode["action"])[-1]]

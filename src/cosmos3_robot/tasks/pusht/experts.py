@@ -15,6 +15,7 @@ import numpy as np
 from shapely.geometry import LineString, Point
 from shapely.ops import nearest_points
 
+from ...embodiments import load_spec
 from ...policies.wrappers import LaggedPolicy, NoisyPolicy, OffsetPolicy, RandomPolicy, SlowPolicy, StickyPolicy
 from .vision import GOAL_POSE as GOAL, T_OUTLINE, estimate_block_pose, t_polygon
 
@@ -24,7 +25,7 @@ GYRATION2 = 2000.0  # ~ area moment of the T about its COG over its area (units^
 ROT_SCALE = 60.0  # units of translation worth one radian of rotation error
 RING = np.linspace(0, 2 * np.pi, 16, endpoint=False)  # navigation waypoints around the block
 REACH = (25.0, 487.0)  # agent centre range: walls at 5 and 506, agent radius 15
-IMAGE_KEY, STATE_KEY = "observation.images.top", "observation.state"
+IMAGE_KEY, STATE_KEY = load_spec("pusht").cameras[0].key, "observation.state"
 
 
 def _rot(a: float) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Real-simulator adapters speaking the toolkit's schema: LeRobot observation keys
-(`observation.images.<camera>`, `observation.state`), actions in the spec's physical units,
+(the spec's camera keys, `observation.state`), actions in the spec's physical units,
 validated by `validate_action`. Each can reset to a seed or to a full simulator state
 (`get_state()` / `reset(options={"state": ...})`) so a learned simulator can start from the same
 state."""
@@ -26,6 +26,7 @@ class PushTRealEnv(gym.Env):
         from gym_pusht.envs.pusht import PushTEnv
 
         self.embodiment = load_spec("pusht")
+        self.image_key = self.embodiment.cameras[0].key  # lerobot/pusht's observation.image
         self.success_threshold = success_threshold
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
@@ -37,7 +38,7 @@ class PushTRealEnv(gym.Env):
         self._last_obs = None
 
     def _obs(self, raw) -> dict:
-        return {"observation.images.top": np.ascontiguousarray(raw["pixels"], dtype=np.uint8),
+        return {self.image_key: np.ascontiguousarray(raw["pixels"], dtype=np.uint8),
                 "observation.state": np.asarray(raw["agent_pos"], dtype=np.float32)}
 
     def get_state(self) -> np.ndarray:
@@ -74,7 +75,7 @@ class PushTRealEnv(gym.Env):
         gym-pusht's own renderer without stepping the physics; the env is left in that state."""
         if getattr(self._env, "space", None) is None:
             self._env.reset(seed=0)
-        return self._obs(self._restore(np.asarray(state, dtype=np.float64)))["observation.images.top"]
+        return self._obs(self._restore(np.asarray(state, dtype=np.float64)))[self.image_key]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -101,7 +102,7 @@ class PushTRealEnv(gym.Env):
         return self._last_obs, float(cov), success, self._steps >= self.max_episode_steps, info
 
     def render(self):
-        return None if self._last_obs is None else self._last_obs["observation.images.top"].copy()
+        return None if self._last_obs is None else self._last_obs[self.image_key].copy()
 
     def close(self):
         self._env.close()
