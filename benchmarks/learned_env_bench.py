@@ -58,9 +58,12 @@ def main():
             rows.append((type(env).__name__, ckpt, n, steps_per_second(env, n, args.steps, rng)))
         path = checkpoint_path(name)
         size = sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+        graphs = sum(p.stat().st_size for p in Path(path).glob("onnx/*.onnx"))
         module = getattr(backend, "task", None) or getattr(backend, "model", None)
         params = sum(p.numel() for p in module.parameters())
-        notes.append(f"{ckpt}: {type(backend).__name__} ({getattr(backend, 'runtime', 'torch')}), {size / 1e6:.2f} MB on disk, {params / 1e6:.2f} M parameters")
+        runtime = getattr(backend, "runtime", "torch")
+        notes.append(f"{ckpt}: {type(backend).__name__} ({runtime}), {size / 1e6:.2f} MB on disk "
+                     f"(+ {graphs / 1e6:.2f} MB ONNX graphs), {params / 1e6:.2f} M parameters")
     print("| simulator | checkpoint | envs | env steps/s |\n|---|---|---|---|")
     for name, ckpt, n, sps in rows:
         print(f"| {name} | {ckpt} | {n} | {sps:.1f} |")
