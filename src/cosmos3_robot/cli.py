@@ -311,6 +311,16 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    kwargs = {"runtime": args.runtime} if args.runtime != "auto" else {}
+    print(f"serving {args.checkpoint} on http://{args.host}:{args.port} (vLLM-Omni video API: POST /v1/videos/sync)",
+          flush=True)
+    serve(args.checkpoint, host=args.host, port=args.port, **kwargs)
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from .backends import checkpoint_path
     from .backends.structured import export_graphs
@@ -527,6 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     p.set_defaults(func=cmd_train_dynamics)
+
+    p = sub.add_parser("serve", help="serve a checkpoint over vLLM-Omni's Cosmos 3 video API (forward dynamics)")
+    p.add_argument("--checkpoint", default="pusht_tower", help="a checkpoint directory or shipped name")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-onnx", help="write the ONNX graphs a structured checkpoint runs under ONNX Runtime "
                                            "into its onnx/ folder (otherwise exported once into the user cache)")

@@ -62,7 +62,14 @@ def backend_name(checkpoint) -> str:
 
 
 def load_backend(checkpoint, **kwargs):
-    """The backend a checkpoint directory (or shipped checkpoint name) names, loaded with `kwargs`."""
+    """The backend a checkpoint directory (or shipped checkpoint name) names, loaded with `kwargs`;
+    "remote" is a served model: `load_backend("remote", url=...)` (`RemoteBackend`)."""
+    if str(checkpoint) == "remote":
+        from .remote import RemoteBackend
+
+        if "url" not in kwargs:
+            raise ValueError("backend='remote' needs url= (a server started with `cosmos3-robot serve`, or vLLM-Omni)")
+        return RemoteBackend(**kwargs)
     path = checkpoint_path(checkpoint)
     name = backend_name(path)
     if name not in BACKENDS:

@@ -40,7 +40,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import av
 import cv2
 import h5py
 import numpy as np
@@ -48,8 +47,8 @@ from scipy.spatial.transform import Rotation
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
 from .lerobot_io import LeRobotRecorder, fsync_tree
+from .video import read_mp4, write_mp4
 
-av.logging.set_level(av.logging.ERROR)  # libx264 prints per-file statistics otherwise
 LAB = "cosmos3"
 ROLES = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}  # droid spec cameras
 CAMERA_TYPE = {"wrist": 0, "exterior": 1}  # droid/camera_utils/info.py: hand_camera 0, varied_camera 1
@@ -66,24 +65,6 @@ def camera_serials(spec: EmbodimentSpec) -> dict[str, str]:
     order = sorted(spec.cameras, key=lambda c: (rank.get(ROLES.get(c.name, ""), 3), spec.cameras.index(c)))
     return {c.name: f"{i + 1}{int(hashlib.sha1(c.name.encode()).hexdigest(), 16) % 10**7:07d}"
             for i, c in enumerate(order)}
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=int(round(fps)))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "rgb24"
-        stream.options = {"crf": "0", "preset": "ultrafast"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def read_mp4(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def _droid_actions(state: dict[str, np.ndarray], recorded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
