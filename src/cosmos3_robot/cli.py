@@ -168,7 +168,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backend_kwargs = {"precision": args.precision} if args.precision else {}
     if args.runtime != "auto":
         backend_kwargs["runtime"] = args.runtime
-    make_vec = learned_vec_env(task, args.checkpoint, args.max_steps, **backend_kwargs)
+    if args.workers < 0:
+        raise ValueError(f"--workers {args.workers}; give 0 (this process) or more Ray workers")
+    factory = partial(learned_vec_env, task, args.checkpoint, args.max_steps, **backend_kwargs)
+    make_vec = factory() if args.workers == 0 else None  # Ray workers each load their own
     done = {}
 
     def keep(name, rows):  # each finished policy is on disk before the next starts
@@ -180,7 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(policies, partial(make_policy, task), seeds, make_vec_env=make_vec,
                       real_env=partial(make_real_env, task, max_episode_steps=args.max_steps) if real else None,
                       on_policy=keep, real_workers=args.real_workers if real else 0, real_results=known,
-                      flag_threshold=args.flag_disagreement)
+                      flag_threshold=args.flag_disagreement, workers=args.workers,
+                      address=args.address, vec_env_factory=factory)
     paths = write_report(report, out)
     (out / "eval_partial.json").unlink(missing_ok=True)
     print(paths["markdown"].read_text())
@@ -565,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="structured backends: run the networks eagerly (torch) or as ONNX graphs (auto: onnxruntime)")
     p.add_argument("--real-from", default=None,
                    help="reuse the real simulator's results of an earlier eval.json with the same seeds (implies --real)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="Ray workers that run (policy, seed batch) tasks in parallel; 0: this process alone")
+    p.add_argument("--address", default=None, help="with --workers: a Ray cluster (ray://host:port); default local")
     p.add_argument("--flag-disagreement", type=float, default=None,
                    help="flag learned episodes whose mean disagreement (the backend's uncertainty) exceeds this")
     p.add_argument("--checkpoint", default=None)

@@ -73,7 +73,8 @@ def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
 
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
              progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0,
-             real_results: dict | None = None, flag_threshold: float | None = None) -> dict:
+             real_results: dict | None = None, flag_threshold: float | None = None, workers: int = 0,
+             address: str | None = None, vec_env_factory=None) -> dict:
     """Success, return and length per policy in the learned simulator (`make_vec_env(n)`, see `run_learned`)
     and the real one (`real_env`), episode k from seed `seeds[k]` in both; with both, Pearson / Spearman /
     MMRV of the success rates with bootstrap CIs. `on_policy(name, rows)` sees each policy's results as soon
@@ -87,11 +88,32 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
 
     Where the backend reports a per-step "disagreement", each learned episode's mean and max go into the report;
     with real results too, `report["uncertainty"]` says how well it picks out the episodes whose learned and
-    real outcomes differ (AUROC; with `flag_threshold`, the flagged share and mismatch rates)."""
+    real outcomes differ (AUROC; with `flag_threshold`, the flagged share and mismatch rates).
+
+    `workers` > 0 fans (policy, seed batch) tasks out over that many Ray actors (`eval.distributed`; a local
+    Ray cluster, or the one at `address`): `vec_env_factory()` -> make_vec_env is then built in each actor;
+    the report is the serial one."""
     if not seeds:
         raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
     learned, real = {}, {}
     known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}
+    if workers > 0:
+        from .distributed import run_on_ray
+
+        if make_vec_env is not None and vec_env_factory is None:
+            raise ValueError("workers > 0 needs vec_env_factory (a picklable () -> make_vec_env); each actor builds "
+                             "its own learned env")
+        learned, real = run_on_ray(policies, make_policy, seeds, vec_env_factory, real_env, workers, address,
+                                   progress=progress, skip_real=set(known))
+        for name in policies:
+            if name in known:
+                real[name] = known[name]
+            if on_policy is not None:
+                on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
+        make_vec_env = real_env = None  # done: the loop below has nothing left to run
+        policies_to_run = []
+    else:
+        policies_to_run = policies
     pool = futures = None
     threads = torch.get_num_threads()
     if real_env is not None and real_workers > 0:
@@ -99,12 +121,12 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies
+        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies_to_run
                    if name not in known}
         # the workers take cores of their own: more model threads than the cores left only wait on each other
         torch.set_num_threads(max(1, threads - real_workers))
     try:
-        for name in tqdm(policies, desc="policies", disable=not progress):
+        for name in tqdm(policies_to_run, desc="policies", disable=not progress):
             if make_vec_env is not None:
                 learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
             if name in known:
