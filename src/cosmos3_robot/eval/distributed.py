@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from .policy_eval import run_learned, run_real
+from .episodes import run_learned, run_real
 
 
 class EvalWorker:

@@ -10,65 +10,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .episodes import run_learned, run_real
 from .metrics import bootstrap_ci, uncertainty_report
-from .rollout import rollout
-
-
-def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: int = 50) -> dict:
-    """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
-    `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
-    autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
-    success, ret, length, disagreement, peak = [], [], [], [], []
-    reported = False
-    for start in range(0, len(seeds), batch):
-        chunk = seeds[start : start + batch]
-        venv = make_vec_env(len(chunk))
-        obs, _ = venv.reset(seed=chunk)
-        policies = [make_policy(name, seed=s) for s in chunk]
-        for p, s in zip(policies, chunk):
-            p.reset(s)
-        n = len(chunk)
-        done, succ, r_sum, steps = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, int)
-        d_sum, d_max = np.zeros(n), np.zeros(n)
-        last = None
-        while not done.all():
-            # finished sub-envs repeat their last action: it is valid, and its result is not counted
-            actions = np.stack([policies[i].select_action({k: v[i] for k, v in obs.items()}) if not done[i]
-                                else last[i] for i in range(n)])
-            obs, r, term, trunc, info = venv.step(actions)
-            last = actions
-            live = ~done
-            r_sum[live] += r[live]
-            if "disagreement" in info:  # the backend's per-step uncertainty, averaged over the episode
-                reported = True
-                d = np.asarray(info["disagreement"], float)
-                d_sum[live] += d[live]
-                d_max[live] = np.maximum(d_max[live], d[live])
-            steps[live] += 1
-            succ |= live & term
-            done |= live & (term | trunc)
-        venv.close()
-        success += succ.tolist()
-        ret += r_sum.tolist()
-        length += steps.tolist()
-        disagreement += (d_sum / np.maximum(steps, 1)).tolist()
-        peak += d_max.tolist()
-    out = {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float)}
-    if reported:
-        out |= {"disagreement": np.array(disagreement), "disagreement_max": np.array(peak)}
-    return out
-
-
-def run_real(make_policy, name: str, seeds: list[int], env) -> dict:
-    """Each seed closed loop in a real simulator (`env`, or a picklable factory of one)."""
-    env = env() if callable(env) and not hasattr(env, "step") else env
-    success, ret, length = [], [], []
-    for s in seeds:
-        res = rollout(env, make_policy(name, seed=s), seed=s)
-        success.append(float(res["success"]))
-        ret.append(res["return"])
-        length.append(res["length"])
-    return {"success": np.array(success), "return": np.array(ret), "length": np.array(length, float)}
 
 
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
