@@ -325,6 +325,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_policy(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from .embodiments import load_spec
+    from .serve.openpi import serve_policy
+    from .tasks import make_policy
+
+    make_policy(args.env, args.policy, args.seed)  # an unknown name fails now
+    print(f"serving {args.policy} ({args.env}) over openpi's protocol on ws://{args.host}:{args.port}, "
+          f"chunks of {args.chunk}", flush=True)
+    serve_policy(partial(make_policy, args.env, args.policy, args.seed), load_spec(args.env), args.host, args.port,
+                 args.chunk)
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from .backends import checkpoint_path
     from .backends.structured import export_graphs
@@ -548,6 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("serve-policy", help="serve a policy over openpi's websocket protocol")
+    p.add_argument("--env", default="droid", choices=["pusht", "droid", "aloha"])
+    p.add_argument("--policy", default="expert", help="a ladder name, random, or lerobot:<pretrained_model dir>")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--chunk", type=int, default=8, help="actions per reply")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_serve_policy)
 
     p = sub.add_parser("export-onnx", help="write the ONNX graphs a structured checkpoint runs under ONNX Runtime "
                                            "into its onnx/ folder (otherwise exported once into the user cache)")
