@@ -61,13 +61,20 @@ def learned_env_id(name: str) -> str:
 
 
 def make_policy(name: str, policy: str, seed: int = 0):
-    """A policy by name: the task's scripted ladder, `random` (uniform in the action limits), or
-    `lerobot:<pretrained_model dir>`."""
+    """A policy by name: the task's scripted ladder, `random` (uniform in the action limits),
+    `lerobot:<pretrained_model dir>`, or `openpi:<host>:<port>` (a policy served over openpi's protocol)."""
     from ..backends.registry import resolve_entry_point
     from ..embodiments import load_spec
     from ..policies import RandomPolicy
 
     factory = _task(name)[2]
+    if policy.startswith("openpi:"):
+        from ..serve.openpi import OpenPIPolicy
+
+        host, _, port = policy.removeprefix("openpi:").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"policy {policy!r}: write openpi:<host>:<port>, e.g. openpi:127.0.0.1:8000")
+        return OpenPIPolicy(host, int(port), spec=name, name=policy)
     if policy.startswith("lerobot:"):
         from ..policies import LeRobotPolicy  # torch and lerobot load only for it
 
