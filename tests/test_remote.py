@@ -33,7 +33,7 @@ def free_port() -> int:
 def server():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cosmos3_robot.cli", "serve", "--checkpoint", "pusht_tower",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--port", str(port), "--policy", "expert"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -131,3 +131,33 @@ def test_errors_name_the_url_and_field_and_the_env_survives_a_retry(server):
     np.testing.assert_array_equal(ob["observation.image"], oa["observation.image"])
     with pytest.raises(RemoteError, match=r"answered 404: field model"):
         backend._request("POST", "/v1/videos/sync", data={**form, "model": "cosmos3"})
+
+
+def test_policy_job_returns_the_action_chunk_and_the_imagined_rollout(server):
+    """vLLM-Omni's async policy job: POST /v1/videos -> id; GET /v1/videos/{id} -> action {data, shape, dtype,
+    raw_action_dim, domain_id}; GET .../content -> the rollout the model imagines for that chunk."""
+    import cv2
+
+    from cosmos3_robot.datasets.video import frames_from_mp4
+    from cosmos3_robot.tasks import make_policy
+    from cosmos3_robot.tasks.pusht import PushTRealEnv
+
+    obs, _ = PushTRealEnv().reset(seed=11)
+    png = cv2.imencode(".png", obs["observation.image"][:, :, ::-1])[1].tobytes()
+    form = {"model": "pusht_tower", "prompt": "push the T", "num_frames": "5", "extra_params": json.dumps(
+        {"action_mode": "policy", "domain_name": "pusht", "action_chunk_size": 4,
+         "state": [obs["observation.state"].tolist()]})}
+    job = httpx.post(server + "/v1/videos", data=form, files={"input_reference": ("f.png", png, "image/png")}).json()
+    status = httpx.get(f"{server}/v1/videos/{job['id']}").json()
+    assert status["status"] == "completed" and status["action"]["shape"] == [4, 2]
+    assert status["action"]["raw_action_dim"] == 2 and status["action"]["domain_id"] == 0
+    policy = make_policy("pusht", "expert", 0)
+    policy.reset(0)
+    want = np.stack([policy.select_action(obs) for _ in range(4)])
+    np.testing.assert_allclose(np.reshape(status["action"]["data"], (4, 2)), want, atol=1e-4)
+    video = frames_from_mp4(httpx.get(f"{server}/v1/videos/{job['id']}/content").content)
+    assert video.shape == (5, 96, 96, 3)
+    np.testing.assert_array_equal(video[0], obs["observation.image"])  # it opens with the given frame
+    bad = httpx.post(server + "/v1/videos", data={**form, "extra_params": json.dumps({"action_mode": "inverse_dynamics"})},
+                     files={"input_reference": ("f.png", png, "image/png")})
+    assert bad.status_code == 400 and bad.json()["detail"]["field"] == "extra_params.action_mode"

@@ -316,9 +316,18 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from .backends import checkpoint_path
+    from .backends.registry import read_raw_config
     from .serve import serve
+    from .tasks import make_policy
 
     kwargs = {"runtime": args.runtime} if args.runtime != "auto" else {}
+    if args.policy is not None:  # an unknown name fails before the server starts
+        task = read_raw_config(checkpoint_path(args.checkpoint)).get("embodiment", "pusht")
+        make_policy(task, args.policy, 0)
+        kwargs["policy_factory"] = partial(make_policy, task, args.policy, 0)
     print(f"serving {args.checkpoint} on http://{args.host}:{args.port} (vLLM-Omni video API: POST /v1/videos/sync)",
           flush=True)
     serve(args.checkpoint, host=args.host, port=args.port, **kwargs)
@@ -562,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
+    p.add_argument("--policy", default=None, help="a policy name that answers POST /v1/videos policy jobs")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("serve-policy", help="serve a policy over openpi's websocket protocol")

@@ -6,6 +6,10 @@ rollouts use (vllm-project/vllm-omni: recipes/cosmos3/Cosmos3-Nano.md, "Action -
                            "forward_dynamics", domain_name / domain_id, raw_action_dim, action_chunk_size
                            (num_frames or num_frames - 1), action [action_chunk_size, raw_action_dim]
                            -> the rollout video (video/mp4)
+    POST /v1/videos        async job, extra_params.action_mode "policy": from the first frame(s) and the
+                           instruction, the action chunk (the served `Policy`) and the rollout video the
+                           backend imagines for it; GET /v1/videos/{id} -> {status, action: {data, shape,
+                           dtype, raw_action_dim, domain_id}}, GET /v1/videos/{id}/content -> the MP4
     GET  /v1/models        the served model
 
 What a learned simulator needs beyond the published API is an extension, in the same request and reply:
@@ -24,7 +28,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 from collections import OrderedDict
+
+import cv2
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
@@ -42,9 +50,9 @@ def bad(field: str, message: str, status: int = 400):
     return HTTPException(status, detail={"field": field, "error": message})
 
 
-def create_app(backend, name: str, max_sessions: int = 1024) -> FastAPI:
-    """A FastAPI app serving `backend` (any `Backend`) as `name`. Sessions past `max_sessions` are dropped
-    oldest first."""
+def create_app(backend, name: str, max_sessions: int = 1024, policy_factory=None) -> FastAPI:
+    """A FastAPI app serving `backend` (any `Backend`) as `name`; `policy_factory()` -> a `Policy` answers
+    policy jobs. Sessions past `max_sessions` are dropped oldest first."""
     spec: EmbodimentSpec = backend.spec
     cameras = tuple(backend.cameras)
     sessions: OrderedDict[str, object] = OrderedDict()
@@ -148,14 +156,84 @@ def create_app(backend, name: str, max_sessions: int = 1024) -> FastAPI:
                     sessions.popitem(last=False)
         return reply
 
+    jobs: OrderedDict[str, dict] = OrderedDict()
+
+    @app.post("/v1/videos")
+    async def videos(model: str = Form(name), prompt: str = Form(""), num_frames: int = Form(2),
+                     fps: float = Form(0.0), seed: int = Form(0), size: str = Form(""),
+                     extra_params: str = Form("{}"), input_reference: UploadFile | None = File(None)):
+        try:
+            extra = json.loads(extra_params)
+        except json.JSONDecodeError as e:
+            raise bad("extra_params", f"not JSON: {e}") from e
+        if model != name:
+            raise bad("model", f"{model!r} is not served here; this server serves {name!r}", 404)
+        if extra.get("action_mode") != "policy":
+            raise bad("extra_params.action_mode", f"{extra.get('action_mode')!r}; this server's jobs are 'policy' "
+                      "(forward dynamics: POST /v1/videos/sync; inverse dynamics is not served)")
+        if policy_factory is None:
+            raise bad("extra_params.action_mode", "no policy is served here; start `cosmos3-robot serve --policy NAME`")
+        chunk = int(extra.get("action_chunk_size", num_frames - 1))
+        if chunk not in (num_frames, num_frames - 1) or chunk < 1:
+            raise bad("extra_params.action_chunk_size", f"{chunk} with num_frames={num_frames}; it must equal "
+                      "num_frames or num_frames - 1 and be at least 1")
+        if input_reference is None:
+            raise bad("input_reference", "a policy job needs the first frame(s): an MP4 or one image")
+        data = await input_reference.read()
+        try:
+            video = frames_from_mp4(data)
+        except Exception:  # noqa: BLE001 (an image, not a video)
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise bad("input_reference", "neither an MP4 nor an image") from None
+            video = img[None, :, :, ::-1]
+        views = split_views(spec, video, cameras)
+        T = len(video)
+        state = np.asarray(extra.get("state", np.zeros((T, spec.state.dims))), np.float64).reshape(T, -1)
+        obs = {spec.camera(c).key: f[-1] for c, f in views.items()} | {"observation.state": state[-1].astype(np.float32)}
+        policy = policy_factory()
+        policy.reset(int(extra.get("deterministic_seed", seed)))
+        with lock:
+            actions = np.stack([np.asarray(policy.select_action(obs), np.float64) for _ in range(chunk)])
+            session = backend.reset(Context({c: f[None] for c, f in views.items()}, state[None], prompt or None),
+                                    seed=[int(extra.get("deterministic_seed", seed))])
+            frames = [backend.step(session, a[None]).frames for a in actions]  # what the model imagines
+        imagined = {c: np.stack([f[c][0] for f in frames]) for c in cameras}
+        if chunk == num_frames - 1:
+            imagined = {c: np.concatenate([views[c][-1:], v]) for c, v in imagined.items()}
+        job = {"id": f"video_{uuid.uuid4().hex}", "object": "video", "model": name, "status": "completed",
+               "created_at": int(time.time()), "num_frames": num_frames,
+               "action": {"data": actions.reshape(-1).tolist(), "shape": list(actions.shape), "dtype": "float64",
+                          "raw_action_dim": int(actions.shape[1]), "domain_id": spec.domain_id},
+               "_content": mp4_bytes(join_views(spec, imagined, cameras), fps or spec.video_fps)}
+        jobs[job["id"]] = job
+        while len(jobs) > max_sessions:
+            jobs.popitem(last=False)
+        return {k: v for k, v in job.items() if not k.startswith("_")}
+
+    def job_of(video_id: str) -> dict:
+        if video_id not in jobs:
+            raise bad("video_id", f"{video_id!r} is unknown here (expired or never made)", 404)
+        return jobs[video_id]
+
+    @app.get("/v1/videos/{video_id}")
+    def video_status(video_id: str):
+        return {k: v for k, v in job_of(video_id).items() if not k.startswith("_")}
+
+    @app.get("/v1/videos/{video_id}/content")
+    def video_content(video_id: str):
+        return Response(job_of(video_id)["_content"], media_type="video/mp4")
+
     return app
 
 
-def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, **backend_kwargs) -> None:
-    """Load `checkpoint` with its registered backend and serve it until interrupted."""
+def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, policy_factory=None, **backend_kwargs) -> None:
+    """Load `checkpoint` with its registered backend and serve it until interrupted; `policy_factory()` -> a
+    `Policy` answers policy jobs."""
     import uvicorn
 
     from ..backends import load_backend
 
     backend = load_backend(checkpoint, **backend_kwargs)
-    uvicorn.run(create_app(backend, str(checkpoint)), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(backend, str(checkpoint), policy_factory=policy_factory), host=host, port=port,
+                log_level="warning")
