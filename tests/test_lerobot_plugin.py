@@ -35,6 +35,21 @@ def test_lerobot_eval_cli_runs_a_lerobot_policy_in_the_learned_simulator(lerobot
     assert "does not have 'task_description'" not in res.stderr
 
 
+def test_a_policy_trained_on_our_pusht_data_runs_in_lerobots_own_pusht_env(lerobot_policy_dir, tmp_path):
+    """lerobot/pusht's keys: the ACT that lerobot-train fit on data `collect` wrote runs in LeRobot's own
+    `pusht` env type (gym-pusht at 96x96) with no rename map. (Sync envs: LeRobot's async ones start
+    forkserver children in which gym-pusht's ids are not registered.)"""
+    out = tmp_path / "eval"
+    cmd = [str(Path(sys.executable).parent / "lerobot-eval"), f"--policy.path={lerobot_policy_dir}",
+           "--env.type=pusht", "--env.observation_height=96", "--env.observation_width=96", "--env.episode_length=8",
+           "--eval.n_episodes=2", "--eval.batch_size=2", "--eval.use_async_envs=false", "--policy.device=cpu",
+           f"--output_dir={out}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    overall = json.loads((out / "eval_info.json").read_text())["overall"]
+    assert overall["n_episodes"] == 2 and 0.0 <= overall["pc_success"] <= 100.0
+
+
 def test_plugin_env_speaks_lerobot_conventions_and_steps_as_the_native_env():
     cfg = Cosmos3RobotEnv(checkpoint="pusht_fast", episode_length=5)
     assert cfg.type == "cosmos3_robot" and cfg.task == "pusht" and cfg.fps == 10

@@ -190,8 +190,9 @@ class OpenPIPolicy:
         self.prompt = prompt or self.spec.task
         self.name = name or f"openpi:{self.uri}"
         try:
+            # entered as a context manager, as websockets 17 wants; `close` leaves it
             self.ws = websockets.sync.client.connect(self.uri, compression=None, max_size=None,
-                                                     open_timeout=open_timeout)
+                                                     open_timeout=open_timeout).__enter__()
         except (OSError, TimeoutError) as e:
             raise ConnectionError(f"{self.uri}: no openpi policy server there ({e}); start one, e.g. "
                                   "`cosmos3-robot serve-policy --env droid --policy expert --port P`") from e
@@ -217,4 +218,4 @@ class OpenPIPolicy:
         return self._queue.pop(0)
 
     def close(self) -> None:
-        self.ws.close()
+        self.ws.__exit__(None, None, None)
