@@ -244,3 +244,14 @@ def write_droid_fixture(root, T: int = 5, success: bool = True, size=(360, 640))
             **{f"{r}_cam_serial": s for r, s in serials.items()}}
     (folder / f"metadata_{uuid}.json").write_text(__import__("json").dumps(meta))
     return folder, arrays, colours
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for servers the tests start)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -6,7 +6,6 @@ episode of the Franka cube scene against it."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import free_port
 
 from cosmos3_robot.embodiments import load_spec
 from cosmos3_robot.serve.openpi import OpenPIPolicy, from_openpi, packb, resize_with_pad, to_openpi, unpackb, unpad
@@ -32,14 +33,6 @@ for t in range(int(obs["n"])):
 np.savez(sys.argv[4], **out)
 print(json.dumps(meta))
 """
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(args, port):

@@ -3,7 +3,6 @@ a subprocess, driven through `RemoteBackend` (httpx), steps exactly as the in-pr
 happens once; errors name the URL and the field and leave the env usable."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
+from conftest import free_port
+
 from cosmos3_robot.backends import load_backend
 from cosmos3_robot.backends.remote import RemoteBackend, RemoteError
 from cosmos3_robot.datasets.video import mp4_bytes
 from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
 
 START = "cosmos3_robot/PushTReal-v0"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,14 @@ def bad(field: str, message: str, status: int = 400):
     return HTTPException(status, detail={"field": field, "error": message})
 
 
+def chunk_size(extra: dict, num_frames: int) -> int:
+    chunk = int(extra.get("action_chunk_size", num_frames - 1))
+    if chunk not in (num_frames, num_frames - 1) or chunk < 1:
+        raise bad("extra_params.action_chunk_size", f"{chunk} with num_frames={num_frames}; it must equal "
+                  "num_frames or num_frames - 1 and be at least 1")
+    return chunk
+
+
 def create_app(backend, name: str, max_sessions: int = 1024, policy_factory=None) -> FastAPI:
     """A FastAPI app serving `backend` (any `Backend`) as `name`; `policy_factory()` -> a `Policy` answers
     policy jobs. Sessions past `max_sessions` are dropped oldest first."""
@@ -58,6 +66,18 @@ def create_app(backend, name: str, max_sessions: int = 1024, policy_factory=None
     sessions: OrderedDict[str, object] = OrderedDict()
     lock = threading.Lock()  # one model call at a time; requests of different sessions queue
     app = FastAPI(title=f"cosmos3-robot: {name}")
+
+    def request(model: str, extra_params: str, mode: str, serves: str) -> dict:
+        """The checks every request passes: JSON extra_params, this model, the endpoint's action_mode."""
+        try:
+            extra = json.loads(extra_params)
+        except json.JSONDecodeError as e:
+            raise bad("extra_params", f"not JSON: {e}") from e
+        if model != name:
+            raise bad("model", f"{model!r} is not served here; this server serves {name!r}", 404)
+        if extra.get("action_mode") != mode:
+            raise bad("extra_params.action_mode", f"{extra.get('action_mode')!r}; {serves}")
+        return extra
 
     @app.get("/v1/models")
     def models():
@@ -75,15 +95,8 @@ def create_app(backend, name: str, max_sessions: int = 1024, policy_factory=None
     async def videos_sync(model: str = Form(name), prompt: str = Form(""), num_frames: int = Form(2),
                           fps: float = Form(0.0), seed: int = Form(0), size: str = Form(""),
                           extra_params: str = Form("{}"), input_reference: UploadFile | None = File(None)):
-        try:
-            extra = json.loads(extra_params)
-        except json.JSONDecodeError as e:
-            raise bad("extra_params", f"not JSON: {e}") from e
-        if model != name:
-            raise bad("model", f"{model!r} is not served here; this server serves {name!r}", 404)
-        if extra.get("action_mode") != "forward_dynamics":
-            raise bad("extra_params.action_mode", f"{extra.get('action_mode')!r}; this endpoint serves "
-                      "'forward_dynamics' (policy and inverse dynamics use POST /v1/videos)")
+        extra = request(model, extra_params, "forward_dynamics",
+                        "this endpoint serves 'forward_dynamics' (policy jobs use POST /v1/videos)")
         domain = extra.get("domain_name", extra.get("domain_id"))
         if domain is not None and domain not in (spec.name, spec.domain_id):
             raise bad("extra_params.domain_name", f"{domain!r}; this model's domain is {spec.name!r} "
@@ -91,10 +104,7 @@ def create_app(backend, name: str, max_sessions: int = 1024, policy_factory=None
         dim = int(extra.get("raw_action_dim", spec.action_dims))
         if dim != spec.action_dims:
             raise bad("extra_params.raw_action_dim", f"{dim}; the {spec.name} action has {spec.action_dims} dims")
-        chunk = int(extra.get("action_chunk_size", num_frames - 1))
-        if chunk not in (num_frames, num_frames - 1) or chunk < 1:
-            raise bad("extra_params.action_chunk_size", f"{chunk} with num_frames={num_frames}; it must equal "
-                      "num_frames or num_frames - 1 and be at least 1")
+        chunk = chunk_size(extra, num_frames)
         action = np.asarray(extra.get("action", []), np.float64)
         if action.shape != (chunk, dim) or not np.isfinite(action).all():
             raise bad("extra_params.action", f"shape {action.shape}; expected finite [{chunk}, {dim}] "
@@ -162,21 +172,11 @@ def create_app(backend, name: str, max_sessions: int = 1024, policy_factory=None
     async def videos(model: str = Form(name), prompt: str = Form(""), num_frames: int = Form(2),
                      fps: float = Form(0.0), seed: int = Form(0), size: str = Form(""),
                      extra_params: str = Form("{}"), input_reference: UploadFile | None = File(None)):
-        try:
-            extra = json.loads(extra_params)
-        except json.JSONDecodeError as e:
-            raise bad("extra_params", f"not JSON: {e}") from e
-        if model != name:
-            raise bad("model", f"{model!r} is not served here; this server serves {name!r}", 404)
-        if extra.get("action_mode") != "policy":
-            raise bad("extra_params.action_mode", f"{extra.get('action_mode')!r}; this server's jobs are 'policy' "
-                      "(forward dynamics: POST /v1/videos/sync; inverse dynamics is not served)")
+        extra = request(model, extra_params, "policy", "this server's jobs are 'policy' (forward dynamics: "
+                        "POST /v1/videos/sync; inverse dynamics is not served)")
         if policy_factory is None:
             raise bad("extra_params.action_mode", "no policy is served here; start `cosmos3-robot serve --policy NAME`")
-        chunk = int(extra.get("action_chunk_size", num_frames - 1))
-        if chunk not in (num_frames, num_frames - 1) or chunk < 1:
-            raise bad("extra_params.action_chunk_size", f"{chunk} with num_frames={num_frames}; it must equal "
-                      "num_frames or num_frames - 1 and be at least 1")
+        chunk = chunk_size(extra, num_frames)
         if input_reference is None:
             raise bad("input_reference", "a policy job needs the first frame(s): an MP4 or one image")
         data = await input_reference.read()
