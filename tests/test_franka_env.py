@@ -145,3 +145,20 @@ def test_expert_episode_to_droid_layout_with_calibration(env, tmp_path):
     np.testing.assert_array_equal(ep["arrays"]["action/cartesian_position"][:-1], ep["state"][1:, 8:])  # next pose
     assert ep["metadata"]["cosmos3_derived_actions"] == ["joint_velocity", "cartesian_position", "cartesian_velocity",
                                                          "gripper_velocity"]
+
+
+def test_render_only_the_cameras_a_run_needs():
+    env = FrankaCubeRealEnv(cameras=["exterior_1_left"], image_size=(96, 128), max_episode_steps=3)
+    obs, _ = env.reset(seed=1)
+    assert set(obs) == {"observation.images.exterior_1_left", "observation.state"}
+    assert obs["observation.images.exterior_1_left"].shape == (96, 128, 3) and env.observation_space.contains(obs)
+    env.renders = 0
+    env.step(obs["observation.state"][:8])
+    assert env.renders == env.renders_per_step == 1
+    assert env.calibrations()["exterior_1_left"].width == 128  # intrinsics follow the rendered size
+    blind = FrankaCubeRealEnv(cameras=[])
+    obs, _ = blind.reset(seed=1)
+    assert set(obs) == {"observation.state"} and blind.renders == 0 and blind.render() is None
+    with pytest.raises(ValueError, match=r"\['top'\] not in the droid spec"):
+        FrankaCubeRealEnv(cameras=["top"])
+    env.close(), blind.close()

@@ -171,12 +171,17 @@ class FrankaCubeRealEnv(gym.Env):
     by default, or `cartesian_position` (xyz + euler "xyz" of the end effector, base frame, + gripper)
     solved to joint targets with `FrankaIK`. Observation: the three cameras (180x320) and the 14-D
     DROID robot state (joint positions, gripper, cartesian position). Reward: 1 on success (cube on
-    the target, released), else 0. Renders headless with MUJOCO_GL=egl."""
+    the target, released), else 0. Renders headless with MUJOCO_GL=egl.
+
+    `cameras` renders only the cameras a run needs (default: all three; [] for state only) and `image_size`
+    (height, width) renders them at that size instead of the spec's; the observation space follows. Each
+    step renders `renders_per_step` = len(cameras) MuJoCo frames (counted in `renders`)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(self, action_variant: str = "joint_position", max_episode_steps: int = 200,
-                 render_mode: str = "rgb_array", out_of_limits: str = "clip"):
+                 render_mode: str = "rgb_array", out_of_limits: str = "clip", cameras: list[str] | None = None,
+                 image_size: tuple[int, int] | None = None):
         import mujoco
 
         if action_variant not in ("joint_position", "cartesian_position"):
@@ -190,10 +195,20 @@ class FrankaCubeRealEnv(gym.Env):
         self.data.qpos[:7] = HOME_QPOS
         mujoco.mj_forward(self.model, self.data)  # camera poses valid before the first reset
         self.n_substeps = int(round(1.0 / CONTROL_HZ / self.model.opt.timestep))
-        self.cameras = [c.name for c in self.embodiment.cameras]
-        cam = self.embodiment.cameras[0]
-        self._renderer = mujoco.Renderer(self.model, cam.height, cam.width)
-        self.observation_space = observation_space_for(self.embodiment)
+        names = [c.name for c in self.embodiment.cameras]
+        self.cameras = list(names if cameras is None else cameras)
+        unknown = [c for c in self.cameras if c not in names]
+        if unknown:
+            raise ValueError(f"cameras={self.cameras}: {unknown} not in the droid spec's {names}")
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 8):
+            raise ValueError(f"image_size={image_size}; give (height, width), each at least 8 pixels")
+        self.sizes = {c.name: tuple(image_size) if image_size else (c.height, c.width) for c in self.embodiment.cameras}
+        self._renderers: dict = {}
+        self.renders_per_step, self.renders = len(self.cameras), 0
+        space = observation_space_for(self.embodiment, self.cameras or None)
+        self.observation_space = gym.spaces.Dict(
+            {**{self.embodiment.camera(c).key: gym.spaces.Box(0, 255, (*self.sizes[c], 3), np.uint8)
+                for c in self.cameras}, "observation.state": space["observation.state"]})
         self.action_space = action_space_for(self.embodiment, action_variant)
         self._ik = FrankaIK(self.model) if action_variant == "cartesian_position" else None
         self._site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "end_effector")
@@ -240,7 +255,8 @@ class FrankaCubeRealEnv(gym.Env):
     def calibrations(self) -> dict[str, CameraCalibration]:
         """Every camera's intrinsics and camera-to-base extrinsics at the current state (the wrist
         camera moves with the arm)."""
-        return {c.name: CameraCalibration.from_mujoco(self.model, self.data, c.name, c.width, c.height)
+        return {c.name: CameraCalibration.from_mujoco(self.model, self.data, c.name, self.sizes[c.name][1],
+                                                      self.sizes[c.name][0])
                 for c in self.embodiment.cameras}
 
     # ------------------------------------------------------------------ gym API
@@ -248,8 +264,13 @@ class FrankaCubeRealEnv(gym.Env):
     def _obs(self) -> dict:
         obs = {}
         for name in self.cameras:
-            self._renderer.update_scene(self.data, camera=name)
-            obs[f"observation.images.{name}"] = self._renderer.render().copy()
+            size = self.sizes[name]
+            if size not in self._renderers:  # one renderer per frame size
+                self._renderers[size] = self.mj.Renderer(self.model, *size)
+            renderer = self._renderers[size]
+            renderer.update_scene(self.data, camera=name)
+            obs[self.embodiment.camera(name).key] = renderer.render().copy()
+            self.renders += 1
         obs["observation.state"] = np.clip(self.robot_state(), self.observation_space["observation.state"].low,
                                            self.observation_space["observation.state"].high)
         return obs
@@ -314,7 +335,11 @@ class FrankaCubeRealEnv(gym.Env):
         return self._last_obs, float(success), success, self._steps >= self.max_episode_steps, info
 
     def render(self):
-        return None if self._last_obs is None else self._last_obs[f"observation.images.{self.cameras[0]}"].copy()
+        if self._last_obs is None or not self.cameras:
+            return None
+        return self._last_obs[self.embodiment.camera(self.cameras[0]).key].copy()
 
     def close(self):
-        self._renderer.close()
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers = {}
