@@ -125,14 +125,15 @@ def test_the_new_behaviour_families_degrade_the_expert_each_their_own_way():
 
 
 def test_eval_on_ray_workers_equals_the_serial_run(tmp_path):
-    """`eval --workers 2` (Ray actors, a local cluster) gives the serial report: the learned side bit for bit;
-    the real side's successes and lengths exactly, its returns to the last bits (gym-pusht's pymunk resolves
-    contacts in an order that depends on memory addresses, so a process's history moves the last bit)."""
+    """`eval --workers 2` (Ray actors, a local cluster) gives the serial report: the learned side bit for bit; the
+    real side's successes and lengths exactly, its returns to the last bits: gym-pusht's pymunk iterates its
+    contacts in an order keyed by memory addresses, which address-space randomization changes from run to run,
+    so even two serial runs now and then differ there (seen here: 30.22985052077723 vs ...234)."""
     from cosmos3_robot.cli import main
 
     args = ["eval", "--policies", "expert,expert-noise0.4,expert-slow,random", "--episodes", "8", "--real",
             "--max-steps", "60", "--checkpoint", "pusht_fast"]
-    assert main([*args, "--real-workers", "0", "--out", str(tmp_path / "serial")]) == 0
+    assert main([*args, "--out", str(tmp_path / "serial")]) == 0
     assert main([*args, "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
     a, b = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("serial", "ray"))
     assert a["seeds"] == b["seeds"] and a["metrics"] == b["metrics"]

@@ -1,8 +1,10 @@
-"""Policy evaluation fanned out over Ray actors: (policy, seed batch, simulator) tasks go to `workers` actors,
-each of which builds its own learned env (one backend load per actor) and real env once and keeps them.
-The seed batches are the ones the serial run uses (`run_learned`'s batch), so every episode runs exactly
-as it does serially and the report is identical. A local Ray cluster is started unless `address` names one
-(`ray://host:port` or "auto")."""
+"""Policy evaluation fanned out over Ray actors: (policy, seed batch) tasks of the learned simulator go to
+the actors, each of which builds its own learned env once (one backend load per actor); the seed batches are
+the ones the serial run uses (`run_learned`'s batch), so every learned episode runs as it does serially. The
+real simulator's episodes run on one more actor, policy after policy on one env, as the serial run's real
+worker runs them (a physics engine whose contact order follows memory addresses can still move the last bits
+of a return from run to run). A local Ray cluster is started unless `address` names one (`ray://host:port` or
+"auto")."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ class EvalWorker:
         torch.set_num_threads(threads)  # one core per actor: more threads only wait on each other
         self.make_policy, self.vec_env_factory, self.real_env = make_policy, vec_env_factory, real_env
         self._make_vec = self._real = None
+
+    def run_real_all(self, names: list[str], seeds: list[int]) -> dict:
+        """Every policy's real episodes in order on one env, as the serial run does."""
+        return {name: self.run(name, "real", seeds, len(seeds))[3] for name in names}
 
     def run(self, name: str, where: str, seeds: list[int], batch: int) -> tuple[str, str, list[int], dict]:
         if where == "learned":
@@ -50,24 +56,27 @@ def run_on_ray(policies: list[str], make_policy, seeds: list[int], vec_env_facto
                  log_to_driver=False, configure_logging=False)
     try:
         actor = ray.remote(num_cpus=1)(EvalWorker)
-        actors = [actor.remote(make_policy, vec_env_factory, real_env) for _ in range(workers)]
+        real_names = [n for n in policies if real_env is not None and n not in (skip_real or set())]
+        n_learned = max(1, workers - 1) if real_names else workers
+        actors = [actor.remote(make_policy, vec_env_factory, real_env) for _ in range(n_learned)]
+        real_ref = actor.remote(make_policy, None, real_env).run_real_all.remote(real_names, seeds) if real_names else None
         chunks = [seeds[i : i + batch] for i in range(0, len(seeds), batch)]
-        tasks = [(name, "learned", c) for name in policies for c in chunks if vec_env_factory is not None]
-        tasks += [(name, "real", c) for name in policies if real_env is not None and name not in (skip_real or set())
-                  for c in chunks]
+        tasks = [(name, "learned", c) for name in policies for c in chunks] if vec_env_factory is not None else []
         pool = ray.util.ActorPool(actors)
         parts: dict = {}
-        bar = tqdm(total=sum(len(c) for *_, c in tasks), desc="episodes", disable=not progress)
-        for name, where, chunk, out in pool.map_unordered(lambda a, t: a.run.remote(*t, batch), tasks):
-            parts.setdefault((name, where), []).append((seeds.index(chunk[0]), out))
+        bar = tqdm(total=len(seeds) * (len(policies) * bool(tasks) + len(real_names)), desc="episodes",
+                   disable=not progress)
+        for name, _, chunk, out in pool.map_unordered(lambda a, t: a.run.remote(*t, batch), tasks):
+            parts.setdefault(name, []).append((seeds.index(chunk[0]), out))
             bar.update(len(chunk))
+        real = ray.get(real_ref) if real_ref is not None else {}
+        bar.update(len(seeds) * len(real_names))
         bar.close()
     finally:
         if started:
             ray.shutdown()
-    results: tuple[dict, dict] = ({}, {})
-    for (name, where), pieces in parts.items():
+    learned = {}
+    for name, pieces in parts.items():
         pieces.sort(key=lambda p: p[0])  # back in seed order
-        keys = pieces[0][1].keys()
-        results[0 if where == "learned" else 1][name] = {k: np.concatenate([p[1][k] for p in pieces]) for k in keys}
-    return results
+        learned[name] = {k: np.concatenate([p[1][k] for p in pieces]) for k in pieces[0][1]}
+    return learned, real
