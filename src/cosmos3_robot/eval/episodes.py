@@ -7,19 +7,13 @@ import numpy as np
 
 from .rollout import rollout
 
-# per-step uncertainty signals a backend may report in `info`: "disagreement" (the spread of its samples or
-# ensemble members), "render_error" (how far its rendered frames read back from its own state)
-SIGNALS = ("disagreement", "render_error")
-
 
 def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: int = 50) -> dict:
     """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
     `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
     autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
-    success, ret, length = [], [], []
-    means: dict[str, list] = {k: [] for k in SIGNALS}
-    peaks: dict[str, list] = {k: [] for k in SIGNALS}
-    reported: set[str] = set()
+    success, ret, length, disagreement, peak = [], [], [], [], []
+    reported = False
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         venv = make_vec_env(len(chunk))
@@ -29,7 +23,7 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
             p.reset(s)
         n = len(chunk)
         done, succ, r_sum, steps = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n), np.zeros(n, int)
-        d_sum, d_max = {k: np.zeros(n) for k in SIGNALS}, {k: np.zeros(n) for k in SIGNALS}
+        d_sum, d_max = np.zeros(n), np.zeros(n)
         last = None
         while not done.all():
             # finished sub-envs repeat their last action: it is valid, and its result is not counted
@@ -39,12 +33,11 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
             last = actions
             live = ~done
             r_sum[live] += r[live]
-            for key in SIGNALS:  # the backend's per-step uncertainty: each episode's mean and max
-                if key in info:
-                    reported.add(key)
-                    d = np.asarray(info[key], float)
-                    d_sum[key][live] += d[live]
-                    d_max[key][live] = np.maximum(d_max[key][live], d[live])
+            if "disagreement" in info:  # the backend's per-step uncertainty, averaged over the episode
+                reported = True
+                d = np.asarray(info["disagreement"], float)
+                d_sum[live] += d[live]
+                d_max[live] = np.maximum(d_max[live], d[live])
             steps[live] += 1
             succ |= live & term
             done |= live & (term | trunc)
@@ -52,12 +45,11 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
         success += succ.tolist()
         ret += r_sum.tolist()
         length += steps.tolist()
-        for key in SIGNALS:
-            means[key] += (d_sum[key] / np.maximum(steps, 1)).tolist()
-            peaks[key] += d_max[key].tolist()
+        disagreement += (d_sum / np.maximum(steps, 1)).tolist()
+        peak += d_max.tolist()
     out = {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float)}
-    for key in sorted(reported):
-        out |= {key: np.array(means[key]), f"{key}_max": np.array(peaks[key])}
+    if reported:
+        out |= {"disagreement": np.array(disagreement), "disagreement_max": np.array(peak)}
     return out
 
 

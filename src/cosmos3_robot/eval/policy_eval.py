@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .episodes import SIGNALS, run_learned, run_real
+from .episodes import run_learned, run_real
 from .metrics import bootstrap_ci, uncertainty_report
 
 
@@ -93,7 +93,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
             if name in res:
                 row[where] = {k: float(v.mean()) for k, v in res[name].items()}
                 row[where]["episodes"] = [float(x) for x in res[name]["success"]]
-                for key in ("return", "length", *SIGNALS, *(f"{k}_max" for k in SIGNALS)):
+                for key in ("return", "length", "disagreement", "disagreement_max"):
                     if key in res[name]:
                         row[where][f"{key}_per_episode"] = [float(x) for x in res[name][key]]
         report["policies"][name] = row
@@ -107,11 +107,6 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
             [learned[p]["success"] for p in policies], [real[p]["success"] for p in policies],
             [learned[p]["disagreement"] for p in policies], flag_threshold,
             disagreement_max=[learned[p]["disagreement_max"] for p in policies])
-    for key in SIGNALS[1:]:  # other signals: the same AUROC against learned/real mismatch
-        if learned and real and all(key in learned[p] for p in policies):
-            report.setdefault("uncertainty_signals", {})[key] = uncertainty_report(
-                [learned[p]["success"] for p in policies], [real[p]["success"] for p in policies],
-                [learned[p][key] for p in policies], disagreement_max=[learned[p][f"{key}_max"] for p in policies])
     return report
 
 
@@ -162,9 +157,6 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         if "threshold" in u:
             lines.append(f"Flagged above {u['threshold']:g}: {u['flagged']} episodes; mismatch rate "
                          f"{u['mismatch_rate_flagged']:.3f} flagged, {u['mismatch_rate_unflagged']:.3f} unflagged.")
-    for key, u in report.get("uncertainty_signals", {}).items():
-        lines.append(f"{key} (episode mean) vs the same mismatch: AUROC {u['auroc']:.3f}; episode max: "
-                     f"{u['auroc_of_episode_max']:.3f}.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
     paths["markdown"].write_text("\n".join(lines) + "\n")
     paths["json"].write_text(json.dumps(report, indent=2))

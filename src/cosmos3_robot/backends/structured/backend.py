@@ -52,8 +52,6 @@ class StructuredTask(Protocol):
     def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
         """(B, W) -> camera -> (B, H, W, 3) uint8 at the spec's resolution."""
 
-    # optional: check(world, frames) -> {name: (B,)}: consistency signals of a step (e.g. "render_error", how far
-    # the rendered frames read back from the state), reported in the step's info
     # optional: use_runtime(runtime: str, search: list[Path]) -> None, to run its networks through ONNX Runtime
     # ("onnxruntime", graphs looked up in `search`, the checkpoint's onnx/ folder) instead of eager "torch"
 
@@ -132,8 +130,6 @@ class StructuredBackend:
         session.data["prev_action"] = actions
         with self._autocast():
             frames = self.task.render(nxt)
-        if hasattr(self.task, "check"):
-            info = {**info, **self.task.check(nxt, frames)}
         reward = np.asarray(self.task.reward(nxt), np.float64)
         return Prediction(frames=frames, state=np.asarray(self.task.observe(nxt), np.float32), reward=reward,
                           success=reward >= self.success_threshold,

@@ -112,15 +112,6 @@ class PushTWorld(nn.Module):
         frames = self._draw(torch.from_numpy(np.asarray(world, np.float32)))
         return {self.camera.name: resize_to(frames, self.camera.height, self.camera.width)}
 
-    def check(self, world: np.ndarray, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """"render_error": where the policies' own perception (`block_pose_features`) puts the T on the
-        rendered frame against where the state has it: the displacement of a point 50 units from the T's
-        origin (position error + 50 x angle error), in workspace units."""
-        seen = features_to_pose(block_pose_features(frames[self.camera.name]))
-        true = features_to_pose(world[:, 2:6])
-        turn = np.abs((seen[:, 2] - true[:, 2] + np.pi) % (2 * np.pi) - np.pi)
-        return {"render_error": np.linalg.norm(seen[:, :2] - true[:, :2], axis=1) + 50.0 * turn}
-
     def reward(self, world: np.ndarray) -> np.ndarray:
         return goal_coverage(features_to_pose(world[:, 2:6]))
 
