@@ -28,6 +28,23 @@ def test_lerobot_policy_runs_in_real_and_learned_env(lerobot_policy_dir, tiny_ch
     assert isinstance(named, LeRobotPolicy) and named.name == f"lerobot:{lerobot_policy_dir}"
 
 
+def test_the_policy_head_is_reachable_by_name(tiny_checkpoint, tmp_path):
+    """`world-model:<checkpoint>` is a policy name like the others: eval, rollout and serve-policy take it."""
+    from cosmos3_robot.cli import main
+    from cosmos3_robot.tasks import make_policy
+
+    policy = make_policy("pusht", f"world-model:{tiny_checkpoint}", seed=3)
+    assert isinstance(policy, WorldModelPolicy) and policy.name == f"world-model:{tiny_checkpoint}"
+    obs, _ = PushTRealEnv().reset(seed=0)
+    assert policy.select_action(obs).shape == (2,)
+    with pytest.raises(ValueError, match="world-model:<checkpoint dir>"):
+        make_policy("pusht", "world-model")
+    assert main(["eval", "--policies", f"world-model:{tiny_checkpoint},random", "--episodes", "2", "--max-steps", "4",
+                 "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert len(report["policies"][f"world-model:{tiny_checkpoint}"]["learned"]["episodes"]) == 2
+
+
 def test_world_model_policy_head(tiny_checkpoint):
     policy = WorldModelPolicy(tiny_checkpoint, chunk=3, seed=0)
     obs, _ = PushTRealEnv().reset(seed=0)

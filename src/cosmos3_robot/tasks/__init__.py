@@ -62,12 +62,20 @@ def learned_env_id(name: str) -> str:
 
 def make_policy(name: str, policy: str, seed: int = 0):
     """A policy by name: the task's scripted ladder, `random` (uniform in the action limits),
-    `lerobot:<pretrained_model dir>`, or `openpi:<host>:<port>` (a policy served over openpi's protocol)."""
+    `lerobot:<pretrained_model dir>`, `openpi:<host>:<port>` (a policy served over openpi's protocol), or
+    `world-model:<checkpoint>` (the world model's own policy head, `WorldModelPolicy`)."""
     from ..backends.registry import resolve_entry_point
     from ..embodiments import load_spec
     from ..policies import RandomPolicy
 
     factory = _task(name)[2]
+    if policy.startswith("world-model:"):
+        from ..policies import WorldModelPolicy
+
+        return WorldModelPolicy(policy.removeprefix("world-model:"), seed=seed, name=policy)
+    if policy == "world-model":
+        raise ValueError("policy 'world-model' needs a checkpoint with a policy head: world-model:<checkpoint dir> "
+                         "(a `cosmos3-robot train` checkpoint; the shipped structured ones have none)")
     if policy.startswith("openpi:"):
         from ..serve.openpi import OpenPIPolicy
 
