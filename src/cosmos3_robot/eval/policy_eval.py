@@ -14,6 +14,42 @@ from .episodes import run_learned, run_real
 from .metrics import bootstrap_ci, uncertainty_report
 
 
+def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers, on_policy,
+                progress) -> tuple[dict, dict]:
+    """`evaluate`'s work in this process (the real simulator in `real_workers` processes beside it)."""
+    learned, real = {}, {}
+    pool = futures = None
+    threads = torch.get_num_threads()
+    if real_env is not None and real_workers > 0:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies
+                   if name not in known}
+        # the workers take cores of their own: more model threads than the cores left only wait on each other
+        torch.set_num_threads(max(1, threads - real_workers))
+    try:
+        for name in tqdm(policies, desc="policies", disable=not progress):
+            if make_vec_env is not None:
+                learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
+            if name in known:
+                real[name] = known[name]
+            elif futures is not None:
+                real[name] = futures[name].result()
+            elif real_env is not None:
+                real[name] = run_real(make_policy, name, seeds, real_env)
+            if on_policy is not None:
+                on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
+    finally:
+        if pool is not None:
+            for proc in list(getattr(pool, "_processes", {}).values()):  # do not leave a worker running alone
+                proc.kill()
+            pool.shutdown(cancel_futures=True)
+            torch.set_num_threads(threads)
+    return learned, real
+
+
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
              progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0,
              real_results: dict | None = None, flag_threshold: float | None = None, workers: int = 0,
@@ -38,7 +74,6 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
     the report is the serial one."""
     if not seeds:
         raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
-    learned, real = {}, {}
     known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}
     if workers > 0:
         from .distributed import run_on_ray
@@ -53,39 +88,9 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
                 real[name] = known[name]
             if on_policy is not None:
                 on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
-        make_vec_env = real_env = None  # done: the loop below has nothing left to run
-        policies_to_run = []
     else:
-        policies_to_run = policies
-    pool = futures = None
-    threads = torch.get_num_threads()
-    if real_env is not None and real_workers > 0:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies_to_run
-                   if name not in known}
-        # the workers take cores of their own: more model threads than the cores left only wait on each other
-        torch.set_num_threads(max(1, threads - real_workers))
-    try:
-        for name in tqdm(policies_to_run, desc="policies", disable=not progress):
-            if make_vec_env is not None:
-                learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
-            if name in known:
-                real[name] = known[name]
-            elif futures is not None:
-                real[name] = futures[name].result()
-            elif real_env is not None:
-                real[name] = run_real(make_policy, name, seeds, real_env)
-            if on_policy is not None:
-                on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
-    finally:
-        if pool is not None:
-            for proc in list(getattr(pool, "_processes", {}).values()):  # do not leave a worker running alone
-                proc.kill()
-            pool.shutdown(cancel_futures=True)
-            torch.set_num_threads(threads)
+        learned, real = _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers,
+                                    on_policy, progress)
     report = {"seeds": seeds, "policies": {}, "metrics": {}}
     for name in policies:
         row = {}
