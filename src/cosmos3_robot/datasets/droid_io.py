@@ -40,14 +40,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
 from .lerobot_io import LeRobotRecorder, fsync_tree
-from .video import read_mp4, write_mp4
+from .video import read_mp4, resize_to, write_mp4
 
 LAB = "cosmos3"
 ROLES = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}  # droid spec cameras
@@ -316,14 +315,6 @@ def read_droid_episode(episode: str | Path) -> dict:
     return out
 
 
-def _fit(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Frames at a camera's native size -> the spec's (area resampling down, bilinear up)."""
-    if frames.shape[1:3] == (height, width):
-        return frames
-    interp = cv2.INTER_AREA if frames.shape[1] * frames.shape[2] > height * width else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
-
-
 def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "local/cosmos3", progress: bool = True):
     """Convert a folder of DROID-layout episodes (ours or DROID's own) into a LeRobot v3 dataset, appending to
     `out`; frames are resized to the spec's camera size. Episodes already there, by DROID uuid, are skipped
@@ -345,7 +336,7 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
             recorder.skipped += 1
             continue
         ep = read_droid_episode(path)
-        frames = {n: _fit(f, spec.camera(n).height, spec.camera(n).width) for n, f in ep["frames"].items()}
+        frames = {n: resize_to(f, spec.camera(n).height, spec.camera(n).width) for n, f in ep["frames"].items()}
         T = min([len(ep["action"]), *(len(f) for f in frames.values())])
         task = ep["metadata"].get("current_task", "")
         for t in range(T):

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 av.logging.set_level(av.logging.ERROR)  # libx264 prints per-file statistics otherwise
@@ -43,3 +44,11 @@ def mp4_bytes(frames: np.ndarray, fps: float) -> bytes:
 
 def frames_from_mp4(data: bytes) -> np.ndarray:
     return read_mp4(io.BytesIO(data))
+
+
+def resize_to(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, h, w, 3) uint8 -> (N, height, width, 3): area resampling down, bilinear up; no-op when equal."""
+    if frames.shape[1:3] == (height, width):
+        return frames
+    interp = cv2.INTER_AREA if frames.shape[1] * frames.shape[2] > height * width else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])

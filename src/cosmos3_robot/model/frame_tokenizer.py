@@ -32,14 +32,6 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
 
 
-def resize_to(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(N, h, w, 3) uint8 -> (N, height, width, 3): area resampling down, bilinear up; no-op when equal."""
-    if frames.shape[1:3] == (height, width):
-        return frames
-    interp = cv2.INTER_AREA if frames.shape[1] * frames.shape[2] > height * width else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
-
-
 class FrameAutoencoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...embodiments.perception import perceive, perception_dims, project
 from ...model import WorldModel
-from ...model.frame_tokenizer import resize_to
+from ...datasets.video import resize_to
 from ..base import Context, Prediction, Session, pad_history, session_seeds
 
 

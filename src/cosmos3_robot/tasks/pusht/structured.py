@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...datasets.video import resize_to
 from ...embodiments import EmbodimentSpec, Normalizer
 from ...model import StateRenderer, StateRendererConfig
 from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig, sampler
-from ...model.frame_tokenizer import resize_to
 from .dynamics import PoseDynamics
 from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
                      project_block_pose_features)
