@@ -132,7 +132,7 @@ class RemoteBackend:
         return Session({"session_id": np.array([uuid.uuid4().hex for _ in range(B)], dtype=object),
                         "frames": per_session,
                         "state": np.asarray(ctx.state, np.float64).copy(),
-                        "started": np.zeros(B, bool), "steps": np.zeros(B, np.int64), "seed": session_seeds(seed, B)},
+                        "steps": np.zeros(B, np.int64), "seed": session_seeds(seed, B)},
                        instruction=ctx.instruction)
 
     def _one(self, session: Session, b: int, action: np.ndarray, prompt: str) -> dict:
@@ -141,12 +141,12 @@ class RemoteBackend:
         sent = to_model(self.spec, action[None]) if self.action_space == "model" else np.asarray(action, np.float64)[None]
         extra = {"action_mode": "forward_dynamics", "domain_name": self.domain_name,
                  "raw_action_dim": self.spec.action_dims, "action_chunk_size": 1,
-                 "action": np.asarray(sent).tolist(), "action_space": self.action_space,
+                 "action": sent.tolist(), "action_space": self.action_space,
                  "deterministic_seed": int(data["seed"][b])}
         files = None
         if not self.stateless:
             extra["session_id"], extra["step"] = str(data["session_id"][b]), int(data["steps"][b])
-        if self.stateless or not data["started"][b]:
+        if self.stateless or data["steps"][b] == 0:  # a session's first step sends its context
             context = data["frames"][b]
             video = join_views(self.spec, context, self.cameras)
             extra["state"] = np.asarray(data["state"][b], np.float64).tolist()
@@ -191,7 +191,6 @@ class RemoteBackend:
             data["frames"][b] = {c: np.concatenate([ctx[c][1:], o["frames"][c][None]])[-self.history:]
                                  for c in self.cameras}
             data["state"][b] = np.concatenate([data["state"][b][1:], o["state"][None]])
-            data["started"][b] = True
             data["steps"][b] += 1
         keys = sorted({k for o in outs for k in o["info"]})
         return Prediction(frames={c: np.stack([o["frames"][c] for o in outs]) for c in self.cameras},
