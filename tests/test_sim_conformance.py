@@ -38,6 +38,12 @@ class FakeBackend:
         return Prediction(frames, session.data["state"].astype(np.float32), reward, reward >= self.success_threshold)
 
 
+class FakeJointBackend(FakeBackend):
+    """The fake world stepped with DROID's joint_position action (8-D), not the spec's default ee_delta (7-D)."""
+
+    action_variant = "joint_position"
+
+
 def droid_start(cameras):
     """A start source for the droid spec: frames and a state drawn from the seed."""
     spec = load_spec("droid")
@@ -81,7 +87,7 @@ def structured_checkpoint(tmp_path_factory):
     return save_structured(world, spec, tmp_path_factory.mktemp("structured") / "pusht")
 
 
-CASES = ["fake", "mot", "mot-droid", "structured", "structured-tower", "structured-tower-torch", "shipped",
+CASES = ["fake", "fake-joints", "mot", "mot-droid", "structured", "structured-tower", "structured-tower-torch", "shipped",
          "shipped-fast", "shipped-tower", "shipped-tower-torch"]
 
 
@@ -91,6 +97,8 @@ def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, 
     name = request.param
     if name == "fake":
         return FakeBackend, droid_start(FakeBackend().cameras)
+    if name == "fake-joints":
+        return FakeJointBackend, droid_start(FakeBackend().cameras)
     if name == "mot":  # sample_noise 0: the flow from the mean, deterministic
         return lambda: load_backend(tiny_checkpoint, sample_noise=0.0), PUSHT_START
     if name == "mot-droid":
@@ -105,6 +113,18 @@ def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, 
         return lambda: load_backend("pusht_tower", runtime="torch"), PUSHT_START
     shipped = {"shipped": "pusht_small", "shipped-fast": "pusht_fast", "shipped-tower": "pusht_tower"}[name]
     return lambda: load_backend(shipped), PUSHT_START
+
+
+def test_a_backend_names_its_action_variant():
+    spec = load_spec("droid")
+    env = LearnedEnv(FakeJointBackend(), droid_start(FakeBackend().cameras))
+    vec = LearnedVectorEnv(2, FakeJointBackend(), droid_start(FakeBackend().cameras))
+    joints = spec.action_variant("joint_position")
+    assert env.action_space.shape == vec.single_action_space.shape == (joints.dims,) != (spec.action_dims,)
+    np.testing.assert_allclose(env.action_space.high, joints.upper.astype(np.float32))
+    env.reset(seed=0)
+    with pytest.raises(ActionError):
+        env.step(np.zeros(spec.action_dims, np.float32))  # the default variant's width is refused
 
 
 def test_cases_cover_every_registered_backend():

@@ -2,7 +2,7 @@
 and renderer), `mot` (the Cosmos-style transformer on frames); `load_backend(checkpoint)` dispatches on
 the checkpoint's config."""
 
-from .base import Backend, Context, Prediction, Session, pad_history
+from .base import Backend, Context, Prediction, Session, action_variant_of, pad_history
 from .registry import BACKENDS, backend_name, checkpoint_path, load_backend, register_backend, shipped_checkpoint
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Context",
     "Prediction",
     "Session",
+    "action_variant_of",
     "backend_name",
     "checkpoint_path",
     "load_backend",

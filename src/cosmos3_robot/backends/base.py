@@ -74,8 +74,9 @@ class Session:
 class Backend(Protocol):
     """A learned simulator's model. `reset` starts B sessions from a context (its history may be shorter
     than `history`: the first step repeats); `step` advances them by one action each, (B, A) in physical
-    units of the spec's default action. `success_threshold`: reward at or above it is success. `reset`'s
-    seed is one per session (the envs pass one per sub-env) or one int for the batch."""
+    units of the spec's default action, or of the variant the backend names in an optional `action_variant`
+    attribute (e.g. DROID's "joint_position"; see `action_variant_of`). `success_threshold`: reward at or above
+    it is success. `reset`'s seed is one per session (the envs pass one per sub-env) or one int for the batch."""
 
     spec: EmbodimentSpec
     cameras: tuple[str, ...]
@@ -85,6 +86,11 @@ class Backend(Protocol):
     def reset(self, ctx: Context, seed: int | Sequence[int] | None = None) -> Session: ...
 
     def step(self, session: Session, actions: np.ndarray) -> Prediction: ...
+
+
+def action_variant_of(backend) -> str | None:
+    """The action variant a backend steps with (its optional `action_variant`), None for the spec's default."""
+    return getattr(backend, "action_variant", None)
 
 
 def session_seeds(seed: int | Sequence[int] | None, batch: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from ..backends import Backend, load_backend
+from ..backends import Backend, action_variant_of, load_backend
 from ..embodiments import action_space_for, observation_space_for, validate_action
 from .start import RealStart, context_from_observations, context_from_options, last_observation
 
@@ -66,13 +66,14 @@ class LearnedEnv(gym.Env):
         self.backend = resolve_backend(backend, checkpoint, backend_kwargs)
         self.embodiment = spec = self.backend.spec
         self.cameras = tuple(self.backend.cameras)
+        self.action_variant = action_variant_of(self.backend)
         self.start = resolve_start(start)
         self.instruction = instruction
         self.success_threshold = self.backend.success_threshold if success_threshold is None else float(success_threshold)
         self.max_episode_steps, self.render_mode, self.out_of_limits = max_episode_steps, render_mode, out_of_limits
         self.metadata = {**self.metadata, "render_fps": render_fps(spec)}
         self.observation_space = observation_space_for(spec, list(self.cameras))
-        self.action_space = action_space_for(spec)
+        self.action_space = action_space_for(spec, self.action_variant)
         self._session = None
         self._obs = None
 
@@ -103,7 +104,8 @@ class LearnedEnv(gym.Env):
         if self._session is None:
             raise RuntimeError("call reset() before step()")
         checked: dict = {}
-        action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, report=checked)
+        action = validate_action(self.embodiment, action, variant=self.action_variant, out_of_limits=self.out_of_limits,
+                                 report=checked)
         chunk = action[None] if action.ndim == 1 else action
         first_key = self.embodiment.camera(self.cameras[0]).key
         frames, success, reward, info = [], False, 0.0, {}

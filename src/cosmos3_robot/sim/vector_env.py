@@ -11,7 +11,7 @@ from gymnasium.utils.seeding import np_random
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from ..backends import Session
+from ..backends import Session, action_variant_of
 from ..embodiments import ActionError, action_space_for, observation_space_for, validate_action
 from .learned_env import render_fps, resolve_backend, resolve_start
 from .start import context_from_observations, last_observation
@@ -38,13 +38,14 @@ class LearnedVectorEnv(VectorEnv):
         self.backend = resolve_backend(backend, checkpoint, backend_kwargs)
         self.embodiment = spec = self.backend.spec
         self.cameras = tuple(self.backend.cameras)
+        self.action_variant = action_variant_of(self.backend)
         self.start = resolve_start(start)
         self.num_envs, self.instruction = int(num_envs), instruction
         self.success_threshold = self.backend.success_threshold if success_threshold is None else float(success_threshold)
         self.max_episode_steps, self.render_mode, self.out_of_limits = max_episode_steps, render_mode, out_of_limits
         self.metadata = {**self.metadata, "render_fps": render_fps(spec), "autoreset_mode": autoreset_mode}
         self.single_observation_space = observation_space_for(spec, list(self.cameras))
-        self.single_action_space = action_space_for(spec)
+        self.single_action_space = action_space_for(spec, self.action_variant)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._keys = [spec.camera(c).key for c in self.cameras]
@@ -113,14 +114,16 @@ class LearnedVectorEnv(VectorEnv):
         actions = np.asarray(actions)
         if actions.ndim != 2 or actions.shape[0] != self.num_envs:
             raise ValueError(f"actions have shape {actions.shape}, expected ({self.num_envs}, "
-                             f"{self.embodiment.action_dims}) for num_envs={self.num_envs}")
+                             f"{self.single_action_space.shape[0]}) for num_envs={self.num_envs}")
         try:  # the batch at once; on a bad action, name the sub-env
             checked: dict = {}
-            actions = validate_action(self.embodiment, actions, out_of_limits=self.out_of_limits, report=checked)
+            actions = validate_action(self.embodiment, actions, variant=self.action_variant,
+                                      out_of_limits=self.out_of_limits, report=checked)
         except ActionError:
             for i, a in enumerate(actions):
                 try:
-                    validate_action(self.embodiment, a, out_of_limits=self.out_of_limits, allow_chunk=False)
+                    validate_action(self.embodiment, a, variant=self.action_variant, out_of_limits=self.out_of_limits,
+                                    allow_chunk=False)
                 except ActionError as e:
                     raise ActionError(f"sub-env {i}: {e}") from None
             raise

@@ -60,7 +60,8 @@ class StructuredTask(Protocol):
 
 
 class StructuredBackend:
-    """A `Backend` around a task's `StructuredTask` module. `runtime`: "torch" runs the task's networks
+    """A `Backend` around a task's `StructuredTask` module, stepped with the spec's default action or
+    `action_variant`. `runtime`: "torch" runs the task's networks
     eagerly; "onnxruntime" runs them as exported ONNX graphs (same results to float32 rounding, several
     times faster at small batches; tasks without `use_runtime` stay eager); "auto" (default) is
     "onnxruntime" where the task supports it, "torch" under bfloat16. `precision="bfloat16"` runs the
@@ -68,7 +69,7 @@ class StructuredBackend:
 
     def __init__(self, task: torch.nn.Module, spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
                  entry_point: str | None = None, provenance: dict | None = None, precision: str = "float32",
-                 runtime: str = "auto", search: Sequence[Path] = ()):
+                 runtime: str = "auto", search: Sequence[Path] = (), action_variant: str | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
         if runtime not in ("auto", *RUNTIMES):
@@ -78,6 +79,9 @@ class StructuredBackend:
         if history < 1:
             raise ValueError(f"history={history} must be >= 1")
         self.task, self.spec = task.eval(), spec
+        if action_variant is not None:
+            spec.action_variant(action_variant)  # an unknown variant fails here, naming the spec's
+        self.action_variant = action_variant
         self.cameras = tuple(c.name for c in spec.cameras)
         self.history, self.success_threshold = int(history), float(success_threshold)
         self.entry_point = entry_point or f"{type(task).__module__}:{type(task).__qualname__}"
@@ -141,6 +145,8 @@ class StructuredBackend:
         config = {"backend": "structured", "task": self.entry_point, "embodiment": self.spec.name,
                   "history": self.history, "success_threshold": self.success_threshold,
                   "task_config": self.task.config, "provenance": self.provenance}
+        if self.action_variant is not None:
+            config["action_variant"] = self.action_variant
         write_checkpoint(directory, self.task.state_dict(), config)
 
     @classmethod
@@ -161,7 +167,7 @@ class StructuredBackend:
         load_state_checked(task, state, source)
         search = [directory / ONNX_DIR] if runtime_search else []
         return cls(task, spec, raw.get("history", 2), raw.get("success_threshold", 0.9), raw["task"],
-                   raw.get("provenance"), precision, runtime, search)
+                   raw.get("provenance"), precision, runtime, search, raw.get("action_variant"))
 
 
 def export_graphs(directory) -> list[Path]:
