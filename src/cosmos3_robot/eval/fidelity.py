@@ -17,22 +17,23 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def record_with_states(real_env, policy, seed: int, steps: int) -> dict:
-    """Frames, actions, rewards (the reward after each action) and full simulator states of one
-    real episode (no early termination)."""
-    key = next(k for k in real_env.observation_space.spaces if is_camera_key(k))
+    """Frames of every camera, actions, rewards (the reward after each action) and full simulator states of
+    one real episode (no early termination); `key`: the first camera, the one scored."""
+    keys = [k for k in real_env.observation_space.spaces if is_camera_key(k)]
     obs, info = real_env.reset(seed=seed)
     policy.reset(seed)
-    frames, states, actions, rewards, sim = [obs[key]], [obs["observation.state"]], [], [], [info["state"]]
+    frames, states, actions, rewards, sim = [obs], [obs["observation.state"]], [], [], [info["state"]]
     for _ in range(steps):
         a = policy.select_action(obs)
         obs, reward, _, _, info = real_env.step(a)
         rewards.append(float(reward))
-        frames.append(obs[key])
+        frames.append(obs)
         states.append(obs["observation.state"])
         actions.append(np.asarray(a, np.float32))
         sim.append(info["state"])
-    return {"frames": np.stack(frames), "states": np.stack(states), "actions": np.stack(actions),
-            "rewards": np.array(rewards), "sim": np.stack(sim), "key": key}
+    return {"frames": np.stack([f[keys[0]] for f in frames]), "states": np.stack(states),
+            "actions": np.stack(actions), "rewards": np.array(rewards), "sim": np.stack(sim), "key": keys[0],
+            "cameras": {k: np.stack([f[k] for f in frames]) for k in keys}}
 
 
 def open_loop(learned_env, real_env, episodes: list[dict], horizons=(1, 4, 16, 32), starts_per_episode: int = 4,
@@ -46,8 +47,9 @@ def open_loop(learned_env, real_env, episodes: list[dict], horizons=(1, 4, 16, 3
         for t0 in rng.choice(np.arange(0, T - H), size=min(starts_per_episode, T - H), replace=False):
             context = learned_env.backend.history
             lo = max(0, t0 - context + 1)
+            cameras = ep.get("cameras", {ep["key"]: ep["frames"]})
             learned_env.reset(seed=int(rng.integers(2**31)), options={
-                "frames": ep["frames"][lo : t0 + 1], "state": ep["states"][lo : t0 + 1]})
+                "frames": {k: f[lo : t0 + 1] for k, f in cameras.items()}, "state": ep["states"][lo : t0 + 1]})
             real_env.reset(options={"state": ep["sim"][t0]})
             for h in range(1, H + 1):
                 pred = learned_env.step(ep["actions"][t0 + h - 1])[0][ep["key"]]
