@@ -17,12 +17,17 @@ def frame_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def record(env, policy, seed: int, max_steps: int | None = None) -> dict:
     """One closed-loop episode, keeping every observation (the first and each one after an action),
-    action, reward and success flag, and the step's "disagreement" where the env reports one."""
-    key = next(k for k in env.observation_space.spaces if is_camera_key(k))
+    action, reward and success flag, and the step's "disagreement" where the env reports one. `frames`: the
+    first camera's (`camera`); `cameras`: every camera's, by observation key."""
+    keys = [k for k in env.observation_space.spaces if is_camera_key(k)]
+    key = keys[0]
     frames, states, actions, rewards, disagreement = [], [], [], [], []
+    cameras = {k: [] for k in keys}
 
     def on_step(obs, action, reward, done, info):
         frames.append(obs[key])
+        for k in keys:
+            cameras[k].append(obs[k])
         states.append(obs["observation.state"])
         actions.append(np.asarray(action, np.float32))
         rewards.append(reward)
@@ -31,7 +36,8 @@ def record(env, policy, seed: int, max_steps: int | None = None) -> dict:
 
     res = rollout(env, policy, seed=seed, max_steps=max_steps, on_step=on_step)
     out = {"frames": np.stack(frames), "states": np.stack(states), "actions": np.stack(actions),
-           "rewards": np.asarray(rewards), "success": res["success"], "length": res["length"], "camera": key}
+           "rewards": np.asarray(rewards), "success": res["success"], "length": res["length"], "camera": key,
+           "cameras": {k: np.stack(v) for k, v in cameras.items()}}
     if disagreement:  # the learned simulator's uncertainty about each step (sampled backends)
         out["disagreement"] = np.asarray(disagreement)
     return out
