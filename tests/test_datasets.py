@@ -14,6 +14,7 @@ from cosmos3_robot.datasets import (
     LeRobotRecorder,
     TrainingWindows,
     dataset_normalizers,
+    file_counts,
     droid_to_lerobot,
     lerobot_delta_timestamps,
     list_droid_episodes,
@@ -313,3 +314,19 @@ def test_reads_and_converts_an_episode_in_droids_own_schema(tmp_path, capsys):
     assert tuple(item["observation.images.wrist_left"].shape) == (3, 180, 320)  # resized to the droid spec
     np.testing.assert_allclose(item["action"].numpy(), ep["action"][4].astype(np.float32))
     assert bool(item["next.success"]) and bool(item["next.done"])
+
+
+def test_sessions_that_each_pack_their_episodes_append_without_losing_any(tmp_path):
+    """Three collect sessions on one --out, each closing (packing) its recorder: every episode stays readable.
+    LeRobot's aggregate_datasets kept each episode's pre-pack episodes-file index, so the next session wrote
+    its metadata past the packed file and the third packing failed on a file that was never there."""
+    env = PushTRealEnv(max_episode_steps=4)
+    root = tmp_path / "d"
+    for policy, n in (("expert", 2), ("random", 3), ("expert-noise0.2", 2)):
+        rec = LeRobotRecorder(root, env.embodiment)
+        collect(env, make_pusht_policy(policy), n, rec, progress=False)
+        rec.close()
+    episodes = load_episodes(root)
+    assert [len(ep["action"]) for ep in episodes] == [4] * 7
+    assert [m["policy"] for m in read_episode_meta(root)] == ["expert"] * 2 + ["random"] * 3 + ["expert-noise0.2"] * 2
+    assert max(file_counts(root).values()) == 1  # packed again

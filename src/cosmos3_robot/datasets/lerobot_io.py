@@ -260,6 +260,23 @@ def file_counts(root: str | Path) -> dict[str, int]:
     return counts
 
 
+def _locate_episode_rows(root: Path) -> None:
+    """Make each episodes-metadata row name the file it is in. lerobot's `aggregate_datasets` (0.4.x) packs the
+    rows of many episodes files into one but keeps each row's old `meta/episodes/file_index` (shifted by an
+    offset); a later session resuming the dataset starts after the last row's index, and the next packing
+    then looks for files that were never written."""
+    import pandas as pd
+
+    for path in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        chunk, file = int(path.parent.name.split("-")[1]), int(path.stem.split("-")[1])
+        df = pd.read_parquet(path)
+        if (df["meta/episodes/chunk_index"] == chunk).all() and (df["meta/episodes/file_index"] == file).all():
+            continue
+        df["meta/episodes/chunk_index"], df["meta/episodes/file_index"] = chunk, file
+        df.to_parquet(path.with_suffix(".tmp"), index=False)
+        os.replace(path.with_suffix(".tmp"), path)
+
+
 def compact_dataset(root: str | Path, repo_id: str = "local/cosmos3") -> bool:
     """Pack a v3 dataset's data and video files into as few as its size limits allow (info.json's
     data_files_size_in_mb / video_files_size_in_mb), with lerobot's own `aggregate_datasets` (videos are
@@ -279,6 +296,7 @@ def compact_dataset(root: str | Path, repo_id: str = "local/cosmos3") -> bool:
                        data_files_size_in_mb=info.get("data_files_size_in_mb"),
                        video_files_size_in_mb=info.get("video_files_size_in_mb"),
                        chunk_size=info.get("chunks_size"))
+    _locate_episode_rows(tmp)
     if (root / EPISODES_FILE).is_file():
         shutil.copyfile(root / EPISODES_FILE, tmp / EPISODES_FILE)
     fsync_tree(tmp)
