@@ -1,7 +1,8 @@
 """One set of checks for every learned-simulator backend: spaces, gymnasium's env checker, seeding,
 batch == single, multi-camera non-square frames, bad actions. Run against each registered backend
 kind (a tiny MoT world model on one and on two non-square cameras, a tiny structured PushT model, the
-shipped checkpoint; structured ones under both runtimes) and a fake backend written here with two 180x320 cameras."""
+shipped checkpoints; structured ones under both runtimes; a tiny and the shipped Franka cube model, three 180x320
+cameras and joint_position actions) and a fake backend written here with two 180x320 cameras."""
 
 import numpy as np
 import pytest
@@ -87,16 +88,37 @@ def structured_checkpoint(tmp_path_factory):
     return save_structured(world, spec, tmp_path_factory.mktemp("structured") / "pusht")
 
 
-CASES = ["fake", "fake-joints", "mot", "mot-droid", "structured", "structured-tower", "structured-tower-torch", "shipped",
+@pytest.fixture(scope="module")
+def franka_checkpoint(tmp_path_factory):
+    """A tiny untrained structured Franka cube model (joint servo 32 wide, tower 32, renderer 8 channels)."""
+    from cosmos3_robot.backends.structured import StructuredBackend
+    from cosmos3_robot.tasks.franka_cube.structured import ENTRY_POINT, FrankaCubeWorld
+    from cosmos3_robot.tasks.franka_cube.train import task_config
+
+    torch.manual_seed(0)
+    cfg = task_config(arm_width=32, tower={"dim": 32, "ffn_dim": 64, "head_width": 32, "layers": 1},
+                      render={"channels": 8, "layers": 3, "height": 24, "width": 40})
+    backend = StructuredBackend(FrankaCubeWorld(cfg, load_spec("droid")), load_spec("droid"), success_threshold=0.5,
+                                entry_point=ENTRY_POINT, action_variant="joint_position")
+    path = tmp_path_factory.mktemp("franka") / "franka"
+    backend.save(path)
+    return path
+
+
+CASES = ["fake", "fake-joints", "franka", "shipped-franka", "mot", "mot-droid", "structured", "structured-tower", "structured-tower-torch", "shipped",
          "shipped-fast", "shipped-tower", "shipped-tower-torch"]
 
 
 @pytest.fixture(params=CASES)
-def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, tower_checkpoint):
+def case(request, tiny_checkpoint, mot_droid_checkpoint, structured_checkpoint, tower_checkpoint, franka_checkpoint):
     """(backend factory, start source) of one backend under test."""
     name = request.param
     if name == "fake":
         return FakeBackend, droid_start(FakeBackend().cameras)
+    if name == "franka":  # three 180x320 cameras, joint_position actions, started from the MuJoCo scene
+        return lambda: load_backend(franka_checkpoint), "cosmos3_robot/FrankaCubeReal-v0"
+    if name == "shipped-franka":
+        return lambda: load_backend("franka_cube"), "cosmos3_robot/FrankaCubeReal-v0"
     if name == "fake-joints":
         return FakeJointBackend, droid_start(FakeBackend().cameras)
     if name == "mot":  # sample_noise 0: the flow from the mean, deterministic

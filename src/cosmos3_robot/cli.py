@@ -69,6 +69,16 @@ def learned_env(task: str, checkpoint=None, **kwargs):
     return LearnedEnv(**kw)
 
 
+def episode_limit(task: str) -> int:
+    """The task's registered episode length (its learned env's TimeLimit)."""
+    import gymnasium as gym
+
+    from .tasks import learned_env_id, register_envs
+
+    register_envs()
+    return int(gym.spec(learned_env_id(task)).max_episode_steps)
+
+
 def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300, **backend_kwargs):
     """n -> a native batched learned env of the task (the backend is loaded once, here)."""
     import gymnasium as gym
@@ -105,45 +115,59 @@ def prepare_rrd(args) -> None:
         prepare_out(Path(args.rrd).parent, f"--rrd {args.rrd}: folder")
 
 
+DEMO = {  # per task: the evaluation table's policies and the real scene's options for it
+    "pusht": (["expert", "expert-noise0.4", "random"], {}),
+    "droid": (["expert", "expert-noise1.5", "random"], {"cameras": ["exterior_1_left"]}),
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job: the expert in the learned and the real PushT simulator from the same seed,
-    per-step agreement, an .rrd of both, and a small learned-vs-real evaluation table."""
+    """The main job: the expert in the learned and the real simulator from the same seed, per-step
+    agreement, an .rrd of both (every camera), and a small learned-vs-real evaluation table."""
     from .eval import paired_rollout
     from .eval.policy_eval import evaluate, write_report
     from .tasks import make_policy, make_real_env
     from .viz import RolloutLog, save_rollout
 
-    task = "pusht"
+    task = args.env
+    max_steps = args.max_steps or {"pusht": 120}.get(task) or episode_limit(task)
     out = prepare_out(args.out)
     prepare_rrd(args)
-    learned = learned_env(task, args.checkpoint, max_episode_steps=args.max_steps)
+    learned = learned_env(task, args.checkpoint, max_episode_steps=max_steps)
     print(f"learned simulator: {args.checkpoint or 'the shipped default checkpoint'} "
           f"({type(learned.backend).__name__})")
-    real = make_real_env(task, max_episode_steps=args.max_steps)
+    real = make_real_env(task, max_episode_steps=max_steps)
     res = paired_rollout(real, learned, make_policy(task, "expert", args.seed), args.seed)
     print(f"\nexpert, seed {args.seed}: closed loop in both simulators (same first frame)")
-    print("| step | frame PSNR real vs learned (dB) | agent position error (px) | learned reward |")
+    print(f"| step | frame PSNR real vs learned (dB, {real.embodiment.cameras[0].name}) | state error (spec units) "
+          "| learned reward |")
     print("|---|---|---|---|")
     for t in range(0, res["steps"], max(1, res["steps"] // 10)):
         prob = res["learned"]["rewards"][t - 1] if t else 0.0
-        print(f"| {t} | {min(res['psnr'][t], 99):.1f} | {res['state_error'][t]:.1f} | {prob:.2f} |")
+        print(f"| {t} | {min(res['psnr'][t], 99):.1f} | {res['state_error'][t]:.3g} | {prob:.2f} |")
     print(f"final: real success {res['real']['success']} after {res['real']['length']} steps;"
           f" learned success {res['learned']['success']} after {res['learned']['length']} steps")
-    n = res["steps"]
-    cam = real.embodiment.cameras[0].name
-    log = RolloutLog(spec=real.embodiment, real={cam: res["real"]["frames"][:n]},
-                     predicted={cam: res["learned"]["frames"][:n]}, actions=res["real"]["actions"][:n],
-                     states=res["real"]["states"][:n], success_prob=res["learned"]["rewards"][:n],
-                     disagreement=res["learned"].get("disagreement"), name="demo")
+    spec = real.embodiment
+    names = {c.key: c.name for c in spec.cameras}
+    frames = lambda run, n: {names[k]: v[:n] for k, v in run["cameras"].items()}  # noqa: E731
+    calibs = {n: c for n, c in real.calibrations().items() if spec.camera(n).viewpoint != "wrist"} \
+        if hasattr(real, "calibrations") else {}
+    n = res["steps"]  # the common length: frames side by side and their difference
+    log = RolloutLog(spec=spec, real=frames(res["real"], n), predicted=frames(res["learned"], n),
+                     actions=res["real"]["actions"][:n], states=res["real"]["states"][:n],
+                     predicted_states=res["learned"]["states"][:n], success_prob=res["learned"]["rewards"][:n],
+                     disagreement=res["learned"].get("disagreement"), calibrations=calibs, name=f"demo_{task}",
+                     action_variant=getattr(real, "action_variant", None))
     save_rollout(log, args.rrd)
     print(f"wrote {args.rrd} (open with `rerun {args.rrd}`)")
-    policies = ["expert", "expert-noise0.4", "random"]
+    policies, real_kwargs = DEMO[task]
     seeds = list(range(args.seed, args.seed + args.episodes))
     report = evaluate(policies, lambda name, seed: make_policy(task, name, seed), seeds,
-                      make_vec_env=learned_vec_env(task, args.checkpoint, args.max_steps),
-                      real_env=make_real_env(task, max_episode_steps=args.max_steps), progress=False, n_boot=200)
+                      make_vec_env=learned_vec_env(task, args.checkpoint, max_steps),
+                      real_env=make_real_env(task, max_episode_steps=max_steps, **real_kwargs), progress=False,
+                      n_boot=200)
     paths = write_report(report, out)
-    print(f"\nevaluation: {len(policies)} policies x {len(seeds)} seeds, {args.max_steps} steps max")
+    print(f"\nevaluation: {len(policies)} policies x {len(seeds)} seeds, {max_steps} steps max")
     print(paths["markdown"].read_text())
     return 0
 
@@ -156,6 +180,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .tasks import make_policy, make_real_env
 
     task = args.task
+    if args.max_steps is None:
+        args.max_steps = episode_limit(task)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
         raise ValueError("--policies is empty; give comma-separated names, e.g. expert,random")
@@ -170,6 +196,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         backend_kwargs["runtime"] = args.runtime
     if args.workers < 0:
         raise ValueError(f"--workers {args.workers}; give 0 (this process) or more Ray workers")
+    real_kwargs = {}
+    if args.real_cameras is not None:  # render only what the policies read (a MuJoCo frame costs ~23 ms here)
+        real_kwargs["cameras"] = [c.strip() for c in args.real_cameras.split(",") if c.strip()]
+        make_real_env(task, **real_kwargs).close()  # a camera the scene lacks, or a scene without cameras=, fails now
     factory = partial(learned_vec_env, task, args.checkpoint, args.max_steps, **backend_kwargs)
     make_vec = factory() if args.workers == 0 else None  # Ray workers each load their own
     done = {}
@@ -181,7 +211,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tmp.replace(out / "eval_partial.json")  # atomic: a kill leaves the previous complete file
 
     report = evaluate(policies, partial(make_policy, task), seeds, make_vec_env=make_vec,
-                      real_env=partial(make_real_env, task, max_episode_steps=args.max_steps) if real else None,
+                      real_env=partial(make_real_env, task, max_episode_steps=args.max_steps, **real_kwargs) if real
+                      else None,
                       on_policy=keep, real_workers=args.real_workers if real else 0, real_results=known,
                       flag_threshold=args.flag_disagreement, workers=args.workers,
                       address=args.address, vec_env_factory=factory)
@@ -196,14 +227,14 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
     from .eval.fidelity import fidelity_table, open_loop, record_with_states
     from .tasks import make_policy, make_real_env
 
-    task = "pusht"
+    task = args.env
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
     except ValueError:
         raise ValueError(f"--horizons {args.horizons!r}: give comma-separated step counts, e.g. 1,4,16,32") from None
     if min(horizons) < 1 or args.steps <= max(horizons):
         raise ValueError(f"--horizons {args.horizons} and --steps {args.steps}: horizons must be >= 1 and below --steps")
-    real = make_real_env(task, max_episode_steps=10_000, success_threshold=1.01)
+    real = make_real_env(task, max_episode_steps=10_000, **({"success_threshold": 1.01} if task == "pusht" else {}))
     episodes = [record_with_states(real, make_policy(task, args.policy, s), s, args.steps)
                 for s in range(args.seed, args.seed + args.episodes)]
     learned = learned_env(task, args.checkpoint, success_threshold=1.01)
@@ -445,9 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
+    p.add_argument("--env", default="pusht", choices=sorted(DEMO), help="droid: the Franka cube scene")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=120)
+    p.add_argument("--max-steps", type=int, default=None, help="default: 120 (pusht), 200 (droid)")
     p.add_argument("--episodes", type=int, default=4, help="seeds per policy in the evaluation table")
     p.add_argument("--rrd", default="outputs/demo.rrd")
     p.add_argument("--out", default="outputs/demo_eval")
@@ -458,7 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="closed-loop data collection from a real or a learned simulator")
     p.add_argument("--env", default="pusht", choices=["pusht", "aloha", "droid"],
                    help="droid: the MuJoCo Franka cube scene")
-    p.add_argument("--policy", default="expert", help="expert, expert-noise0.2, expert-lag2, expert-slow, random")
+    p.add_argument("--policy", default="expert",
+                   help="the task's ladder (pusht: expert, expert-noise0.2, expert-lag2, ...; droid: expert, "
+                        "expert-noise1, expert-mix, ...), random")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--out", required=True, help="dataset directory (appended to if it exists)")
     p.add_argument("--format", default="lerobot", choices=["lerobot", "droid"])
@@ -593,7 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default="pusht", choices=["pusht"], help="task whose learned simulator to evaluate")
+    p.add_argument("--task", default="pusht", choices=["pusht", "droid"],
+                   help="task whose learned simulator to evaluate (droid: the Franka cube scene)")
+    p.add_argument("--real-cameras", default=None,
+                   help="droid: render only these cameras in the real scene, e.g. exterior_1_left (what the "
+                        "scripted ladder reads); default all")
     p.add_argument("--real", action="store_true", help="also run the real simulator from the same seeds")
     p.add_argument("--real-workers", type=int, default=1,
                    help="processes that run the real simulator while the learned one runs (0: one after the other)")
@@ -609,12 +647,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flag-disagreement", type=float, default=None,
                    help="flag learned episodes whose mean disagreement (the backend's uncertainty) exceeds this")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="episode length limit; default the task's (PushT 300, droid 200)")
     p.add_argument("--out", default="outputs/eval")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("eval-fidelity", help="open-loop PSNR/SSIM of the learned simulator on held-out episodes")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--policy", default="expert-noise0.2")
+    p.add_argument("--env", default="pusht", choices=["pusht", "droid"], help="droid: the Franka cube scene")
+    p.add_argument("--policy", default="expert-noise0.2", help="a policy of the task's ladder (droid: e.g. expert-noise1)")
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--seed", type=int, default=5000, help="first held-out seed (training used 1000-1719)")
     p.add_argument("--steps", type=int, default=120)

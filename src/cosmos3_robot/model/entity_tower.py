@@ -128,8 +128,9 @@ def apply_change(state: torch.Tensor, change: torch.Tensor, kind: str) -> torch.
 
 @dataclass
 class EntityTowerConfig:
-    """entities: [{"name", "kind"}] in state order; action_kind: the action's geometric kind when it is a
-    position target of the first entity (e.g. "point2"), else None; action_low / action_high: the action's
+    """entities: [{"name", "kind"}] in state order; action_kind: the action's geometric kind when its first
+    dims are a position target of the first entity (e.g. "point2"; more dims may follow, such as a gripper's
+    command), else None; action_low / action_high: the action's
     bounds (per dim, for the action token's normalization); workspace_low / _high: per axis (place features).
     """
 
@@ -252,8 +253,9 @@ class EntityTower(nn.Module):
             p, R = posed_now[i]
             sources = [posed_prev[i]] + [x for j in range(len(self.kinds)) if j != i
                                          for x in (posed_now[j], posed_prev[j])]
-            if self.cfg.action_kind is not None:
-                sources += [(action, None), (prev_action, None)]
+            if self.cfg.action_kind is not None:  # the action's first dims are a position target
+                k = KINDS[self.cfg.action_kind][0]
+                sources += [(action[..., :k], None), (prev_action[..., :k], None)]
             points = torch.stack([q for q, _ in sources], -2) - p[..., None, :]  # (B, M, d)
             feats = [(points if R is None else points @ R).flatten(-2) / s]  # rows: R^T (q - p)
             turns = [Rq for _, Rq in sources if Rq is not None]

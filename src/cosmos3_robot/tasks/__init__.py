@@ -11,17 +11,22 @@ from . import aloha, franka_cube, pusht  # noqa: F401  (each registers its perce
 TASKS: dict[str, tuple[str, str | None, str]] = {
     "pusht": ("cosmos3_robot/PushTReal-v0", "cosmos3_robot/PushT-v0", "cosmos3_robot.tasks.pusht:make_pusht_policy"),
     "aloha": ("cosmos3_robot/AlohaReal-v0", None, ""),
-    "droid": ("cosmos3_robot/FrankaCubeReal-v0", None, "cosmos3_robot.tasks.franka_cube:make_franka_policy"),
+    "droid": ("cosmos3_robot/FrankaCubeReal-v0", "cosmos3_robot/FrankaCube-v0",
+              "cosmos3_robot.tasks.franka_cube:make_franka_policy"),
 }
 
 
 def register_envs() -> None:
-    """Gymnasium ids of every task; max_episode_steps as the real simulators (gym-pusht: 300)."""
+    """Gymnasium ids of every task; max_episode_steps as the real simulators (gym-pusht: 300, the Franka
+    cube scene: 200)."""
     if "cosmos3_robot/PushT-v0" in gym.registry:
         return
     gym.register(id="cosmos3_robot/PushT-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
                  vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=300,
                  kwargs={"backend": pusht.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/PushTReal-v0"})
+    gym.register(id="cosmos3_robot/FrankaCube-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
+                 vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=200,
+                 kwargs={"backend": franka_cube.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/FrankaCubeReal-v0"})
     gym.register(id="cosmos3_robot/PushTReal-v0", entry_point="cosmos3_robot.tasks.pusht.real:PushTRealEnv")
     gym.register(id="cosmos3_robot/AlohaReal-v0", entry_point="cosmos3_robot.tasks.aloha.real:AlohaRealEnv")
     gym.register(id="cosmos3_robot/FrankaCubeReal-v0",

@@ -2,10 +2,11 @@
 
 Layout (entity paths):
   cameras/<cam>/real, cameras/<cam>/predicted, cameras/<cam>/abs_diff   JPEG `EncodedImage`s
-  cameras/<cam>/real/ee_path                                          end-effector path projected (2-D)
+  cameras/<cam>/real/ee_path, cameras/<cam>/predicted/ee_path        end-effector path projected (2-D), each
+                                                                      run's own (real states / predicted ones)
   actions/<field>/<dim>, state/<field>/<dim>, success_probability    scalar series (bulk `send_columns`)
   disagreement/spread                                               the learned sim's per-step uncertainty
-  world/ee_path (LineStrips3D), world/ee (Points3D)                   end-effector in 3-D
+  world/ee_path, world/ee_path_predicted (LineStrips3D), world/ee     end-effector in 3-D
   world/cameras/<cam> (Transform3D + Pinhole), .../image              calibrated frustums with the frame
 Timelines: `step` (control step) and `time` (seconds at the spec's control rate).
 """
@@ -33,6 +34,7 @@ class RolloutLog:
     predicted: dict[str, np.ndarray] = field(default_factory=dict)
     actions: np.ndarray | None = None
     states: np.ndarray | None = None
+    predicted_states: np.ndarray | None = None  # the learned simulator's states (T', S): its own path
     success_prob: np.ndarray | None = None
     disagreement: np.ndarray | None = None  # the learned simulator's per-step uncertainty (T,)
     ee_path: np.ndarray | None = None
@@ -94,12 +96,21 @@ def blueprint(log: RolloutLog) -> rrb.Blueprint:
         series.append(rrb.TimeSeriesView(origin="success_probability", name="success probability"))
     if log.disagreement is not None:
         series.append(rrb.TimeSeriesView(origin="disagreement", name="learned-sim disagreement"))
-    return rrb.Blueprint(rrb.Horizontal(
-        rrb.Grid(*views, grid_columns=3 if len(views) >= 3 else len(views) or 1),
-        rrb.Vertical(*series),
-        rrb.Spatial3DView(origin="world", name="3-D: end effector and cameras"),
-        column_shares=[3, 2, 2],
-    ))
+    # the frames take most of the window; the 3-D view starts framed on the workspace, not on the far cameras
+    ee = log.ee_path if log.ee_path is not None else end_effector_path(log.spec, log.states)
+    eye = None
+    if ee is not None and len(ee):
+        centre = ee.mean(0)
+        reach = max(float(np.ptp(ee, axis=0).max()), 0.1)
+        eye = rrb.EyeControls3D(position=centre + np.array([-1.6, -1.6, 1.4]) * reach, look_target=centre,
+                                eye_up=[0.0, 0.0, 1.0])
+    world = rrb.Spatial3DView(origin="world", name="3-D: end effector and cameras", eye_controls=eye)
+    return rrb.Blueprint(rrb.Vertical(
+        rrb.Horizontal(rrb.Grid(*views, grid_columns=3 if len(views) >= 3 else len(views) or 1), world,
+                       column_shares=[3, 1]),
+        rrb.Horizontal(*series),
+        row_shares=[3, 1],
+    ), collapse_panels=True)
 
 
 def _scalar_columns(rec, prefix: str, names: tuple[str, ...], values: np.ndarray, steps: np.ndarray, fps: float):
@@ -124,9 +135,13 @@ def log_rollout(log: RolloutLog, rec: rr.RecordingStream, jpeg_quality: int = 85
         rec.log(f"world/cameras/{cam}", rr.Transform3D(translation=c2w[:3, 3], mat3x3=c2w[:3, :3]), static=True)
         rec.log(f"world/cameras/{cam}", rr.Pinhole(image_from_camera=calib.K, resolution=[calib.width, calib.height],
                                                   camera_xyz=rr.ViewCoordinates.RDF), static=True)
+    ee_pred = end_effector_path(spec, log.predicted_states)
     if ee is not None:
-        rec.log("world/ee_path", rr.LineStrips3D([ee]), static=True)
+        rec.log("world/ee_path", rr.LineStrips3D([ee], colors=[[80, 160, 255]]), static=True)
+    if ee_pred is not None:
+        rec.log("world/ee_path_predicted", rr.LineStrips3D([ee_pred], colors=[[255, 140, 40]]), static=True)
     projected = {cam: calib.project(ee) for cam, calib in calibs.items()} if ee is not None else {}
+    projected_pred = {cam: calib.project(ee_pred) for cam, calib in calibs.items()} if ee_pred is not None else {}
     for t in range(T):
         rec.set_time("step", sequence=t)
         rec.set_time("time", duration=t / fps)
@@ -138,6 +153,9 @@ def log_rollout(log: RolloutLog, rec: rr.RecordingStream, jpeg_quality: int = 85
                 rec.log(f"cameras/{cam}/real/ee_path", rr.Points2D(projected[cam][: t + 1], radii=0.6))
         for cam, frames in log.predicted.items():
             rec.log(f"cameras/{cam}/predicted", _jpeg(frames[t], jpeg_quality))
+            if cam in projected_pred:
+                rec.log(f"cameras/{cam}/predicted/ee_path", rr.Points2D(projected_pred[cam][: t + 1], radii=0.6,
+                                                                         colors=[[255, 140, 40]]))
             if cam in log.real:
                 diff = np.abs(frames[t].astype(np.int16) - log.real[cam][t].astype(np.int16)).astype(np.uint8)
                 rec.log(f"cameras/{cam}/abs_diff", _jpeg(diff, jpeg_quality))

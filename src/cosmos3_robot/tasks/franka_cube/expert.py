@@ -9,55 +9,35 @@ targets through the policy's own kinematic model (`FrankaIK`), with a speed limi
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ...embodiments import CameraCalibration
+from .perception import CAMERA, GREEN, RED, find_on_table
 from .real import CUBE_HALF, FrankaIK, exterior_calibrations
 
-CAMERA = "exterior_1_left"
-# HSV ranges (OpenCV: H in [0, 180)) of the scene's red cube and green target.
-RED = [((0, 120, 60), (8, 255, 255)), ((172, 120, 60), (180, 255, 255))]
-GREEN = [((45, 120, 60), (80, 255, 255))]
 GRASP_OFFSET = 0.02  # m: the end-effector site sits this far above the fingers' grip centre
 HOVER, CARRY = 0.14, 0.16  # m above the table
 MAX_STEP = 0.03  # m of end-effector travel per 15 Hz control step (0.45 m/s)
 REACHED = 0.012  # m
 
 
-def pixel_rays_to_plane(calib: CameraCalibration, pixels: np.ndarray, z: float) -> np.ndarray:
-    """(N, 2) pixels -> (N, 3) base-frame points where their viewing rays meet the plane at height z."""
-    rays = np.concatenate([calib.normalized_coordinates(pixels), np.ones((len(pixels), 1))], axis=1)
-    R, origin = calib.camera_to_world[:3, :3], calib.camera_to_world[:3, 3]
-    dirs = rays @ R.T
-    s = (z - origin[2]) / dirs[:, 2]
-    return origin + s[:, None] * dirs
-
-
-def find_on_table(image: np.ndarray, calib: CameraCalibration, ranges, z: float):
-    """Centroid (x, y) and yaw (mod 90 degrees) of the largest blob of a colour, on the plane z;
-    None when the colour is not visible."""
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    mask = np.zeros(image.shape[:2], np.uint8)
-    for lo, hi in ranges:
-        mask |= cv2.inRange(hsv, np.array(lo), np.array(hi))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    if n < 2:
-        return None
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    ys, xs = np.nonzero(labels == k)
-    points = pixel_rays_to_plane(calib, np.stack([xs, ys], 1).astype(np.float64), z)
-    (_, _), (_, _), angle = cv2.minAreaRect(points[:, :2].astype(np.float32))
-    return points[:, :2].mean(0), np.deg2rad(angle) % (np.pi / 2)
-
-
 class FrankaPickPlaceExpert:
     """Pick the cube, place it on the target (see module docstring). Actions: DROID joint_position
-    (7 joint targets + gripper, 0 = open)."""
+    (7 joint targets + gripper, 0 = open).
 
-    def __init__(self, calibration: CameraCalibration, name: str = "expert", noise: float = 0.0, seed: int = 0):
+    Degradations (the policy ladder; each a different kind of mistake): `noise` (m, Gaussian noise on each
+    end-effector step), `offset` (m: the grasp aims this far from the perceived cube, in a direction drawn per
+    episode), `close_early` (the gripper closes when the descent to the grasp is this many steps from its
+    end), `speed` (fraction of the expert's end-effector speed), `release_height` (m above the place height
+    at which the cube is let go)."""
+
+    def __init__(self, calibration: CameraCalibration, name: str = "expert", noise: float = 0.0, seed: int = 0,
+                 offset: float = 0.0, close_early: float = 0.0, speed: float = 1.0, release_height: float = 0.0):
+        if not 0.0 < speed <= 4.0:
+            raise ValueError(f"speed={speed}: give a fraction of the expert's speed in (0, 4]")
         self.calibration, self.name, self.noise = calibration, name, noise
+        self.offset, self.close_early, self.speed, self.release_height = offset, close_early, speed, release_height
         self.ik = FrankaIK()
         self._seed = seed
         self.reset(seed)
@@ -73,12 +53,16 @@ class FrankaPickPlaceExpert:
         if cube is None or target is None:
             raise RuntimeError(f"the expert cannot see the {'cube' if cube is None else 'target'} in {CAMERA}")
         (c, yaw), (t, _) = cube, target
+        if self.offset:
+            angle = self.rng.uniform(0, 2 * np.pi)
+            c = c + self.offset * np.array([np.cos(angle), np.sin(angle)])
         grasp = CUBE_HALF + GRASP_OFFSET
+        place = grasp + 0.005 + self.release_height
         # (end-effector position, gripper, steps to hold after reaching)
         self.plan = [
             (np.r_[c, HOVER], 0.0, 0), (np.r_[c, grasp], 0.0, 2), (np.r_[c, grasp], 1.0, 8),
-            (np.r_[c, CARRY], 1.0, 0), (np.r_[t, CARRY], 1.0, 0), (np.r_[t, grasp + 0.005], 1.0, 2),
-            (np.r_[t, grasp + 0.005], 0.0, 6), (np.r_[t, HOVER], 0.0, 1000),
+            (np.r_[c, CARRY], 1.0, 0), (np.r_[t, CARRY], 1.0, 0), (np.r_[t, place], 1.0, 2),
+            (np.r_[t, place], 0.0, 6), (np.r_[t, HOVER], 0.0, 1000),
         ]
         # gripper pointing down, fingers across the cube's faces (the hand's yaw is 45 degrees off link 7)
         self.rot = Rotation.from_euler("xyz", [np.pi, 0.0, -(yaw + np.pi / 4)]).as_matrix()
@@ -88,18 +72,37 @@ class FrankaPickPlaceExpert:
         q, ee = state[:7], state[8:11]
         if self.plan is None:
             self._make_plan(np.asarray(observation[f"observation.images.{CAMERA}"]))
+        max_step = MAX_STEP * self.speed
         goal, grip, hold = self.plan[self.stage]
         delta = goal - ee
         dist = np.linalg.norm(delta)
+        if self.stage == 1 and self.close_early and dist < self.close_early * max_step:
+            self.stage, self.hold = 2, 0  # the gripper closes before the hand is down
+            goal, grip, hold = self.plan[self.stage]
         if dist < REACHED and self.stage < len(self.plan) - 1:
             self.hold += 1
             if self.hold > hold:
                 self.stage, self.hold = self.stage + 1, 0
-        step = ee + delta * min(1.0, MAX_STEP / max(dist, 1e-9))
+        step = ee + delta * min(1.0, max_step / max(dist, 1e-9))
         if self.noise:
             step = step + self.rng.normal(0.0, self.noise, 3)
         target_q = self.ik.solve(q, step, self.rot)
         return np.r_[target_q, grip].astype(np.float32)
+
+
+class FrankaMixedExpert(FrankaPickPlaceExpert):
+    """Data collection: the expert with degradations drawn anew each episode from its seed (noise 0-3 cm,
+    offset 0-5 cm, closing 0-5 steps early, speed 0.5-1.5, release 0-8 cm up), each present half the time, so
+    the data hold clean and degraded grasps, carries and releases alike."""
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        on = self.rng.random(5) < 0.5
+        self.noise = on[0] * self.rng.uniform(0.0, 0.03)
+        self.offset = on[1] * self.rng.uniform(0.0, 0.05)
+        self.close_early = on[2] * self.rng.uniform(0.0, 5.0)
+        self.speed = self.rng.uniform(0.5, 1.5) if on[3] else 1.0
+        self.release_height = on[4] * self.rng.uniform(0.0, 0.08)
 
 
 class FrankaRandomPolicy:
@@ -117,8 +120,18 @@ class FrankaRandomPolicy:
         return np.r_[q + self.rng.uniform(-self.scale, self.scale, 7), self.rng.integers(0, 2)].astype(np.float32)
 
 
+# real success on held-out seeds 5000-5009 (not the evaluation seeds): 1.0, 0.9, 0.7, 0.5, 0.4, 0.1, 0.0, 0.0
+LADDER = ["expert", "expert-noise1", "expert-slow40", "expert-noise1.5", "expert-offset3", "expert-noise2",
+          "expert-early3", "random"]
+DEGRADATIONS = {"noise": ("noise", 0.01), "offset": ("offset", 0.01), "early": ("close_early", 1.0),
+                "slow": ("speed", 0.01), "drop": ("release_height", 0.01)}
+
+
 def make_franka_policy(name: str, seed: int = 0):
-    """expert, expert-noise<s> (Gaussian noise of s x 0.01 m on each end-effector step) or random."""
+    """The ladder (`LADDER`): expert; expert-noise<s> (Gaussian noise of s cm on each end-effector step);
+    expert-offset<d> (grasp aimed d cm off the cube); expert-early<k> (gripper closes k steps before the hand
+    is down); expert-slow<p> (p % of the expert's speed); expert-drop<h> (cube let go h cm above the place
+    height); random. expert-mix: degradations drawn per episode (data collection)."""
     import re
 
     if name == "random":
@@ -126,6 +139,10 @@ def make_franka_policy(name: str, seed: int = 0):
     calib = exterior_calibrations()[CAMERA]
     if name == "expert":
         return FrankaPickPlaceExpert(calib, seed=seed)
-    if m := re.fullmatch(r"expert-noise([0-9.]+)", name):
-        return FrankaPickPlaceExpert(calib, name=name, noise=float(m.group(1)) * 0.01, seed=seed)
-    raise ValueError(f"unknown Franka policy {name!r}; use expert, expert-noise<s> (s x 1 cm) or random")
+    if name == "expert-mix":
+        return FrankaMixedExpert(calib, name=name, seed=seed)
+    if m := re.fullmatch(r"expert-(noise|offset|early|slow|drop)([0-9.]+)", name):
+        field, unit = DEGRADATIONS[m.group(1)]
+        return FrankaPickPlaceExpert(calib, name=name, seed=seed, **{field: float(m.group(2)) * unit})
+    raise ValueError(f"unknown Franka policy {name!r}; use expert, expert-noise<cm>, expert-offset<cm>, "
+                     "expert-early<steps>, expert-slow<percent>, expert-drop<cm>, expert-mix or random")

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The learned Franka cube simulator (`cosmos3_robot/FrankaCube-v0`, shipped as checkpoints/franka_cube), from
+# scratch on this CPU:
+#  1. data: `collect --env droid` in the real MuJoCo scene, lossless video, 200 steps max: 12 episodes of the
+#     expert (seeds 2000-2011), 48 of expert-mix (degradations drawn per episode, seeds 1000-1047), 4 of random
+#     (seeds 3000-3003). The evaluation uses seeds 0-29 and the ladder was graded on seeds 5000-5009.
+#     About 15 min on one core (three 180x320 cameras, ~23 ms per MuJoCo frame without shadows).
+#  2. training (tasks/franka_cube/train.py): every frame's world state perceived (robot state + cube and
+#     target from the exterior cameras), then the joint servo, the Generator tower (hand, cube) and the
+#     keypoint renderer; then the tower's ONNX graph is exported into the checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 MUJOCO_GL="${MUJOCO_GL:-egl}"
+DATA=${DATA:-outputs/franka_data}
+OUT=${OUT:-outputs/franka_cube}
+SEED=${SEED:-0}
+C=(.venv/bin/cosmos3-robot collect --env droid --format lerobot --video-quality lossless --out "$DATA" --max-steps 200)
+"${C[@]}" --policy expert --episodes 12 --seed 2000   # collect skips episodes already in $DATA
+"${C[@]}" --policy expert-mix --episodes 48 --seed 1000
+"${C[@]}" --policy random --episodes 4 --seed 3000
+.venv/bin/python -m cosmos3_robot.tasks.franka_cube.train --dataset "$DATA" --out "$OUT" --seed "$SEED" \
+  --arm-steps "${ARM_STEPS:-3000}" --tower-epochs "${TOWER_EPOCHS:-100}" --render-steps "${RENDER_STEPS:-3000}" \
+  ${OVERWRITE:+--overwrite}
+.venv/bin/cosmos3-robot export-onnx "$OUT"
+# ship it: rm -rf src/cosmos3_robot/checkpoints/franka_cube && cp -r "$OUT" src/cosmos3_robot/checkpoints/franka_cube

@@ -1,0 +1,132 @@
+"""A renderer that draws a camera frame from 3-D keypoints projected into it: the task projects its
+entities' keypoints (a robot's link origins, an object's corners) through each camera's calibration; each
+group of segments between keypoints becomes a plane on the pixel grid (how near each pixel is to the group's
+nearest segment, and that segment's depth there); a conv net reads the planes, the pixel coordinates and the
+camera's index and paints the frame. Projecting first is what a learned renderer of a 3-D scene needs to be
+trained in minutes: the net only learns what a link or a cube looks like where the geometry says it is
+(as keypoint-conditioned image generators do; e.g. Siarohin et al. 2019, "First Order Motion Model")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .state_renderer import to_uint8
+
+
+@dataclass(frozen=True)
+class KeypointRendererConfig:
+    groups: list  # per group, its segments [[i, j], ...] between keypoint indices ([i, i]: a point)
+    cameras: int  # how many cameras the one net draws (their index is an input)
+    height: int = 48  # output frame size; the planes and the net run at half of it
+    width: int = 80
+    channels: int = 32
+    layers: int = 5
+    sigma: float = 0.7  # plane width, in grid cells
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KeypointRendererConfig:
+        return cls(**d)
+
+    def __post_init__(self):
+        if self.height % 2 or self.width % 2:
+            raise ValueError(f"KeypointRendererConfig: height={self.height} and width={self.width} must be even")
+        if not self.groups or any(len(g) == 0 for g in self.groups):
+            raise ValueError("KeypointRendererConfig.groups: give at least one group, each with a segment [i, j]")
+
+
+class KeypointRenderer(nn.Module):
+    """keypoints (N, P, 3) = (u, v in [-1, 1] across the frame, normalized depth) and camera index (N,)
+    -> frames (N, 3, H, W) in [0, 1] (`forward`) or (N, H, W, 3) uint8 (`draw`)."""
+
+    def __init__(self, cfg: KeypointRendererConfig):
+        super().__init__()
+        self.cfg = cfg
+        seg = [(i, j, g) for g, group in enumerate(cfg.groups) for i, j in group]
+        self.register_buffer("seg_a", torch.tensor([s[0] for s in seg]), persistent=False)
+        self.register_buffer("seg_b", torch.tensor([s[1] for s in seg]), persistent=False)
+        self._group_segments = [[k for k, s in enumerate(seg) if s[2] == g] for g in range(len(cfg.groups))]
+        h, w = cfg.height // 2, cfg.width // 2
+        ys, xs = (torch.arange(h) + 0.5) / h * 2 - 1, (torch.arange(w) + 0.5) / w * 2 - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (h, w, 2) as (u, v)
+        self.register_buffer("grid", grid, persistent=False)
+        self.register_buffer("cell", torch.tensor([2.0 / w, 2.0 / h]), persistent=False)
+        G, C = len(cfg.groups), cfg.channels
+        layers = [nn.Conv2d(2 * G + 2 + cfg.cameras, C, 3, padding=1), nn.GELU()]
+        for k in range(cfg.layers - 2):
+            d = 1 + k % 2  # dilation 1, 2, 1, ...: a wider view for the same cost
+            layers += [nn.Conv2d(C, C, 3, padding=d, dilation=d), nn.GELU()]
+        layers += [nn.ConvTranspose2d(C, C // 2, 4, stride=2, padding=1), nn.GELU(), nn.Conv2d(C // 2, 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def planes(self, points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """-> the net's input (N, 2G + 2 + cameras, h, w)."""
+        N = points.shape[0]
+        a, b = points[:, self.seg_a], points[:, self.seg_b]  # (N, S, 3)
+        scale = self.cell
+        pa, pb = a[..., :2] / scale, b[..., :2] / scale  # in grid cells
+        g = (self.grid / scale)[None, None]  # (1, 1, h, w, 2)
+        ab = (pb - pa)[:, :, None, None]
+        t = (((g - pa[:, :, None, None]) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+        near = pa[:, :, None, None] + t[..., None] * ab
+        d2 = ((g - near) ** 2).sum(-1)  # (N, S, h, w)
+        depth = a[..., 2, None, None] + t * (b[..., 2] - a[..., 2])[:, :, None, None]
+        weight = torch.exp(-d2 / (2 * self.cfg.sigma**2))
+        best, depth_g = [], []
+        for segs in self._group_segments:  # per group: the nearest segment's weight and its depth there
+            if len(segs) == 1:
+                wg, dg = weight[:, segs[0]], depth[:, segs[0]]
+            else:
+                wg, i = weight[:, segs].max(1)
+                dg = torch.gather(depth[:, segs], 1, i[:, None])[:, 0]
+            best.append(wg)
+            depth_g.append(dg * (wg > 1e-3))
+        best, depth_g = torch.stack(best, 1), torch.stack(depth_g, 1)
+        h, w = self.grid.shape[:2]
+        coords = self.grid.permute(2, 0, 1)[None].expand(N, -1, -1, -1)
+        cams = nn.functional.one_hot(camera.long(), self.cfg.cameras).to(points.dtype)[:, :, None, None]
+        return torch.cat([best, depth_g, coords, cams.expand(-1, -1, h, w)], 1)
+
+    def forward(self, points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(self.planes(points, camera)))
+
+    @torch.no_grad()
+    def draw(self, points: torch.Tensor, camera: torch.Tensor) -> np.ndarray:
+        return to_uint8(self(points, camera))
+
+
+def fit_keypoint_renderer(renderer: KeypointRenderer, points: torch.Tensor, camera: torch.Tensor,
+                          frames: torch.Tensor, steps: int = 3000, batch: int = 32, lr: float = 2e-3, seed: int = 0,
+                          progress: bool = True, log=None, focus: float = 8.0) -> dict:
+    """Fit on keypoints (N, P, 3), camera indices (N,) and frames (N, H, W, 3) uint8. The loss is the pixel
+    MSE, weighted `focus` times more where a frame differs from its camera's median frame (the arm and the
+    objects, a small part of each frame, would otherwise be lost in the background's error). Deterministic
+    for a seed."""
+    from ..train import fit
+
+    gen = torch.Generator().manual_seed(seed)
+    cams = int(renderer.cfg.cameras)
+    background = torch.stack([frames[camera == c][:512].float().median(0).values if (camera == c).any()
+                              else torch.zeros(frames.shape[1:]) for c in range(cams)])  # (C, H, W, 3)
+    opt = torch.optim.AdamW(renderer.parameters(), lr, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps), pct_start=0.1)
+    renderer.train()
+
+    def loss_fn(step):
+        idx = torch.randint(0, len(points), (batch,), generator=gen)
+        target = frames[idx].float()
+        cam = camera[idx]
+        w = 1 + focus * ((target - background[cam]).abs().amax(-1, keepdim=True) > 24).float()
+        pred = renderer(points[idx], cam).permute(0, 2, 3, 1) * 255
+        loss = (w * (pred - target) ** 2).mean() / 255**2
+        return {"loss": loss}
+
+    last = fit(loss_fn, opt, steps, sched=sched, stage="keypoint_renderer", log=log, progress=progress)
+    renderer.eval()
+    return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, **last}

@@ -1,0 +1,78 @@
+"""Seeing the Franka cube scene from pixels and the cameras' calibration (no simulator state): the red
+cube and the green target by colour; on the table by casting pixel rays onto a plane; in the air by
+triangulating the cube's blob from the two exterior cameras."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ...embodiments import CameraCalibration
+
+CAMERA = "exterior_1_left"
+EXTERIORS = ("exterior_1_left", "exterior_2_left")
+# HSV ranges (OpenCV: H in [0, 180)) of the scene's red cube and green target.
+RED = [((0, 120, 60), (8, 255, 255)), ((172, 120, 60), (180, 255, 255))]
+GREEN = [((45, 120, 60), (80, 255, 255))]
+
+
+def largest_blob(image: np.ndarray, ranges) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB -> (n, 2) pixel coordinates (x, y) of the largest blob of a colour, or None."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for lo, hi in ranges:
+        mask |= cv2.inRange(hsv, np.array(lo), np.array(hi))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if n < 2:
+        return None
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    ys, xs = np.nonzero(labels == k)
+    return np.stack([xs, ys], 1).astype(np.float64)
+
+
+def pixel_rays_to_plane(calib: CameraCalibration, pixels: np.ndarray, z: float) -> np.ndarray:
+    """(N, 2) pixels -> (N, 3) base-frame points where their viewing rays meet the plane at height z."""
+    rays = np.concatenate([calib.normalized_coordinates(pixels), np.ones((len(pixels), 1))], axis=1)
+    R, origin = calib.camera_to_world[:3, :3], calib.camera_to_world[:3, 3]
+    dirs = rays @ R.T
+    s = (z - origin[2]) / dirs[:, 2]
+    return origin + s[:, None] * dirs
+
+
+def find_on_table(image: np.ndarray, calib: CameraCalibration, ranges, z: float):
+    """Centroid (x, y) and yaw (mod 90 degrees) of the largest blob of a colour, on the plane z;
+    None when the colour is not visible."""
+    pixels = largest_blob(image, ranges)
+    if pixels is None:
+        return None
+    points = pixel_rays_to_plane(calib, pixels, z)
+    (_, _), (_, _), angle = cv2.minAreaRect(points[:, :2].astype(np.float32))
+    return points[:, :2].mean(0), np.deg2rad(angle) % (np.pi / 2)
+
+
+
+
+def triangulate(calibs: list[CameraCalibration], pixels: list[np.ndarray]) -> np.ndarray:
+    """One pixel (2,) per camera -> the base-frame point (3,) nearest all their viewing rays (least squares)."""
+    A, b = np.zeros((3, 3)), np.zeros(3)
+    for calib, px in zip(calibs, pixels):
+        ray = np.r_[calib.normalized_coordinates(np.asarray(px, np.float64)[None])[0], 1.0]
+        d = calib.camera_to_world[:3, :3] @ ray
+        d /= np.linalg.norm(d)
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ calib.camera_to_world[:3, 3]
+    return np.linalg.solve(A, b)
+
+
+def locate_cube(images: dict[str, np.ndarray], calibs: dict[str, CameraCalibration], table_z: float):
+    """The cube's centre (3,) from the exterior cameras: its blob's centroid triangulated from both where both
+    see it, else the one camera's centroid on the plane z = `table_z`; None where neither sees it."""
+    seen = {c: largest_blob(images[c], RED) for c in EXTERIORS if c in images}
+    seen = {c: p.mean(0) for c, p in seen.items() if p is not None and len(p) >= 4}
+    if len(seen) == 2:
+        return triangulate([calibs[c] for c in seen], list(seen.values()))
+    if len(seen) == 1:
+        (c, px), = seen.items()
+        return pixel_rays_to_plane(calibs[c], px[None], table_z)[0]
+    return None

@@ -1,0 +1,255 @@
+"""The Franka cube scene's pieces for the structured backend (the learned `cosmos3_robot/FrankaCube-v0`).
+
+World state, float32 (B, 20): joints q (7), gripper (1, DROID's 0 = open), end-effector position (3) and
+euler "xyz" (3) (DROID's cartesian_position), the cube's centre (3) and yaw (1), the target's centre (2).
+- perceive: the robot's state from `observation.state`; the cube and target from the exterior frames and
+  their calibration (`perception.py`), as the scripted expert sees them.
+- step: a learned joint servo (`ArmDynamics`: joint targets -> next joints and gripper), the robot's
+  kinematic chain (numbers read from its model once; no MuJoCo while stepping) for the hand, and the
+  Generator tower over entity tokens (the hand and the cube, points in 3-D; the action token carries where
+  the hand goes and the gripper) for the cube.
+- render: every camera's frame from the keypoints of the links, fingers, cube and target projected through
+  its calibration (`model.keypoint_renderer`); the wrist camera rides on the chain.
+- reward: 1 where the cube rests on the target and the gripper has let go (the real scene's success)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch import nn
+
+from ...datasets.video import resize_to
+from ...embodiments import CameraCalibration, EmbodimentSpec
+from ...model.entity_tower import EntityTower, EntityTowerConfig, sampler
+from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig
+from .kinematics import forward
+from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
+from .real import CUBE_HALF, SUCCESS_RADIUS
+
+ENTRY_POINT = "cosmos3_robot.tasks.franka_cube.structured:FrankaCubeWorld"
+ENTITIES = [{"name": "hand", "kind": "point3"}, {"name": "cube", "kind": "point3"}]
+Q, GRIP, EE, EULER, CUBE, YAW, TARGET = slice(0, 7), 7, slice(8, 11), slice(11, 14), slice(14, 17), 17, slice(18, 20)
+WORLD_DIMS = 20
+RELEASED = 0.25  # gripper reading below this: the fingers are open wider than the cube (0.375 holds it)
+MAX_CUBE_STEP = 0.05  # m: the cube moves at most this far in one control step (the hand's top speed is 0.045)
+TARGET_HALF = 0.04
+
+
+def tower_config(**overrides) -> EntityTowerConfig:
+    """The hand and the cube, points in 3-D (m, features per 10 cm); the tower's action is where the hand goes
+    (3) and the gripper's reading now and next (2)."""
+    return EntityTowerConfig(entities=ENTITIES, action_dim=5, action_low=[0.0, -0.6, 0.0, 0.0, 0.0],
+                             action_high=[0.9, 0.6, 0.8, 1.0, 1.0], workspace_low=[0.2, -0.4, 0.0],
+                             workspace_high=[0.8, 0.4, 0.4], action_kind="point3", length_scale=0.1,
+                             **overrides)
+
+
+class ArmDynamics(nn.Module):
+    """A learned joint servo: joints and gripper now and one step ago, joint targets and gripper command ->
+    next joints and gripper. The change is a learned per-joint gain on the error to the target and on the last
+    change (a position servo's form, so a held target holds the arm still) plus an MLP's correction, in units
+    of 0.05 rad and 0.1."""
+
+    SCALE = torch.tensor([0.05] * 7 + [0.1])
+
+    def __init__(self, width: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(32, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                                 nn.Linear(width, 8))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.gain = nn.Parameter(torch.full((8,), 0.3))
+        self.damping = nn.Parameter(torch.full((8,), 0.3))
+
+    def features(self, now: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """now, prev: (B, 8) joints + gripper; action (B, 8) joint targets + command."""
+        return torch.cat([now, (now - prev) / 0.05, (action - now) / 0.2, action], -1)
+
+    def forward(self, now, prev, action) -> torch.Tensor:
+        """-> the change to the next step, in units of SCALE."""
+        servo = self.gain * (action - now) + self.damping * (now - prev)
+        return servo / self.SCALE + self.net(self.features(now, prev, action))
+
+    def step(self, now, prev, action) -> torch.Tensor:
+        return now + self(now, prev, action) * self.SCALE
+
+
+class FrankaCubeWorld(nn.Module):
+    """`StructuredTask` for the Franka cube scene (see module docstring). config: chain
+    (`kinematics.chain_parameters`), mount (`kinematics.camera_mount` of the wrist camera), calibrations
+    (the exterior cameras' `CameraCalibration` dicts), arm_width, tower (EntityTowerConfig dict), renderer
+    (KeypointRendererConfig dict)."""
+
+    def __init__(self, config: dict, spec: EmbodimentSpec):
+        super().__init__()
+        for key in ("chain", "mount", "calibrations", "arm_width", "tower", "renderer"):
+            if key not in config:
+                raise ValueError(f"Franka cube task_config lacks {key!r}; expected chain, mount, calibrations, "
+                                 "arm_width, tower, renderer")
+        self.config, self.spec = config, spec
+        self.cameras = [c.name for c in spec.cameras]
+        self.calibs = {n: CameraCalibration.from_dict(d) for n, d in config["calibrations"].items()}
+        self.arm = ArmDynamics(int(config["arm_width"]))
+        self.dynamics = EntityTower(EntityTowerConfig.from_dict(config["tower"]))
+        self.renderer = KeypointRenderer(KeypointRendererConfig.from_dict(config["renderer"]))
+        self.q_low, self.q_high = spec.state.lower[:7], spec.state.upper[:7]
+        self.use_runtime("torch")
+
+    @classmethod
+    def from_config(cls, config: dict, spec: EmbodimentSpec) -> FrankaCubeWorld:
+        return cls(config, spec)
+
+    def use_runtime(self, runtime: str, search=()) -> None:
+        """The tower's sampler eagerly ("torch") or through ONNX Runtime. The servo and the renderer stay eager:
+        the renderer's graph ran at half eager speed under ONNX Runtime (0.14 against 0.07 s for 48 frames)."""
+        self._sample = sampler(self.dynamics, runtime, search)
+
+    # ------------------------------------------------------------------ perception
+
+    def perceive(self, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+        state = np.asarray(state, np.float64)
+        world = np.zeros((len(state), WORLD_DIMS), np.float32)
+        world[:, :14] = state[:, :14]
+        for i in range(len(state)):
+            images = {c: frames[c][i] for c in frames}
+            cube = locate_cube(images, self.calibs, CUBE_HALF)
+            top = find_on_table(images[CAMERA], self.calibs[CAMERA], RED, CUBE_HALF)
+            target = find_on_table(images[CAMERA], self.calibs[CAMERA], GREEN, 0.0)
+            if cube is None or target is None:
+                raise ValueError(f"start frame {i}: the {'cube' if cube is None else 'target'} is not visible in "
+                                 f"the exterior cameras; the learned Franka scene starts where both are in view")
+            world[i, CUBE], world[i, TARGET] = cube, target[0]
+            world[i, YAW] = top[1] if top is not None else 0.0
+        return world
+
+    def rest_actions(self, world: np.ndarray) -> np.ndarray:
+        return np.concatenate([world[:, Q], world[:, GRIP, None]], -1).astype(np.float64)  # hold the joints
+
+    # ------------------------------------------------------------------ dynamics
+
+    def hand_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, ee, R = forward(self.config["chain"], q)
+        return ee, Rotation.from_matrix(R).as_euler("xyz")
+
+    @torch.no_grad()
+    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
+        now, prev = world[:, -1], world[:, -2 if world.shape[1] > 1 else -1]
+        joints = lambda w: torch.from_numpy(np.concatenate([w[:, Q], w[:, GRIP, None]], -1)).float()  # noqa: E731
+        nxt_joints = self.arm.step(joints(now), joints(prev), torch.from_numpy(np.asarray(actions)).float()).numpy()
+        q = np.clip(nxt_joints[:, :7], self.q_low, self.q_high)
+        grip = np.clip(nxt_joints[:, 7], 0.0, 1.0)
+        ee, euler = self.hand_pose(q)
+        t = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
+        action = np.concatenate([ee, now[:, GRIP, None], grip[:, None]], -1)
+        prev_action = np.concatenate([now[:, EE], prev[:, GRIP, None], now[:, GRIP, None]], -1)
+        cfg = self.dynamics.cfg
+        states_now, states_prev = [t(now[:, EE]), t(now[:, CUBE])], [t(prev[:, EE]), t(prev[:, CUBE])]
+        if noise is None:
+            out = self.dynamics.sample(states_now, states_prev, t(action), t(prev_action))
+        else:
+            out = self._sample(states_now, states_prev, t(action), t(prev_action),
+                               noise((cfg.samples, len(ENTITIES), self.dynamics.max_change)))
+        (_, cube), disagreement = out[0], out[1]
+        cube = cube.numpy().astype(np.float64)
+        move = cube - now[:, CUBE]
+        norm = np.linalg.norm(move, axis=-1, keepdims=True)
+        cube = now[:, CUBE] + move * np.minimum(1.0, MAX_CUBE_STEP / np.maximum(norm, 1e-9))
+        cube[:, 2] = np.maximum(cube[:, 2], CUBE_HALF)  # the table holds it up
+        nxt = now.copy()
+        nxt[:, Q], nxt[:, GRIP], nxt[:, EE], nxt[:, EULER], nxt[:, CUBE] = q, grip, ee, euler, cube
+        return nxt.astype(np.float32), {"disagreement": disagreement.numpy()}
+
+    def observe(self, world: np.ndarray) -> np.ndarray:
+        return np.clip(world[:, :14], self.spec.state.lower, self.spec.state.upper).astype(np.float32)
+
+    # ------------------------------------------------------------------ rendering
+
+    def keypoints(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> base-frame keypoints (B, P, 3): link origins, hand, two fingertips, the cube's 8 corners,
+        the target's 4 corners (`keypoint_groups` joins them)."""
+        origins, ee, R, rots = forward(self.config["chain"], world[:, Q], frames=True)
+        opening = 0.04 * (1.0 - world[:, GRIP, None]) + 0.008
+        fingers = [ee + R[:, :, 1] * opening - R[:, :, 2] * 0.03, ee - R[:, :, 1] * opening - R[:, :, 2] * 0.03]
+        c, s = np.cos(world[:, YAW]), np.sin(world[:, YAW])
+        h = CUBE_HALF
+        corners = np.array([[x, y, z] for z in (-h, h) for x, y in ((-h, -h), (h, -h), (h, h), (-h, h))])
+        rot = np.stack([np.stack([c, -s, 0 * c], -1), np.stack([s, c, 0 * c], -1),
+                        np.stack([0 * c, 0 * c, 1 + 0 * c], -1)], -2)
+        cube = world[:, None, CUBE] + corners[None] @ rot.transpose(0, 2, 1)
+        t = TARGET_HALF
+        square = np.array([[-t, -t, 0], [t, -t, 0], [t, t, 0], [-t, t, 0]], np.float64)
+        target = np.concatenate([world[:, TARGET], np.zeros((len(world), 1))], -1)[:, None] + square[None]
+        self._wrist = (origins, rots)
+        return np.concatenate([origins, ee[:, None], fingers[0][:, None], fingers[1][:, None], cube, target], 1)
+
+    def camera_poses(self, name: str, n: int) -> np.ndarray:
+        """(n, 4, 4) camera-to-base poses of camera `name` (OpenCV axes) for the last `keypoints` call."""
+        if name in self.calibs:
+            return np.broadcast_to(self.calibs[name].camera_to_world, (n, 4, 4))
+        mount = self.config["mount"]
+        origins, rots = self._wrist
+        R_cam = rots[:, mount["link"]] @ Rotation.from_quat(mount["quat"], scalar_first=True).as_matrix()
+        pose = np.tile(np.eye(4), (n, 1, 1))
+        pose[:, :3, :3] = R_cam @ np.diag([1.0, -1.0, -1.0])
+        pose[:, :3, 3] = origins[:, mount["link"]] + rots[:, mount["link"]] @ np.asarray(mount["pos"])
+        return pose
+
+    def project(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> renderer inputs (B, cameras, P, 3): (u, v) in [-1, 1] across each camera's frame, log depth."""
+        points = self.keypoints(world)
+        B = len(world)
+        out = []
+        for name in self.cameras:
+            cam = self.spec.camera(name)
+            pose = self.camera_poses(name, B)
+            rel = points - pose[:, None, :3, 3]
+            p = np.einsum("bpi,bij->bpj", rel, pose[:, :3, :3])  # base -> camera: R^T (x - t)
+            z = p[..., 2]
+            if name in self.calibs:
+                calib = self.calibs[name]
+                fx, fy, cx, cy, W, H = calib.K[0, 0], calib.K[1, 1], calib.K[0, 2], calib.K[1, 2], calib.width, calib.height
+            else:
+                f = 0.5 * cam.height / np.tan(np.deg2rad(self.config["mount"]["fovy"]) / 2)
+                fx = fy = f
+                cx, cy, W, H = (cam.width - 1) / 2, (cam.height - 1) / 2, cam.width, cam.height
+            zs = np.maximum(z, 1e-3)
+            u = (fx * p[..., 0] / zs + cx + 0.5) / W * 2 - 1
+            v = (fy * p[..., 1] / zs + cy + 0.5) / H * 2 - 1
+            behind = z < 0.02
+            u, v = np.where(behind, 5.0, u), np.where(behind, 5.0, v)
+            out.append(np.stack([u, v, np.log(np.maximum(z, 0.02))], -1))
+        return np.stack(out, 1).astype(np.float32)
+
+    @torch.no_grad()
+    def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
+        pts = torch.from_numpy(self.project(world))  # (B, C, P, 3)
+        B, C = pts.shape[:2]
+        cams = torch.arange(C).repeat(B)
+        frames = self.renderer.draw(pts.reshape(B * C, *pts.shape[2:]), cams).reshape(B, C, *self._size(), 3)
+        return {name: resize_to(frames[:, i], self.spec.camera(name).height, self.spec.camera(name).width)
+                for i, name in enumerate(self.cameras)}
+
+    def _size(self) -> tuple[int, int]:
+        return self.renderer.cfg.height, self.renderer.cfg.width
+
+    # ------------------------------------------------------------------ reward
+
+    def reward(self, world: np.ndarray) -> np.ndarray:
+        on_target = np.linalg.norm(world[:, CUBE][:, :2] - world[:, TARGET], axis=-1) < SUCCESS_RADIUS
+        resting = world[:, CUBE][:, 2] < CUBE_HALF + 0.005
+        return (on_target & resting & (world[:, GRIP] < RELEASED)).astype(np.float64)
+
+
+def keypoint_groups(links: int) -> list:
+    """The renderer's segment groups for `keypoints`' layout with `links` link origins: one group per link
+    (origin to the next), the hand, the fingers, the cube's 12 edges, the target's 4 edges."""
+    groups = [[[i, i + 1]] for i in range(links - 1)]
+    hand, f1, f2 = links, links + 1, links + 2
+    groups += [[[links - 1, hand]], [[hand, f1], [hand, f2], [f1, f2]]]
+    c = links + 3
+    edges = [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]]
+    groups.append([[c + a, c + b] for a, b in edges])
+    t = c + 8
+    groups.append([[t + a, t + b] for a, b in [[0, 1], [1, 2], [2, 3], [3, 0]]])
+    return groups

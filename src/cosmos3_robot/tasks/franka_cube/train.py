@@ -1,0 +1,208 @@
+"""The learned Franka cube simulator's recipe (scripts/train_franka_cube.sh): from a LeRobot dataset that
+`cosmos3-robot collect --env droid --video-quality lossless` wrote, perceive every frame's world state
+(robot state + cube and target from the exterior cameras), then fit the joint servo, the Generator tower
+(hand and cube) and the keypoint renderer, and write a structured checkpoint.
+
+    python -m cosmos3_robot.tasks.franka_cube.train --dataset DIR --out DIR [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import uniform_filter1d
+from tqdm.auto import tqdm
+
+from ...embodiments import load_spec
+from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
+from ...model.keypoint_renderer import KeypointRendererConfig, fit_keypoint_renderer
+from ...train import JsonlLogger, fit
+from .kinematics import camera_mount, chain_parameters
+from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
+from .real import CUBE_HALF, exterior_calibrations
+from .structured import ENTRY_POINT, GRIP, WORLD_DIMS, FrankaCubeWorld, keypoint_groups, tower_config
+
+
+STILL, PUSHED = 0.004, 0.015  # m
+SMOOTH = 5  # steps
+
+
+def task_config(arm_width: int = 256, tower: dict | None = None, render: dict | None = None) -> dict:
+    chain = chain_parameters()
+    return {"chain": chain, "mount": camera_mount(), "arm_width": arm_width,
+            "calibrations": {n: c.to_dict() for n, c in exterior_calibrations().items()},
+            "tower": tower_config(**(tower or {})).to_dict(),
+            "renderer": KeypointRendererConfig(groups=keypoint_groups(len(chain["bodies"])), cameras=3,
+                                               **(render or {})).to_dict()}
+
+
+def perceive_episode(world: FrankaCubeWorld, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+    """Every frame's world state; where neither exterior camera sees the cube (the hand over it), the last
+    place it was seen; a cube seen less than STILL from where it was (PUSHED while it rests on the table under an
+    open gripper) stays there."""
+    T = len(state)
+    out = np.zeros((T, WORLD_DIMS), np.float32)
+    out[:, :14] = state[:, :14]
+    cube, yaw, target = None, 0.0, None
+    for t in range(T):
+        images = {c: frames[c][t] for c in frames}
+        seen = locate_cube(images, world.calibs, CUBE_HALF)
+        if seen is not None and cube is not None:
+            # on the table under an open gripper the cube stays unless it is pushed clearly (PUSHED): smaller
+            # moves are its blob's jitter as the hand passes and hides part of it
+            resting = cube[2] < CUBE_HALF + 0.01 and seen[2] < CUBE_HALF + 0.01 and state[t, 7] < 0.2
+            if np.linalg.norm(seen - cube) < (PUSHED if resting else STILL):
+                seen = None
+        cube = seen if seen is not None else cube
+        if t == 0:
+            top = find_on_table(images[CAMERA], world.calibs[CAMERA], RED, CUBE_HALF)
+            yaw = top[1] if top is not None else 0.0
+            found = find_on_table(images[CAMERA], world.calibs[CAMERA], GREEN, 0.0)
+            target = found[0] if found is not None else np.array([0.5, 0.0])
+        out[t, 14:17] = cube if cube is not None else [0.5, 0.0, CUBE_HALF]
+        out[t, 17], out[t, 18:20] = yaw, target
+    # a moving cube's blob is partly hidden by the fingers, differently each frame: average its track over
+    # SMOOTH steps (a resting cube's track is constant, so it stays exactly where it was)
+    out[:, 14:17] = uniform_filter1d(out[:, 14:17], SMOOTH, axis=0, mode="nearest")
+    return out
+
+
+def load_world_episodes(dataset, world: FrankaCubeWorld, size: tuple[int, int], progress: bool = True) -> list[dict]:
+    """Episodes -> {"world" (T, W), "action" (T, 8), "frames" (T, cameras, h, w, 3) at the renderer's size}."""
+    from ...datasets import load_episodes
+    from ...datasets.lerobot_io import open_dataset
+    from ...datasets.video import resize_to
+
+    spec = world.spec
+    n = open_dataset(dataset).meta.total_episodes
+    out = []
+    for i in tqdm(range(n), desc="perceive episodes", disable=not progress):
+        ep = load_episodes(dataset, episodes=[i])[0]
+        frames = {c.name: ep["frames"][c.key] for c in spec.cameras}
+        w = perceive_episode(world, frames, np.asarray(ep["state"], np.float64))
+        small = np.stack([resize_to(frames[c], *size) for c in world.cameras], 1)
+        out.append({"world": w, "action": np.asarray(ep["action"], np.float64), "frames": small})
+    return out
+
+
+def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
+            rest_every: int = 5) -> dict:
+    joints = lambda w: np.concatenate([w[:, :7], w[:, GRIP, None]], -1)  # noqa: E731
+    now, prev, act, nxt = [], [], [], []
+    for ep in episodes:
+        j = joints(ep["world"])
+        now.append(j[:-1])
+        prev.append(np.concatenate([j[:1], j[:-2]]))
+        act.append(ep["action"][:-1])
+        nxt.append(j[1:])
+        # held still: an arm at rest whose targets are where it stands stays there (the recorded policies never
+        # hold still, and without these the servo drifts when a target is reached); the gripper where it rested
+        still = np.abs(j[1:, 7] - j[:-1, 7]) < 1e-3
+        rest = j[:-1][still][::rest_every]
+        cmd = ep["action"][:-1, 7][still][::rest_every]
+        now.append(rest)
+        prev.append(rest)
+        act.append(np.concatenate([rest[:, :7], cmd[:, None]], -1))
+        nxt.append(rest)
+    now, prev, act, nxt = (torch.from_numpy(np.concatenate(x)).float() for x in (now, prev, act, nxt))
+    target = (nxt - now) / world.arm.SCALE
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(world.arm.parameters(), 2e-3, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
+
+    def loss_fn(step):
+        idx = torch.randint(0, len(now), (512,), generator=gen)
+        return {"loss": ((world.arm(now[idx], prev[idx], act[idx]) - target[idx]) ** 2).mean()}
+
+    world.arm.train()
+    last = fit(loss_fn, opt, steps, sched=sched, stage="arm", log=log, progress=progress)
+    world.arm.eval()
+    return {"steps": steps, "transitions": len(now), **last}
+
+
+def tower_data(episodes: list[dict]) -> dict:
+    """The hand and the cube per step; the tower's action: where the hand goes and the gripper now and next."""
+    eps = []
+    for ep in episodes:
+        w = ep["world"]
+        action = np.concatenate([w[1:, 8:11], w[:-1, GRIP, None], w[1:, GRIP, None]], -1)
+        eps.append({"states": {"hand": w[:, 8:11], "cube": w[:, 14:17]}, "action": action,
+                    "rest_action": np.r_[w[0, 8:11], w[0, GRIP], w[0, GRIP]]})
+    return entity_transitions(eps, ["hand", "cube"])
+
+
+def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int = 100, render_steps: int = 3000,
+          tower: dict | None = None, render: dict | None = None, progress: bool = True, overwrite: bool = False,
+          init=None):
+    """See the module docstring. `init`: an earlier checkpoint whose servo and renderer are kept (only the tower
+    is fitted); `tower` overrides EntityTowerConfig fields."""
+    from ...backends.structured import StructuredBackend
+
+    out = Path(out)
+    if (out / "config.json").is_file() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+    spec = load_spec("droid")
+    torch.manual_seed(seed)
+    tower = {"dim": 64, "ffn_dim": 128, "head_width": 128, **(tower or {})}
+    world = FrankaCubeWorld(task_config(tower=tower, render=render), spec)
+    keep = {}
+    if init is not None:  # keep the servo and renderer of an earlier checkpoint; fit the tower anew
+        base = StructuredBackend.load(init, runtime="torch")
+        world = FrankaCubeWorld({**base.task.config, "tower": tower_config(**tower).to_dict()}, spec)
+        world.arm.load_state_dict(base.task.arm.state_dict())
+        world.renderer.load_state_dict(base.task.renderer.state_dict())
+        keep = {k: base.provenance[k] for k in ("arm", "renderer")}
+        arm_steps = render_steps = 0
+    out.mkdir(parents=True, exist_ok=True)
+    log = JsonlLogger(out / "losses.jsonl")
+    size = (world.renderer.cfg.height, world.renderer.cfg.width)
+    episodes = load_world_episodes(dataset, world, size, progress)
+    provenance = {"dataset": str(dataset), "episodes": len(episodes), "seed": seed, **keep}
+    if arm_steps:
+        provenance["arm"] = fit_arm(world, episodes, arm_steps, seed, progress, log)
+    if init is not None:
+        provenance["init"] = str(init)
+    provenance["tower"] = fit_entity_tower(world.dynamics, tower_data(episodes), epochs=tower_epochs, seed=seed,
+                                           progress=progress, log=log)
+    if render_steps:
+        provenance["renderer"] = fit_renderer(world, episodes, render_steps, seed, progress, log)
+    backend = StructuredBackend(world, spec, history=2, success_threshold=0.5, entry_point=ENTRY_POINT,
+                                provenance=provenance, action_variant="joint_position")
+    backend.save(out)
+    return backend
+
+
+def fit_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log) -> dict:
+    worlds = np.concatenate([ep["world"] for ep in episodes])
+    points = torch.from_numpy(world.project(worlds))  # (N, C, P, 3)
+    frames = torch.from_numpy(np.concatenate([ep["frames"] for ep in episodes]))  # (N, C, h, w, 3)
+    C = points.shape[1]
+    return fit_keypoint_renderer(world.renderer, points.reshape(-1, *points.shape[2:]), torch.arange(C).repeat(len(points)),
+                                 frames.reshape(-1, *frames.shape[2:]), steps=steps, seed=seed, progress=progress, log=log)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arm-steps", type=int, default=3000)
+    p.add_argument("--tower-epochs", type=int, default=100)
+    p.add_argument("--render-steps", type=int, default=3000)
+    p.add_argument("--tower", default=None, help='EntityTowerConfig overrides as JSON, e.g. {"dim": 96, "samples": 8}')
+    p.add_argument("--init", default=None, help="keep this checkpoint's servo and renderer; fit only the tower")
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    import json
+
+    train(a.dataset, a.out, a.seed, a.arm_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite,
+          tower=json.loads(a.tower) if a.tower else None, init=a.init)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

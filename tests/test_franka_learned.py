@@ -1,0 +1,117 @@
+"""The learned Franka cube simulator's parts: the kinematic chain against MuJoCo, perception from the
+exterior cameras against the scene's truth, the policy ladder's names, the keypoint renderer's fit, the
+recipe end to end on a tiny dataset, and the shipped checkpoint stepping without MuJoCo."""
+
+import numpy as np
+import pytest
+import torch
+
+from cosmos3_robot.embodiments import load_spec
+from cosmos3_robot.tasks.franka_cube import LADDER, FrankaCubeRealEnv, make_franka_policy
+from cosmos3_robot.tasks.franka_cube.kinematics import chain_parameters, forward
+from cosmos3_robot.tasks.franka_cube.perception import EXTERIORS, locate_cube
+from cosmos3_robot.tasks.franka_cube.real import CUBE_HALF, HOME_QPOS, FrankaIK, exterior_calibrations
+
+
+def test_kinematic_chain_matches_mujoco():
+    chain, ik = chain_parameters(), FrankaIK()
+    q = HOME_QPOS + np.random.default_rng(0).normal(0, 0.4, (6, 7))
+    _, ee, R = forward(chain, q)
+    for i in range(len(q)):
+        p, r = ik.forward(q[i])
+        np.testing.assert_allclose(ee[i], p, atol=1e-9)
+        np.testing.assert_allclose(R[i], r, atol=1e-9)
+
+
+def test_the_cube_is_located_from_the_two_exterior_cameras():
+    env = FrankaCubeRealEnv(cameras=list(EXTERIORS))
+    calibs = exterior_calibrations()
+    errors = []
+    for seed in range(4):
+        obs, info = env.reset(seed=seed)
+        found = locate_cube({c: obs[f"observation.images.{c}"] for c in EXTERIORS}, calibs, CUBE_HALF)
+        errors.append(np.linalg.norm(found - info["cube"]))
+    env.close()
+    assert max(errors) < 0.01, errors  # at rest on the table: well inside the 3 cm success radius
+
+
+def test_ladder_names_make_distinct_degradations():
+    policies = {name: make_franka_policy(name, seed=0) for name in LADDER}
+    assert len(LADDER) >= 6 and policies["random"].name == "random"
+    assert policies["expert-noise1"].noise == pytest.approx(0.01)
+    assert policies["expert-slow40"].speed == pytest.approx(0.4)
+    assert policies["expert-offset3"].offset == pytest.approx(0.03)
+    assert policies["expert-early3"].close_early == pytest.approx(3.0)
+    assert make_franka_policy("expert-drop5").release_height == pytest.approx(0.05)
+    mix = make_franka_policy("expert-mix")
+    draws = set()
+    for seed in range(6):
+        mix.reset(seed)
+        draws.add((mix.noise, mix.offset, mix.speed))
+    assert len(draws) > 1  # degradations drawn anew per episode
+    with pytest.raises(ValueError, match="expert-offset<cm>"):
+        make_franka_policy("expert-wobble2")
+    with pytest.raises(ValueError, match="speed"):
+        make_franka_policy("expert-slow0")
+
+
+def test_keypoint_renderer_learns_where_a_segment_is():
+    from cosmos3_robot.model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig, fit_keypoint_renderer
+
+    torch.manual_seed(0)
+    r = KeypointRenderer(KeypointRendererConfig(groups=[[[0, 1]]], cameras=1, height=16, width=24, channels=16,
+                                                layers=3))
+    rng = np.random.default_rng(0)
+    pts = torch.from_numpy(rng.uniform(-0.8, 0.8, (256, 2, 3))).float()
+    frames = np.zeros((256, 16, 24, 3), np.uint8)
+    for i, (a, b) in enumerate(pts[:, :, :2].numpy()):  # a white dot at each segment's first end
+        x, y = int((a[0] + 1) / 2 * 24), int((a[1] + 1) / 2 * 16)
+        frames[i, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = 255
+    cam = torch.zeros(256, dtype=torch.long)
+    before = ((r(pts, cam).permute(0, 2, 3, 1) * 255 - torch.from_numpy(frames).float()) ** 2).mean()
+    info = fit_keypoint_renderer(r, pts, cam, torch.from_numpy(frames), steps=150, batch=32, progress=False)
+    after = ((r(pts, cam).permute(0, 2, 3, 1) * 255 - torch.from_numpy(frames).float()) ** 2).mean()
+    assert after < 0.5 * before and info["steps"] == 150
+
+
+def test_recipe_trains_a_learned_scene_from_collected_data(tmp_path):
+    """collect --env droid (lossless) -> tasks/franka_cube/train.py -> a checkpoint the learned env loads."""
+    from cosmos3_robot.cli import main
+    from cosmos3_robot.sim import LearnedEnv
+    from cosmos3_robot.tasks.franka_cube.train import main as train_main
+
+    data, out = tmp_path / "data", tmp_path / "ckpt"
+    assert main(["collect", "--env", "droid", "--policy", "expert", "--episodes", "2", "--max-steps", "12",
+                 "--video-quality", "lossless", "--out", str(data)]) == 0
+    assert train_main(["--dataset", str(data), "--out", str(out), "--arm-steps", "20", "--tower-epochs", "1",
+                       "--render-steps", "5"]) == 0
+    env = LearnedEnv(checkpoint=out, start="cosmos3_robot/FrankaCubeReal-v0")
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(np.r_[obs["observation.state"][:7], 0.0])
+    assert obs["observation.images.wrist_left"].shape == (180, 320, 3)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        train_main(["--dataset", str(data), "--out", str(out)])
+
+
+def test_shipped_scene_has_the_real_spaces_and_steps_without_mujoco(monkeypatch):
+    import gymnasium as gym
+    import mujoco
+
+    from cosmos3_robot.tasks import register_envs
+
+    register_envs()
+    learned = gym.make("cosmos3_robot/FrankaCube-v0")
+    real = gym.make("cosmos3_robot/FrankaCubeReal-v0")
+    assert learned.observation_space == real.observation_space and learned.action_space == real.action_space
+    assert learned.spec.max_episode_steps == 200
+    obs, _ = learned.reset(seed=0)  # the start frames come from the real scene
+    policy = make_franka_policy("expert", seed=0)
+    calls = []
+    monkeypatch.setattr(mujoco, "mj_step", lambda *a, **k: calls.append("mj_step"))
+    monkeypatch.setattr(FrankaCubeRealEnv, "step", lambda *a, **k: calls.append("step"))
+    for _ in range(5):
+        obs, reward, term, trunc, info = learned.step(policy.select_action(obs))
+    assert calls == []  # no physics: every step is the learned model's (the policy's IK is its own kinematics)
+    assert obs["observation.images.exterior_1_left"].shape == (180, 320, 3) and "disagreement" in info
+    spec = load_spec("droid")
+    assert np.all(obs["observation.state"] >= spec.state.lower) and np.all(obs["observation.state"] <= spec.state.upper)
