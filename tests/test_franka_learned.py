@@ -78,13 +78,18 @@ def test_recipe_trains_a_learned_scene_from_collected_data(tmp_path):
     """collect --env droid (lossless) -> tasks/franka_cube/train.py -> a checkpoint the learned env loads."""
     from cosmos3_robot.cli import main
     from cosmos3_robot.sim import LearnedEnv
+    from cosmos3_robot.backends import load_backend
     from cosmos3_robot.tasks.franka_cube.train import main as train_main
+    from cosmos3_robot.tasks.franka_cube.train import train
 
     data, out = tmp_path / "data", tmp_path / "ckpt"
     assert main(["collect", "--env", "droid", "--policy", "expert", "--episodes", "2", "--max-steps", "12",
                  "--video-quality", "lossless", "--out", str(data)]) == 0
-    assert train_main(["--dataset", str(data), "--out", str(out), "--arm-steps", "20", "--tower-epochs", "1",
-                       "--render-steps", "5"]) == 0
+    trained = train(data, out, arm_steps=20, tower_epochs=1, render_steps=5, progress=False)
+    loaded = load_backend(out, runtime="torch")
+    # the tower's change scale (set from the data by the fit) is what the checkpoint holds
+    assert not torch.allclose(trained.task.dynamics.change_scale, torch.ones_like(trained.task.dynamics.change_scale))
+    torch.testing.assert_close(loaded.task.dynamics.change_scale, trained.task.dynamics.change_scale)
     env = LearnedEnv(checkpoint=out, start="cosmos3_robot/FrankaCubeReal-v0")
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(np.r_[obs["observation.state"][:7], 0.0])

@@ -65,11 +65,15 @@ def triangulate(calibs: list[CameraCalibration], pixels: list[np.ndarray]) -> np
     return np.linalg.solve(A, b)
 
 
-def locate_cube(images: dict[str, np.ndarray], calibs: dict[str, CameraCalibration], table_z: float):
+def locate_cube(images: dict[str, np.ndarray], calibs: dict[str, CameraCalibration], table_z: float,
+                areas: dict | None = None):
     """The cube's centre (3,) from the exterior cameras: its blob's centroid triangulated from both where both
-    see it, else the one camera's centroid on the plane z = `table_z`; None where neither sees it."""
-    seen = {c: largest_blob(images[c], RED) for c in EXTERIORS if c in images}
-    seen = {c: p.mean(0) for c, p in seen.items() if p is not None and len(p) >= 4}
+    see it, else the one camera's centroid on the plane z = `table_z`; None where neither sees it. `areas`, a
+    dict, receives each camera's blob size in pixels (a hand in front of the cube shrinks it)."""
+    blobs = {c: largest_blob(images[c], RED) for c in EXTERIORS if c in images}
+    if areas is not None:
+        areas.update({c: 0 if p is None else len(p) for c, p in blobs.items()})
+    seen = {c: p.mean(0) for c, p in blobs.items() if p is not None and len(p) >= 4}
     if len(seen) == 2:
         return triangulate([calibs[c] for c in seen], list(seen.values()))
     if len(seen) == 1:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 from torch import nn
+from torch.nn import functional as F
 
 from ...datasets.video import resize_to
 from ...embodiments import CameraCalibration, EmbodimentSpec
@@ -46,10 +47,11 @@ def tower_config(**overrides) -> EntityTowerConfig:
 
 
 class ArmDynamics(nn.Module):
-    """A learned joint servo: joints and gripper now and one step ago, joint targets and gripper command ->
-    next joints and gripper. The change is a learned per-joint gain on the error to the target and on the last
-    change (a position servo's form, so a held target holds the arm still) plus an MLP's correction, in units
-    of 0.05 rad and 0.1."""
+    """A learned joint servo: joints and gripper now and one step ago, joint targets and gripper command, and
+    where the cube is from the hand -> next joints and gripper. The change is a learned per-joint gain on the
+    error to the target and on the last change (a position servo's form, so a held target holds the arm
+    still) plus an MLP's correction, in units of 0.05 rad and 0.1. The cube's place is what tells fingers
+    that close on it (they stop at its width) from fingers that close on air."""
 
     SCALE = torch.tensor([0.05] * 7 + [0.1])
 
@@ -57,22 +59,27 @@ class ArmDynamics(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(32, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
                                  nn.Linear(width, 8))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        # the fingers alone see the cube: the arm's joints follow their targets whatever the hand holds
+        self.fingers = nn.Sequential(nn.Linear(35, width // 2), nn.SiLU(), nn.Linear(width // 2, 1))
+        for last in (self.net[-1], self.fingers[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         self.gain = nn.Parameter(torch.full((8,), 0.3))
         self.damping = nn.Parameter(torch.full((8,), 0.3))
 
-    def features(self, now: torch.Tensor, prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def features(self, now, prev, action) -> torch.Tensor:
         """now, prev: (B, 8) joints + gripper; action (B, 8) joint targets + command."""
         return torch.cat([now, (now - prev) / 0.05, (action - now) / 0.2, action], -1)
 
-    def forward(self, now, prev, action) -> torch.Tensor:
-        """-> the change to the next step, in units of SCALE."""
+    def forward(self, now, prev, action, cube_from_hand) -> torch.Tensor:
+        """-> the change to the next step, in units of SCALE (cube_from_hand: (B, 3) m)."""
         servo = self.gain * (action - now) + self.damping * (now - prev)
-        return servo / self.SCALE + self.net(self.features(now, prev, action))
+        x = self.features(now, prev, action)
+        fingers = self.fingers(torch.cat([x, (cube_from_hand / 0.1).clamp(-3, 3)], -1))
+        return servo / self.SCALE + self.net(x) + F.pad(fingers, (7, 0))
 
-    def step(self, now, prev, action) -> torch.Tensor:
-        return now + self(now, prev, action) * self.SCALE
+    def step(self, now, prev, action, cube_from_hand) -> torch.Tensor:
+        return now + self(now, prev, action, cube_from_hand) * self.SCALE
 
 
 class FrankaCubeWorld(nn.Module):
@@ -136,7 +143,8 @@ class FrankaCubeWorld(nn.Module):
     def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
         now, prev = world[:, -1], world[:, -2 if world.shape[1] > 1 else -1]
         joints = lambda w: torch.from_numpy(np.concatenate([w[:, Q], w[:, GRIP, None]], -1)).float()  # noqa: E731
-        nxt_joints = self.arm.step(joints(now), joints(prev), torch.from_numpy(np.asarray(actions)).float()).numpy()
+        rel = torch.from_numpy(now[:, CUBE] - now[:, EE]).float()
+        nxt_joints = self.arm.step(joints(now), joints(prev), torch.from_numpy(np.asarray(actions)).float(), rel).numpy()
         q = np.clip(nxt_joints[:, :7], self.q_low, self.q_high)
         grip = np.clip(nxt_joints[:, 7], 0.0, 1.0)
         ee, euler = self.hand_pose(q)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ...embodiments import load_spec
 from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
-from ...model.keypoint_renderer import KeypointRendererConfig, fit_keypoint_renderer
+from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig, fit_keypoint_renderer
 from ...train import JsonlLogger, fit
 from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
@@ -27,6 +27,7 @@ from .structured import ENTRY_POINT, GRIP, WORLD_DIMS, FrankaCubeWorld, keypoint
 
 
 STILL, PUSHED = 0.004, 0.015  # m
+HIDDEN = 0.8  # a blob under this share of its first size is partly hidden
 SMOOTH = 5  # steps
 
 
@@ -41,20 +42,23 @@ def task_config(arm_width: int = 256, tower: dict | None = None, render: dict | 
 
 def perceive_episode(world: FrankaCubeWorld, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
     """Every frame's world state; where neither exterior camera sees the cube (the hand over it), the last
-    place it was seen; a cube seen less than STILL from where it was (PUSHED while it rests on the table under an
-    open gripper) stays there."""
+    place it was seen; a cube resting on the table stays where it was while the hand hides part of it (HIDDEN)
+    or when seen less than PUSHED away; a lifted one follows moves over STILL."""
     T = len(state)
     out = np.zeros((T, WORLD_DIMS), np.float32)
     out[:, :14] = state[:, :14]
-    cube, yaw, target = None, 0.0, None
+    cube, yaw, target, full = None, 0.0, None, None
     for t in range(T):
         images = {c: frames[c][t] for c in frames}
-        seen = locate_cube(images, world.calibs, CUBE_HALF)
+        areas = {}
+        seen = locate_cube(images, world.calibs, CUBE_HALF, areas)
+        full = full or areas  # the first frame's blobs: the cube unhidden, the hand high above it
         if seen is not None and cube is not None:
-            # on the table under an open gripper the cube stays unless it is pushed clearly (PUSHED): smaller
-            # moves are its blob's jitter as the hand passes and hides part of it
-            resting = cube[2] < CUBE_HALF + 0.01 and seen[2] < CUBE_HALF + 0.01 and state[t, 7] < 0.2
-            if np.linalg.norm(seen - cube) < (PUSHED if resting else STILL):
+            # on the table the cube stays while the hand hides part of it (its blob's centroid moves, not the
+            # cube) and unless it is pushed clearly (PUSHED): smaller moves are the blob's jitter
+            resting = cube[2] < CUBE_HALF + 0.01 and seen[2] < CUBE_HALF + 0.01
+            hidden = any(areas[c] < HIDDEN * full[c] for c in full)
+            if resting and hidden or np.linalg.norm(seen - cube) < (PUSHED if resting else STILL):
                 seen = None
         cube = seen if seen is not None else cube
         if t == 0:
@@ -91,9 +95,10 @@ def load_world_episodes(dataset, world: FrankaCubeWorld, size: tuple[int, int], 
 def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
             rest_every: int = 5) -> dict:
     joints = lambda w: np.concatenate([w[:, :7], w[:, GRIP, None]], -1)  # noqa: E731
-    now, prev, act, nxt = [], [], [], []
+    now, prev, act, nxt, rel = [], [], [], [], []
     for ep in episodes:
         j = joints(ep["world"])
+        r = ep["world"][:, 14:17] - ep["world"][:, 8:11]  # the cube from the hand
         now.append(j[:-1])
         prev.append(np.concatenate([j[:1], j[:-2]]))
         act.append(ep["action"][:-1])
@@ -107,7 +112,8 @@ def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int,
         prev.append(rest)
         act.append(np.concatenate([rest[:, :7], cmd[:, None]], -1))
         nxt.append(rest)
-    now, prev, act, nxt = (torch.from_numpy(np.concatenate(x)).float() for x in (now, prev, act, nxt))
+        rel += [r[:-1], r[:-1][still][::rest_every]]
+    now, prev, act, nxt, rel = (torch.from_numpy(np.concatenate(x)).float() for x in (now, prev, act, nxt, rel))
     target = (nxt - now) / world.arm.SCALE
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(world.arm.parameters(), 2e-3, weight_decay=1e-5)
@@ -115,7 +121,7 @@ def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int,
 
     def loss_fn(step):
         idx = torch.randint(0, len(now), (512,), generator=gen)
-        return {"loss": ((world.arm(now[idx], prev[idx], act[idx]) - target[idx]) ** 2).mean()}
+        return {"loss": ((world.arm(now[idx], prev[idx], act[idx], rel[idx]) - target[idx]) ** 2).mean()}
 
     world.arm.train()
     last = fit(loss_fn, opt, steps, sched=sched, stage="arm", log=log, progress=progress)
@@ -137,8 +143,8 @@ def tower_data(episodes: list[dict]) -> dict:
 def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int = 100, render_steps: int = 3000,
           tower: dict | None = None, render: dict | None = None, progress: bool = True, overwrite: bool = False,
           init=None):
-    """See the module docstring. `init`: an earlier checkpoint whose servo and renderer are kept (only the tower
-    is fitted); `tower` overrides EntityTowerConfig fields."""
+    """See the module docstring. `init`: an earlier checkpoint whose renderer is kept (the servo and the tower are
+    fitted); `tower` overrides EntityTowerConfig fields."""
     from ...backends.structured import StructuredBackend
 
     out = Path(out)
@@ -149,13 +155,18 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
     tower = {"dim": 64, "ffn_dim": 128, "head_width": 128, **(tower or {})}
     world = FrankaCubeWorld(task_config(tower=tower, render=render), spec)
     keep = {}
-    if init is not None:  # keep the servo and renderer of an earlier checkpoint; fit the tower anew
-        base = StructuredBackend.load(init, runtime="torch")
-        world = FrankaCubeWorld({**base.task.config, "tower": tower_config(**tower).to_dict()}, spec)
-        world.arm.load_state_dict(base.task.arm.state_dict())
-        world.renderer.load_state_dict(base.task.renderer.state_dict())
-        keep = {k: base.provenance[k] for k in ("arm", "renderer")}
-        arm_steps = render_steps = 0
+    if init is not None:  # keep the renderer of an earlier checkpoint; fit the servo and the tower anew
+        from ...backends import checkpoint_path
+        from ...model.checkpoint import read_raw_config, read_weights
+
+        raw = read_raw_config(checkpoint_path(init))  # only the renderer is read: the rest may be older code's
+        weights, _ = read_weights(checkpoint_path(init))
+        world.config["renderer"] = raw["task_config"]["renderer"]
+        world.renderer = KeypointRenderer(KeypointRendererConfig.from_dict(world.config["renderer"]))
+        world.renderer.load_state_dict({k.removeprefix("renderer."): v for k, v in weights.items()
+                                        if k.startswith("renderer.")})
+        keep = {"renderer": raw["provenance"]["renderer"]}
+        render_steps = 0
     out.mkdir(parents=True, exist_ok=True)
     log = JsonlLogger(out / "losses.jsonl")
     size = (world.renderer.cfg.height, world.renderer.cfg.width)
@@ -167,6 +178,7 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
         provenance["init"] = str(init)
     provenance["tower"] = fit_entity_tower(world.dynamics, tower_data(episodes), epochs=tower_epochs, seed=seed,
                                            progress=progress, log=log)
+    world.config["tower"] = world.dynamics.cfg.to_dict()  # with the change scale the fit set from the data
     if render_steps:
         provenance["renderer"] = fit_renderer(world, episodes, render_steps, seed, progress, log)
     backend = StructuredBackend(world, spec, history=2, success_threshold=0.5, entry_point=ENTRY_POINT,
@@ -193,7 +205,7 @@ def main(argv=None) -> int:
     p.add_argument("--tower-epochs", type=int, default=100)
     p.add_argument("--render-steps", type=int, default=3000)
     p.add_argument("--tower", default=None, help='EntityTowerConfig overrides as JSON, e.g. {"dim": 96, "samples": 8}')
-    p.add_argument("--init", default=None, help="keep this checkpoint's servo and renderer; fit only the tower")
+    p.add_argument("--init", default=None, help="keep this checkpoint's renderer; fit the servo and the tower")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     import json
