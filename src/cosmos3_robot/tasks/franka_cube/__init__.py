@@ -1,5 +1,6 @@
 """The Franka cube scene for the `droid` spec: MuJoCo pick-and-place with DROID's cameras and
-calibration, IK, and the pixel + calibration pick-and-place expert."""
+calibration, IK, the pixel + calibration pick-and-place expert and its ladder, and the learned scene's pieces
+(perception.py, kinematics.py, structured.py, train.py)."""
 
 from .expert import LADDER, FrankaPickPlaceExpert, make_franka_policy
 from .real import FrankaCubeRealEnv, FrankaIK, exterior_calibrations
