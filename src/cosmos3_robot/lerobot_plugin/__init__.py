@@ -33,8 +33,9 @@ TYPE = "cosmos3_robot"
 
 
 def learned_tasks() -> list[str]:
-    """Tasks that ship a learned simulator (the choices of --env.task)."""
-    return sorted(name for name, (_, learned, _) in TASKS.items() if learned)
+    """Tasks that ship a learned simulator (the choices of --env.task), in the order the tasks are registered:
+    the first is the default."""
+    return [name for name, (_, learned, _) in TASKS.items() if learned]
 
 
 def pixel_keys(spec: EmbodimentSpec) -> dict[str, str]:
