@@ -8,6 +8,18 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 
+def _chain(model, site: str = "end_effector") -> list[int]:
+    """Body ids from the base's first child to the body holding `site`."""
+    import mujoco
+
+    body = int(model.site_bodyid[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, site)])
+    chain = []
+    while body != 0:
+        chain.append(body)
+        body = int(model.body_parentid[body])
+    return chain[::-1]
+
+
 def chain_parameters(model=None, site: str = "end_effector") -> dict:
     """The kinematic chain from the base to `site`: per body its offset in the parent (pos, quat w-first)
     and, where it turns, the index of its hinge joint among the arm's joints and its axis; then the site's
@@ -18,13 +30,8 @@ def chain_parameters(model=None, site: str = "end_effector") -> dict:
 
     model = model or franka_model()
     sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, site)
-    body = int(model.site_bodyid[sid])
-    chain = []
-    while body != 0:
-        chain.append(body)
-        body = int(model.body_parentid[body])
     bodies = []
-    for b in reversed(chain):
+    for b in _chain(model, site):
         joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == b]
         hinge = [j for j in joints if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
         bodies.append({"pos": model.body_pos[b].tolist(), "quat": model.body_quat[b].tolist(),
@@ -66,11 +73,5 @@ def camera_mount(model=None, camera: str = "wrist_left") -> dict:
 
     model = model or franka_model()
     cid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-    body = int(model.cam_bodyid[cid])
-    chain, b = [], int(model.site_bodyid[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "end_effector")])
-    while b != 0:
-        chain.append(b)
-        b = int(model.body_parentid[b])
-    chain.reverse()
-    return {"link": chain.index(body), "pos": model.cam_pos[cid].tolist(), "quat": model.cam_quat[cid].tolist(),
+    return {"link": _chain(model).index(int(model.cam_bodyid[cid])), "pos": model.cam_pos[cid].tolist(), "quat": model.cam_quat[cid].tolist(),
             "fovy": float(model.cam_fovy[cid])}

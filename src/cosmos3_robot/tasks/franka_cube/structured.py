@@ -37,6 +37,11 @@ MAX_CUBE_STEP = 0.05  # m: the cube moves at most this far in one control step (
 TARGET_HALF = 0.04
 
 
+def joints(world: np.ndarray) -> np.ndarray:
+    """(B, W) world states -> (B, 8) joints and gripper, the servo's state."""
+    return np.concatenate([world[:, Q], world[:, GRIP, None]], -1)
+
+
 def tower_config(**overrides) -> EntityTowerConfig:
     """The hand and the cube, points in 3-D (m, features per 10 cm); the tower's action is where the hand goes
     (3) and the gripper's reading now and next (2)."""
@@ -142,13 +147,11 @@ class FrankaCubeWorld(nn.Module):
     @torch.no_grad()
     def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
         now, prev = world[:, -1], world[:, -2 if world.shape[1] > 1 else -1]
-        joints = lambda w: torch.from_numpy(np.concatenate([w[:, Q], w[:, GRIP, None]], -1)).float()  # noqa: E731
-        rel = torch.from_numpy(now[:, CUBE] - now[:, EE]).float()
-        nxt_joints = self.arm.step(joints(now), joints(prev), torch.from_numpy(np.asarray(actions)).float(), rel).numpy()
+        t = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
+        nxt_joints = self.arm.step(t(joints(now)), t(joints(prev)), t(actions), t(now[:, CUBE] - now[:, EE])).numpy()
         q = np.clip(nxt_joints[:, :7], self.q_low, self.q_high)
         grip = np.clip(nxt_joints[:, 7], 0.0, 1.0)
         ee, euler = self.hand_pose(q)
-        t = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
         action = np.concatenate([ee, now[:, GRIP, None], grip[:, None]], -1)
         prev_action = np.concatenate([now[:, EE], prev[:, GRIP, None], now[:, GRIP, None]], -1)
         cfg = self.dynamics.cfg
@@ -173,9 +176,9 @@ class FrankaCubeWorld(nn.Module):
 
     # ------------------------------------------------------------------ rendering
 
-    def keypoints(self, world: np.ndarray) -> np.ndarray:
+    def keypoints(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, W) -> base-frame keypoints (B, P, 3): link origins, hand, two fingertips, the cube's 8 corners,
-        the target's 4 corners (`keypoint_groups` joins them)."""
+        the target's 4 corners (`keypoint_groups` joins them); and the links' origins and rotations."""
         origins, ee, R, rots = forward(self.config["chain"], world[:, Q], frames=True)
         opening = 0.04 * (1.0 - world[:, GRIP, None]) + 0.008
         fingers = [ee + R[:, :, 1] * opening - R[:, :, 2] * 0.03, ee - R[:, :, 1] * opening - R[:, :, 2] * 0.03]
@@ -188,15 +191,16 @@ class FrankaCubeWorld(nn.Module):
         t = TARGET_HALF
         square = np.array([[-t, -t, 0], [t, -t, 0], [t, t, 0], [-t, t, 0]], np.float64)
         target = np.concatenate([world[:, TARGET], np.zeros((len(world), 1))], -1)[:, None] + square[None]
-        self._wrist = (origins, rots)
-        return np.concatenate([origins, ee[:, None], fingers[0][:, None], fingers[1][:, None], cube, target], 1)
+        points = np.concatenate([origins, ee[:, None], fingers[0][:, None], fingers[1][:, None], cube, target], 1)
+        return points, origins, rots
 
-    def camera_poses(self, name: str, n: int) -> np.ndarray:
-        """(n, 4, 4) camera-to-base poses of camera `name` (OpenCV axes) for the last `keypoints` call."""
+    def camera_poses(self, name: str, origins: np.ndarray, rots: np.ndarray) -> np.ndarray:
+        """(B, 4, 4) camera-to-base poses of camera `name` (OpenCV axes), given the links' origins (B, L, 3) and
+        rotations (B, L, 3, 3) (the wrist camera rides on one)."""
+        n = len(origins)
         if name in self.calibs:
             return np.broadcast_to(self.calibs[name].camera_to_world, (n, 4, 4))
         mount = self.config["mount"]
-        origins, rots = self._wrist
         R_cam = rots[:, mount["link"]] @ Rotation.from_quat(mount["quat"], scalar_first=True).as_matrix()
         pose = np.tile(np.eye(4), (n, 1, 1))
         pose[:, :3, :3] = R_cam @ np.diag([1.0, -1.0, -1.0])
@@ -205,12 +209,11 @@ class FrankaCubeWorld(nn.Module):
 
     def project(self, world: np.ndarray) -> np.ndarray:
         """(B, W) -> renderer inputs (B, cameras, P, 3): (u, v) in [-1, 1] across each camera's frame, log depth."""
-        points = self.keypoints(world)
-        B = len(world)
+        points, origins, rots = self.keypoints(world)
         out = []
         for name in self.cameras:
             cam = self.spec.camera(name)
-            pose = self.camera_poses(name, B)
+            pose = self.camera_poses(name, origins, rots)
             rel = points - pose[:, None, :3, 3]
             p = np.einsum("bpi,bij->bpj", rel, pose[:, :3, :3])  # base -> camera: R^T (x - t)
             z = p[..., 2]

@@ -23,7 +23,8 @@ from ...train import JsonlLogger, fit
 from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
-from .structured import ENTRY_POINT, GRIP, WORLD_DIMS, FrankaCubeWorld, keypoint_groups, tower_config
+from .structured import (CUBE, EE, ENTRY_POINT, GRIP, TARGET, WORLD_DIMS, YAW, FrankaCubeWorld, joints,
+                         keypoint_groups, tower_config)
 
 
 STILL, PUSHED = 0.004, 0.015  # m
@@ -66,11 +67,11 @@ def perceive_episode(world: FrankaCubeWorld, frames: dict[str, np.ndarray], stat
             yaw = top[1] if top is not None else 0.0
             found = find_on_table(images[CAMERA], world.calibs[CAMERA], GREEN, 0.0)
             target = found[0] if found is not None else np.array([0.5, 0.0])
-        out[t, 14:17] = cube if cube is not None else [0.5, 0.0, CUBE_HALF]
-        out[t, 17], out[t, 18:20] = yaw, target
+        out[t, CUBE] = cube if cube is not None else [0.5, 0.0, CUBE_HALF]
+        out[t, YAW], out[t, TARGET] = yaw, target
     # a moving cube's blob is partly hidden by the fingers, differently each frame: average its track over
     # SMOOTH steps (a resting cube's track is constant, so it stays exactly where it was)
-    out[:, 14:17] = uniform_filter1d(out[:, 14:17], SMOOTH, axis=0, mode="nearest")
+    out[:, CUBE] = uniform_filter1d(out[:, CUBE], SMOOTH, axis=0, mode="nearest")
     return out
 
 
@@ -94,11 +95,10 @@ def load_world_episodes(dataset, world: FrankaCubeWorld, size: tuple[int, int], 
 
 def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
             rest_every: int = 5) -> dict:
-    joints = lambda w: np.concatenate([w[:, :7], w[:, GRIP, None]], -1)  # noqa: E731
     now, prev, act, nxt, rel = [], [], [], [], []
     for ep in episodes:
         j = joints(ep["world"])
-        r = ep["world"][:, 14:17] - ep["world"][:, 8:11]  # the cube from the hand
+        r = ep["world"][:, CUBE] - ep["world"][:, EE]  # the cube from the hand
         now.append(j[:-1])
         prev.append(np.concatenate([j[:1], j[:-2]]))
         act.append(ep["action"][:-1])
@@ -134,9 +134,9 @@ def tower_data(episodes: list[dict]) -> dict:
     eps = []
     for ep in episodes:
         w = ep["world"]
-        action = np.concatenate([w[1:, 8:11], w[:-1, GRIP, None], w[1:, GRIP, None]], -1)
-        eps.append({"states": {"hand": w[:, 8:11], "cube": w[:, 14:17]}, "action": action,
-                    "rest_action": np.r_[w[0, 8:11], w[0, GRIP], w[0, GRIP]]})
+        action = np.concatenate([w[1:, EE], w[:-1, GRIP, None], w[1:, GRIP, None]], -1)
+        eps.append({"states": {"hand": w[:, EE], "cube": w[:, CUBE]}, "action": action,
+                    "rest_action": np.r_[w[0, EE], w[0, GRIP], w[0, GRIP]]})
     return entity_transitions(eps, ["hand", "cube"])
 
 
