@@ -11,7 +11,10 @@ Generator tower, for `cosmos3-robot train-dynamics --init` to train (scripts/tra
 keeps its dynamics: the shipped `pusht_fast` came from `--teacher pusht_small --frames 24000 --steps 10000`
 (14 min on 2 CPU cores; docs/pusht_fast_losses.jsonl).
 
-The student is a narrow conv head and decoder fit in pixel space, coloured pixels weighted 5x."""
+`--kind sprite` (the default; the shipped pusht_tower's renderer): a learned background and one learned RGBA
+sprite per entity (pusher, T) composited by the state (`model.sprite_renderer`), 4,000 steps. `--kind conv`:
+a narrow conv head and decoder (pusht_fast's renderer), 10,000 steps. Both are fit in pixel space with the
+pixels that differ from the background weighted 5x."""
 
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ import numpy as np
 import torch
 
 from cosmos3_robot.backends import load_backend
-from cosmos3_robot.model import StateRenderer
+from cosmos3_robot.model import SpriteRenderer, StateRenderer
 from cosmos3_robot.embodiments import Normalizer, load_spec
 from cosmos3_robot.model import StateRendererConfig
 from cosmos3_robot.model.entity_tower import EntityTower
 from cosmos3_robot.tasks.pusht.real import random_pusht_frames
-from cosmos3_robot.tasks.pusht.structured import build_backend, tower_config
+from cosmos3_robot.model.sprite_renderer import fit_sprites
+from cosmos3_robot.tasks.pusht.structured import build_backend, sprite_config, tower_config
 from cosmos3_robot.tasks.pusht.vision import block_pose_features, pose_to_features
 from cosmos3_robot.train import JsonlLogger, fit, warmup_cosine
 
@@ -48,6 +52,8 @@ def real_targets(dataset: str, frames: int, random_frames: int, rng) -> tuple[to
     agents = np.concatenate([np.asarray(ep["state"])[:, :2] for ep in episodes])
     norm = Normalizer.fit(agents.astype(np.float64), "min_max", feature="observation.state")
     pick = rng.choice(len(agents), min(frames, len(agents)), replace=False)
+    if key not in episodes[0]["frames"] and len(episodes[0]["frames"]) == 1:
+        key = next(iter(episodes[0]["frames"]))  # a dataset recorded before the camera took lerobot/pusht's key
     images = np.concatenate([ep["frames"][key] for ep in episodes])[pick]
     agents = agents[pick]
     if random_frames:
@@ -58,6 +64,23 @@ def real_targets(dataset: str, frames: int, random_frames: int, rng) -> tuple[to
             norm)
 
 
+def fit_conv(student, states, targets, args, stage: str) -> dict:
+    opt = torch.optim.AdamW(student.parameters(), args.lr, weight_decay=0.0)
+    sched = warmup_cosine(opt, args.steps, warmup=200)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def loss_fn(step):
+        idx = torch.randint(len(states), (args.batch,), generator=gen)
+        target = targets[idx].float() / 255
+        weight = 1 + 4 * (target.amax(1, keepdim=True) - target.amin(1, keepdim=True) > 0.1).float()
+        return (((student(states[idx]) - target) ** 2) * weight).mean()
+
+    student.train()
+    last = fit(loss_fn, opt, args.steps, sched=sched, stage=stage, log=JsonlLogger(args.log))
+    student.eval()
+    return last
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--teacher", default="real", help="real (gym-pusht frames) or a checkpoint to distill")
@@ -65,15 +88,20 @@ def main():
     parser.add_argument("--random-frames", type=int, default=6000, help="--teacher real: frames of random states")
     parser.add_argument("--out", required=True)
     parser.add_argument("--frames", type=int, default=24000, help="teacher frames drawn once / dataset frames used")
-    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--kind", default="sprite", choices=["sprite", "conv"])
+    parser.add_argument("--steps", type=int, default=None, help="default 4000 (sprite) or 10000 (conv)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=None, help="default 1e-2 (sprite) or 2e-3 (conv)")
+    parser.add_argument("--sprite-size", type=int, default=32, help="--kind sprite: texels per sprite side")
     parser.add_argument("--width", type=int, default=48)
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--ae-widths", default="12,24,32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", default="outputs/pusht_renderer_losses.jsonl")
     args = parser.parse_args()
+    sprite = args.kind == "sprite"
+    args.steps = args.steps or (4000 if sprite else 10000)
+    args.lr = args.lr or (1e-2 if sprite else 2e-3)
     rng = np.random.default_rng(args.seed)
     ae_widths = tuple(int(w) for w in args.ae_widths.split(","))
     if args.teacher == "real":
@@ -90,23 +118,15 @@ def main():
                                  for i in range(0, len(states), 256)])
         cfg = replace(world.renderer.cfg, width=args.width, layers=args.layers, ae_widths=ae_widths)
     torch.manual_seed(args.seed)
-    student = StateRenderer(cfg)
-    opt = torch.optim.AdamW(student.parameters(), args.lr, weight_decay=0.0)
-    sched = warmup_cosine(opt, args.steps, warmup=200)
-    gen = torch.Generator().manual_seed(args.seed)
-
-    def loss_fn(step):
-        idx = torch.randint(len(states), (args.batch,), generator=gen)
-        target = targets[idx].float() / 255
-        weight = 1 + 4 * (target.amax(1, keepdim=True) - target.amin(1, keepdim=True) > 0.1).float()
-        return (((student(states[idx]) - target) ** 2) * weight).mean()
-
-    student.train()
-    stage = "renderer" if teacher is None else "distill"
-    last = fit(loss_fn, opt, args.steps, sched=sched, stage=stage, log=JsonlLogger(args.log))
-    student.eval()
-    record = {"teacher": args.teacher, "frames": len(states), "steps": args.steps, "seed": args.seed,
-              "loss": last["loss"]}
+    if sprite:
+        student = SpriteRenderer(sprite_config(sprite_size=args.sprite_size))
+        last = fit_sprites(student, states, targets, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                           log=JsonlLogger(args.log))
+    else:
+        student = StateRenderer(cfg)
+        last = fit_conv(student, states, targets, args, "renderer" if teacher is None else "distill")
+    record = {"teacher": args.teacher, "kind": args.kind, "frames": len(states), "steps": args.steps,
+              "seed": args.seed, "loss": last["loss"]}
     if teacher is None:
         spec = load_spec("pusht")
         record |= {"dataset": args.dataset, "random_frames": args.random_frames}

@@ -2,8 +2,9 @@
 # The shipped learned PushT simulator (pusht_tower), from scratch on this CPU, in one script:
 #  1. training data: 20 lossless episodes of each of the 8 ladder policies from real gym-pusht
 #     (scripts/collect_pusht.sh, seeds 1000-1719; resumable);
-#  2. the state renderer, fit to the real frames of those episodes plus 6,000 frames of random states,
-#     each frame's world state perceived from the frame (scripts/train_pusht_renderer.py);
+#  2. the renderer (a learned background and one learned sprite per entity, composited by the state), fit
+#     to the real frames of those episodes plus 6,000 frames of random states, each frame's world state
+#     perceived from the frame (scripts/train_pusht_renderer.py, about 3 min);
 #  3. the Generator tower over entity tokens (pusher, T, action), trained with the rectified-flow
 #     objective on the perceived transitions (cosmos3-robot train-dynamics).
 # Usage: scripts/train_pusht_tower.sh [SEED]   (OUT=..., DATA=..., RENDERER=... to change the paths)
@@ -15,11 +16,11 @@ export HF_HUB_OFFLINE=1
 SEED=${1:-0}
 DATA=${DATA:-outputs/pusht_clean}
 RENDERER_SEED=${RENDERER_SEED:-0}
-RENDERER=${RENDERER:-outputs/pusht_renderer_s$RENDERER_SEED}
+RENDERER=${RENDERER:-outputs/pusht_sprites_s$RENDERER_SEED}
 OUT=${OUT:-outputs/pusht_tower_s$SEED}
 scripts/collect_pusht.sh "$DATA"
 [ -f "$RENDERER/config.json" ] || .venv/bin/python scripts/train_pusht_renderer.py --teacher real --dataset "$DATA" \
-  --out "$RENDERER" --steps 10000 --seed "$RENDERER_SEED" --log "$RENDERER-losses.jsonl"
+  --out "$RENDERER" --kind sprite --steps 4000 --seed "$RENDERER_SEED" --log "$RENDERER-losses.jsonl"
 .venv/bin/cosmos3-robot train-dynamics --init "$RENDERER" --dataset "$DATA" --out "$OUT" --dynamics tower \
   --width 96 --epochs 60 --seed "$SEED" --overwrite   # (rest transitions every 10th state: the default)
 echo "learned PushT simulator in $OUT (ship it: cp -r $OUT src/cosmos3_robot/checkpoints/pusht_tower)"

@@ -325,6 +325,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    from .backends.structured import export_graphs
+    from .tasks.pusht.train import train_policy
+
+    policies = args.policies.split(",") if args.policies else None
+    backend = train_policy(args.init, args.dataset, args.out, policies=policies, chunk=args.chunk, epochs=args.epochs,
+                           seed=args.seed, width=args.width, flow_steps=args.flow_steps, overwrite=args.overwrite)
+    export_graphs(args.out)
+    info = backend.provenance["policy"]
+    print(f"trained the policy head on {info['samples']} states of {info['episodes']} episodes of {args.dataset} "
+          f"(final loss {info['loss']:.4f}); checkpoint in {args.out}; run it as world-model:{args.out}")
+    return 0
+
+
 def cmd_train_dynamics(args: argparse.Namespace) -> int:
     from .tasks.pusht.train import train_dynamics
 
@@ -452,13 +466,23 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                    f"{res['learned']['success']} in {res['learned']['length']}; mean frame PSNR {res['psnr'].mean():.1f} dB")
     else:
         env = real or learned
+        if hasattr(policy, "plans"):  # a policy head that imagines each chunk: its future beside what happened
+            policy.imagine = True
         ep = record(env, policy, args.seed)
         frames = {cam: ep["frames"]}
-        log = RolloutLog(spec=spec, real=frames if real else {}, predicted={} if real else frames,
+        predicted, predicted_states = ({} if real else frames), None
+        if getattr(policy, "plans", None) and real:
+            from .policies.structured_policy import imagined_track
+
+            predicted, predicted_states = imagined_track(policy.plans, {cam: ep["frames"][0]}, ep["states"][0],
+                                                         len(ep["frames"]))
+        log = RolloutLog(spec=spec, real=frames if real else {}, predicted=predicted, predicted_states=predicted_states,
                          actions=ep["actions"], states=ep["states"],
                          success_prob=None if real else ep["rewards"], disagreement=ep.get("disagreement"),
                          name=f"{args.policy}-seed{args.seed}")
         summary = f"{args.sim} success {ep['success']} in {ep['length']} steps"
+        if predicted_states is not None:
+            summary += f"; the policy's imagined future is logged as the predicted frames ({len(policy.plans)} chunks)"
     rec = open_recording(log.name, args.rrd, **_sink(args))
     log_rollout(log, rec)
     rec.flush()
@@ -570,6 +594,20 @@ def build_parser() -> argparse.ArgumentParser:
                         " conditioning); also the sampler's schedule")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("train-policy", help="PushT: train the policy head (the Generator tower in policy mode) of a "
+                       "structured checkpoint on recorded episodes; its dynamics and renderer are kept")
+    p.add_argument("--init", required=True, help="a structured PushT checkpoint, e.g. pusht_tower")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--policies", default="expert", help="train on the successful episodes of these recorded "
+                   "policies (comma-separated; empty: every successful episode)")
+    p.add_argument("--chunk", type=int, default=16, help="actions predicted per call")
+    p.add_argument("--flow-steps", type=int, default=4, help="Euler steps per chunk (default at run time)")
+    p.add_argument("--width", type=int, default=96, help="the tower's token width")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
+    p.set_defaults(func=cmd_train_policy)
     p = sub.add_parser("train-dynamics", help="PushT: train the state dynamics (the Generator tower over entity "
                        "tokens, or the baseline pose MLP) and write a structured-backend checkpoint")
     p.add_argument("--init", required=True, help="a structured checkpoint (its renderer is kept; "

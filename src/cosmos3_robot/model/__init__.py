@@ -4,6 +4,7 @@ from .checkpoint import CheckpointError
 from .config import PRESETS, ModelConfig, get_config
 from .frame_tokenizer import FrameAutoencoder, psnr, train_frame_autoencoder
 from .mot import MoTBlock
+from .sprite_renderer import SpriteRenderer, SpriteRendererConfig, make_renderer
 from .state_renderer import StateRenderer, StateRendererConfig
 from .world_model import PrefixCache, WorldModel, attention_mask
 
@@ -14,11 +15,14 @@ __all__ = [
     "MoTBlock",
     "PRESETS",
     "PrefixCache",
+    "SpriteRenderer",
+    "SpriteRendererConfig",
     "StateRenderer",
     "StateRendererConfig",
     "WorldModel",
     "attention_mask",
     "get_config",
+    "make_renderer",
     "psnr",
     "train_frame_autoencoder",
 ]

@@ -7,7 +7,8 @@ from .base import Policy
 from .wrappers import LaggedPolicy, NoisyPolicy, OffsetPolicy, RandomPolicy, SlowPolicy, StickyPolicy
 
 # the adapters pull in torch / lerobot: imported on first use, so the scripted ladders load light
-_LAZY = {"LeRobotPolicy": ".lerobot_adapter", "WorldModelPolicy": ".world_model_policy"}
+_LAZY = {"LeRobotPolicy": ".lerobot_adapter", "StructuredPolicy": ".structured_policy",
+         "WorldModelPolicy": ".world_model_policy"}
 
 
 def __getattr__(name: str):
@@ -17,4 +18,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["LaggedPolicy", "LeRobotPolicy", "NoisyPolicy", "OffsetPolicy", "Policy", "RandomPolicy", "SlowPolicy",
-           "StickyPolicy", "WorldModelPolicy"]
+           "StickyPolicy", "StructuredPolicy", "WorldModelPolicy"]

@@ -65,6 +65,37 @@ def learned_env_id(name: str) -> str:
     return env_id
 
 
+def world_model_policy(name: str, policy: str, seed: int = 0):
+    """`world-model[:<checkpoint>][#chunk=N&steps=S]`: the policy head of a checkpoint (default: the task's
+    shipped learned simulator's), playing N actions of each chunk (default: all) sampled with S flow steps
+    (default: the head's). Structured checkpoints -> `StructuredPolicy`, MoT ones -> `WorldModelPolicy`."""
+    from ..backends.registry import backend_name
+
+    body, _, fragment = policy.partition("#")
+    ckpt = body.removeprefix("world-model").removeprefix(":")
+    opts = {}
+    for part in filter(None, fragment.split("&")):
+        key, _, value = part.partition("=")
+        if key not in ("chunk", "steps") or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"policy {policy!r}: options are #chunk=N&steps=S with positive integers, got {part!r}")
+        opts[key] = int(value)
+    if not ckpt:
+        env_id = _task(name)[1]
+        if env_id is None:
+            raise ValueError(f"policy {policy!r}: {name!r} has no shipped learned simulator; name a checkpoint "
+                             "with a policy head: world-model:<checkpoint dir>")
+        ckpt = gym.spec(env_id).kwargs["backend"]
+    if backend_name(ckpt) == "structured":
+        from ..policies import StructuredPolicy
+
+        return StructuredPolicy(ckpt, n_action_steps=opts.get("chunk"), flow_steps=opts.get("steps"), seed=seed,
+                                name=policy)
+    from ..policies import WorldModelPolicy
+
+    chunk = opts.get("chunk", 4)
+    return WorldModelPolicy(ckpt, chunk=chunk, sample_steps=opts.get("steps"), seed=seed, name=policy)
+
+
 def make_policy(name: str, policy: str, seed: int = 0):
     """A policy by name: the task's scripted ladder, `random` (uniform in the action limits),
     `lerobot:<pretrained_model dir>`, `openpi:<host>:<port>` (a policy served over openpi's protocol), or
@@ -74,13 +105,8 @@ def make_policy(name: str, policy: str, seed: int = 0):
     from ..policies import RandomPolicy
 
     factory = _task(name)[2]
-    if policy.startswith("world-model:"):
-        from ..policies import WorldModelPolicy
-
-        return WorldModelPolicy(policy.removeprefix("world-model:"), seed=seed, name=policy)
-    if policy == "world-model":
-        raise ValueError("policy 'world-model' needs a checkpoint with a policy head: world-model:<checkpoint dir> "
-                         "(a `cosmos3-robot train` checkpoint; the shipped structured ones have none)")
+    if policy == "world-model" or policy.startswith(("world-model:", "world-model#")):
+        return world_model_policy(name, policy, seed)
     if policy.startswith("openpi:"):
         from ..serve.openpi import OpenPIPolicy
 

@@ -2,7 +2,8 @@
 it came from, float32 (B, 6) = [pusher x, y (min-max normalized by the dataset's state stats), the T's
 x, y, cos, sin (`vision.block_pose_features`)]; the Generator tower over entity tokens (config "tower":
 the pusher, a point, and the T, a pose in SE(2)) moves it, or in older checkpoints the task-specific pose
-MLP (config "dynamics_width", kept as a baseline); the state renderer draws it; its goal coverage
+MLP (config "dynamics_width", kept as a baseline); a learned renderer draws it (sprites composited by the
+state in the shipped checkpoint, a conv net in older ones); its goal coverage
 (gym-pusht's reward) is the reward."""
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from torch import nn
 
 from ...datasets.video import resize_to
 from ...embodiments import EmbodimentSpec, Normalizer
-from ...model import StateRenderer, StateRendererConfig
+from ...model import SpriteRendererConfig, StateRenderer, StateRendererConfig, make_renderer
+from ...model.entity_policy import EntityPolicy, EntityPolicyConfig
 from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig, sampler
 from .dynamics import PoseDynamics
-from .vision import (block_pose_features, features_to_pose, goal_coverage, pose_to_features,
-                     project_block_pose_features)
+from .vision import (T_OUTLINE, WORKSPACE, block_pose_features, features_to_pose, goal_coverage,
+                     pose_to_features, project_block_pose_features)
 
 ENTRY_POINT = "cosmos3_robot.tasks.pusht.structured:PushTWorld"
 ENTITIES = [{"name": "pusher", "kind": "point2"}, {"name": "tee", "kind": "se2"}]
@@ -34,10 +36,21 @@ def tower_config(spec: EmbodimentSpec, **overrides) -> EntityTowerConfig:
                              **overrides)
 
 
+def sprite_config(**overrides) -> SpriteRendererConfig:
+    """PushT's entities for the sprite renderer, in the state's order: the pusher (gym-pusht draws a disc of
+    radius 15 workspace units) and the T (`T_OUTLINE` in its own frame), each box with a margin of 7-15 units
+    for anti-aliasing; in image units (the 512-unit workspace spans [-1, 1])."""
+    u = 2 / WORKSPACE
+    lo, hi = T_OUTLINE.min(0), T_OUTLINE.max(0)
+    centre, half = (lo + hi) / 2, float((hi - lo).max() / 2 + 15)
+    return SpriteRendererConfig("point:0,pose:2", boxes=((0.0, 0.0, 22 * u), (centre[0] * u, centre[1] * u, half * u)),
+                                **overrides)
+
+
 class PushTWorld(nn.Module):
     """`StructuredTask` for PushT (see module docstring). config: state_normalizer (Normalizer dict),
-    tower (EntityTowerConfig dict) or dynamics_width (the baseline pose MLP), renderer (StateRendererConfig
-    dict)."""
+    tower (EntityTowerConfig dict) or dynamics_width (the baseline pose MLP), renderer (SpriteRendererConfig or
+    StateRendererConfig dict)."""
 
     def __init__(self, config: dict, spec: EmbodimentSpec):
         super().__init__()
@@ -56,7 +69,8 @@ class PushTWorld(nn.Module):
             self.dynamics = EntityEnsemble([EntityTowerConfig.from_dict(c) for c in config["ensemble"]])
         else:
             self.dynamics = PoseDynamics(int(config["dynamics_width"]))
-        self.renderer = StateRenderer(StateRendererConfig.from_dict(config["renderer"]))
+        self.renderer = make_renderer(config["renderer"])
+        self.policy = EntityPolicy(EntityPolicyConfig.from_dict(config["policy"])) if "policy" in config else None
         self.use_runtime("torch")
 
     def use_runtime(self, runtime: str, search=()) -> None:
@@ -80,13 +94,31 @@ class PushTWorld(nn.Module):
     def rest_actions(self, world: np.ndarray) -> np.ndarray:
         return self.agent(world)  # a position target at the pusher holds it still
 
+    def entities(self, world: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """History (B, T, W) -> the entities' states now and one step ago, [pusher (B, 2), T pose (B, 3)] each,
+        in workspace units (the tower's inputs)."""
+        before = -2 if world.shape[1] > 1 else -1
+        f = lambda x: torch.from_numpy(np.asarray(x, np.float64)).float()  # noqa: E731
+        return ([f(self.agent(world[:, -1])), f(features_to_pose(world[:, -1, 2:6]))],
+                [f(self.agent(world[:, before])), f(features_to_pose(world[:, before, 2:6]))])
+
+    @torch.no_grad()
+    def act(self, world: np.ndarray, last_actions: np.ndarray, prev_actions: np.ndarray,
+            flow_steps: int | None = None, generator: torch.Generator | None = None) -> np.ndarray:
+        """The policy head: history (B, T, W) and the two actions that led to it (B, A) -> action chunks
+        (B, H, A) in physical units."""
+        if self.policy is None:
+            raise ValueError("this checkpoint has no policy head (task_config 'policy'); train one with "
+                             "`cosmos3-robot train-policy` (scripts/train_pusht_policy.sh)")
+        now, prev = self.entities(world)
+        f = lambda x: torch.from_numpy(np.asarray(x, np.float64)).float()  # noqa: E731
+        return self.policy.sample(now, prev, f(last_actions), f(prev_actions), flow_steps, generator).numpy()
+
     @torch.no_grad()
     def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
-        before = -2 if world.shape[1] > 1 else -1
-        agent, prev_agent = self.agent(world[:, -1]), self.agent(world[:, before])
-        pose, prev_pose = features_to_pose(world[:, -1, 2:6]), features_to_pose(world[:, before, 2:6])
-        t = [torch.from_numpy(np.asarray(x, np.float64)).float()
-             for x in (agent, prev_agent, actions, prev_actions, pose, prev_pose)]
+        (agent, pose), (prev_agent, prev_pose) = self.entities(world)
+        f = lambda x: torch.from_numpy(np.asarray(x, np.float64)).float()  # noqa: E731
+        t = [agent, prev_agent, f(actions), f(prev_actions), pose, prev_pose]
         info = {}
         if isinstance(self.dynamics, (EntityTower, EntityEnsemble)):
             cfg = self.dynamics.cfg
@@ -117,15 +149,17 @@ class PushTWorld(nn.Module):
 
 
 def task_config(state_normalizer: dict, dynamics: int | EntityTowerConfig | list[EntityTowerConfig],
-                renderer: StateRendererConfig) -> dict:
-    """`dynamics`: the Generator tower's config, a list of them (an ensemble), or the baseline pose MLP's width."""
+                renderer: SpriteRendererConfig | StateRendererConfig, policy: EntityPolicyConfig | None = None) -> dict:
+    """`dynamics`: the Generator tower's config, a list of them (an ensemble), or the baseline pose MLP's width;
+    `policy`: the policy head's, if it has one."""
     if isinstance(dynamics, EntityTowerConfig):
         key, value = "tower", dynamics.to_dict()
     elif isinstance(dynamics, list):
         key, value = "ensemble", [c.to_dict() for c in dynamics]
     else:
         key, value = "dynamics_width", int(dynamics)
-    return {"state_normalizer": state_normalizer, key: value, "renderer": renderer.to_dict()}
+    out = {"state_normalizer": state_normalizer, key: value, "renderer": renderer.to_dict()}
+    return out | ({"policy": policy.to_dict()} if policy is not None else {})
 
 
 def ensemble_backend(paths: list, out=None):
@@ -168,18 +202,20 @@ def world_model_parts(path) -> tuple:
     return model.eval(), head or None  # (loading casts float16 weights into the model's float32 ones)
 
 
-def build_backend(renderer: StateRenderer, dynamics: EntityTower | EntityEnsemble | PoseDynamics,
+def build_backend(renderer: nn.Module, dynamics: EntityTower | EntityEnsemble | PoseDynamics,
                   state_normalizer: dict, spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
-                  provenance: dict | None = None):
-    """A structured backend from trained PushT pieces."""
+                  provenance: dict | None = None, policy: EntityPolicy | None = None):
+    """A structured backend from trained PushT pieces (`policy`: a policy head, optional)."""
     from ...backends.structured import StructuredBackend
 
     if isinstance(dynamics, EntityEnsemble):
         key = [m.cfg for m in dynamics.members]
     else:
         key = dynamics.cfg if isinstance(dynamics, EntityTower) else dynamics.out.in_features
-    world = PushTWorld(task_config(state_normalizer, key, renderer.cfg), spec)
+    world = PushTWorld(task_config(state_normalizer, key, renderer.cfg, policy.cfg if policy else None), spec)
     world.renderer.load_state_dict(renderer.state_dict())
+    if policy is not None:
+        world.policy.load_state_dict(policy.state_dict())
     world.dynamics.load_state_dict(dynamics.state_dict())
     return StructuredBackend(world, spec, history, success_threshold, ENTRY_POINT, provenance)
 

@@ -84,6 +84,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
 
         base = StructuredBackend.load(checkpoint_path(init))
         renderer, spec, meta = base.task.renderer, base.spec, None
+        policy = base.task.policy  # a policy head is kept as it is
         state_norm, history = base.task.config["state_normalizer"], base.history
         provenance = dict(base.provenance)
     else:
@@ -95,6 +96,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
         spec = load_spec(meta["embodiment"])
         state_norm, history = meta["normalizers"]["observation.state"], int(meta.get("context", 2))
         provenance = {k: meta[k] for k in ("train",) if k in meta}
+        policy = None
     episodes = load_episodes(dataset)
     camera_key = spec.cameras[0].key
     features = [block_pose_features(ep["frames"][camera_key]) for ep in episodes]  # once, for every fit
@@ -146,6 +148,50 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
         provenance["pose_dynamics"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "width": width,
                                        **metrics}
     # goal coverage >= the real simulator's threshold (PushTRealEnv: 0.90) is success, as in the real env
-    backend = build_backend(renderer, head, state_norm, spec, history, 0.9, provenance)
+    backend = build_backend(renderer, head, state_norm, spec, history, 0.9, provenance, policy)
+    backend.save(out)
+    return backend
+
+
+def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: int = 16, epochs: int = 100,
+                 seed: int = 0, width: int = 96, flow_steps: int = 4, progress: bool = True,
+                 overwrite: bool = False):
+    """The policy head (`model.entity_policy`: the Generator tower in policy mode) of the structured PushT
+    checkpoint `init`, trained on the episodes of `dataset` recorded by the named `policies` (every episode if
+    None) that succeeded, each state perceived as the learned env perceives it (the T's pose from the frame).
+    Writes `init` with the new head to `out`; its dynamics and renderer are kept."""
+    from ...backends.structured import StructuredBackend
+    from ...datasets import load_episodes, read_episode_meta
+    from ...model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
+
+    if (Path(out) / "config.json").is_file() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+    if backend_name(init) != "structured":
+        raise ValueError(f"{init}: the policy head goes on a structured PushT checkpoint (e.g. pusht_tower)")
+    base = StructuredBackend.load(checkpoint_path(init))
+    meta = read_episode_meta(dataset)
+    keep = [m["episode_index"] for m in meta if (policies is None or m.get("policy") in policies) and m.get("success")]
+    if not keep:
+        names = sorted({str(m.get("policy")) for m in meta})
+        raise ValueError(f"{dataset}: no successful episode of policies {policies}; it holds {names}")
+    episodes = load_episodes(dataset, episodes=keep)
+    key = base.spec.cameras[0].key
+    if key not in episodes[0]["frames"] and len(episodes[0]["frames"]) == 1:
+        key = next(iter(episodes[0]["frames"]))  # a dataset recorded before the camera took lerobot/pusht's key
+    perceived = perceived_episodes(episodes, base.spec, [block_pose_features(ep["frames"][key]) for ep in episodes])
+    data = policy_samples([{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"],
+                            "rest_action": ep["agent"][0]} for ep in perceived], [e["name"] for e in ENTITIES], chunk)
+    torch.manual_seed(seed)
+    cfg = EntityPolicyConfig(tower_config(base.spec, dim=width, ffn_dim=2 * width).to_dict(), chunk=chunk,
+                             flow_steps=flow_steps)
+    policy = EntityPolicy(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = fit_entity_policy(policy, data, epochs=epochs, seed=seed, progress=progress,
+                                log=JsonlLogger(out / "policy_losses.jsonl"))
+    provenance = {**base.provenance, "policy": {"dataset": str(dataset), "policies": policies, "episodes": len(keep),
+                                                "chunk": chunk, "epochs": epochs, "seed": seed, **metrics}}
+    backend = build_backend(base.task.renderer, base.task.dynamics, base.task.config["state_normalizer"], base.spec,
+                            base.history, base.success_threshold, provenance, policy)
     backend.save(out)
     return backend

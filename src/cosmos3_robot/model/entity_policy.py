@@ -1,0 +1,169 @@
+"""The Generator tower in policy mode: the same entity tokens as the dynamics (`entity_tower`), read without
+a future action, and a flow head that samples a whole action chunk from them.
+
+The tower's layers encode one token per entity, each seeing the others in its own frame, and an action
+token that carries the last two actions taken. A chunk head (an MLP over the entity tokens, the noisy chunk
+and the flow time, as Diffusion Policy and pi0 put an action expert on top of a backbone) predicts the
+rectified-flow velocity of the whole chunk; a few Euler steps from noise sample it (`flow_steps`, 1-4).
+When the action's first dims are a position target of the first entity (the tower's `action_kind`), the
+chunk is expressed relative to that entity's position, so a push looks the same wherever it happens;
+every dim is scaled by its spread in the training data (`action_scale`, set by `fit_entity_policy`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .entity_tower import KINDS, EntityTower, EntityTowerConfig
+from .flow import add_noise, euler_schedule, sample_time, velocity_target
+
+
+@dataclass
+class EntityPolicyConfig:
+    tower: dict  # EntityTowerConfig dict: the entities, the action's bounds and kind, the tower's size
+    chunk: int = 16  # actions predicted per call
+    flow_steps: int = 4
+    head_width: int = 256
+    action_scale: list[float] = field(default_factory=list)  # per action dim (set by fit_entity_policy)
+
+    def __post_init__(self):
+        if self.chunk < 1 or self.flow_steps < 1:
+            raise ValueError(f"EntityPolicyConfig: chunk={self.chunk} and flow_steps={self.flow_steps} must be >= 1")
+        EntityTowerConfig.from_dict(self.tower)  # its own checks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EntityPolicyConfig:
+        return cls(**d)
+
+
+class EntityPolicy(nn.Module):
+    """States are lists in entity order of (B, state_dims) tensors in the task's units (as `EntityTower`);
+    `last_action` / `prev_action` (B, A) are the actions that led to `now` and to `prev`."""
+
+    def __init__(self, cfg: EntityPolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tower = EntityTower(EntityTowerConfig.from_dict(cfg.tower))
+        tc = self.tower.cfg
+        n_ent, A, H = len(tc.entities), tc.action_dim, cfg.chunk
+        self.head = nn.Sequential(nn.Linear(n_ent * tc.dim + H * A + 16, cfg.head_width), nn.SiLU(),
+                                  nn.Linear(cfg.head_width, cfg.head_width), nn.SiLU(),
+                                  nn.Linear(cfg.head_width, H * A))
+        scale = cfg.action_scale or [1.0] * A
+        self.register_buffer("action_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        self._relative = KINDS[tc.action_kind][0] if tc.action_kind else 0
+
+    def set_action_scale(self, scale: torch.Tensor) -> None:
+        self.action_scale.copy_(scale.clamp_min(1e-6))
+        self.cfg.action_scale = self.action_scale.tolist()
+
+    def encode(self, now, prev, last_action, prev_action) -> torch.Tensor:
+        return self.tower.encode(now, prev, last_action, prev_action).flatten(1)  # (B, E * dim)
+
+    def to_chunk(self, actions: torch.Tensor, now) -> torch.Tensor:
+        """Absolute actions (B, H, A) -> the flow's normalized chunk (B, H * A)."""
+        rel = actions.clone()
+        if self._relative:
+            rel[..., : self._relative] -= now[0][:, None, : self._relative]
+        return (rel / self.action_scale).flatten(1)
+
+    def from_chunk(self, x: torch.Tensor, now) -> torch.Tensor:
+        actions = x.reshape(x.shape[0], self.cfg.chunk, -1) * self.action_scale
+        if self._relative:
+            actions = torch.cat([actions[..., : self._relative] + now[0][:, None, : self._relative],
+                                 actions[..., self._relative :]], -1)
+        return actions
+
+    def velocity(self, h: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([h, x, self.tower.time_embedding(t)], -1))
+
+    def loss(self, now, prev, last_action, prev_action, chunk: torch.Tensor, generator=None) -> dict:
+        """Rectified-flow loss on the normalized chunk (B, H, A) of the actions that followed."""
+        h = self.encode(now, prev, last_action, prev_action)
+        x = self.to_chunk(chunk, now)
+        noise = torch.randn(x.shape, generator=generator)
+        t = sample_time(x.shape[0], generator=generator)
+        v = self.velocity(h, add_noise(x, noise, t), t)
+        return {"loss": ((v - velocity_target(x, noise)) ** 2).mean()}
+
+    @torch.no_grad()
+    def sample(self, now, prev, last_action, prev_action, flow_steps: int | None = None,
+               generator=None) -> torch.Tensor:
+        """-> an action chunk (B, H, A) in the task's units, clipped to the action bounds."""
+        h = self.encode(now, prev, last_action, prev_action)
+        x = torch.randn((h.shape[0], self.cfg.chunk * self.tower.cfg.action_dim), generator=generator)
+        times = euler_schedule(flow_steps or self.cfg.flow_steps)
+        for t0, t1 in zip(times[:-1], times[1:]):
+            x = x + (t1 - t0) * self.velocity(h, x, t0.expand(x.shape[0]))
+        lo, hi = self.tower.a_mid - self.tower.a_half, self.tower.a_mid + self.tower.a_half
+        return torch.maximum(torch.minimum(self.from_chunk(x, now), hi), lo)
+
+
+def policy_samples(episodes: list[dict], names: list[str], chunk: int) -> dict:
+    """Episodes {"states": {name: (T, state_dims)}, "action": (T, A) (action t is taken at state t),
+    "rest_action": (A,)} -> {"now", "prev": [per entity (N, k)], "last_action", "prev_action": (N, A),
+    "chunk": (N, H, A)}: at every state, the H actions taken from it on (the last one repeated past the
+    episode's end), and the two actions that led to it (the rest action before the first)."""
+    cols = {"now": [[] for _ in names], "prev": [[] for _ in names], "last_action": [], "prev_action": [], "chunk": []}
+    for ep in episodes:
+        states = [np.asarray(ep["states"][n], np.float64) for n in names]
+        action = np.asarray(ep["action"], np.float64)
+        T = min(len(states[0]), len(action))
+        if T < 1:
+            continue
+        rest = np.asarray(ep["rest_action"], np.float64)[None]
+        before = np.concatenate([rest, rest, action[: T - 1]])  # before[t + 1]: the action that led to state t
+        padded = np.concatenate([action[:T], np.repeat(action[T - 1 : T], chunk - 1, 0)])
+        for i, s in enumerate(states):
+            cols["now"][i].append(s[:T])
+            cols["prev"][i].append(np.concatenate([s[:1], s[: T - 1]]))
+        cols["last_action"].append(before[1 : T + 1])
+        cols["prev_action"].append(before[:T])
+        cols["chunk"].append(np.stack([padded[t : t + chunk] for t in range(T)]))
+    if not cols["chunk"]:
+        raise ValueError("no policy samples: every episode is empty")
+    cat = lambda v: torch.from_numpy(np.concatenate(v)).float()  # noqa: E731
+    return {"now": [cat(v) for v in cols["now"]], "prev": [cat(v) for v in cols["prev"]],
+            "last_action": cat(cols["last_action"]), "prev_action": cat(cols["prev_action"]),
+            "chunk": cat(cols["chunk"])}
+
+
+def fit_entity_policy(policy: EntityPolicy, data: dict, epochs: int = 100, batch: int = 256, lr: float = 1e-3,
+                      seed: int = 0, progress: bool = True, log=None) -> dict:
+    """Train `policy` on `policy_samples(...)` with the rectified-flow loss (one-cycle AdamW). The action
+    scale (per dim, the spread of the chunks relative to the first entity) is set from the data first.
+    Deterministic for a seed. Returns the last loss and the sample count."""
+    from ..train import fit
+
+    gen = torch.Generator().manual_seed(seed)
+    policy.set_action_scale(torch.ones_like(policy.action_scale))
+    rel = policy.to_chunk(data["chunk"], data["now"]).reshape(len(data["chunk"]), policy.cfg.chunk, -1)
+    policy.set_action_scale(rel.reshape(-1, rel.shape[-1]).std(0))
+    n = len(data["chunk"])
+    batch = max(1, min(batch, n))
+    per_epoch = max(1, n // batch)
+    opt = torch.optim.AdamW(policy.parameters(), lr / 2, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * per_epoch))
+    policy.train()
+    perm = None
+
+    def loss_fn(step):
+        nonlocal perm
+        i = step % per_epoch
+        if i == 0:
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[i * batch : (i + 1) * batch]
+        take = lambda xs: [x[idx] for x in xs]  # noqa: E731
+        return policy.loss(take(data["now"]), take(data["prev"]), data["last_action"][idx], data["prev_action"][idx],
+                           data["chunk"][idx], generator=gen)
+
+    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage="entity_policy", log=log,
+               log_every=per_epoch, progress=progress)
+    policy.eval()
+    return {"loss": float(last["loss"]), "samples": n}

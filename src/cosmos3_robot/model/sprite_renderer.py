@@ -1,0 +1,164 @@
+"""A renderer for top-down planar scenes that draws a frame from a low-dimensional state by compositing
+learned sprites: a learned background image, and per entity of the state's geometry (a point: x, y; a pose:
+x, y, cos, sin) a learned RGBA sprite in the entity's own frame, placed by its position and turned by its
+angle (`grid_sample` through one affine map per entity), drawn over the background in the order listed.
+Every parameter is fit to real frames (`fit_sprites`); nothing about the scene's objects is written here.
+
+It does the conv `StateRenderer`'s job for a few percent of its arithmetic: one bilinear lookup per pixel
+and entity instead of ~20 M multiply-adds a frame (benchmarks/renderer_bench.py)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import parse_geometry
+from .state_renderer import to_uint8
+
+
+@dataclass(frozen=True)
+class SpriteRendererConfig:
+    geometry: str  # e.g. "point:0,pose:2": dims 0-1 a point, dims 2-5 a pose (x, y, cos, sin), in [-1, 1]
+    # per entity of `geometry`, in its order: the sprite's centre (cx, cy) in the entity's frame and its
+    # half-width, in the image's [-1, 1] units
+    boxes: tuple[tuple[float, float, float], ...]
+    image_size: int = 96
+    sprite_size: int = 32
+    kind: str = "sprite"
+    draw_order: tuple[int, ...] = field(default=())  # entity indices, back to front; default: as listed
+
+    def parts(self) -> list[tuple[str, int]]:
+        parts = parse_geometry(self.geometry, "SpriteRendererConfig.geometry")
+        if not parts:
+            raise ValueError("SpriteRendererConfig.geometry is empty; name at least one 'point:<dim>' or 'pose:<dim>'")
+        if len(self.boxes) != len(parts):
+            raise ValueError(f"SpriteRendererConfig.boxes has {len(self.boxes)} entries for {len(parts)} entities "
+                             f"in geometry {self.geometry!r}; give one (cx, cy, half_width) per entity")
+        if any(len(b) != 3 or b[2] <= 0 for b in self.boxes):
+            raise ValueError(f"SpriteRendererConfig.boxes={self.boxes}: each entry is (cx, cy, half_width > 0)")
+        if self.draw_order and sorted(self.draw_order) != list(range(len(parts))):
+            raise ValueError(f"SpriteRendererConfig.draw_order={self.draw_order} must list each of the "
+                             f"{len(parts)} entities once")
+        return parts
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SpriteRendererConfig:
+        d = dict(d)
+        d["boxes"] = tuple(tuple(b) for b in d["boxes"])
+        d["draw_order"] = tuple(d.get("draw_order", ()))
+        return cls(**d)
+
+
+class SpriteRenderer(nn.Module):
+    """state (b, k) -> frames (b, H, W, 3) uint8 (`draw`) or float in [0, 1] (`forward`, (b, 3, H, W))."""
+
+    def __init__(self, cfg: SpriteRendererConfig):
+        super().__init__()
+        self.cfg = cfg
+        self._parts = cfg.parts()
+        n, s, h = len(self._parts), cfg.sprite_size, cfg.image_size
+        # colours and alpha as logits (a clamp would stop the gradient of a colour that overshoots); sprites
+        # start grey and transparent
+        self.background = nn.Parameter(torch.zeros(3, h, h))
+        self.colour = nn.Parameter(torch.zeros(n, 3, s, s))
+        self.alpha = nn.Parameter(torch.full((n, 1, s, s), -3.0))
+        # per entity: a learned affine from the state's position to image coordinates (starts as identity)
+        self.place = nn.Parameter(torch.tensor([[1.0, 1.0, 0.0, 0.0]] * n))
+        self.register_buffer("boxes", torch.tensor(cfg.boxes, dtype=torch.float32), persistent=False)
+        self._order = list(cfg.draw_order) or list(range(n))
+
+    def _grid(self, state: torch.Tensor, j: int) -> torch.Tensor:
+        """The sampling grid of entity j: each pixel's place in the sprite, (b, H, W, 2) in [-1, 1]."""
+        kind, i = self._parts[j]
+        b = state.shape[0]
+        scale, offset = self.place[j, :2], self.place[j, 2:]
+        centre = state[:, i : i + 2] * scale + offset
+        if kind == "pose":
+            cos, sin = state[:, i + 2], state[:, i + 3]
+            norm = torch.sqrt(cos * cos + sin * sin).clamp_min(1e-6)
+            cos, sin = cos / norm, sin / norm
+        else:
+            cos, sin = torch.ones_like(centre[:, 0]), torch.zeros_like(centre[:, 0])
+        cx, cy, half = self.boxes[j, 0], self.boxes[j, 1], self.boxes[j, 2]
+        # body = R(-angle) (pixel - centre); sprite = (body - box centre) / half
+        rot = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], 1) / half  # (b, 2, 2)
+        shift = -(rot @ centre.unsqueeze(-1)).squeeze(-1) - torch.stack([cx, cy]) / half
+        theta = torch.cat([rot, shift.unsqueeze(-1)], -1)
+        return F.affine_grid(theta, [b, 1, self.cfg.image_size, self.cfg.image_size], align_corners=False)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        b = state.shape[0]
+        out = torch.sigmoid(self.background).unsqueeze(0).expand(b, -1, -1, -1)
+        for j in self._order:
+            a = torch.sigmoid(self.alpha[j])
+            sprite = torch.cat([torch.sigmoid(self.colour[j]) * a, a]).unsqueeze(0).expand(b, -1, -1, -1)
+            rgba = F.grid_sample(sprite, self._grid(state, j), mode="bilinear", padding_mode="zeros",
+                                 align_corners=False)
+            out = out * (1 - rgba[:, 3:]) + rgba[:, :3]
+        return out
+
+    @torch.no_grad()
+    def draw(self, state: torch.Tensor) -> np.ndarray:
+        return to_uint8(self(state))
+
+    def drawer(self, runtime: str = "torch", search=()):
+        """-> f(state (b, k)) -> (b, H, W, 3) uint8, like `draw`. Eager under either runtime: the work is a
+        few large operators, which ONNX Runtime does not run faster."""
+        from .runtime import check_runtime
+
+        check_runtime(runtime)
+        return self.draw
+
+    @torch.no_grad()
+    def init_from_frames(self, frames: torch.Tensor) -> None:
+        """Start the background at the frames' per-pixel median ((n, 3, H, W) uint8): what the moving
+        entities cover is the background's outlier."""
+        median = (frames[:2048].float().median(0).values / 255).clamp(1 / 512, 1 - 1 / 512)
+        self.background.copy_(torch.logit(median))
+
+
+def fit_sprites(renderer: SpriteRenderer, states: torch.Tensor, frames: torch.Tensor, steps: int = 3000,
+                batch: int = 64, lr: float = 1e-2, binary: float = 1e-3, seed: int = 0, log=None) -> dict:
+    """Fit `renderer` to (states (N, k), frames (N, 3, H, W) uint8): mean squared error in pixel space,
+    pixels that differ from the background weighted 5x (the entities are a small share of the frame)."""
+    from ..train import fit, warmup_cosine
+
+    renderer.init_from_frames(frames)
+    opt = torch.optim.Adam(renderer.parameters(), lr)
+    sched = warmup_cosine(opt, steps, warmup=100)
+    gen = torch.Generator().manual_seed(seed)
+    background = renderer.background.detach().clone()
+
+    def loss_fn(step):
+        idx = torch.randint(len(states), (batch,), generator=gen)
+        target = frames[idx].float() / 255
+        weight = 1 + 4 * ((target - background).abs().amax(1, keepdim=True) > 0.1).float()
+        pixels = (((renderer(states[idx]) - target) ** 2) * weight).mean()
+        # over a white background a faint dark sprite looks like an opaque pale one; only overlaps tell them
+        # apart, and they are rare: nudge alpha to 0 or 1
+        alpha = torch.sigmoid(renderer.alpha)
+        return {"loss": pixels + binary * (alpha * (1 - alpha)).mean(), "pixels": pixels}
+
+    renderer.train()
+    last = fit(loss_fn, opt, steps, sched=sched, stage="sprites", log=log)
+    renderer.eval()
+    return {"steps": steps, "seed": seed, "loss": last["pixels"]}
+
+
+def make_renderer(config: dict) -> nn.Module:
+    """A renderer from its config dict: `kind` "sprite" -> `SpriteRenderer`, otherwise (no kind: older
+    checkpoints) the conv `StateRenderer`."""
+    from .state_renderer import StateRenderer, StateRendererConfig
+
+    if config.get("kind", "conv") == "sprite":
+        return SpriteRenderer(SpriteRendererConfig.from_dict(config))
+    if config.get("kind", "conv") != "conv":
+        raise ValueError(f"renderer kind={config['kind']!r}; expected 'sprite' or 'conv'")
+    return StateRenderer(StateRendererConfig.from_dict({k: v for k, v in config.items() if k != "kind"}))

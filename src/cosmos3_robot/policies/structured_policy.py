@@ -1,0 +1,95 @@
+"""The policy head of a structured checkpoint as an agent: each observation is perceived as the learned env
+perceives its first frames (the task's `perceive`), the task's policy head (`act`: the Generator tower in
+policy mode) samples an action chunk, and the first `n_action_steps` of it are played, LeRobot-style.
+With `imagine=True` the same checkpoint's dynamics and renderer also roll the chunk forward from what the
+policy sees, so each chunk comes with the states and frames the model expects (`imagined`): one model that
+both acts and imagines what its action will do."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from ..backends import load_backend
+
+
+class StructuredPolicy:
+    def __init__(self, checkpoint, n_action_steps: int | None = None, flow_steps: int | None = None,
+                 seed: int = 0, imagine: bool = False, name: str = "world-model"):
+        self.backend = checkpoint if not isinstance(checkpoint, str) else load_backend(checkpoint)
+        task = self.backend.task
+        if getattr(task, "policy", None) is None or not hasattr(task, "act"):
+            raise ValueError(f"checkpoint {checkpoint!r} has no policy head; train one with `cosmos3-robot "
+                             "train-policy` (scripts/train_pusht_policy.sh) or name a checkpoint that has one")
+        self.task, self.spec = task, self.backend.spec
+        chunk = task.policy.cfg.chunk
+        self.n_action_steps = n_action_steps or chunk
+        if not 1 <= self.n_action_steps <= chunk:
+            raise ValueError(f"n_action_steps={self.n_action_steps}: this policy head predicts chunks of {chunk}; "
+                             f"play 1..{chunk} of each")
+        self.flow_steps, self.imagine, self.name, self._seed = flow_steps, imagine, name, seed
+        self.imagined: dict | None = None  # per chunk: "actions" (n, A), "states" (n, S), "frames" camera -> (n, H, W, 3)
+        self.plans: list[tuple[int, dict]] = []  # with imagine: (the step the chunk starts at, its `imagined`)
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._queue: deque = deque()
+        self._world: deque = deque(maxlen=max(2, self.backend.history))
+        self._last = self._prev = None
+        self.imagined, self.plans, self._calls = None, [], 0
+        self._gen = torch.Generator().manual_seed(self._seed if seed is None else seed)
+
+    def _perceive(self, observation: dict) -> np.ndarray:
+        frames = {cam.name: np.asarray(observation[cam.key])[None] for cam in self.spec.cameras if cam.key in observation}
+        state = np.asarray(observation["observation.state"], np.float32)[None]
+        return self.task.perceive(frames, state)[0]
+
+    def select_action(self, observation: dict) -> np.ndarray:
+        world = self._perceive(observation)
+        if not self._world:  # the first step: at rest, as the learned env starts
+            self._last = self._prev = self.task.rest_actions(world[None])[0]
+            self._world.append(world)
+        self._world.append(world)
+        if not self._queue:
+            history = np.stack(list(self._world))[None]
+            chunk = self.task.act(history, self._last[None], self._prev[None], self.flow_steps, self._gen)[0]
+            plan = chunk[: self.n_action_steps].astype(np.float32)
+            self._queue.extend(plan)
+            if self.imagine:
+                self.imagined = self._imagine(history, plan)
+                self.plans.append((self._calls, self.imagined))
+        self._calls += 1
+        action = self._queue.popleft()
+        self._prev, self._last = self._last, action
+        return action
+
+    def _imagine(self, history: np.ndarray, plan: np.ndarray) -> dict:
+        """Roll the planned actions through the checkpoint's own dynamics (its mean step) and draw them."""
+        hist, last, worlds = history, self._last[None], []
+        for a in plan:
+            out = self.task.step(hist, a[None], last)
+            nxt = out[0] if isinstance(out, tuple) else out
+            worlds.append(nxt[0])
+            hist, last = np.concatenate([hist[:, 1:], nxt[:, None]], 1), a[None]
+        worlds = np.stack(worlds)
+        return {"actions": plan, "states": self.task.observe(worlds), "frames": self.task.render(worlds)}
+
+
+def imagined_track(plans: list[tuple[int, dict]], first: dict[str, np.ndarray], first_state: np.ndarray,
+                   length: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A policy's `plans` -> per step 0..length-1 what it imagined it would see there when it planned the chunk
+    that leads there (step 0: the real first observation `first` camera -> (H, W, 3) and `first_state`):
+    camera -> (length, H, W, 3) frames and (length, S) states, side by side with the real rollout."""
+    frames = {cam: np.repeat(np.asarray(f)[None], length, 0) for cam, f in first.items()}
+    states = np.repeat(np.asarray(first_state, np.float32)[None], length, 0)
+    for start, plan in plans:
+        for k in range(len(plan["actions"])):
+            t = start + k + 1
+            if t < length:
+                states[t] = plan["states"][k]
+                for cam in frames:
+                    if cam in plan["frames"]:
+                        frames[cam][t] = plan["frames"][cam][k]
+    return frames, states

@@ -1,0 +1,117 @@
+"""The Generator tower in policy mode: samples, fit, and the agent around a structured checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+
+from cosmos3_robot.embodiments import load_spec
+from cosmos3_robot.model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
+from cosmos3_robot.tasks.pusht.structured import ENTITIES, tower_config
+
+NAMES = [e["name"] for e in ENTITIES]
+
+
+def small_config(chunk=4, **kw):
+    return EntityPolicyConfig(tower_config(load_spec("pusht"), dim=16, layers=1, ffn_dim=32).to_dict(), chunk=chunk,
+                              head_width=64, **kw)
+
+
+def test_policy_samples_line_up_chunks_and_the_actions_before():
+    states = {"pusher": np.arange(10.0).reshape(5, 2), "tee": np.zeros((5, 3))}
+    action = np.arange(100.0, 110.0).reshape(5, 2)
+    data = policy_samples([{"states": states, "action": action, "rest_action": np.array([-1.0, -1.0])}], NAMES, 3)
+    assert data["chunk"].shape == (5, 3, 2) and data["now"][0].shape == (5, 2)
+    np.testing.assert_array_equal(data["chunk"][0].numpy(), action[:3])
+    np.testing.assert_array_equal(data["chunk"][4].numpy(), np.repeat(action[4:5], 3, 0))  # padded past the end
+    np.testing.assert_array_equal(data["last_action"][:3].numpy(), [[-1, -1], action[0], action[1]])
+    np.testing.assert_array_equal(data["prev_action"][:3].numpy(), [[-1, -1], [-1, -1], action[0]])
+    np.testing.assert_array_equal(data["prev"][0][:2].numpy(), [states["pusher"][0], states["pusher"][0]])
+
+
+def toy_episodes(n, rng):
+    """The pusher heads for the T in steps of 8 units: each chunk depends on where the T lies from it."""
+    eps = []
+    for _ in range(n):
+        pusher, tee = rng.uniform(100, 400, 2), np.array([*rng.uniform(100, 400, 2), rng.uniform(-3, 3)])
+        pos, actions = [pusher], []
+        for _ in range(12):
+            d = tee[:2] - pos[-1]
+            actions.append(pos[-1] + 8 * d / max(np.linalg.norm(d), 1e-6))
+            pos.append(actions[-1])
+        eps.append({"states": {"pusher": np.array(pos[:12]), "tee": np.repeat(tee[None], 12, 0)},
+                    "action": np.array(actions), "rest_action": pusher})
+    return eps
+
+
+def test_the_head_learns_a_chunk_that_depends_on_the_scene():
+    rng = np.random.default_rng(0)
+    data = policy_samples(toy_episodes(200, rng), NAMES, 4)
+    test = policy_samples(toy_episodes(20, np.random.default_rng(1)), NAMES, 4)
+    torch.manual_seed(0)
+    policy = EntityPolicy(small_config())
+
+    def error(p):
+        chunk = p.sample(test["now"], test["prev"], test["last_action"], test["prev_action"],
+                         generator=torch.Generator().manual_seed(0))
+        return float((chunk - test["chunk"]).norm(dim=-1).mean())
+
+    before = error(policy)
+    info = fit_entity_policy(policy, data, epochs=30, batch=128, lr=3e-3, progress=False)
+    after = error(policy)
+    hold = float((test["chunk"] - test["now"][0][:, None]).norm(dim=-1).mean())  # staying put: ~20 units off
+    assert info["samples"] == 2400 and after < hold / 4 and after < before / 3, (before, after, hold)
+    assert policy.cfg.action_scale and all(s > 0 for s in policy.cfg.action_scale)
+    # one flow step is a coarser sampler of the same head, still far better than untrained
+    one = policy.sample(test["now"], test["prev"], test["last_action"], test["prev_action"], flow_steps=1,
+                        generator=torch.Generator().manual_seed(0))
+    assert float((one - test["chunk"]).norm(dim=-1).mean()) < hold / 2
+
+
+def test_bad_policy_configs_name_the_field():
+    with pytest.raises(ValueError, match="chunk=0"):
+        small_config(chunk=0)
+
+
+@pytest.fixture(scope="module")
+def policy_checkpoint(tmp_path_factory):
+    """A tiny untrained PushT structured checkpoint with a sprite renderer and a policy head (chunk 4)."""
+    from conftest import save_structured
+    from cosmos3_robot.embodiments import Normalizer
+    from cosmos3_robot.tasks.pusht.structured import PushTWorld, sprite_config, task_config
+
+    torch.manual_seed(0)
+    spec = load_spec("pusht")
+    norm = Normalizer.fit(np.random.default_rng(0).uniform(0, 512, (100, 2)), "min_max", feature="observation.state")
+    world = PushTWorld(task_config(norm.to_dict(), tower_config(spec, dim=16, layers=1, ffn_dim=16, head_width=16),
+                                   sprite_config(sprite_size=8), small_config()), spec)
+    return save_structured(world, spec, tmp_path_factory.mktemp("policy") / "pusht")
+
+
+def test_the_policy_head_acts_by_name_and_imagines_its_chunk(policy_checkpoint):
+    from cosmos3_robot.policies import StructuredPolicy
+    from cosmos3_robot.tasks import make_policy
+    from cosmos3_robot.tasks.pusht.real import PushTRealEnv
+
+    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=2&steps=1", seed=0)
+    assert isinstance(policy, StructuredPolicy) and policy.n_action_steps == 2 and policy.flow_steps == 1
+    env = PushTRealEnv()
+    obs, _ = env.reset(seed=0)
+    policy.imagine = True
+    actions = []
+    for _ in range(5):
+        actions.append(policy.select_action(obs))
+        assert actions[-1].shape == (2,) and np.all((actions[-1] >= 0) & (actions[-1] <= 512))
+        obs, *_ = env.step(actions[-1])
+    imagined = policy.imagined
+    assert imagined["actions"].shape == (2, 2) and imagined["states"].shape == (2, 2)
+    assert imagined["frames"]["top"].shape[0] == 2 and imagined["frames"]["top"].dtype == np.uint8
+    # seeded: the same seed gives the same actions
+    again = make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=2&steps=1", seed=0)
+    obs, _ = env.reset(seed=0)
+    for a in actions:
+        np.testing.assert_array_equal(again.select_action(obs), a)
+        obs, *_ = env.step(a)
+    with pytest.raises(ValueError, match="#chunk=N&steps=S"):
+        make_policy("pusht", f"world-model:{policy_checkpoint}#chunks=2")
+    with pytest.raises(ValueError, match="play 1..4"):
+        make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=9")
