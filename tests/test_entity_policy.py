@@ -115,3 +115,36 @@ def test_the_policy_head_acts_by_name_and_imagines_its_chunk(policy_checkpoint):
         make_policy("pusht", f"world-model:{policy_checkpoint}#chunks=2")
     with pytest.raises(ValueError, match="play 1..4"):
         make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=9")
+
+
+def test_train_policy_relabels_with_the_expert_and_writes_a_runnable_head(policy_checkpoint, tmp_path, capsys):
+    from cosmos3_robot.backends import load_backend
+    from cosmos3_robot.cli import main
+    from cosmos3_robot.datasets import load_episodes, read_episode_meta
+    from cosmos3_robot.tasks import make_policy
+    from cosmos3_robot.tasks.pusht.real import PushTRealEnv
+    from cosmos3_robot.tasks.pusht.train import relabel
+
+    data = tmp_path / "data"
+    for policy, seed in (("expert", 3000), ("expert-noise0.4", 3100)):
+        assert main(["collect", "--env", "pusht", "--policy", policy, "--episodes", "1", "--seed", str(seed),
+                     "--max-steps", "12", "--out", str(data), "--video-quality", "lossless"]) == 0
+    episodes = load_episodes(data)
+    recorded = [ep["action"].copy() for ep in episodes]
+    relabel(episodes, "expert", load_spec("pusht").cameras[0].key)
+    np.testing.assert_array_equal(episodes[0]["action"], recorded[0])  # the expert's own episode: its own answers
+    assert np.abs(episodes[1]["action"] - recorded[1]).mean() > 1.0  # the noisy one: the expert's answers instead
+    out = tmp_path / "head"
+    # 12 steps succeed nowhere: nothing to imitate without relabelling, said before any training
+    assert main(["train-policy", "--init", str(policy_checkpoint), "--dataset", str(data), "--out", str(out)]) != 0
+    assert "no successful episode of policies ['expert']" in capsys.readouterr().err
+    assert not (out / "config.json").exists()
+    assert main(["train-policy", "--init", str(policy_checkpoint), "--dataset", str(data), "--out", str(out),
+                 "--policies", "expert,expert-noise0.4", "--relabel-with", "expert", "--chunk", "4", "--epochs", "2",
+                 "--width", "16"]) == 0
+    backend = load_backend(str(out))
+    assert backend.task.policy.cfg.chunk == 4 and backend.provenance["policy"]["episodes"] == 2
+    assert len(read_episode_meta(data)) == 2
+    policy = make_policy("pusht", f"world-model:{out}", seed=0)
+    obs, _ = PushTRealEnv().reset(seed=0)
+    assert policy.select_action(obs).shape == (2,)

@@ -331,7 +331,9 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
     policies = args.policies.split(",") if args.policies else None
     backend = train_policy(args.init, args.dataset, args.out, policies=policies, chunk=args.chunk, epochs=args.epochs,
-                           seed=args.seed, width=args.width, flow_steps=args.flow_steps, overwrite=args.overwrite)
+                           seed=args.seed, width=args.width, flow_steps=args.flow_steps,
+                           n_action_steps=args.n_action_steps,
+                           relabel_with=args.relabel_with, overwrite=args.overwrite)
     export_graphs(args.out)
     info = backend.provenance["policy"]
     print(f"trained the policy head on {info['samples']} states of {info['episodes']} episodes of {args.dataset} "
@@ -597,12 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-policy", help="PushT: train the policy head (the Generator tower in policy mode) of a "
                        "structured checkpoint on recorded episodes; its dynamics and renderer are kept")
     p.add_argument("--init", required=True, help="a structured PushT checkpoint, e.g. pusht_tower")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help="a dataset directory, or several joined by commas")
     p.add_argument("--out", required=True)
     p.add_argument("--policies", default="expert", help="train on the successful episodes of these recorded "
                    "policies (comma-separated; empty: every successful episode)")
+    p.add_argument("--relabel-with", default=None, help="a scripted policy (e.g. expert) whose answer to each "
+                   "recorded observation replaces the recorded action; every episode is kept, failed ones too")
     p.add_argument("--chunk", type=int, default=16, help="actions predicted per call")
     p.add_argument("--flow-steps", type=int, default=4, help="Euler steps per chunk (default at run time)")
+    p.add_argument("--n-action-steps", type=int, default=1,
+                   help="actions played of each chunk before the next call (default at run time)")
     p.add_argument("--width", type=int, default=96, help="the tower's token width")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)

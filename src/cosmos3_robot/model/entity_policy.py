@@ -25,6 +25,7 @@ from .flow import add_noise, euler_schedule, sample_time, velocity_target
 class EntityPolicyConfig:
     tower: dict  # EntityTowerConfig dict: the entities, the action's bounds and kind, the tower's size
     chunk: int = 16  # actions predicted per call
+    n_action_steps: int = 1  # actions played of each chunk before the next call (the agent's default)
     flow_steps: int = 4
     head_width: int = 256
     action_scale: list[float] = field(default_factory=list)  # per action dim (set by fit_entity_policy)
@@ -32,6 +33,8 @@ class EntityPolicyConfig:
     def __post_init__(self):
         if self.chunk < 1 or self.flow_steps < 1:
             raise ValueError(f"EntityPolicyConfig: chunk={self.chunk} and flow_steps={self.flow_steps} must be >= 1")
+        if not 1 <= self.n_action_steps <= self.chunk:
+            raise ValueError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in 1..chunk={self.chunk}")
         EntityTowerConfig.from_dict(self.tower)  # its own checks
 
     def to_dict(self) -> dict:

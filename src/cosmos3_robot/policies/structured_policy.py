@@ -1,6 +1,7 @@
 """The policy head of a structured checkpoint as an agent: each observation is perceived as the learned env
 perceives its first frames (the task's `perceive`), the task's policy head (`act`: the Generator tower in
-policy mode) samples an action chunk, and the first `n_action_steps` of it are played, LeRobot-style.
+policy mode) samples an action chunk, and the first `n_action_steps` of it are played, LeRobot-style
+(default: the head's own `n_action_steps`).
 With `imagine=True` the same checkpoint's dynamics and renderer also roll the chunk forward from what the
 policy sees, so each chunk comes with the states and frames the model expects (`imagined`): one model that
 both acts and imagines what its action will do."""
@@ -25,7 +26,7 @@ class StructuredPolicy:
                              "train-policy` (scripts/train_pusht_policy.sh) or name a checkpoint that has one")
         self.task, self.spec = task, self.backend.spec
         chunk = task.policy.cfg.chunk
-        self.n_action_steps = n_action_steps or chunk
+        self.n_action_steps = n_action_steps or task.policy.cfg.n_action_steps
         if not 1 <= self.n_action_steps <= chunk:
             raise ValueError(f"n_action_steps={self.n_action_steps}: this policy head predicts chunks of {chunk}; "
                              f"play 1..{chunk} of each")

@@ -67,8 +67,9 @@ def learned_env_id(name: str) -> str:
 
 def world_model_policy(name: str, policy: str, seed: int = 0):
     """`world-model[:<checkpoint>][#chunk=N&steps=S]`: the policy head of a checkpoint (default: the task's
-    shipped learned simulator's), playing N actions of each chunk (default: all) sampled with S flow steps
-    (default: the head's). Structured checkpoints -> `StructuredPolicy`, MoT ones -> `WorldModelPolicy`."""
+    shipped learned simulator's), playing N actions of each chunk (default: the head's n_action_steps),
+    sampled with S flow steps (default: the head's). Structured checkpoints -> `StructuredPolicy`, MoT ones
+    -> `WorldModelPolicy`."""
     from ..backends.registry import backend_name
 
     body, _, fragment = policy.partition("#")

@@ -153,13 +153,30 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     return backend
 
 
+def relabel(episodes: list[dict], teacher: str, key: str) -> None:
+    """Replace each episode's actions, in place, with what the scripted `teacher` does at each of its
+    recorded observations, fed in order as in a rollout (offline DAgger: the states a noisy or lagging
+    policy visited, with the expert's answer to each)."""
+    from . import make_pusht_policy
+
+    for ep in episodes:
+        policy = make_pusht_policy(teacher)
+        policy.reset(0)
+        frames, states = ep["frames"][key], np.asarray(ep["state"])
+        ep["action"] = np.stack([policy.select_action({"observation.state": states[t], key: frames[t]})
+                                 for t in range(len(states))]).astype(np.float32)
+
+
 def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: int = 16, epochs: int = 100,
-                 seed: int = 0, width: int = 96, flow_steps: int = 4, progress: bool = True,
-                 overwrite: bool = False):
+                 seed: int = 0, width: int = 96, flow_steps: int = 4, n_action_steps: int = 1,
+                 relabel_with: str | None = None,
+                 progress: bool = True, overwrite: bool = False):
     """The policy head (`model.entity_policy`: the Generator tower in policy mode) of the structured PushT
-    checkpoint `init`, trained on the episodes of `dataset` recorded by the named `policies` (every episode if
-    None) that succeeded, each state perceived as the learned env perceives it (the T's pose from the frame).
-    Writes `init` with the new head to `out`; its dynamics and renderer are kept."""
+    checkpoint `init`, trained on the episodes of `dataset` (a directory, or several joined by commas) recorded
+    by the named `policies` (every episode if None), each state perceived as the learned env perceives it (the
+    T's pose from the frame). Without `relabel_with` only successful episodes are kept, with their recorded
+    actions; with it, every episode is kept and its actions are the scripted `relabel_with` policy's answers
+    to its observations (`relabel`). Writes `init` with the new head to `out`; dynamics and renderer kept."""
     from ...backends.structured import StructuredBackend
     from ...datasets import load_episodes, read_episode_meta
     from ...model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
@@ -169,27 +186,35 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
     if backend_name(init) != "structured":
         raise ValueError(f"{init}: the policy head goes on a structured PushT checkpoint (e.g. pusht_tower)")
     base = StructuredBackend.load(checkpoint_path(init))
-    meta = read_episode_meta(dataset)
-    keep = [m["episode_index"] for m in meta if (policies is None or m.get("policy") in policies) and m.get("success")]
-    if not keep:
-        names = sorted({str(m.get("policy")) for m in meta})
-        raise ValueError(f"{dataset}: no successful episode of policies {policies}; it holds {names}")
-    episodes = load_episodes(dataset, episodes=keep)
-    key = base.spec.cameras[0].key
-    if key not in episodes[0]["frames"] and len(episodes[0]["frames"]) == 1:
-        key = next(iter(episodes[0]["frames"]))  # a dataset recorded before the camera took lerobot/pusht's key
+    key, episodes = base.spec.cameras[0].key, []
+    for root in str(dataset).split(","):
+        meta = read_episode_meta(root)
+        keep = [m["episode_index"] for m in meta if (policies is None or m.get("policy") in policies)
+                and (m.get("success") or relabel_with)]
+        if not keep:
+            names = sorted({str(m.get("policy")) for m in meta})
+            raise ValueError(f"{root}: no {'' if relabel_with else 'successful '}episode of policies {policies}; "
+                             f"it holds {names}")
+        loaded = load_episodes(root, episodes=keep)
+        if key not in loaded[0]["frames"]:
+            raise ValueError(f"{root}: its frames are under {sorted(loaded[0]['frames'])}, not {key!r} (the spec's "
+                             "camera key); re-collect it with `cosmos3-robot collect`")
+        episodes += loaded
+    if relabel_with:
+        relabel(episodes, relabel_with, key)
     perceived = perceived_episodes(episodes, base.spec, [block_pose_features(ep["frames"][key]) for ep in episodes])
     data = policy_samples([{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"],
                             "rest_action": ep["agent"][0]} for ep in perceived], [e["name"] for e in ENTITIES], chunk)
     torch.manual_seed(seed)
     cfg = EntityPolicyConfig(tower_config(base.spec, dim=width, ffn_dim=2 * width).to_dict(), chunk=chunk,
-                             flow_steps=flow_steps)
+                             flow_steps=flow_steps, n_action_steps=n_action_steps)
     policy = EntityPolicy(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = fit_entity_policy(policy, data, epochs=epochs, seed=seed, progress=progress,
                                 log=JsonlLogger(out / "policy_losses.jsonl"))
-    provenance = {**base.provenance, "policy": {"dataset": str(dataset), "policies": policies, "episodes": len(keep),
+    provenance = {**base.provenance, "policy": {"dataset": str(dataset), "policies": policies,
+                                                "relabel_with": relabel_with, "episodes": len(episodes),
                                                 "chunk": chunk, "epochs": epochs, "seed": seed, **metrics}}
     backend = build_backend(base.task.renderer, base.task.dynamics, base.task.config["state_normalizer"], base.spec,
                             base.history, base.success_threshold, provenance, policy)
