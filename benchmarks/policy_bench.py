@@ -1,7 +1,9 @@
 """The world model's policy head: latency per action chunk on this CPU, against chunk length and flow
-(denoising) steps. Latency does not depend on what the weights learned, so the model is the shipped
-architecture preset (`small`, the size `cosmos3-robot train` trains for PushT) with fresh weights; a trained
-checkpoint can be timed instead with --checkpoint.
+(denoising) steps. A structured checkpoint with a policy head (`--checkpoint pusht_tower`, the Generator tower
+in policy mode on entity tokens) is timed per call: the frame's perception plus one sampled chunk of the
+head's length, of which `chunk` actions are played. Without --checkpoint, the MoT policy head on frames is
+timed: latency does not depend on what the weights learned, so the model is the `small` preset (the size
+`cosmos3-robot train` trains for PushT) with fresh weights.
 Usage: .venv/bin/python benchmarks/policy_bench.py [--checkpoint CKPT] [--chunks 1,4,8,16] [--steps 1,2,4]"""
 
 from __future__ import annotations
@@ -36,12 +38,19 @@ def main():
     parser.add_argument("--steps", default="1,2,4")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    from cosmos3_robot.backends.registry import backend_name
+    from cosmos3_robot.policies import StructuredPolicy
+
+    structured = args.checkpoint is not None and backend_name(args.checkpoint) == "structured"
     model = args.checkpoint or fresh_model(args.preset)
     obs, _ = PushTRealEnv().reset(seed=0)
     print("| chunk | flow steps | ms per chunk | ms per action |\n|---|---|---|---|")
     for chunk in (int(c) for c in args.chunks.split(",")):
         for steps in (int(s) for s in args.steps.split(",")):
-            policy = WorldModelPolicy(model, chunk=chunk, sample_steps=steps, seed=0)
+            if structured:
+                policy = StructuredPolicy(args.checkpoint, n_action_steps=chunk, flow_steps=steps, seed=0)
+            else:
+                policy = WorldModelPolicy(model, chunk=chunk, sample_steps=steps, seed=0)
             policy.select_action(obs)  # warm-up (the first call also fills the context)
             times = []
             for _ in range(args.repeats):

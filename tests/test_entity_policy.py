@@ -148,3 +148,22 @@ def test_train_policy_relabels_with_the_expert_and_writes_a_runnable_head(policy
     policy = make_policy("pusht", f"world-model:{out}", seed=0)
     obs, _ = PushTRealEnv().reset(seed=0)
     assert policy.select_action(obs).shape == (2,)
+
+
+def test_rollout_logs_the_imagined_future_beside_the_real_frames(policy_checkpoint, tmp_path, capsys):
+    from cosmos3_robot.cli import main
+    from cosmos3_robot.policies.structured_policy import imagined_track
+
+    rrd = tmp_path / "policy.rrd"
+    assert main(["rollout", "--env", "pusht", "--policy", f"world-model:{policy_checkpoint}#chunk=2", "--sim", "real",
+                 "--max-steps", "6", "--rrd", str(rrd)]) == 0
+    assert "imagined future" in capsys.readouterr().out and rrd.stat().st_size > 0
+    # the track puts each chunk's k-th imagined frame at the step its k-th action leads to
+    first = {"top": np.zeros((4, 4, 3), np.uint8)}
+    plans = [(0, {"actions": np.zeros((2, 2)), "states": np.array([[1.0, 1], [2, 2]]),
+                  "frames": {"top": np.full((2, 4, 4, 3), 7, np.uint8)}}),
+             (2, {"actions": np.zeros((2, 2)), "states": np.array([[3.0, 3], [4, 4]]),
+                  "frames": {"top": np.full((2, 4, 4, 3), 9, np.uint8)}})]
+    frames, states = imagined_track(plans, first, np.zeros(2), 5)
+    np.testing.assert_array_equal(states[:, 0], [0, 1, 2, 3, 4])
+    assert [int(f[0, 0, 0]) for f in frames["top"]] == [0, 7, 7, 9, 9]
