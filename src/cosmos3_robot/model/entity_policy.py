@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .entity_tower import KINDS, EntityTower, EntityTowerConfig
+from .entity_tower import KINDS, EntityTower, EntityTowerConfig, fit_shuffled
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 
 
@@ -142,31 +142,16 @@ def fit_entity_policy(policy: EntityPolicy, data: dict, epochs: int = 100, batch
     """Train `policy` on `policy_samples(...)` with the rectified-flow loss (one-cycle AdamW). The action
     scale (per dim, the spread of the chunks relative to the first entity) is set from the data first.
     Deterministic for a seed. Returns the last loss and the sample count."""
-    from ..train import fit
-
     gen = torch.Generator().manual_seed(seed)
     policy.set_action_scale(torch.ones_like(policy.action_scale))
     rel = policy.to_chunk(data["chunk"], data["now"]).reshape(len(data["chunk"]), policy.cfg.chunk, -1)
     policy.set_action_scale(rel.reshape(-1, rel.shape[-1]).std(0))
     n = len(data["chunk"])
-    batch = max(1, min(batch, n))
-    per_epoch = max(1, n // batch)
-    opt = torch.optim.AdamW(policy.parameters(), lr / 2, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * per_epoch))
-    policy.train()
-    perm = None
 
-    def loss_fn(step):
-        nonlocal perm
-        i = step % per_epoch
-        if i == 0:
-            perm = torch.randperm(n, generator=gen)
-        idx = perm[i * batch : (i + 1) * batch]
+    def batch_loss(idx):
         take = lambda xs: [x[idx] for x in xs]  # noqa: E731
         return policy.loss(take(data["now"]), take(data["prev"]), data["last_action"][idx], data["prev_action"][idx],
                            data["chunk"][idx], generator=gen)
 
-    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage="entity_policy", log=log,
-               log_every=per_epoch, progress=progress)
-    policy.eval()
+    last = fit_shuffled(policy, n, batch_loss, epochs, batch, lr, gen, "entity_policy", progress, log)
     return {"loss": float(last["loss"]), "samples": n}

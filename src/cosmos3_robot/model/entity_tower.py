@@ -457,8 +457,6 @@ def fit_entity_tower(tower: EntityTower, data: dict, epochs: int = 60, batch: in
     """Train `tower` on `entity_transitions(...)` with the rectified-flow loss (one-cycle AdamW). The change
     scale (per entity, per dim: the spread of moving entities' changes) is set from the data first.
     Deterministic for a seed. Returns the last losses and data counts."""
-    from ..train import fit
-
     gen = torch.Generator().manual_seed(seed)  # every draw of the fit comes from here
     tower.set_change_scale(torch.ones_like(tower.change_scale))
     raw, moving = tower.changes(data["now"], data["next"])
@@ -466,25 +464,39 @@ def fit_entity_tower(tower: EntityTower, data: dict, epochs: int = 60, batch: in
                          for i in range(raw.shape[1])])
     tower.set_change_scale(torch.nan_to_num(scale, nan=1.0))
     n = len(data["action"])
+
+    def batch_loss(idx):
+        take = lambda xs: [x[idx] for x in xs]  # noqa: E731
+        return tower.loss(take(data["now"]), take(data["prev"]), take(data["next"]), data["action"][idx],
+                          data["prev_action"][idx], generator=gen)
+
+    last = fit_shuffled(tower, n, batch_loss, epochs, batch, lr, gen, "entity_tower", progress, log)
+    return {**{k: float(v) for k, v in last.items()}, "transitions": n,
+            "moving_share": [float(m) for m in moving.mean(0)]}
+
+
+def fit_shuffled(module: nn.Module, n: int, batch_loss, epochs: int, batch: int, lr: float,
+                 generator: torch.Generator, stage: str, progress: bool = True, log=None) -> dict:
+    """`epochs` passes over `n` samples in batches, reshuffled each pass by `generator`, one-cycle AdamW;
+    `batch_loss(indices)` -> the loss (or a dict of them under "loss"). The module is left in eval mode.
+    Returns the last step's losses."""
+    from ..train import fit
+
     batch = max(1, min(batch, n))
     per_epoch = max(1, n // batch)
-    opt = torch.optim.AdamW(tower.parameters(), lr / 2, weight_decay=1e-5)
+    opt = torch.optim.AdamW(module.parameters(), lr / 2, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * per_epoch))
-    tower.train()
+    module.train()
     perm = None
 
     def loss_fn(step):
         nonlocal perm
         i = step % per_epoch
         if i == 0:
-            perm = torch.randperm(n, generator=gen)
-        idx = perm[i * batch : (i + 1) * batch]
-        take = lambda xs: [x[idx] for x in xs]  # noqa: E731
-        return tower.loss(take(data["now"]), take(data["prev"]), take(data["next"]), data["action"][idx],
-                          data["prev_action"][idx], generator=gen)
+            perm = torch.randperm(n, generator=generator)
+        return batch_loss(perm[i * batch : (i + 1) * batch])
 
-    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage="entity_tower", log=log,
-               log_every=per_epoch, progress=progress)
-    tower.eval()
-    return {**{k: float(v) for k, v in last.items()}, "transitions": n,
-            "moving_share": [float(m) for m in moving.mean(0)]}
+    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage=stage, log=log, log_every=per_epoch,
+               progress=progress)
+    module.eval()
+    return last
