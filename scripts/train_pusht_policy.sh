@@ -5,7 +5,8 @@
 #     3000-3199 (never the evaluation seeds 0-99 or the held-out ones 200000+; resumable);
 #  2. `cosmos3-robot train-policy`: the head on the successful ones, each state perceived from its frame as
 #     the learned env perceives it; chunks of 16 actions, rectified flow, 4 Euler steps by default.
-# The checkpoint keeps INIT's dynamics and renderer, so one model both acts and imagines.
+# The checkpoint keeps INIT's dynamics and renderer, so one model both acts and imagines; shipped as
+# pusht_policy (pusht_tower stays without the head: the learned env loads only what it runs).
 # Usage: scripts/train_pusht_policy.sh [SEED]   (INIT=..., DATA=..., OUT=..., EPOCHS=... to change them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,5 @@ EPOCHS=${EPOCHS:-100}
   --video-quality lossless --success-threshold 0.90
 .venv/bin/cosmos3-robot train-policy --init "$INIT" --dataset "$DATA" --out "$OUT" --policies expert \
   --chunk 16 --epochs "$EPOCHS" --seed "$SEED" --overwrite
-echo "policy head in $OUT: cosmos3-robot eval --policies world-model:$OUT --episodes 50 --real"
+echo "policy head in $OUT: cosmos3-robot eval --policies world-model:$OUT --episodes 50 --real" \
+  "(ship it: cp -r $OUT src/cosmos3_robot/checkpoints/pusht_policy)"

@@ -37,8 +37,9 @@ def test_the_policy_head_is_reachable_by_name(tiny_checkpoint, tmp_path):
     assert isinstance(policy, WorldModelPolicy) and policy.name == f"world-model:{tiny_checkpoint}"
     obs, _ = PushTRealEnv().reset(seed=0)
     assert policy.select_action(obs).shape == (2,)
-    with pytest.raises(ValueError, match="no policy head"):  # the shipped Franka checkpoint has none
+    with pytest.raises(ValueError, match="no policy head is shipped for 'droid'"):
         make_policy("droid", "world-model")
+    assert make_policy("pusht", "world-model").name == "world-model"  # the shipped pusht_policy
     assert main(["eval", "--policies", f"world-model:{tiny_checkpoint},random", "--episodes", "2", "--max-steps", "4",
                  "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())

@@ -83,7 +83,7 @@ def test_unknown_runtime_is_refused(tmp_path):
         StructuredBackend(world, spec, runtime="onnxruntime", precision="bfloat16")
 
 
-@pytest.mark.parametrize("name", ["pusht_tower", "pusht_fast", "franka_cube"])
+@pytest.mark.parametrize("name", ["pusht_tower", "pusht_policy", "pusht_fast", "franka_cube"])
 def test_shipped_checkpoints_carry_current_graphs(tmp_path, name):
     """Loading a shipped checkpoint under ONNX Runtime exports nothing: its onnx/ folder matches the weights
     and code (after editing the tower or renderer code, refresh them with `cosmos3-robot export-onnx NAME`)."""

@@ -16,6 +16,10 @@ TASKS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+# embodiment name -> the shipped checkpoint with a policy head (`world-model` without a checkpoint)
+POLICY_HEADS: dict[str, str] = {"pusht": pusht.SHIPPED_POLICY}
+
+
 def register_envs() -> None:
     """Gymnasium ids of every task; max_episode_steps as the real simulators (gym-pusht: 300, the Franka
     cube scene: 200)."""
@@ -67,7 +71,7 @@ def learned_env_id(name: str) -> str:
 
 def world_model_policy(name: str, policy: str, seed: int = 0):
     """`world-model[:<checkpoint>][#chunk=N&steps=S]`: the policy head of a checkpoint (default: the task's
-    shipped learned simulator's), playing N actions of each chunk (default: the head's n_action_steps),
+    shipped one, `POLICY_HEADS`), playing N actions of each chunk (default: the head's n_action_steps),
     sampled with S flow steps (default: the head's). Structured checkpoints -> `StructuredPolicy`, MoT ones
     -> `WorldModelPolicy`."""
     from ..backends.registry import backend_name
@@ -81,11 +85,11 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
             raise ValueError(f"policy {policy!r}: options are #chunk=N&steps=S with positive integers, got {part!r}")
         opts[key] = int(value)
     if not ckpt:
-        env_id = _task(name)[1]
-        if env_id is None:
-            raise ValueError(f"policy {policy!r}: {name!r} has no shipped learned simulator; name a checkpoint "
-                             "with a policy head: world-model:<checkpoint dir>")
-        ckpt = gym.spec(env_id).kwargs["backend"]
+        _task(name)
+        if name not in POLICY_HEADS:
+            raise ValueError(f"policy {policy!r}: no policy head is shipped for {name!r}; name a checkpoint with "
+                             f"one: world-model:<checkpoint dir> (shipped: {POLICY_HEADS})")
+        ckpt = POLICY_HEADS[name]
     if backend_name(ckpt) == "structured":
         from ..policies import StructuredPolicy
 

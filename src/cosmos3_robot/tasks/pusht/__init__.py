@@ -8,9 +8,11 @@ from .vision import block_pose_features, project_block_pose_features
 
 # the learned simulator gym.make("cosmos3_robot/PushT-v0") runs; "pusht_small" draws sharper frames, 4x slower
 SHIPPED_CHECKPOINT = "pusht_tower"
+SHIPPED_POLICY = "pusht_policy"  # the same checkpoint plus the policy head (scripts/train_pusht_policy.sh)
 
 # the T's pose (x, y, cos, sin), read off each frame: a world model's perceived state (--perceive-state)
 register_perception("pusht_block_pose", Perception(4, block_pose_features, project_block_pose_features))
 
-__all__ = ["PUSHT_LEVELS", "PushTExpert", "PushTRealEnv", "SHIPPED_CHECKPOINT", "make_pusht_policy",
+__all__ = ["PUSHT_LEVELS", "PushTExpert", "PushTRealEnv", "SHIPPED_CHECKPOINT", "SHIPPED_POLICY",
+           "make_pusht_policy",
            "random_pusht_frames"]
