@@ -34,7 +34,8 @@ class EntityPolicyConfig:
         if self.chunk < 1 or self.flow_steps < 1:
             raise ValueError(f"EntityPolicyConfig: chunk={self.chunk} and flow_steps={self.flow_steps} must be >= 1")
         if not 1 <= self.n_action_steps <= self.chunk:
-            raise ValueError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in 1..chunk={self.chunk}")
+            raise ValueError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in "
+                             f"1..chunk={self.chunk}")
         EntityTowerConfig.from_dict(self.tower)  # its own checks
 
     def to_dict(self) -> dict:
@@ -104,8 +105,7 @@ class EntityPolicy(nn.Module):
         times = euler_schedule(flow_steps or self.cfg.flow_steps)
         for t0, t1 in zip(times[:-1], times[1:]):
             x = x + (t1 - t0) * self.velocity(h, x, t0.expand(x.shape[0]))
-        lo, hi = self.tower.a_mid - self.tower.a_half, self.tower.a_mid + self.tower.a_half
-        return torch.maximum(torch.minimum(self.from_chunk(x, now), hi), lo)
+        return self.from_chunk(x, now).clamp(self.tower.a_mid - self.tower.a_half, self.tower.a_mid + self.tower.a_half)
 
 
 def policy_samples(episodes: list[dict], names: list[str], chunk: int) -> dict:

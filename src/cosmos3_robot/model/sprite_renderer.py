@@ -157,8 +157,9 @@ def make_renderer(config: dict) -> nn.Module:
     checkpoints) the conv `StateRenderer`."""
     from .state_renderer import StateRenderer, StateRendererConfig
 
-    if config.get("kind", "conv") == "sprite":
+    kind = config.get("kind", "conv")
+    if kind == "sprite":
         return SpriteRenderer(SpriteRendererConfig.from_dict(config))
-    if config.get("kind", "conv") != "conv":
-        raise ValueError(f"renderer kind={config['kind']!r}; expected 'sprite' or 'conv'")
+    if kind != "conv":
+        raise ValueError(f"renderer kind={kind!r}; expected 'sprite' or 'conv'")
     return StateRenderer(StateRendererConfig.from_dict({k: v for k, v in config.items() if k != "kind"}))

@@ -36,6 +36,11 @@ def tower_config(spec: EmbodimentSpec, **overrides) -> EntityTowerConfig:
                              **overrides)
 
 
+def _tensor(x) -> torch.Tensor:
+    """Task-unit numbers -> float32 tensor, through float64 (as the tower's inputs have always been made)."""
+    return torch.from_numpy(np.asarray(x, np.float64)).float()
+
+
 def sprite_config(**overrides) -> SpriteRendererConfig:
     """PushT's entities for the sprite renderer, in the state's order: the pusher (gym-pusht draws a disc of
     radius 15 workspace units) and the T (`T_OUTLINE` in its own frame), each box with a margin of 7-15 units
@@ -98,9 +103,8 @@ class PushTWorld(nn.Module):
         """History (B, T, W) -> the entities' states now and one step ago, [pusher (B, 2), T pose (B, 3)] each,
         in workspace units (the tower's inputs)."""
         before = -2 if world.shape[1] > 1 else -1
-        f = lambda x: torch.from_numpy(np.asarray(x, np.float64)).float()  # noqa: E731
-        return ([f(self.agent(world[:, -1])), f(features_to_pose(world[:, -1, 2:6]))],
-                [f(self.agent(world[:, before])), f(features_to_pose(world[:, before, 2:6]))])
+        return ([_tensor(self.agent(world[:, -1])), _tensor(features_to_pose(world[:, -1, 2:6]))],
+                [_tensor(self.agent(world[:, before])), _tensor(features_to_pose(world[:, before, 2:6]))])
 
     @torch.no_grad()
     def act(self, world: np.ndarray, last_actions: np.ndarray, prev_actions: np.ndarray,
@@ -111,14 +115,13 @@ class PushTWorld(nn.Module):
             raise ValueError("this checkpoint has no policy head (task_config 'policy'); train one with "
                              "`cosmos3-robot train-policy` (scripts/train_pusht_policy.sh)")
         now, prev = self.entities(world)
-        f = lambda x: torch.from_numpy(np.asarray(x, np.float64)).float()  # noqa: E731
-        return self.policy.sample(now, prev, f(last_actions), f(prev_actions), flow_steps, generator).numpy()
+        chunk = self.policy.sample(now, prev, _tensor(last_actions), _tensor(prev_actions), flow_steps, generator)
+        return chunk.numpy()
 
     @torch.no_grad()
     def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
         (agent, pose), (prev_agent, prev_pose) = self.entities(world)
-        f = lambda x: torch.from_numpy(np.asarray(x, np.float64)).float()  # noqa: E731
-        t = [agent, prev_agent, f(actions), f(prev_actions), pose, prev_pose]
+        t = [agent, prev_agent, _tensor(actions), _tensor(prev_actions), pose, prev_pose]
         info = {}
         if isinstance(self.dynamics, (EntityTower, EntityEnsemble)):
             cfg = self.dynamics.cfg
