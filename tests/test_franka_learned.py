@@ -85,7 +85,10 @@ def test_recipe_trains_a_learned_scene_from_collected_data(tmp_path):
     data, out = tmp_path / "data", tmp_path / "ckpt"
     assert main(["collect", "--env", "droid", "--policy", "expert", "--episodes", "2", "--max-steps", "12",
                  "--video-quality", "lossless", "--out", str(data)]) == 0
-    trained = train(data, out, arm_steps=20, tower_epochs=1, render_steps=5, progress=False)
+    # 12 steps never reach a grasp, so the grasp constraint (estimated from grasps) is left out here
+    with pytest.raises(ValueError, match="grasps caught the cube"):
+        train(data, tmp_path / "no", arm_steps=1, tower_epochs=1, render_steps=1, progress=False)
+    trained = train(data, out, arm_steps=20, tower_epochs=1, render_steps=5, progress=False, grasp=False)
     loaded = load_backend(out, runtime="torch")
     # the tower's change scale (set from the data by the fit) is what the checkpoint holds
     assert not torch.allclose(trained.task.dynamics.change_scale, torch.ones_like(trained.task.dynamics.change_scale))
@@ -120,3 +123,73 @@ def test_shipped_scene_has_the_real_spaces_and_steps_without_mujoco(monkeypatch)
     assert obs["observation.images.exterior_1_left"].shape == (180, 320, 3) and "disagreement" in info
     spec = load_spec("droid")
     assert np.all(obs["observation.state"] >= spec.state.lower) and np.all(obs["observation.state"] <= spec.state.upper)
+
+
+def _grasp_episodes(chain, shifts, settle_to):
+    """One synthetic episode per (hand-frame shift of the cube from a centred grasp, reading the fingers settle
+    at): the arm still at HOME_QPOS, the command closing at step 5, the reading ramping to `settle_to`."""
+    from cosmos3_robot.tasks.franka_cube.structured import CUBE, EE, GRIP, Q, WORLD_DIMS
+
+    _, ee, R = forward(chain, HOME_QPOS[None])
+    eps = []
+    for shift, settle in zip(shifts, settle_to):
+        w = np.zeros((20, WORLD_DIMS), np.float32)
+        w[:, Q], w[:, EE] = HOME_QPOS, ee[0]
+        w[:, CUBE] = ee[0] + R[0] @ (np.array([0.0, 0.0, 0.024]) + shift)
+        w[5:, GRIP] = np.minimum(settle, 0.12 * np.arange(1, 16))
+        action = np.zeros((20, 8))
+        action[5:, 7] = 1.0
+        eps.append({"world": w, "action": action})
+    return eps
+
+
+def test_grasp_limits_are_measured_between_caught_and_missed_grasps():
+    from cosmos3_robot.tasks.franka_cube.train import estimate_grasp
+
+    chain = chain_parameters()
+    shifts = [np.zeros(3), [0.005, 0, 0], [0, 0.02, 0], [0, -0.02, 0],   # caught
+              [0.03, 0, 0], [0, 0.04, 0]]                                 # across / along: closed on air
+    eps = _grasp_episodes(chain, np.asarray(shifts, float), [0.36, 0.36, 0.36, 0.36, 0.9, 0.9])
+    g = estimate_grasp(eps, chain)
+    np.testing.assert_allclose(g["offset"], [0, 0, 0.024], atol=1e-3)  # the median caught grasp, in the hand
+    assert 0.005 < g["across"] < 0.03 and 0.02 < g["along"] < 0.04  # between the caught and the missed
+    assert g["hold"] == pytest.approx(0.36) and g["caught"] == 4 and g["missed_inside"] == 0
+    with pytest.raises(ValueError, match="missed"):
+        estimate_grasp(eps[:4], chain)  # only caught grasps: no limit can be measured
+
+
+def test_grasp_constraint_carries_holds_drops_and_pushes_the_cube():
+    from cosmos3_robot.backends import load_backend
+    from cosmos3_robot.tasks.franka_cube.structured import CUBE, EE, GRIP, YAW, push_by_fingers
+
+    task = load_backend("franka_cube", runtime="torch").task
+    assert task.grasp is not None
+    chain = task.config["chain"]
+    world = _grasp_episodes(chain, [np.zeros(3)], [0.36])[0]["world"][None, [10, 11]]  # fingers on the cube
+    world[:, :, GRIP] = task.grasp["hold"]
+    _, ee, R = forward(chain, HOME_QPOS[None])
+    world[:, :, CUBE] = ee[0] + R[0] @ np.asarray(task.grasp["offset"])
+    lift = HOME_QPOS.copy()
+    lift[3] += 0.1  # the elbow moves: the hand goes elsewhere
+    assert task.holding(world[:, -1], np.array([1.0]))[0]
+    hist = world.copy()
+    for _ in range(4):
+        nxt, _ = task.step(hist, np.r_[lift, 1.0][None], np.r_[HOME_QPOS, 1.0][None])
+        hist = np.concatenate([hist[:, 1:], nxt[:, None]], 1)
+    moved = nxt[0, EE] - world[0, -1, EE]
+    assert np.linalg.norm(moved) > 0.01  # the hand went somewhere ...
+    np.testing.assert_allclose(nxt[0, CUBE] - nxt[0, EE], world[0, -1, CUBE] - world[0, -1, EE], atol=1e-5)  # ... with it
+    assert abs(nxt[0, GRIP] - task.grasp["hold"]) < 1e-6  # the fingers stay on the cube: no drift open
+    # let go in the air: it falls onto the table within a few steps
+    for _ in range(6):
+        nxt, _ = task.step(hist, np.r_[lift, 0.0][None], np.r_[lift, 1.0][None])
+        hist = np.concatenate([hist[:, 1:], nxt[:, None]], 1)
+    assert nxt[0, CUBE][2] == pytest.approx(CUBE_HALF, abs=1e-4) and world[0, -1, CUBE][2] > CUBE_HALF + 0.01
+    # a finger coming down on the cube's edge pushes it off sideways; one clear of it does not
+    cube = np.array([[0.5, 0.0, CUBE_HALF]])
+    R0 = np.diag([1.0, -1.0, -1.0])[None]  # the hand pointing down, fingers along the base's y
+    hand = np.array([[0.5, 0.01 - 0.0475, CUBE_HALF + 0.02]])  # one finger 1.5 cm inside the cube's edge
+    pushed = push_by_fingers(cube, np.zeros(1), hand, R0, np.zeros(1))
+    assert abs(pushed[0, 1] - cube[0, 1]) > 0.015 and pushed[0, 2] == cube[0, 2]
+    clear = push_by_fingers(cube, np.zeros(1), np.array([[0.5, 0.0, 0.2]]), R0, np.zeros(1))
+    np.testing.assert_array_equal(clear, cube)

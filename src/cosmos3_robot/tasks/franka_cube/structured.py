@@ -7,7 +7,11 @@ euler "xyz" (3) (DROID's cartesian_position), the cube's centre (3) and yaw (1),
 - step: a learned joint servo (`ArmDynamics`: joint targets -> next joints and gripper), the robot's
   kinematic chain (numbers read from its model once; no MuJoCo while stepping) for the hand, and the
   Generator tower over entity tokens (the hand and the cube, points in 3-D; the action token carries where
-  the hand goes and the gripper) for the cube.
+  the hand goes and the gripper) for the cube, under a grasp constraint whose numbers are measured from the
+  training episodes (`train.estimate_grasp`): fingers that close with the cube in the grip (in the hand's frame) stop on it and
+  stay there while the command holds, the held cube moves with the hand, and a cube that nothing holds
+  falls onto the table. The tower alone had the held cube lag the hand and the fingers' reading drift open,
+  so it let the cube go in the air (docs/eval_franka.md).
 - render: every camera's frame from the keypoints of the links, fingers, cube and target projected through
   its calibration (`model.keypoint_renderer`); the wrist camera rides on the chain.
 - reward: 1 where the cube rests on the target and the gripper has let go (the real scene's success)."""
@@ -34,6 +38,9 @@ Q, GRIP, EE, EULER, CUBE, YAW, TARGET = slice(0, 7), 7, slice(8, 11), slice(11, 
 WORLD_DIMS = 20
 RELEASED = 0.25  # gripper reading below this: the fingers are open wider than the cube (0.375 holds it)
 MAX_CUBE_STEP = 0.05  # m: the cube moves at most this far in one control step (the hand's top speed is 0.045)
+FINGER_RADIUS, FINGER_SPAN = 0.009, (-0.043, 0.01)  # m: the Panda finger's capsules (menagerie), along the hand
+TOUCH, HOLD_MAX = 0.1, 0.5  # a closing gripper's reading settled in this band: the fingers stopped on the cube
+SLACK = 0.02  # fingers read at most this past the cube's `hold` reading can still close on it (narrower: on air)
 TARGET_HALF = 0.04
 
 
@@ -91,7 +98,7 @@ class FrankaCubeWorld(nn.Module):
     """`StructuredTask` for the Franka cube scene (see module docstring). config: chain
     (`kinematics.chain_parameters`), mount (`kinematics.camera_mount` of the wrist camera), calibrations
     (the exterior cameras' `CameraCalibration` dicts), arm_width, tower (EntityTowerConfig dict), renderer
-    (KeypointRendererConfig dict)."""
+    (KeypointRendererConfig dict), and optionally grasp (`train.estimate_grasp`'s numbers)."""
 
     def __init__(self, config: dict, spec: EmbodimentSpec):
         super().__init__()
@@ -106,6 +113,12 @@ class FrankaCubeWorld(nn.Module):
         self.dynamics = EntityTower(EntityTowerConfig.from_dict(config["tower"]))
         self.renderer = KeypointRenderer(KeypointRendererConfig.from_dict(config["renderer"]))
         self.q_low, self.q_high = spec.state.lower[:7], spec.state.upper[:7]
+        self.grasp = config.get("grasp")  # estimate_grasp's numbers; None (older checkpoints): no grasp constraint
+        if self.grasp is not None:
+            missing = [k for k in ("offset", "across", "along", "depth", "hold", "fall") if k not in self.grasp]
+            if missing or len(self.grasp.get("offset", ())) != 3:
+                raise ValueError(f"Franka cube task_config 'grasp' lacks {missing or 'a 3-D offset'}; write it with "
+                                 "tasks.franka_cube.train.estimate_grasp(episodes)")
         self.use_runtime("torch")
 
     @classmethod
@@ -151,7 +164,12 @@ class FrankaCubeWorld(nn.Module):
         nxt_joints = self.arm.step(t(joints(now)), t(joints(prev)), t(actions), t(now[:, CUBE] - now[:, EE])).numpy()
         q = np.clip(nxt_joints[:, :7], self.q_low, self.q_high)
         grip = np.clip(nxt_joints[:, 7], 0.0, 1.0)
-        ee, euler = self.hand_pose(q)
+        held = self.holding(now, actions[:, 7])
+        if held.any():  # fingers closed on the cube stay on it while the command holds: no drift either way
+            g = now[held, GRIP]
+            grip[held] = np.clip(grip[held], g, np.maximum(g, self.grasp["hold"]))
+        _, ee, R = forward(self.config["chain"], q)
+        euler = Rotation.from_matrix(R).as_euler("xyz")
         action = np.concatenate([ee, now[:, GRIP, None], grip[:, None]], -1)
         prev_action = np.concatenate([now[:, EE], prev[:, GRIP, None], now[:, GRIP, None]], -1)
         cfg = self.dynamics.cfg
@@ -166,10 +184,30 @@ class FrankaCubeWorld(nn.Module):
         move = cube - now[:, CUBE]
         norm = np.linalg.norm(move, axis=-1, keepdims=True)
         cube = now[:, CUBE] + move * np.minimum(1.0, MAX_CUBE_STEP / np.maximum(norm, 1e-9))
+        if self.grasp is not None:
+            # a held cube moves with the hand; one let go (or never held) above the table falls onto it
+            cube[held] = now[held, CUBE] + (ee[held] - now[held, EE])
+            free = ~held
+            cube[free] = push_by_fingers(cube[free], now[free, YAW], ee[free], R[free], grip[free])
+            up = ~held & (now[:, CUBE][:, 2] > CUBE_HALF + 0.002)
+            falling = np.minimum(now[up, 16] - prev[up, 16], 0.0) - self.grasp["fall"]  # z velocity, then gravity
+            cube[up, 2] = np.minimum(cube[up, 2], now[up, 16] + falling)
         cube[:, 2] = np.maximum(cube[:, 2], CUBE_HALF)  # the table holds it up
         nxt = now.copy()
         nxt[:, Q], nxt[:, GRIP], nxt[:, EE], nxt[:, EULER], nxt[:, CUBE] = q, grip, ee, euler, cube
         return nxt.astype(np.float32), {"disagreement": disagreement.numpy()}
+
+    def holding(self, world: np.ndarray, command: np.ndarray) -> np.ndarray:
+        """(B, W) world, (B,) gripper command -> (B,) bool: the fingers hold the cube (the command closes them;
+        their reading at least TOUCH and no more than the cube's own `hold` + SLACK, so they are not already
+        narrower than the cube; and the cube sits in the grip: within `across`, `along` and `depth` of where a
+        grasped cube sits in the hand's frame). Always False without a `grasp` config."""
+        if self.grasp is None:
+            return np.zeros(len(world), bool)
+        g = world[:, GRIP]
+        d = np.abs(in_hand(self.config["chain"], world) - np.asarray(self.grasp["offset"]))
+        near = (d[:, 0] < self.grasp["across"]) & (d[:, 1] < self.grasp["along"]) & (d[:, 2] < self.grasp["depth"])
+        return (command >= 0.5) & (g >= TOUCH) & (g <= self.grasp["hold"] + SLACK) & near
 
     def observe(self, world: np.ndarray) -> np.ndarray:
         return np.clip(world[:, :14], self.spec.state.lower, self.spec.state.upper).astype(np.float32)
@@ -250,6 +288,51 @@ class FrankaCubeWorld(nn.Module):
         on_target = np.linalg.norm(world[:, CUBE][:, :2] - world[:, TARGET], axis=-1) < SUCCESS_RADIUS
         resting = world[:, CUBE][:, 2] < CUBE_HALF + 0.005
         return (on_target & resting & (world[:, GRIP] < RELEASED)).astype(np.float64)
+
+
+def in_hand(chain: dict, world: np.ndarray) -> np.ndarray:
+    """(B, W) -> (B, 3) where the cube sits from the hand, in the hand's frame (x across the fingers, y along
+    their travel, z down them)."""
+    _, ee, R = forward(chain, world[:, Q])
+    return np.einsum("bji,bj->bi", R, world[:, CUBE] - ee)
+
+
+def finger_centres(ee: np.ndarray, R: np.ndarray, grip: np.ndarray) -> np.ndarray:
+    """(B, 3) hand position, (B, 3, 3) rotation, (B,) gripper reading -> (B, 2, 3): where each finger's axis
+    crosses the hand's height (the fingers open along the hand's y axis, 0.04 m each when open)."""
+    opening = 0.04 * (1.0 - grip[:, None]) + 0.0075
+    return np.stack([ee + R[:, :, 1] * opening, ee - R[:, :, 1] * opening], 1)
+
+
+def push_by_fingers(cube: np.ndarray, yaw: np.ndarray, ee: np.ndarray, R: np.ndarray, grip: np.ndarray) -> np.ndarray:
+    """A cube (B, 3) that a finger overlaps is pushed out of it, sideways on the table: each finger a vertical
+    capsule (FINGER_RADIUS, FINGER_SPAN about the hand's height), the cube a box of CUBE_HALF turned by `yaw`;
+    the cube moves the least distance that clears the finger (rigid contact, no rotation)."""
+    cube = cube.copy()
+    h, r = CUBE_HALF, FINGER_RADIUS
+    c, s = np.cos(yaw), np.sin(yaw)
+    for finger in np.moveaxis(finger_centres(ee, R, grip), 1, 0):
+        low, high = finger[:, 2] + FINGER_SPAN[0], finger[:, 2] + FINGER_SPAN[1]
+        level = (low < cube[:, 2] + h) & (high > cube[:, 2] - h)
+        d = finger[:, :2] - cube[:, :2]
+        q = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], -1)  # the finger in the cube's frame
+        outside = np.maximum(np.abs(q) - h, 0.0)
+        gap = np.linalg.norm(outside, axis=-1)
+        inside = (outside == 0).all(-1)
+        move = np.zeros_like(q)
+        # beside the box: out along the line from the nearest point of the box to the finger, by r - gap
+        near = level & ~inside & (gap < r)
+        move[near] = -(q[near] - np.clip(q[near], -h, h)) / np.maximum(gap[near, None], 1e-9) * (r - gap[near, None])
+        # inside the box's footprint (a finger coming down on it): out along the axis it is least deep in
+        deep = level & inside
+        if deep.any():
+            pen = h + r - np.abs(q[deep])
+            axis = np.argmin(pen, -1)
+            rows = np.flatnonzero(deep)
+            move[rows, axis] = -np.sign(q[rows, axis]) * pen[np.arange(len(rows)), axis]
+        cube[:, 0] += c * move[:, 0] - s * move[:, 1]
+        cube[:, 1] += s * move[:, 0] + c * move[:, 1]
+    return cube
 
 
 def keypoint_groups(links: int) -> list:

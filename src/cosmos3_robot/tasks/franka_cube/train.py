@@ -23,7 +23,8 @@ from ...train import JsonlLogger, fit
 from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
-from .structured import (CUBE, EE, ENTRY_POINT, GRIP, TARGET, WORLD_DIMS, YAW, FrankaCubeWorld, joints,
+from .structured import (CUBE, EE, ENTRY_POINT, GRIP, HOLD_MAX, TARGET, TOUCH, WORLD_DIMS, YAW, FrankaCubeWorld, in_hand,
+                         joints,
                          keypoint_groups, tower_config)
 
 
@@ -93,6 +94,52 @@ def load_world_episodes(dataset, world: FrankaCubeWorld, size: tuple[int, int], 
     return out
 
 
+def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
+    """The grasp constraint's numbers from the recorded episodes. At every step where the gripper command turns
+    to closed: where the cube sits from the hand, in the hand's frame (`chain`'s kinematics: x across the
+    fingers, y along their travel, z down them), when the fingers' reading reaches TOUCH, and whether the
+    fingers stopped on it (`settle` steps later their reading is in the cube's band, TOUCH..HOLD_MAX, not
+    closed on air). `offset`: the median of the grasps that stopped on it; `across`, `along` and `depth`: how
+    far from that offset a grasp still catches the cube, each halfway between the farthest grasp that caught
+    it and the nearest miss beyond that, among the closes within 10 cm of it (`missed_inside` counts the
+    misses nearer than that: closes on air where the perceived cube sat, which a stale perceived place gives);
+    `hold`: the median reading the fingers settled at on the cube; `fall`: g dt^2 at 15 Hz (m per step per step: a
+    free cube above the table falls ballistically until the table stops it)."""
+    rel, caught, readings = [], [], []
+    for ep in episodes:
+        w, closing = ep["world"], np.asarray(ep["action"])[:, 7] >= 0.5
+        for t in np.flatnonzero(np.diff(closing.astype(int)) == 1) + 1:
+            later = w[min(t + settle, len(w) - 1), GRIP]
+            touch = min(t + int(np.argmax(np.r_[w[t:, GRIP], 1.0] >= TOUCH)), len(w) - 1)  # the fingers start to close
+            rel.append(in_hand(chain, w[touch : touch + 1])[0])
+            caught.append(bool(TOUCH <= later <= HOLD_MAX and closing[t : t + settle + 1].all()))
+            readings.append(later)
+    rel, caught = np.asarray(rel, np.float64).reshape(-1, 3), np.asarray(caught, bool)
+    if caught.sum() < 3 or (~caught).sum() < 1:
+        raise ValueError(f"estimate_grasp: {caught.sum()} grasps caught the cube and {(~caught).sum()} missed; the "
+                         "data needs both (collect expert and expert-mix episodes, scripts/train_franka_cube.sh)")
+    offset = np.median(rel[caught], 0)
+    d = np.abs(rel - offset)
+    attempt = np.linalg.norm(d, axis=-1) < 0.1  # the hand at the cube (random closes elsewhere don't count)
+
+    def boundary(dist, among):
+        """Halfway between the farthest grasp that caught the cube and the nearest miss beyond it."""
+        far = dist[among & caught].max()
+        beyond = dist[among & ~caught & (dist > far)]
+        return float(far + beyond.min()) / 2 if len(beyond) else float(far) * 1.1
+
+    level = attempt & (d[:, 2] < 0.03)
+    across = boundary(d[:, 0], level & (d[:, 1] < 0.01))
+    along = boundary(d[:, 1], level & (d[:, 0] < across))
+    depth = boundary(d[:, 2], attempt & (d[:, 0] < across) & (d[:, 1] < along))
+    inside = attempt & (d[:, 0] < across) & (d[:, 1] < along) & (d[:, 2] < depth)
+    hold = float(np.median(np.asarray(readings)[caught]))
+    r4 = lambda x: round(float(x), 4)  # noqa: E731
+    return {"offset": [r4(x) for x in offset], "across": r4(across), "along": r4(along), "depth": r4(depth),
+            "hold": r4(hold), "fall": r4(9.81 / 15**2), "events": int(len(caught)), "caught": int(caught.sum()),
+            "missed_inside": int((inside & ~caught).sum())}
+
+
 def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
             rest_every: int = 5) -> dict:
     now, prev, act, nxt, rel = [], [], [], [], []
@@ -142,9 +189,10 @@ def tower_data(episodes: list[dict]) -> dict:
 
 def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int = 100, render_steps: int = 3000,
           tower: dict | None = None, render: dict | None = None, progress: bool = True, overwrite: bool = False,
-          init=None):
+          init=None, grasp: bool = True):
     """See the module docstring. `init`: an earlier checkpoint whose renderer is kept (the servo and the tower are
-    fitted); `tower` overrides EntityTowerConfig fields."""
+    fitted); `tower` overrides EntityTowerConfig fields; `grasp=False` leaves the grasp constraint out (the tower
+    alone moves the cube)."""
     from ...backends.structured import StructuredBackend
 
     out = Path(out)
@@ -171,6 +219,8 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
     log = JsonlLogger(out / "losses.jsonl")
     size = (world.renderer.cfg.height, world.renderer.cfg.width)
     episodes = load_world_episodes(dataset, world, size, progress)
+    if grasp:
+        world.config["grasp"] = world.grasp = estimate_grasp(episodes, world.config["chain"])
     provenance = {"dataset": str(dataset), "episodes": len(episodes), "seed": seed, **keep}
     if arm_steps:
         provenance["arm"] = fit_arm(world, episodes, arm_steps, seed, progress, log)
@@ -206,12 +256,13 @@ def main(argv=None) -> int:
     p.add_argument("--render-steps", type=int, default=3000)
     p.add_argument("--tower", default=None, help='EntityTowerConfig overrides as JSON, e.g. {"dim": 96, "samples": 8}')
     p.add_argument("--init", default=None, help="keep this checkpoint's renderer; fit the servo and the tower")
+    p.add_argument("--no-grasp", action="store_true", help="no grasp constraint: the tower alone moves the cube")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     import json
 
     train(a.dataset, a.out, a.seed, a.arm_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite,
-          tower=json.loads(a.tower) if a.tower else None, init=a.init)
+          tower=json.loads(a.tower) if a.tower else None, init=a.init, grasp=not a.no_grasp)
     print(f"wrote {a.out}")
     return 0
 
