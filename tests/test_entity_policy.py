@@ -117,6 +117,41 @@ def test_the_policy_head_acts_by_name_and_imagines_its_chunk(policy_checkpoint):
         make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=9")
 
 
+def test_planning_keeps_the_chunk_its_own_dynamics_imagines_best(policy_checkpoint):
+    """#plan=K: K chunks sampled, each rolled through the checkpoint's dynamics, the best by the task's reward."""
+    from cosmos3_robot.tasks import make_policy
+    from cosmos3_robot.tasks.pusht.real import PushTRealEnv
+
+    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#plan=5", seed=0)
+    assert policy.candidates == 5 and make_policy("pusht", f"world-model:{policy_checkpoint}").candidates == 1
+    task, seen = policy.task, {}
+    act, step = task.act, task.step
+    goal = np.array([0.3, -0.2], np.float32)  # a reward that differs per chunk: the pusher near a point
+
+    def recording_act(*a, **k):
+        seen["chunks"] = act(*a, **k)
+        seen["score"] = np.zeros(len(seen["chunks"]))
+        return seen["chunks"]
+
+    def recording_step(*a, **k):
+        out = step(*a, **k)
+        seen["score"] -= np.linalg.norm(out[0][:, :2] - goal, axis=-1)
+        return out
+
+    task.act, task.step = recording_act, recording_step
+    task.reward = lambda world: -np.linalg.norm(world[:, :2] - goal, axis=-1)
+    try:
+        obs, _ = PushTRealEnv().reset(seed=1)
+        chosen = policy.select_action(obs)
+    finally:
+        del task.act, task.step, task.reward
+    best = int(np.argmax(seen["score"]))
+    assert len(seen["chunks"]) == 5 and np.ptp(seen["score"]) > 0  # the candidates differ in imagined reward
+    np.testing.assert_array_equal(chosen, seen["chunks"][best, 0].astype(np.float32))
+    with pytest.raises(ValueError, match="plan=0"):
+        make_policy("pusht", f"world-model:{policy_checkpoint}#plan=0")
+
+
 def test_train_policy_relabels_with_the_expert_and_writes_a_runnable_head(policy_checkpoint, tmp_path, capsys):
     from cosmos3_robot.backends import load_backend
     from cosmos3_robot.cli import main

@@ -332,7 +332,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     policies = args.policies.split(",") if args.policies else None
     backend = train_policy(args.init, args.dataset, args.out, policies=policies, chunk=args.chunk, epochs=args.epochs,
                            seed=args.seed, width=args.width, flow_steps=args.flow_steps,
-                           n_action_steps=args.n_action_steps,
+                           n_action_steps=args.n_action_steps, candidates=args.candidates,
                            relabel_with=args.relabel_with, overwrite=args.overwrite)
     export_graphs(args.out)
     info = backend.provenance["policy"]
@@ -609,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow-steps", type=int, default=4, help="Euler steps per chunk (default at run time)")
     p.add_argument("--n-action-steps", type=int, default=1,
                    help="actions played of each chunk before the next call (default at run time)")
+    p.add_argument("--candidates", type=int, default=1, help="chunks sampled per call, the best kept by the reward "
+                   "the checkpoint's dynamics imagines for each (default at run time; world-model#plan=K)")
     p.add_argument("--width", type=int, default=96, help="the tower's token width")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)

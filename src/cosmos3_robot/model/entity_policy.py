@@ -27,12 +27,14 @@ class EntityPolicyConfig:
     chunk: int = 16  # actions predicted per call
     n_action_steps: int = 1  # actions played of each chunk before the next call (the agent's default)
     flow_steps: int = 4
+    candidates: int = 1  # chunks the agent samples per call, keeping the one its own dynamics imagines best
     head_width: int = 256
     action_scale: list[float] = field(default_factory=list)  # per action dim (set by fit_entity_policy)
 
     def __post_init__(self):
-        if self.chunk < 1 or self.flow_steps < 1:
-            raise ValueError(f"EntityPolicyConfig: chunk={self.chunk} and flow_steps={self.flow_steps} must be >= 1")
+        if self.chunk < 1 or self.flow_steps < 1 or self.candidates < 1:
+            raise ValueError(f"EntityPolicyConfig: chunk={self.chunk}, flow_steps={self.flow_steps} and "
+                             f"candidates={self.candidates} must be >= 1")
         if not 1 <= self.n_action_steps <= self.chunk:
             raise ValueError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in "
                              f"1..chunk={self.chunk}")

@@ -2,6 +2,9 @@
 perceives its first frames (the task's `perceive`), the task's policy head (`act`: the Generator tower in
 policy mode) samples an action chunk, and the first `n_action_steps` of it are played, LeRobot-style
 (default: the head's own `n_action_steps`).
+With `candidates=K` (default: the head's own), each call samples K chunks, rolls each through the same
+checkpoint's dynamics and keeps the one whose imagined states earn the most of the task's reward: the
+world model plans with what it imagines (model-predictive selection over its own samples).
 With `imagine=True` the same checkpoint's dynamics and renderer also roll the chunk forward from what the
 policy sees, so each chunk comes with the states and frames the model expects (`imagined`): one model that
 both acts and imagines what its action will do."""
@@ -18,7 +21,7 @@ from ..backends import load_backend
 
 class StructuredPolicy:
     def __init__(self, checkpoint, n_action_steps: int | None = None, flow_steps: int | None = None,
-                 seed: int = 0, imagine: bool = False, name: str = "world-model"):
+                 seed: int = 0, imagine: bool = False, candidates: int | None = None, name: str = "world-model"):
         self.backend = checkpoint if not isinstance(checkpoint, str) else load_backend(checkpoint)
         task = self.backend.task
         if getattr(task, "policy", None) is None or not hasattr(task, "act"):
@@ -30,6 +33,9 @@ class StructuredPolicy:
         if not 1 <= self.n_action_steps <= chunk:
             raise ValueError(f"n_action_steps={self.n_action_steps}: this policy head predicts chunks of {chunk}; "
                              f"play 1..{chunk} of each")
+        self.candidates = candidates or getattr(task.policy.cfg, "candidates", 1)
+        if self.candidates < 1:
+            raise ValueError(f"candidates={candidates}: sample at least 1 chunk per call")
         self.flow_steps, self.imagine, self.name, self._seed = flow_steps, imagine, name, seed
         self.imagined: dict | None = None  # per chunk: "actions" (n, A), "states" (n, S), "frames" camera -> (n, H, W, 3)
         self.plans: list[tuple[int, dict]] = []  # with imagine: (the step the chunk starts at, its `imagined`)
@@ -55,7 +61,8 @@ class StructuredPolicy:
         self._world.append(world)
         if not self._queue:
             history = np.stack(list(self._world))[None]
-            chunk = self.task.act(history, self._last[None], self._prev[None], self.flow_steps, self._gen)[0]
+            chunk = self._choose(history) if self.candidates > 1 else \
+                self.task.act(history, self._last[None], self._prev[None], self.flow_steps, self._gen)[0]
             plan = chunk[: self.n_action_steps].astype(np.float32)
             self._queue.extend(plan)
             if self.imagine:
@@ -65,6 +72,23 @@ class StructuredPolicy:
         action = self._queue.popleft()
         self._prev, self._last = self._last, action
         return action
+
+    def _choose(self, history: np.ndarray) -> np.ndarray:
+        """Sample `candidates` chunks, roll each whole chunk through the checkpoint's own dynamics (sampled as
+        the learned env steps) and keep the one whose imagined states earn the most of the task's reward (summed over the
+        chunk); ties keep the first sample, so a flat reward leaves the plain policy."""
+        K = self.candidates
+        hist = np.repeat(history, K, 0)
+        last, prev = np.repeat(self._last[None], K, 0), np.repeat(self._prev[None], K, 0)
+        chunks = self.task.act(hist, last, prev, self.flow_steps, self._gen)
+        score = np.zeros(K)
+        noise = lambda shape: torch.randn((K, *shape), generator=self._gen)  # noqa: E731
+        for k in range(chunks.shape[1]):
+            out = self.task.step(hist, chunks[:, k], last, noise=noise)
+            nxt = out[0] if isinstance(out, tuple) else out
+            score += self.task.reward(nxt)
+            hist, last = np.concatenate([hist[:, 1:], nxt[:, None]], 1), chunks[:, k]
+        return chunks[int(np.argmax(score))]
 
     def _imagine(self, history: np.ndarray, plan: np.ndarray) -> dict:
         """Roll the planned actions through the checkpoint's own dynamics (its mean step) and draw them."""

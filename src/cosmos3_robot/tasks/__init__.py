@@ -70,9 +70,10 @@ def learned_env_id(name: str) -> str:
 
 
 def world_model_policy(name: str, policy: str, seed: int = 0):
-    """`world-model[:<checkpoint>][#chunk=N&steps=S]`: the policy head of a checkpoint (default: the task's
+    """`world-model[:<checkpoint>][#chunk=N&steps=S&plan=K]`: the policy head of a checkpoint (default: the task's
     shipped one, `POLICY_HEADS`), playing N actions of each chunk (default: the head's n_action_steps),
-    sampled with S flow steps (default: the head's). Structured checkpoints -> `StructuredPolicy`, MoT ones
+    sampled with S flow steps (default: the head's), the best of K sampled chunks by the reward the checkpoint's
+    own dynamics imagines for each (default: the head's `candidates`; structured checkpoints). Structured checkpoints -> `StructuredPolicy`, MoT ones
     -> `WorldModelPolicy`."""
     from ..backends.registry import backend_name
 
@@ -81,8 +82,9 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
     opts = {}
     for part in filter(None, fragment.split("&")):
         key, _, value = part.partition("=")
-        if key not in ("chunk", "steps") or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"policy {policy!r}: options are #chunk=N&steps=S with positive integers, got {part!r}")
+        if key not in ("chunk", "steps", "plan") or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"policy {policy!r}: options are #chunk=N&steps=S&plan=K with positive integers, "
+                             f"got {part!r}")
         opts[key] = int(value)
     if not ckpt:
         _task(name)
@@ -94,9 +96,12 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
         from ..policies import StructuredPolicy
 
         return StructuredPolicy(ckpt, n_action_steps=opts.get("chunk"), flow_steps=opts.get("steps"), seed=seed,
-                                name=policy)
+                                candidates=opts.get("plan"), name=policy)
     from ..policies import WorldModelPolicy
 
+    if "plan" in opts:
+        raise ValueError(f"policy {policy!r}: #plan=K needs a structured checkpoint (its dynamics imagines each "
+                         f"chunk); {ckpt!r} is a {backend_name(ckpt)!r} one")
     chunk = opts.get("chunk", 4)
     return WorldModelPolicy(ckpt, chunk=chunk, sample_steps=opts.get("steps"), seed=seed, name=policy)
 

@@ -168,7 +168,7 @@ def relabel(episodes: list[dict], teacher: str, key: str) -> None:
 
 
 def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: int = 16, epochs: int = 100,
-                 seed: int = 0, width: int = 96, flow_steps: int = 4, n_action_steps: int = 1,
+                 seed: int = 0, width: int = 96, flow_steps: int = 4, n_action_steps: int = 1, candidates: int = 1,
                  relabel_with: str | None = None,
                  progress: bool = True, overwrite: bool = False):
     """The policy head (`model.entity_policy`: the Generator tower in policy mode) of the structured PushT
@@ -176,7 +176,8 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
     by the named `policies` (every episode if None), each state perceived as the learned env perceives it (the
     T's pose from the frame). Without `relabel_with` only successful episodes are kept, with their recorded
     actions; with it, every episode is kept and its actions are the scripted `relabel_with` policy's answers
-    to its observations (`relabel`). Writes `init` with the new head to `out`; dynamics and renderer kept."""
+    to its observations (`relabel`). `flow_steps`, `n_action_steps` and `candidates` are the agent's defaults at
+    run time. Writes `init` with the new head to `out`; dynamics and renderer kept."""
     from ...backends.structured import StructuredBackend
     from ...datasets import load_episodes, read_episode_meta
     from ...model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
@@ -207,7 +208,7 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
                             "rest_action": ep["agent"][0]} for ep in perceived], [e["name"] for e in ENTITIES], chunk)
     torch.manual_seed(seed)
     cfg = EntityPolicyConfig(tower_config(base.spec, dim=width, ffn_dim=2 * width).to_dict(), chunk=chunk,
-                             flow_steps=flow_steps, n_action_steps=n_action_steps)
+                             flow_steps=flow_steps, n_action_steps=n_action_steps, candidates=candidates)
     policy = EntityPolicy(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
