@@ -5,7 +5,6 @@ the end-effector pose for a batch of joint positions."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 
 def _chain(model, site: str = "end_effector") -> list[int]:
@@ -41,7 +40,18 @@ def chain_parameters(model=None, site: str = "end_effector") -> dict:
 
 
 def _rot(quat_wxyz) -> np.ndarray:
-    return Rotation.from_quat(np.asarray(quat_wxyz, np.float64), scalar_first=True).as_matrix()
+    """A unit quaternion (w first) -> its rotation matrix."""
+    w, x, y, z = np.asarray(quat_wxyz, np.float64) / np.linalg.norm(quat_wxyz)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def _turn(axis, angles: np.ndarray) -> np.ndarray:
+    """Rotations by `angles` (B,) about the unit `axis` (Rodrigues) -> (B, 3, 3)."""
+    x, y, z = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+    K = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) + np.sin(angles)[:, None, None] * K + (1 - np.cos(angles))[:, None, None] * (K @ K)
 
 
 def forward(chain: dict, q: np.ndarray, frames: bool = False):
@@ -56,7 +66,7 @@ def forward(chain: dict, q: np.ndarray, frames: bool = False):
         p = p + R @ np.asarray(body["pos"])
         R = R @ _rot(body["quat"])
         if body["joint"] >= 0:
-            R = R @ Rotation.from_rotvec(q[:, body["joint"], None] * np.asarray(body["axis"])[None]).as_matrix()
+            R = R @ _turn(body["axis"], q[:, body["joint"]])
         origins.append(p)
         rotations.append(R)
     ee = p + R @ np.asarray(chain["site_pos"])
