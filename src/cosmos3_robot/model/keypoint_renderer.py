@@ -69,25 +69,27 @@ class KeypointRenderer(nn.Module):
         """-> the net's input (N, 2G + 2 + cameras, h, w)."""
         N = points.shape[0]
         a, b = points[:, self.seg_a], points[:, self.seg_b]  # (N, S, 3)
-        scale = self.cell
-        pa, pb = a[..., :2] / scale, b[..., :2] / scale  # in grid cells
-        g = (self.grid / scale)[None, None]  # (1, 1, h, w, 2)
-        ab = (pb - pa)[:, :, None, None]
-        t = (((g - pa[:, :, None, None]) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-6)).clamp(0, 1)
-        near = pa[:, :, None, None] + t[..., None] * ab
-        d2 = ((g - near) ** 2).sum(-1)  # (N, S, h, w)
-        depth = a[..., 2, None, None] + t * (b[..., 2] - a[..., 2])[:, :, None, None]
-        weight = torch.exp(-d2 / (2 * self.cfg.sigma**2))
-        best, depth_g = [], []
-        for segs in self._group_segments:  # per group: the nearest segment's weight and its depth there
+        pa, pb = a[..., :2] / self.cell, b[..., :2] / self.cell  # in grid cells
+        g = self.grid / self.cell
+        gx, gy = g[..., 0], g[..., 1]  # (h, w)
+        ax, ay = pa[..., 0, None, None], pa[..., 1, None, None]  # (N, S, 1, 1)
+        abx, aby = (pb - pa)[..., 0, None, None], (pb - pa)[..., 1, None, None]
+        rx, ry = gx - ax, gy - ay  # (N, S, h, w)
+        t = ((rx * abx + ry * aby) / (abx * abx + aby * aby).clamp_min(1e-6)).clamp(0, 1)
+        dx, dy = rx - t * abx, ry - t * aby
+        d2 = dx * dx + dy * dy  # squared distance to the nearest point of each segment
+        depth = a[..., 2, None, None] + t * (b[..., 2] - a[..., 2])[..., None, None]
+        near, depth_g = [], []
+        for segs in self._group_segments:  # per group: the nearest segment's distance and its depth there
             if len(segs) == 1:
-                wg, dg = weight[:, segs[0]], depth[:, segs[0]]
+                dg2, dg = d2[:, segs[0]], depth[:, segs[0]]
             else:
-                wg, i = weight[:, segs].max(1)
+                dg2, i = d2[:, segs].min(1)
                 dg = torch.gather(depth[:, segs], 1, i[:, None])[:, 0]
-            best.append(wg)
-            depth_g.append(dg * (wg > 1e-3))
-        best, depth_g = torch.stack(best, 1), torch.stack(depth_g, 1)
+            near.append(dg2)
+            depth_g.append(dg)
+        best = torch.exp(-torch.stack(near, 1) / (2 * self.cfg.sigma**2))  # exp once per group, not per segment
+        depth_g = torch.stack(depth_g, 1) * (best > 1e-3)
         h, w = self.grid.shape[:2]
         coords = self.grid.permute(2, 0, 1)[None].expand(N, -1, -1, -1)
         cams = nn.functional.one_hot(camera.long(), self.cfg.cameras).to(points.dtype)[:, :, None, None]
