@@ -8,10 +8,11 @@ euler "xyz" (3) (DROID's cartesian_position), the cube's centre (3) and yaw (1),
   kinematic chain (numbers read from its model once; no MuJoCo while stepping) for the hand, and the
   Generator tower over entity tokens (the hand and the cube, points in 3-D; the action token carries where
   the hand goes and the gripper) for the cube, under a grasp constraint whose numbers are measured from the
-  training episodes (`train.estimate_grasp`): fingers that close with the cube in the grip (in the hand's frame) stop on it and
-  stay there while the command holds, the held cube moves with the hand, and a cube that nothing holds
-  falls onto the table. The tower alone had the held cube lag the hand and the fingers' reading drift open,
-  so it let the cube go in the air (docs/eval_franka.md).
+  training episodes (`train.estimate_grasp`): fingers that close with the cube in the grip (in the hand's
+  frame) stop on it and stay there while the command holds, the held cube moves with the hand, a cube that
+  nothing holds falls onto the table, and a finger that overlaps a free cube pushes it aside. The tower alone
+  had the held cube lag the hand and the fingers' reading drift open, so it let the cube go in the air
+  (docs/eval_franka.md).
 - render: every camera's frame from the keypoints of the links, fingers, cube and target projected through
   its calibration (`model.keypoint_renderer`); the wrist camera rides on the chain.
 - reward: 1 where the cube rests on the target and the gripper has let go (the real scene's success)."""
@@ -153,10 +154,6 @@ class FrankaCubeWorld(nn.Module):
 
     # ------------------------------------------------------------------ dynamics
 
-    def hand_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, ee, R = forward(self.config["chain"], q)
-        return ee, Rotation.from_matrix(R).as_euler("xyz")
-
     @torch.no_grad()
     def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
         now, prev = world[:, -1], world[:, -2 if world.shape[1] > 1 else -1]
@@ -189,9 +186,10 @@ class FrankaCubeWorld(nn.Module):
             cube[held] = now[held, CUBE] + (ee[held] - now[held, EE])
             free = ~held
             cube[free] = push_by_fingers(cube[free], now[free, YAW], ee[free], R[free], grip[free])
-            up = ~held & (now[:, CUBE][:, 2] > CUBE_HALF + 0.002)
-            falling = np.minimum(now[up, 16] - prev[up, 16], 0.0) - self.grasp["fall"]  # z velocity, then gravity
-            cube[up, 2] = np.minimum(cube[up, 2], now[up, 16] + falling)
+            z, z_before = now[:, CUBE][:, 2], prev[:, CUBE][:, 2]
+            up = ~held & (z > CUBE_HALF + 0.002)
+            falling = np.minimum(z[up] - z_before[up], 0.0) - self.grasp["fall"]  # its z velocity, then gravity
+            cube[up, 2] = np.minimum(cube[up, 2], z[up] + falling)
         cube[:, 2] = np.maximum(cube[:, 2], CUBE_HALF)  # the table holds it up
         nxt = now.copy()
         nxt[:, Q], nxt[:, GRIP], nxt[:, EE], nxt[:, EULER], nxt[:, CUBE] = q, grip, ee, euler, cube
