@@ -178,7 +178,8 @@ def test_grasp_constraint_carries_holds_drops_and_pushes_the_cube():
         hist = np.concatenate([hist[:, 1:], nxt[:, None]], 1)
     moved = nxt[0, EE] - world[0, -1, EE]
     assert np.linalg.norm(moved) > 0.01  # the hand went somewhere ...
-    np.testing.assert_allclose(nxt[0, CUBE] - nxt[0, EE], world[0, -1, CUBE] - world[0, -1, EE], atol=1e-5)  # ... with it
+    # ... with it
+    np.testing.assert_allclose(nxt[0, CUBE] - nxt[0, EE], world[0, -1, CUBE] - world[0, -1, EE], atol=1e-5)
     assert abs(nxt[0, GRIP] - task.grasp["hold"]) < 1e-6  # the fingers stay on the cube: no drift open
     # let go in the air: it falls onto the table within a few steps
     for _ in range(6):

@@ -75,8 +75,8 @@ class StructuredPolicy:
 
     def _choose(self, history: np.ndarray) -> np.ndarray:
         """Sample `candidates` chunks, roll each whole chunk through the checkpoint's own dynamics (sampled as
-        the learned env steps) and keep the one whose imagined states earn the most of the task's reward (summed over the
-        chunk); ties keep the first sample, so a flat reward leaves the plain policy."""
+        the learned env steps) and keep the one whose imagined states earn the most of the task's reward
+        (summed over the chunk); ties keep the first sample, so a flat reward leaves the plain policy."""
         K = self.candidates
         hist = np.repeat(history, K, 0)
         last, prev = np.repeat(self._last[None], K, 0), np.repeat(self._prev[None], K, 0)

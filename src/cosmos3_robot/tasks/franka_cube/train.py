@@ -23,9 +23,8 @@ from ...train import JsonlLogger, fit
 from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
-from .structured import (CUBE, EE, ENTRY_POINT, GRIP, HOLD_MAX, TARGET, TOUCH, WORLD_DIMS, YAW, FrankaCubeWorld, in_hand,
-                         joints,
-                         keypoint_groups, tower_config)
+from .structured import (CUBE, EE, ENTRY_POINT, GRIP, HOLD_MAX, TARGET, TOUCH, WORLD_DIMS, YAW, FrankaCubeWorld,
+                         in_hand, joints, keypoint_groups, tower_config)
 
 
 STILL, PUSHED = 0.004, 0.015  # m
@@ -103,14 +102,15 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
     far from that offset a grasp still catches the cube, each halfway between the farthest grasp that caught
     it and the nearest miss beyond that, among the closes within 10 cm of it (`missed_inside` counts the
     misses nearer than that: closes on air where the perceived cube sat, which a stale perceived place gives);
-    `hold`: the median reading the fingers settled at on the cube; `fall`: g dt^2 at 15 Hz (m per step per step: a
-    free cube above the table falls ballistically until the table stops it)."""
+    `hold`: the median reading the fingers settled at on the cube; `fall`: g dt^2 at 15 Hz (m per step per
+    step: a free cube above the table falls ballistically until the table stops it)."""
     rel, caught, readings = [], [], []
     for ep in episodes:
         w, closing = ep["world"], np.asarray(ep["action"])[:, 7] >= 0.5
         for t in np.flatnonzero(np.diff(closing.astype(int)) == 1) + 1:
             later = w[min(t + settle, len(w) - 1), GRIP]
-            touch = min(t + int(np.argmax(np.r_[w[t:, GRIP], 1.0] >= TOUCH)), len(w) - 1)  # the fingers start to close
+            # the step the fingers start to close
+            touch = min(t + int(np.argmax(np.r_[w[t:, GRIP], 1.0] >= TOUCH)), len(w) - 1)
             rel.append(in_hand(chain, w[touch : touch + 1])[0])
             caught.append(bool(TOUCH <= later <= HOLD_MAX and closing[t : t + settle + 1].all()))
             readings.append(later)
