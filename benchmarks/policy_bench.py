@@ -3,8 +3,8 @@
 in policy mode on entity tokens) is timed per call: the frame's perception plus one sampled chunk of the
 head's length, of which `chunk` actions are played; with `--plans` > 1, that many chunks are sampled and each is
 rolled through the checkpoint's own dynamics before the best is kept (`world-model#plan=K`). Without
---checkpoint, the MoT policy head on frames is timed: latency does not depend on what the weights learned, so the model is the `small` preset (the size
-`cosmos3-robot train` trains for PushT) with fresh weights.
+--checkpoint, the MoT policy head on frames is timed: latency does not depend on what the weights learned,
+so the model is the `small` preset (the size `cosmos3-robot train` trains for PushT) with fresh weights.
 Usage: .venv/bin/python benchmarks/policy_bench.py [--checkpoint CKPT] [--chunks 1,4,8,16] [--steps 1,2,4]
        [--plans 1,8]"""
 
