@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..backends import load_backend
+from ..backends.structured import advance
 
 
 class StructuredPolicy:
@@ -81,26 +82,24 @@ class StructuredPolicy:
         hist = np.repeat(history, K, 0)
         last, prev = np.repeat(self._last[None], K, 0), np.repeat(self._prev[None], K, 0)
         chunks = self.task.act(hist, last, prev, self.flow_steps, self._gen)
-        score = np.zeros(K)
-        noise = lambda shape: torch.randn((K, *shape), generator=self._gen)  # noqa: E731
-        for k in range(chunks.shape[1]):
-            out = self.task.step(hist, chunks[:, k], last, noise=noise)
-            nxt = out[0] if isinstance(out, tuple) else out
-            score += self.task.reward(nxt)
-            hist, last = np.concatenate([hist[:, 1:], nxt[:, None]], 1), chunks[:, k]
+        worlds = self._roll(hist, chunks, last, noise=lambda shape: torch.randn((K, *shape), generator=self._gen))
+        score = sum(self.task.reward(worlds[:, k]) for k in range(worlds.shape[1]))
         return chunks[int(np.argmax(score))]
 
     def _imagine(self, history: np.ndarray, plan: np.ndarray) -> dict:
         """Roll the planned actions through the checkpoint's own dynamics (its mean step) and draw them."""
-        hist, last, worlds = history, self._last[None], []
-        for a in plan:
-            out = self.task.step(hist, a[None], last)
-            nxt = out[0] if isinstance(out, tuple) else out
-            worlds.append(nxt[0])
-            hist, last = np.concatenate([hist[:, 1:], nxt[:, None]], 1), a[None]
-        worlds = np.stack(worlds)
+        worlds = self._roll(history, plan[None], self._last[None])[0]
         return {"actions": plan, "states": self.task.observe(worlds), "frames": self.task.render(worlds)}
 
+    def _roll(self, history: np.ndarray, chunks: np.ndarray, last: np.ndarray, noise=None) -> np.ndarray:
+        """History (B, T, W), action chunks (B, H, A) and the actions that led to the history's end (B, A) ->
+        the imagined worlds (B, H, W), stepped as the learned env steps (`advance`)."""
+        worlds = []
+        for k in range(chunks.shape[1]):
+            nxt, history, _ = advance(self.task, history, chunks[:, k], last, noise)
+            worlds.append(nxt)
+            last = chunks[:, k]
+        return np.stack(worlds, 1)
 
 def imagined_track(plans: list[tuple[int, dict]], first: dict[str, np.ndarray], first_state: np.ndarray,
                    length: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

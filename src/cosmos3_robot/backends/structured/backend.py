@@ -126,11 +126,8 @@ class StructuredBackend:
             return torch.from_numpy(np.stack([np.random.default_rng([int(s), int(k)]).standard_normal(shape)
                                               for s, k in zip(seeds, t)])).float()
 
-        out = self.task.step(world, actions, session.data["prev_action"], noise=noise)
-        nxt, info = out if isinstance(out, tuple) else (out, {})
-        nxt = np.asarray(nxt, np.float32)
+        nxt, session.data["world"], info = advance(self.task, world, actions, session.data["prev_action"], noise)
         session.data["t"] = t + 1
-        session.data["world"] = np.concatenate([world[:, 1:], nxt[:, None]], axis=1)
         session.data["prev_action"] = actions
         with self._autocast():
             frames = self.task.render(nxt)
@@ -168,6 +165,17 @@ class StructuredBackend:
         search = [directory / ONNX_DIR] if runtime_search else []
         return cls(task, spec, raw.get("history", 2), raw.get("success_threshold", 0.9), raw["task"],
                    raw.get("provenance"), precision, runtime, search, raw.get("action_variant"))
+
+
+def advance(task: StructuredTask, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray,
+            noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One step of `task` from a history (B, T, W): -> the next world (B, W) float32, the history moved on to
+    end with it (B, T, W), and the step's info (empty where the task returns none). The learned env steps
+    through this, and so does a policy that imagines its chunks with the same dynamics."""
+    out = task.step(world, actions, prev_actions, noise=noise)
+    nxt, info = out if isinstance(out, tuple) else (out, {})
+    nxt = np.asarray(nxt, np.float32)
+    return nxt, np.concatenate([world[:, 1:], nxt[:, None]], axis=1), info
 
 
 def export_graphs(directory) -> list[Path]:
