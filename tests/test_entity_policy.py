@@ -105,12 +105,15 @@ def test_the_policy_head_acts_by_name_and_imagines_its_chunk(policy_checkpoint):
     imagined = policy.imagined
     assert imagined["actions"].shape == (2, 2) and imagined["states"].shape == (2, 2)
     assert imagined["frames"]["top"].shape[0] == 2 and imagined["frames"]["top"].dtype == np.uint8
-    # seeded: the same seed gives the same actions
+    # seeded: the same seed gives the same actions and the same imagined future, whatever torch's global seed
     again = make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=2&steps=1", seed=0)
+    again.imagine = True
+    torch.manual_seed(123)
     obs, _ = env.reset(seed=0)
     for a in actions:
         np.testing.assert_array_equal(again.select_action(obs), a)
         obs, *_ = env.step(a)
+    np.testing.assert_array_equal(again.imagined["states"], imagined["states"])
     with pytest.raises(ValueError, match="#chunk=N&steps=S"):
         make_policy("pusht", f"world-model:{policy_checkpoint}#chunks=2")
     with pytest.raises(ValueError, match="play 1..4"):

@@ -48,6 +48,8 @@ class StructuredPolicy:
         self._last = self._prev = None
         self.imagined, self.plans, self._calls = None, [], 0
         self._gen = torch.Generator().manual_seed(self._seed if seed is None else seed)
+        # the imagined track's own stream: seeded, and apart from the one the actions are drawn from
+        self._dream = torch.Generator().manual_seed(self._seed if seed is None else seed)
 
     def _perceive(self, observation: dict) -> np.ndarray:
         frames = {cam.name: np.asarray(observation[cam.key])[None] for cam in self.spec.cameras if cam.key in observation}
@@ -87,8 +89,10 @@ class StructuredPolicy:
         return chunks[int(np.argmax(score))]
 
     def _imagine(self, history: np.ndarray, plan: np.ndarray) -> dict:
-        """Roll the planned actions through the checkpoint's own dynamics (its mean step) and draw them."""
-        worlds = self._roll(history, plan[None], self._last[None])[0]
+        """Roll the planned actions through the checkpoint's own dynamics (sampled as the learned env steps, from
+        the policy's own seeded stream) and draw them."""
+        noise = lambda shape: torch.randn((1, *shape), generator=self._dream)  # noqa: E731
+        worlds = self._roll(history, plan[None], self._last[None], noise)[0]
         return {"actions": plan, "states": self.task.observe(worlds), "frames": self.task.render(worlds)}
 
     def _roll(self, history: np.ndarray, chunks: np.ndarray, last: np.ndarray, noise=None) -> np.ndarray:
