@@ -82,6 +82,13 @@ def _load_shard(path: Path, map_location: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint file {str(path)!r} is corrupt or not safetensors: {e}") from e
 
 
+def refuse_overwrite(out, overwrite: bool) -> None:
+    """Raise unless `out` holds no checkpoint yet (no config.json) or `overwrite` says to replace it: a trainer
+    calls this before any long work, so a finished checkpoint is never silently replaced."""
+    if (Path(out) / "config.json").is_file() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+
+
 def read_raw_config(directory) -> dict:
     """config.json of a checkpoint directory as a dict (errors name the file)."""
     path = Path(directory) / CONFIG

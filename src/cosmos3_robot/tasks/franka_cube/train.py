@@ -17,6 +17,7 @@ from scipy.ndimage import uniform_filter1d
 from tqdm.auto import tqdm
 
 from ...embodiments import load_spec
+from ...model.checkpoint import refuse_overwrite
 from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
 from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig, fit_keypoint_renderer
 from ...train import JsonlLogger, fit
@@ -196,8 +197,7 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
     from ...backends.structured import StructuredBackend
 
     out = Path(out)
-    if (out / "config.json").is_file() and not overwrite:
-        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+    refuse_overwrite(out, overwrite)
     spec = load_spec("droid")
     torch.manual_seed(seed)
     tower = {"dim": 64, "ffn_dim": 128, "head_width": 128, **(tower or {})}

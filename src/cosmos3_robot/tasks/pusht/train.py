@@ -17,6 +17,7 @@ import torch
 from ...backends.registry import backend_name, checkpoint_path
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...model import StateRenderer
+from ...model.checkpoint import refuse_overwrite
 from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
 from ...train import JsonlLogger
 from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
@@ -70,8 +71,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     from ...model import WorldModel
     from ...model.renderer import fit_renderer, fit_renderer_pixels, render_pairs
 
-    if (Path(out) / "config.json").is_file() and not overwrite:
-        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+    refuse_overwrite(out, overwrite)
     if pixel_steps and not render_steps:
         raise ValueError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
     out = Path(out)
@@ -182,8 +182,7 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
     from ...datasets import load_episodes, read_episode_meta
     from ...model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
 
-    if (Path(out) / "config.json").is_file() and not overwrite:
-        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+    refuse_overwrite(out, overwrite)
     if backend_name(init) != "structured":
         raise ValueError(f"{init}: the policy head goes on a structured PushT checkpoint (e.g. pusht_tower)")
     base = StructuredBackend.load(checkpoint_path(init))
