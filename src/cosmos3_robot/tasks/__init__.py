@@ -70,11 +70,11 @@ def learned_env_id(name: str) -> str:
 
 
 def world_model_policy(name: str, policy: str, seed: int = 0):
-    """`world-model[:<checkpoint>][#chunk=N&steps=S&plan=K]`: the policy head of a checkpoint (default: the task's
-    shipped one, `POLICY_HEADS`), playing N actions of each chunk (default: the head's n_action_steps),
-    sampled with S flow steps (default: the head's), the best of K sampled chunks by the reward the checkpoint's
-    own dynamics imagines for each (default: the head's `candidates`; structured checkpoints). Structured checkpoints -> `StructuredPolicy`, MoT ones
-    -> `WorldModelPolicy`."""
+    """`world-model[:<checkpoint>][#chunk=N&steps=S&plan=K]`: the policy head of a checkpoint (default: the
+    task's shipped one, `POLICY_HEADS`), playing N actions of each chunk (default: the head's n_action_steps),
+    sampled with S flow steps (default: the head's), the best of K sampled chunks by the reward the
+    checkpoint's own dynamics imagines for each (default: the head's `candidates`; structured checkpoints).
+    Structured checkpoints -> `StructuredPolicy`, MoT ones -> `WorldModelPolicy`."""
     from ..backends.registry import backend_name
 
     body, _, fragment = policy.partition("#")
