@@ -6,7 +6,9 @@
 #     to the real frames of those episodes plus 6,000 frames of random states, each frame's world state
 #     perceived from the frame (scripts/train_pusht_renderer.py, about 3 min);
 #  3. the Generator tower over entity tokens (pusher, T, action), trained with the rectified-flow
-#     objective on the perceived transitions (cosmos3-robot train-dynamics).
+#     objective on the perceived transitions (cosmos3-robot train-dynamics), plus two kinds of exact ones:
+#     a pusher at rest on its target moves nothing (every 10th state) and a pusher sent to a target a few
+#     units away settles on it, run in gym-pusht's physics (every 20th state).
 # Usage: scripts/train_pusht_tower.sh [SEED]   (OUT=..., DATA=..., RENDERER=... to change the paths)
 # SEED seeds the dynamics; the renderer has its own seed (RENDERER_SEED, default 0) and is trained once.
 # The evaluated seeds of the recipe are 0, 1 and 2 (docs/eval_pusht_tower.md); seed 0 ships.
@@ -22,5 +24,5 @@ scripts/collect_pusht.sh "$DATA"
 [ -f "$RENDERER/config.json" ] || .venv/bin/python scripts/train_pusht_renderer.py --teacher real --dataset "$DATA" \
   --out "$RENDERER" --kind sprite --steps 4000 --seed "$RENDERER_SEED" --log "$RENDERER-losses.jsonl"
 .venv/bin/cosmos3-robot train-dynamics --init "$RENDERER" --dataset "$DATA" --out "$OUT" --dynamics tower \
-  --width 96 --epochs 60 --seed "$SEED" --overwrite   # (rest transitions every 10th state: the default)
+  --width 96 --epochs 60 --seed "$SEED" --overwrite   # (--rest-every 10 --settle-every 20: the defaults)
 echo "learned PushT simulator in $OUT (ship it: cp -r $OUT src/cosmos3_robot/checkpoints/pusht_tower)"

@@ -342,3 +342,47 @@ def test_tower_transitions_add_exact_rest_transitions():
     torch.testing.assert_close(rest["action"][extra], rest["now"][0][extra])
     torch.testing.assert_close(rest["prev_action"][extra], rest["now"][0][extra])
     torch.testing.assert_close(rest["now"][1][12], torch.tensor(eps[0]["pose"][0], dtype=torch.float32))
+
+
+def test_settle_episodes_run_gym_pushts_controller_to_the_target_and_leave_the_t_alone():
+    """A pusher at rest sent to a near target closes in on it in gym-pusht's physics (the tower learned to
+    stop short); states whose path would touch the T are skipped."""
+    from cosmos3_robot.tasks.pusht.train import settle_episodes, tower_transitions
+    from cosmos3_robot.tasks.pusht.vision import t_polygon
+    from shapely.geometry import Point
+
+    rng = np.random.default_rng(0)
+    far = {"agent": np.column_stack([rng.uniform(40, 470, 40), rng.uniform(40, 120, 40)]),
+           "pose": np.tile([256.0, 330.0, 0.0], (40, 1)), "action": rng.uniform(0, 512, (39, 2))}
+    touching = {"agent": np.tile([256.0, 315.0], (10, 1)), "pose": np.tile([256.0, 300.0, 0.0], (10, 1)),
+                "action": np.tile([256.0, 315.0], (9, 2))[:, :2]}
+    assert t_polygon(touching["pose"][0]).distance(Point(touching["agent"][0])) < 15
+    eps = settle_episodes([far, touching], every=1, steps=8, seed=3)
+    assert len(eps) == 40  # all of the far ones, none of the touching ones
+    for ep in eps:
+        path, target = ep["states"]["pusher"], ep["action"][0]
+        gaps = np.linalg.norm(path - target, axis=1)
+        assert 0.25 - 1e-6 <= gaps[0] <= 25 + 1e-6
+        assert gaps[1] < 0.85 * gaps[0] and gaps[-1] < 0.1 * gaps[0] + 1e-3  # closes in, and nearly all the way
+        np.testing.assert_array_equal(ep["states"]["tee"], np.tile(far["pose"][0], (9, 1)))
+        np.testing.assert_array_equal(ep["action"], np.tile(target, (8, 1)))
+    assert settle_episodes([far], every=1, seed=3)[0]["action"][0].tolist() == eps[0]["action"][0].tolist()
+    data = tower_transitions([far], settle_every=4)
+    assert len(data["action"]) == 39 + 10 * 6
+
+
+def test_the_learned_t_is_kept_inside_gym_pushts_walls():
+    """A T pushed through a wall comes back inside the arena by the shortest move, as gym-pusht's walls push it."""
+    from cosmos3_robot.tasks.pusht.structured import WALLS, inside_walls
+    from cosmos3_robot.tasks.pusht.vision import t_polygon
+
+    poses = np.array([[171.8, 471.0, -2.3], [512.0, 376.7, 0.5], [-10.0, 600.0, 3.0], [256.0, 256.0, 0.7]])
+    moved = inside_walls(poses)
+    for before, after in zip(poses, moved):
+        corners = np.asarray(t_polygon(after).exterior.coords)
+        assert corners.min() >= WALLS[0] - 1e-9 and corners.max() <= WALLS[1] + 1e-9
+        assert after[2] == before[2]
+        if np.asarray(t_polygon(before).exterior.coords).max() <= WALLS[1]:
+            np.testing.assert_array_equal(after, before)  # a T inside stays where it is
+    assert np.asarray(t_polygon(moved[0]).exterior.coords)[:, 1].max() == pytest.approx(WALLS[1])  # touches it
+    np.testing.assert_array_equal(inside_walls(poses[0]), moved[0])

@@ -351,7 +351,7 @@ def cmd_train_dynamics(args: argparse.Namespace) -> int:
                              overwrite=args.overwrite, dynamics=args.dynamics, lr=args.lr,
                              tower={k: v for k, v in (("layers", args.layers), ("samples", args.samples),
                                                       ("flow_steps", args.flow_steps)) if v is not None},
-                             rest_every=args.rest_every)
+                             rest_every=args.rest_every, settle_every=args.settle_every)
     from .backends.structured import export_graphs
 
     export_graphs(args.out)  # its first load under ONNX Runtime then needs no export
@@ -630,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow-steps", type=int, default=None, help="tower: Euler steps per sample")
     p.add_argument("--rest-every", type=int, default=10,
                    help="tower: add the exact held-still transition of every k-th recorded state (0: none)")
+    p.add_argument("--settle-every", type=int, default=20,
+                   help="tower: from every k-th recorded state, a pusher settling on a near target, run in "
+                        "gym-pusht (0: none)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)

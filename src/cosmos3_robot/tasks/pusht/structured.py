@@ -25,6 +25,23 @@ from .vision import (T_OUTLINE, WORKSPACE, block_pose_features, features_to_pose
 
 ENTRY_POINT = "cosmos3_robot.tasks.pusht.structured:PushTWorld"
 ENTITIES = [{"name": "pusher", "kind": "point2"}, {"name": "tee", "kind": "se2"}]
+# gym-pusht's walls (pusht.py `_setup`): segments of radius 2 along x, y = 5 and 506, so the T's outline stays
+# within [7, 504] on both axes
+WALLS = (7.0, 504.0)
+
+
+def inside_walls(pose: np.ndarray) -> np.ndarray:
+    """T poses (..., 3) in workspace units -> the same poses moved the least distance that puts the T's
+    outline inside gym-pusht's walls (`WALLS`), as its physics pushes a T out of a wall. The tower learns
+    from recorded episodes where the T seldom meets a wall, and without this a learned T could be pushed
+    through one and stay there, half outside the arena."""
+    p = np.array(pose, dtype=np.float64, copy=True)
+    c, s = np.cos(p[..., 2]), np.sin(p[..., 2])
+    x = T_OUTLINE[:, 0] * c[..., None] - T_OUTLINE[:, 1] * s[..., None] + p[..., :1]
+    y = T_OUTLINE[:, 0] * s[..., None] + T_OUTLINE[:, 1] * c[..., None] + p[..., 1:2]
+    for axis, v in enumerate((x, y)):
+        p[..., axis] += np.maximum(WALLS[0] - v.min(-1), 0) + np.minimum(WALLS[1] - v.max(-1), 0)
+    return p
 
 
 def tower_config(spec: EmbodimentSpec, **overrides) -> EntityTowerConfig:
@@ -136,7 +153,7 @@ class PushTWorld(nn.Module):
         else:
             next_agent, next_pose = self.dynamics.step(*t[:5])
         agent = np.clip(next_agent.numpy(), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
-        features = project_block_pose_features(pose_to_features(next_pose.numpy()))
+        features = project_block_pose_features(pose_to_features(inside_walls(next_pose.numpy())))
         nxt = np.concatenate([self.state_norm.normalize(agent.astype(np.float64)), features], -1).astype(np.float32)
         return nxt, info
 

@@ -37,13 +37,58 @@ def perceived_episodes(episodes: list[dict], spec, features: list[np.ndarray]) -
             for ep, f in zip(episodes, features)]
 
 
-def tower_transitions(episodes: list[dict], rest_every: int = 0) -> dict:
+def settle_episodes(episodes: list[dict], every: int, steps: int = 6, seed: int = 0) -> list[dict]:
+    """Short episodes of a pusher settling on a nearby target, run in gym-pusht's own physics: for every
+    `every`-th recorded state, the pusher at rest is sent to a target 0.25-25 units away (log-uniform, a
+    random direction) and held there for `steps` steps. Only states where the pusher's path stays clear of
+    the T are used, and a run where the real T moved anyway is dropped, so the T rests throughout.
+
+    The recorded policies keep moving their targets, so the tower had never seen a pusher close in on a
+    target a few units away, and it learned to stop 1-5 units short (a held-still pusher, target = position,
+    moves nothing). gym-pusht's PD controller closes the gap: 26% of it in the first step from rest, all of
+    it within about 8 steps. Episodes as `tower_transitions` reads them."""
+    from gym_pusht.envs.pusht import PushTEnv
+    from shapely.geometry import LineString
+
+    from .vision import t_polygon
+
+    env = PushTEnv(obs_type="state")
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    agent = np.concatenate([ep["agent"][::every] for ep in episodes])
+    pose = np.concatenate([ep["pose"][::every] for ep in episodes])
+    out = []
+    for a, p in zip(agent, pose):
+        direction = rng.uniform(0, 2 * np.pi)
+        target = np.clip(a + np.exp(rng.uniform(np.log(0.25), np.log(25.0))) * np.array([np.cos(direction),
+                                                                                           np.sin(direction)]),
+                         20.0, 492.0)
+        if t_polygon(p).distance(LineString([a, target + 1e-6])) < 15 + 5:  # pusher radius + a margin
+            continue
+        env.agent.position, env.agent.velocity = tuple(a), (0.0, 0.0)
+        env.block.angle, env.block.position = float(p[2]), tuple(p[:2])
+        env.block.velocity, env.block.angular_velocity = (0.0, 0.0), 0.0
+        env.space.reindex_shapes_for_body(env.block)
+        env.space.reindex_shapes_for_body(env.agent)
+        block = np.array([*env.block.position, env.block.angle])
+        path = [a]
+        for _ in range(steps):
+            env.step(target)
+            path.append(np.array(env.agent.position))
+        if np.abs(np.array([*env.block.position, env.block.angle]) - block).max() > 1e-6:
+            continue
+        out.append({"states": {"pusher": np.stack(path), "tee": np.repeat(p[None], steps + 1, 0)},
+                    "action": np.repeat(target[None], steps, 0), "rest_action": a})
+    return out
+
+
+def tower_transitions(episodes: list[dict], rest_every: int = 0, settle_every: int = 0) -> dict:
     """`perceived_episodes` -> the Generator tower's entity transitions (pusher, T); at rest before the start.
 
     `rest_every` k > 0 adds, for every k-th recorded state, the transition gym-pusht's physics gives exactly:
     a pusher at rest whose target is where it stands exerts no force, so nothing moves. The recorded
     policies never hold still (least of all touching the T), and without these a held pusher in contact
-    can set the learned T moving (docs/eval_pusht_tower.md)."""
+    can set the learned T moving (docs/eval_pusht_tower.md). `settle_every` k > 0 adds `settle_episodes`."""
     eps = [{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"], "rest_action": ep["agent"][0]}
            for ep in episodes]
     if rest_every > 0:
@@ -51,6 +96,8 @@ def tower_transitions(episodes: list[dict], rest_every: int = 0) -> dict:
         pose = np.concatenate([ep["pose"][::rest_every] for ep in episodes])
         eps += [{"states": {"pusher": np.stack([a, a]), "tee": np.stack([p, p])}, "action": a[None], "rest_action": a}
                 for a, p in zip(agent, pose)]
+    if settle_every > 0:
+        eps += settle_episodes(episodes, settle_every)
     return entity_transitions(eps, [e["name"] for e in ENTITIES])
 
 
@@ -58,9 +105,10 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
                    render_width: int | None = None, render_layers: int | None = None, render_batch: int = 256,
                    pixel_steps: int = 0, random_frames: int = 0, device: str = "cpu", progress: bool = True,
                    overwrite: bool = False, dynamics: str = "tower", tower: dict | None = None, lr: float = 2e-3,
-                   rest_every: int = 10):
+                   rest_every: int = 10, settle_every: int = 20):
     """See the module docstring. `dynamics`: "tower" (the Generator tower over entity tokens; `width` is its
-    token width, `tower` overrides other EntityTowerConfig fields, `rest_every` adds held-still transitions,
+    token width, `tower` overrides other EntityTowerConfig fields, `rest_every` adds held-still transitions and
+    `settle_every` a pusher settling on a near target,
     see `tower_transitions`) or "mlp" (the baseline pose MLP, `width` wide). Returns the structured backend
     written to `out`."""
     if dynamics not in ("tower", "mlp"):
@@ -136,11 +184,11 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     if dynamics == "tower":
         torch.manual_seed(seed)
         head = EntityTower(tower_config(spec, dim=width, **(tower or {})))
-        metrics = fit_entity_tower(head, tower_transitions(perceived, rest_every), epochs=epochs, lr=lr, seed=seed,
+        metrics = fit_entity_tower(head, tower_transitions(perceived, rest_every, settle_every), epochs=epochs, lr=lr, seed=seed,
                                    progress=progress, log=log)
         provenance.pop("pose_dynamics", None)
         provenance["tower"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "lr": lr,
-                               "rest_every": rest_every, **metrics}
+                               "rest_every": rest_every, "settle_every": settle_every, **metrics}
     else:
         head = PoseDynamics(width)
         reinit(head, seed)
