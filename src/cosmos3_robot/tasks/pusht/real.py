@@ -12,6 +12,26 @@ import numpy as np
 from ...embodiments import action_space_for, load_spec, observation_space_for, validate_action
 
 
+def set_state(env, state: np.ndarray) -> None:
+    """Put a gym-pusht `PushTEnv` exactly in `PushTRealEnv.get_state()`'s state ((5,) at rest, or (10,) with
+    velocities). The angle is set before the position: pymunk rotates about the centre of gravity, which
+    moves the body origin."""
+    state = np.asarray(state, dtype=np.float64)
+    if state.shape not in ((5,), (10,)):
+        raise ValueError(f"PushT state has shape {state.shape}, expected (5,) = agent xy, block xy, angle"
+                         " (at rest) or (10,) with velocities, as get_state() returns")
+    if not np.isfinite(state).all():
+        raise ValueError(f"PushT state {state.tolist()} holds NaN or inf; give finite values as get_state() returns")
+    vel = state[5:] if len(state) == 10 else np.zeros(5)
+    env.agent.position = tuple(state[:2])
+    env.agent.velocity = tuple(vel[:2])
+    env.block.angle = float(state[4])
+    env.block.position = tuple(state[2:4])
+    env.block.velocity, env.block.angular_velocity = tuple(vel[2:4]), float(vel[4])
+    env.space.reindex_shapes_for_body(env.block)
+    env.space.reindex_shapes_for_body(env.agent)
+
+
 class PushTRealEnv(gym.Env):
     """gym-pusht (pymunk physics, 96x96 pixels + agent position) in the `pusht` spec's schema.
 
@@ -49,23 +69,8 @@ class PushTRealEnv(gym.Env):
                          *e.block.velocity, e.block.angular_velocity], dtype=np.float64)
 
     def _restore(self, state: np.ndarray) -> dict:
-        """Put the simulator exactly in `get_state()`'s state. The angle is set before the position:
-        pymunk rotates about the centre of gravity, which moves the body origin."""
-        if state.shape not in ((5,), (10,)):
-            raise ValueError(f"PushT state has shape {state.shape}, expected (5,) = agent xy, block xy, angle"
-                             " (at rest) or (10,) with velocities, as get_state() returns")
-        if not np.isfinite(state).all():
-            raise ValueError(f"PushT state {state.tolist()} holds NaN or inf; give finite values as get_state() returns")
-        vel = state[5:] if len(state) == 10 else np.zeros(5)
-        e = self._env
-        e.agent.position = tuple(state[:2])
-        e.agent.velocity = tuple(vel[:2])
-        e.block.angle = float(state[4])
-        e.block.position = tuple(state[2:4])
-        e.block.velocity, e.block.angular_velocity = tuple(vel[2:4]), float(vel[4])
-        e.space.reindex_shapes_for_body(e.block)
-        e.space.reindex_shapes_for_body(e.agent)
-        return e.get_obs()
+        set_state(self._env, state)
+        return self._env.get_obs()
 
     def coverage(self) -> float:
         return float(self._env._get_coverage())

@@ -21,7 +21,7 @@ from ...model.checkpoint import refuse_overwrite
 from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
 from ...train import JsonlLogger
 from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
-from .real import random_pusht_frames
+from .real import random_pusht_frames, set_state
 from .structured import ENTITIES, build_backend, tower_config, world_model_parts
 from .vision import block_pose_features, features_to_pose
 
@@ -65,11 +65,7 @@ def settle_episodes(episodes: list[dict], every: int, steps: int = 6, seed: int 
                          20.0, 492.0)
         if t_polygon(p).distance(LineString([a, target + 1e-6])) < 15 + 5:  # pusher radius + a margin
             continue
-        env.agent.position, env.agent.velocity = tuple(a), (0.0, 0.0)
-        env.block.angle, env.block.position = float(p[2]), tuple(p[:2])
-        env.block.velocity, env.block.angular_velocity = (0.0, 0.0), 0.0
-        env.space.reindex_shapes_for_body(env.block)
-        env.space.reindex_shapes_for_body(env.agent)
+        set_state(env, np.concatenate([a, p]))  # at rest
         block = np.array([*env.block.position, env.block.angle])
         path = [a]
         for _ in range(steps):
