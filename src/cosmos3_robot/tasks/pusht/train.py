@@ -45,8 +45,8 @@ def settle_episodes(episodes: list[dict], every: int, steps: int = 6, seed: int 
 
     The recorded policies keep moving their targets, so the tower had never seen a pusher close in on a
     target a few units away, and it learned to stop 1-5 units short (a held-still pusher, target = position,
-    moves nothing). gym-pusht's PD controller closes the gap: about a quarter of it in the first step from rest, all of
-    it within about 8 steps. Episodes as `tower_transitions` reads them."""
+    moves nothing). gym-pusht's PD controller closes the gap: about a quarter of it in the first step from
+    rest, all of it within about 8 steps. Episodes as `tower_transitions` reads them."""
     from gym_pusht.envs.pusht import PushTEnv
     from shapely.geometry import LineString
 
