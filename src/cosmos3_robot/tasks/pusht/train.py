@@ -180,7 +180,8 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     if dynamics == "tower":
         torch.manual_seed(seed)
         head = EntityTower(tower_config(spec, dim=width, **(tower or {})))
-        metrics = fit_entity_tower(head, tower_transitions(perceived, rest_every, settle_every), epochs=epochs, lr=lr, seed=seed,
+        data = tower_transitions(perceived, rest_every, settle_every)
+        metrics = fit_entity_tower(head, data, epochs=epochs, lr=lr, seed=seed,
                                    progress=progress, log=log)
         provenance.pop("pose_dynamics", None)
         provenance["tower"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "lr": lr,
