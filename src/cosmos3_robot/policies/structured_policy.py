@@ -105,6 +105,7 @@ class StructuredPolicy:
             last = chunks[:, k]
         return np.stack(worlds, 1)
 
+
 def imagined_track(plans: list[tuple[int, dict]], first: dict[str, np.ndarray], first_state: np.ndarray,
                    length: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """A policy's `plans` -> per step 0..length-1 what it imagined it would see there when it planned the chunk

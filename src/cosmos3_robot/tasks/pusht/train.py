@@ -37,6 +37,12 @@ def perceived_episodes(episodes: list[dict], spec, features: list[np.ndarray]) -
             for ep, f in zip(episodes, features)]
 
 
+def every_kth_state(episodes: list[dict], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`perceived_episodes` -> the pusher (N, 2) and the T's pose (N, 3) at every k-th recorded state, where the
+    exact transitions of `tower_transitions` start."""
+    return (np.concatenate([ep["agent"][::k] for ep in episodes]), np.concatenate([ep["pose"][::k] for ep in episodes]))
+
+
 def settle_episodes(episodes: list[dict], every: int, steps: int = 6, seed: int = 0) -> list[dict]:
     """Short episodes of a pusher settling on a nearby target, run in gym-pusht's own physics: for every
     `every`-th recorded state, the pusher at rest is sent to a target 0.25-25 units away (log-uniform, a
@@ -55,14 +61,11 @@ def settle_episodes(episodes: list[dict], every: int, steps: int = 6, seed: int 
     env = PushTEnv(obs_type="state")
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    agent = np.concatenate([ep["agent"][::every] for ep in episodes])
-    pose = np.concatenate([ep["pose"][::every] for ep in episodes])
     out = []
-    for a, p in zip(agent, pose):
+    for a, p in zip(*every_kth_state(episodes, every)):
         direction = rng.uniform(0, 2 * np.pi)
-        target = np.clip(a + np.exp(rng.uniform(np.log(0.25), np.log(25.0))) * np.array([np.cos(direction),
-                                                                                           np.sin(direction)]),
-                         20.0, 492.0)
+        offset = np.exp(rng.uniform(np.log(0.25), np.log(25.0))) * np.array([np.cos(direction), np.sin(direction)])
+        target = np.clip(a + offset, 20.0, 492.0)
         if t_polygon(p).distance(LineString([a, target + 1e-6])) < 15 + 5:  # pusher radius + a margin
             continue
         set_state(env, np.concatenate([a, p]))  # at rest
@@ -88,10 +91,8 @@ def tower_transitions(episodes: list[dict], rest_every: int = 0, settle_every: i
     eps = [{"states": {"pusher": ep["agent"], "tee": ep["pose"]}, "action": ep["action"], "rest_action": ep["agent"][0]}
            for ep in episodes]
     if rest_every > 0:
-        agent = np.concatenate([ep["agent"][::rest_every] for ep in episodes])
-        pose = np.concatenate([ep["pose"][::rest_every] for ep in episodes])
         eps += [{"states": {"pusher": np.stack([a, a]), "tee": np.stack([p, p])}, "action": a[None], "rest_action": a}
-                for a, p in zip(agent, pose)]
+                for a, p in zip(*every_kth_state(episodes, rest_every))]
     if settle_every > 0:
         eps += settle_episodes(episodes, settle_every)
     return entity_transitions(eps, [e["name"] for e in ENTITIES])
