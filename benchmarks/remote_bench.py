@@ -1,5 +1,6 @@
 """Learned-env speed in-process against the same checkpoint served by `cosmos3-robot serve` (vLLM-Omni's video
-API over HTTP, lossless MP4 frames), in one run: env steps/s at 1 and 16 envs, and with 2 env-worker
+API over HTTP, lossless MP4 frames), in one run: env steps/s at 1 and 16 envs, stateful (a server-side session)
+and stateless (every request carries the last frame, as a plain vLLM-Omni needs), and with 2 env-worker
 processes (16 envs each) sharing the one server.
 Usage: .venv/bin/python benchmarks/remote_bench.py [--checkpoint pusht_tower] [--steps 20]"""
 
@@ -58,14 +59,16 @@ def main():
     try:
         for _ in range(600):
             try:
-                httpx.get(url + "/healthz")
+                httpx.get(url + "/health")
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
         rows = []
         for n in (1, 16):
             rows.append(("in-process", n, rate(lambda: load_backend(args.checkpoint), n, args.steps)))
-            rows.append(("remote (HTTP)", n, rate(lambda: RemoteBackend(url), n, args.steps)))
+            rows.append(("remote, stateful (server-side session)", n, rate(lambda: RemoteBackend(url), n, args.steps)))
+            rows.append(("remote, stateless (as against vLLM-Omni: last frame as PNG, chunk padded to 4)", n,
+                         rate(lambda: RemoteBackend(url, stateless=True), n, args.steps)))
         q = mp.get_context("spawn").Queue()
         procs = [mp.get_context("spawn").Process(target=worker, args=(url, 16, args.steps, q)) for _ in range(2)]
         for p in procs:

@@ -38,6 +38,21 @@ echo "[setup] installing cosmos3-robot and its dependencies (first run: a few mi
 .venv/bin/python -m pip install -q --no-deps -e plugins/lerobot_env_cosmos3_robot
 .venv/bin/python -m pip check
 
+# vLLM-Omni's own code (its video API models and Cosmos 3 action helpers), which the compatibility tests run
+# against. Unpacked, not installed: its dependencies pull vllm and a CUDA torch (tests/vllm_omni_ref.py).
+VLLM_OMNI=.venv/vllm-omni-0.30.0
+if [ ! -d "$VLLM_OMNI/vllm_omni" ]; then
+    echo "[setup] fetching vllm-omni 0.30.0 (the reference for the Cosmos 3 API tests)"
+    tmp=$(mktemp -d)
+    if .venv/bin/python -m pip download -q --no-deps vllm-omni==0.30.0 -d "$tmp" 2>/dev/null; then
+        .venv/bin/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+            "$tmp"/vllm_omni-0.30.0-*.whl "$VLLM_OMNI.partial" && mv "$VLLM_OMNI.partial" "$VLLM_OMNI"
+    else
+        echo "[setup] warning: could not fetch vllm-omni 0.30.0; its compatibility tests will be skipped" >&2
+    fi
+    rm -rf "$tmp"
+fi
+
 if [ "${1:-}" != "--no-demo" ]; then
     export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
     .venv/bin/cosmos3-robot demo

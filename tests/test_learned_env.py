@@ -54,7 +54,11 @@ def test_reset_from_frames_episode_observation_and_instruction(tiny_checkpoint):
     obs2, _ = env.reset(seed=0, options={"observation": obs})
     np.testing.assert_array_equal(obs2["observation.image"], obs["observation.image"])
     with pytest.raises(ValueError, match=r"camera 'top' have shape \(1, 1, 32, 32, 3\)"):
-        env.reset(options={"frames": np.zeros((32, 32, 3), np.uint8)})
+        env.reset(options={"frames": np.zeros((32, 32, 3), np.uint8), "state": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="'frames' needs 'state'"):  # never a silent robot at [0, 0]
+        env.reset(options={"frames": frames})
+    with pytest.raises(ValueError, match=r"'state' has shape \(2, 2\); expected \(2,\) or \(3, 2\)"):
+        env.reset(options={"frames": frames, "state": [[1.0, 2.0]] * 2})
     with pytest.raises(ValueError, match="NaN or inf"):
         env.reset(options={"frames": frames, "state": [np.nan, 1.0]})
     # the instruction reaches the backend's session (the MoT backend conditions its text tokens on it)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .embodiments import list_embodiments, load_spec
@@ -54,6 +55,11 @@ def cmd_embodiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def served(checkpoint) -> bool:
+    """Whether --checkpoint names a served model (http://HOST:PORT) rather than a checkpoint."""
+    return str(checkpoint or "").startswith(("http://", "https://"))
+
+
 def learned_env(task: str, checkpoint=None, **kwargs):
     """The task's learned simulator as registered (its shipped checkpoint unless `checkpoint`, started from
     its real one, its step limit unless `max_episode_steps`), without gymnasium's wrappers."""
@@ -64,7 +70,9 @@ def learned_env(task: str, checkpoint=None, **kwargs):
 
     spec = gym.spec(learned_env_id(task))
     kw = {**spec.kwargs, "max_episode_steps": spec.max_episode_steps, **kwargs}
-    if checkpoint:
+    if served(checkpoint):  # a served model: ours (stateful) or a plain vLLM-Omni (stateless), as it describes itself
+        kw["backend"], kw["url"] = "remote", str(checkpoint)
+    elif checkpoint:
         kw["backend"] = checkpoint
     return LearnedEnv(**kw)
 
@@ -87,7 +95,11 @@ def learned_vec_env(task: str, checkpoint=None, max_steps: int = 300, **backend_
     from .sim import LearnedVectorEnv
     from .tasks import learned_env_id, real_env_id
 
-    backend = load_backend(checkpoint or gym.spec(learned_env_id(task)).kwargs["backend"], **backend_kwargs)
+    registered = gym.spec(learned_env_id(task)).kwargs
+    if served(checkpoint):
+        backend = load_backend("remote", url=str(checkpoint), spec=registered.get("embodiment"))
+    else:
+        backend = load_backend(checkpoint or registered["backend"], **backend_kwargs)
     return lambda n: LearnedVectorEnv(n, backend, real_env_id(task), max_episode_steps=max_steps,
                                       autoreset_mode="Disabled")
 
@@ -377,7 +389,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kwargs["policy_factory"] = partial(make_policy, task, args.policy, 0)
     print(f"serving {args.checkpoint} on http://{args.host}:{args.port} (vLLM-Omni video API: POST /v1/videos/sync)",
           flush=True)
-    serve(args.checkpoint, host=args.host, port=args.port, **kwargs)
+    from .serve.video_api import ServeLimits
+
+    for name in ("max_num_frames", "max_upload_mb", "max_queue"):
+        if not getattr(args, name) >= 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    limits = ServeLimits(max_num_frames=args.max_num_frames, max_upload_mb=args.max_upload_mb,
+                         max_queue=args.max_queue)
+    serve(args.checkpoint, host=args.host, port=args.port, limits=limits, api_key=args.api_key,
+          served_model_name=args.served_model_name, **kwargs)
     return 0
 
 
@@ -655,6 +675,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
     p.add_argument("--policy", default=None, help="a policy name that answers POST /v1/videos policy jobs")
+    p.add_argument("--served-model-name", default=None, help="the model name clients send (default: --checkpoint)")
+    p.add_argument("--api-key", default=os.environ.get("COSMOS3_ROBOT_API_KEY"),
+                   help="ask for 'Authorization: Bearer KEY' on /v1/* (default: $COSMOS3_ROBOT_API_KEY; none)")
+    p.add_argument("--max-num-frames", type=int, default=1025, help="the most frames one request may ask for")
+    p.add_argument("--max-upload-mb", type=float, default=64.0, help="the largest input_reference accepted (MiB)")
+    p.add_argument("--max-queue", type=int, default=16, help="async jobs that may wait; more get a 429")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("serve-policy", help="serve a policy over openpi's websocket protocol")

@@ -1,65 +1,90 @@
-"""A `Backend` that drives a served world model over HTTP (httpx): `cosmos3-robot serve`, or a Cosmos 3
-served by vLLM-Omni, through the forward-dynamics part of its video API (`POST /v1/videos/sync` with
-`extra_params.action_mode = "forward_dynamics"`; see `cosmos3_robot.serve.video_api` for the fields and
-this project's session extension).
+"""A `Backend` that drives a served world model over HTTP (httpx), through vLLM-Omni's Cosmos 3 video API
+(forward dynamics: `POST /v1/videos/sync`, `extra_params.action_mode = "forward_dynamics"`).
 
-Against `cosmos3-robot serve` (it describes itself on GET /v1/models) the session lives on the server: the
-first step of a session sends the context frames, later steps only the action; the reply's headers carry the
-predicted robot state, reward and success. Against a plain vLLM-Omni server (`stateless=True`, or no
-description), every step sends the last `history` frames as `input_reference`; the state is carried
-over and the reward is 0 (a video model predicts frames only).
+Two ways, chosen by what GET /v1/models says (or `stateless=`):
+- **stateless**, for a plain vLLM-Omni serving Cosmos 3 (vllm-omni 0.30.0). Each request sends the env's last
+  frame as the condition (`input_reference`, a lossless PNG; Cosmos 3 conditions forward dynamics on the first
+  latent frame only: `action.py` `vision_condition_indexes` -> [0]) and the action chunk, `num_frames` =
+  chunk + 1 with the chunk a multiple of the VAE's temporal compression (4: `cosmos3/utils.py`
+  `COSMOS3_VAE_TEMPORAL_COMPRESSION`; a shorter chunk is padded by holding its last action and the extra frames
+  dropped), `size` = the frames' layout, `domain_name` = the spec's Cosmos 3 domain, `raw_action_dim` and the
+  action in the layout Cosmos 3 takes there (`[cosmos3]` in the spec; the env's action space is that layout, so
+  nothing is converted or scaled here). The reply is resized to the spec's cameras. A video model predicts
+  frames only: the robot state is carried over and the reward is 0.
+- **stateful**, against `cosmos3-robot serve`: the session lives on the server (its id issued there), the first
+  request sends the context frames and state, later ones only the actions; the state, reward and success come
+  back per frame.
 
-Errors name the URL and the field: an unreachable server, a timeout, a 4xx/5xx with the server's detail, a
-reply of the wrong shape. A failed step leaves the sessions as they were, so the same step can be retried."""
+`step_chunk` sends a whole action chunk in one request (the env's `step` with a (T, A) chunk uses it): users trade
+latency against open-loop drift by the chunk length. Errors name the URL and the field. A failed step leaves the
+sessions as they were, so the same step can be retried."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import httpx
 import numpy as np
 
-from ..datasets.video import frames_from_mp4, mp4_bytes
+from ..datasets.video import frames_from_mp4, mp4_bytes, resize_to
 from ..embodiments import EmbodimentSpec, load_spec
-from .base import Context, Prediction, Session, session_seeds
+from .base import Context, Prediction, Session, pad_history, session_seeds
 
-HEADERS = {k: f"x-cosmos3-robot-{k}" for k in ("state", "reward", "success", "info")}
+HEADERS = {k: f"x-cosmos3-robot-{k}" for k in ("state", "reward", "success", "info", "steps", "session")}
+TEMPORAL_COMPRESSION = 4  # vllm-omni 0.30.0 cosmos3/utils.py COSMOS3_VAE_TEMPORAL_COMPRESSION
 
 
-def model_scale(spec: EmbodimentSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The "model" action space: the spec's limits mapped to [-1, 1] (mid, half-range per dim)."""
-    lo, hi = np.asarray(spec.action.lower, np.float64), np.asarray(spec.action.upper, np.float64)
+def model_scale(vec) -> tuple[np.ndarray, np.ndarray]:
+    """The "model" action scale of an action variant (a `VectorSpec`): its limits mapped to [-1, 1]."""
+    lo, hi = np.asarray(vec.lower, np.float64), np.asarray(vec.upper, np.float64)
     return (lo + hi) / 2, np.maximum((hi - lo) / 2, 1e-12)
 
 
-def to_model(spec: EmbodimentSpec, actions: np.ndarray) -> np.ndarray:
-    mid, half = model_scale(spec)
+def to_model(vec, actions: np.ndarray) -> np.ndarray:
+    mid, half = model_scale(vec)
     return (np.asarray(actions, np.float64) - mid) / half
 
 
-def from_model(spec: EmbodimentSpec, actions: np.ndarray) -> np.ndarray:
-    mid, half = model_scale(spec)
+def from_model(vec, actions: np.ndarray) -> np.ndarray:
+    mid, half = model_scale(vec)
     return np.asarray(actions, np.float64) * half + mid
 
 
-def split_views(spec: EmbodimentSpec, video: np.ndarray, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """One video (T, H, W, 3) -> camera -> frames: the camera itself, or the spec's concat layout."""
-    if len(cameras) == 1:
-        return {cameras[0]: video}
+def _layout(spec: EmbodimentSpec, cameras: tuple[str, ...]):
     from ..embodiments import ConcatLayout
 
-    layout = ConcatLayout.from_spec(spec)
-    return {c: np.stack([layout.split(f)[c] for f in video]) for c in cameras}
+    return None if len(cameras) == 1 else ConcatLayout.from_spec(spec)
+
+
+def layout_size(spec: EmbodimentSpec, cameras: tuple[str, ...]) -> tuple[int, int]:
+    """(width, height) of the video that carries `cameras`: the camera itself, or the spec's concat layout."""
+    layout = _layout(spec, cameras)
+    cam = spec.camera(cameras[0])
+    return (cam.width, cam.height) if layout is None else (layout.width, layout.height)
+
+
+def split_views(spec: EmbodimentSpec, video: np.ndarray, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """One video (T, H, W, 3) of any size -> camera -> (T, h, w, 3) at each camera's size: resized to the layout
+    first (a video of another size is resized, never tiled), then split."""
+    width, height = layout_size(spec, cameras)
+    video = resize_to(np.asarray(video, np.uint8), height, width)
+    layout = _layout(spec, cameras)
+    if layout is None:
+        return {cameras[0]: video}
+    out = {}
+    for c in cameras:
+        cam = spec.camera(c)
+        out[c] = resize_to(np.stack([layout.split(f)[c] for f in video]), cam.height, cam.width)
+    return out
 
 
 def join_views(spec: EmbodimentSpec, frames: dict[str, np.ndarray], cameras: tuple[str, ...]) -> np.ndarray:
-    if len(cameras) == 1:
-        return frames[cameras[0]]
-    from ..embodiments import ConcatLayout
-
-    layout = ConcatLayout.from_spec(spec)
+    """camera -> (T, H, W, 3) -> one video (T, height, width, 3) in the spec's layout."""
+    layout = _layout(spec, cameras)
+    if layout is None:
+        return np.asarray(frames[cameras[0]])
     return np.stack([layout.compose({c: frames[c][t] for c in cameras}) for t in range(len(frames[cameras[0]]))])
 
 
@@ -69,13 +94,15 @@ class RemoteError(RuntimeError):
 
 class RemoteBackend:
     def __init__(self, url: str, spec: EmbodimentSpec | str | None = None, model: str | None = None,
-                 domain_name: str | None = None, action_space: str = "raw", timeout: float = 60.0,
+                 domain_name: str | None = None, action_scale: str = "raw", timeout: float = 60.0,
                  stateless: bool | None = None, history: int | None = None, success_threshold: float | None = None,
-                 prompt: str | None = None, workers: int = 8):
-        if action_space not in ("raw", "model"):
-            raise ValueError(f"action_space={action_space!r}; 'raw' (the server scales) or 'model' (we send [-1, 1])")
-        self.url, self.action_space, self.timeout = url.rstrip("/"), action_space, float(timeout)
-        self.client = httpx.Client(base_url=self.url, timeout=self.timeout)
+                 prompt: str | None = None, workers: int = 8, api_key: str | None = None,
+                 num_inference_steps: int | None = None):
+        if action_scale not in ("raw", "model"):
+            raise ValueError(f"action_scale={action_scale!r}; 'raw' (the server scales) or 'model' (we send [-1, 1])")
+        self.url, self.action_scale, self.timeout = url.rstrip("/"), action_scale, float(timeout)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=headers)
         described = self._describe()
         info = (described or {}).get("cosmos3_robot", {})
         spec = spec or info.get("embodiment")
@@ -83,15 +110,25 @@ class RemoteBackend:
             raise ValueError(f"{self.url} does not say which embodiment it serves; pass spec= (e.g. 'droid')")
         self.spec = load_spec(spec) if isinstance(spec, str) else spec
         self.model = model or (described or {}).get("id")
-        if self.model is None:
-            raise ValueError(f"{self.url}/v1/models lists no model; pass model=")
+        self.ours = bool(info)  # `cosmos3-robot serve` describes itself; a plain vLLM-Omni does not
+        self.stateless = (not info) if stateless is None else bool(stateless)
+        if self.stateless:
+            self.domain_name = domain_name or self.spec.cosmos3_domain
+            if self.domain_name is None:
+                raise ValueError(f"embodiment {self.spec.name!r} names no Cosmos 3 domain ([cosmos3] domain_name in "
+                                 "its spec); pass domain_name= (a key of vLLM-Omni's EMBODIMENT_TO_DOMAIN_ID)")
+            self.action_variant = self.spec.cosmos3_action or self.spec.default_action
+        else:
+            self.domain_name = domain_name or info.get("domain_name")
+            self.action_variant = info.get("action_space", self.spec.default_action)
+        self.action = self.spec.action_variant(self.action_variant)
         self.cameras = tuple(info.get("cameras", [c.name for c in self.spec.cameras]))
-        self.history = int(history or info.get("history", 2))
+        self.size = "{}x{}".format(*layout_size(self.spec, self.cameras))
+        # Cosmos 3 conditions forward dynamics on one frame; our server on its backend's history
+        self.history = int(history or (1 if self.stateless else info.get("history", 2)))
         self.success_threshold = float(success_threshold if success_threshold is not None
                                        else info.get("success_threshold", 1.0))
-        self.domain_name = domain_name or self.spec.name
-        self.stateless = (not info) if stateless is None else bool(stateless)
-        self.prompt = prompt
+        self.prompt, self.num_inference_steps = prompt, num_inference_steps
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers))
 
     # ------------------------------------------------------------------ HTTP
@@ -110,11 +147,10 @@ class RemoteBackend:
                                   "`cosmos3-robot serve --checkpoint CKPT --port P` or check the URL") from e
         if res.status_code >= 400:
             try:
-                detail = res.json().get("detail", res.text)
-            except ValueError:
+                body = res.json()
+                detail = body.get("error", {}).get("message") or body.get("detail") or res.text
+            except (ValueError, AttributeError):
                 detail = res.text
-            if isinstance(detail, dict) and "field" in detail:
-                detail = f"field {detail['field']}: {detail.get('error')}"
             raise RemoteError(f"{self._where(path)} answered {res.status_code}: {detail}")
         return res
 
@@ -126,78 +162,116 @@ class RemoteBackend:
 
     def reset(self, ctx: Context, seed=None) -> Session:
         B = ctx.batch
-        frames = {c: np.asarray(ctx.frames[c]) for c in self.cameras}
         per_session = np.empty(B, dtype=object)  # camera -> (history, H, W, 3) per session
-        per_session[:] = [{c: frames[c][b].copy() for c in self.cameras} for b in range(B)]
-        return Session({"session_id": np.array([uuid.uuid4().hex for _ in range(B)], dtype=object),
-                        "frames": per_session,
-                        "state": np.asarray(ctx.state, np.float64).copy(),
+        per_session[:] = [{c: np.asarray(ctx.frames[c][b][-self.history:]).copy() for c in self.cameras}
+                          for b in range(B)]
+        sids = np.empty(B, dtype=object)
+        sids[:] = [None] * B
+        return Session({"session_id": sids, "frames": per_session,
+                        "state": pad_history(np.asarray(ctx.state, np.float64), self.history).copy(),
                         "steps": np.zeros(B, np.int64), "seed": session_seeds(seed, B)},
                        instruction=ctx.instruction)
 
-    def _one(self, session: Session, b: int, action: np.ndarray, prompt: str) -> dict:
-        """One step of session b -> its new frames, state, reward, success, info (sessions untouched)."""
-        data = session.data
-        sent = to_model(self.spec, action[None]) if self.action_space == "model" else np.asarray(action, np.float64)[None]
-        extra = {"action_mode": "forward_dynamics", "domain_name": self.domain_name,
-                 "raw_action_dim": self.spec.action_dims, "action_chunk_size": 1,
-                 "action": sent.tolist(), "action_space": self.action_space,
-                 "deterministic_seed": int(data["seed"][b])}
+    def _form(self, session: Session, b: int, actions: np.ndarray, prompt: str) -> tuple[dict, dict, int]:
+        """The request for session b's chunk (T, A) -> form fields, files, and the frames to skip in the reply."""
+        data, T = session.data, len(actions)
+        sent = to_model(self.action, actions) if self.action_scale == "model" else np.asarray(actions, np.float64)
+        extra = {"action_mode": "forward_dynamics", "raw_action_dim": self.action.dims}
+        if self.domain_name:
+            extra["domain_name"] = self.domain_name
         files = None
-        if not self.stateless:
-            extra["session_id"], extra["step"] = str(data["session_id"][b]), int(data["steps"][b])
-        if self.stateless or data["steps"][b] == 0:  # a session's first step sends its context
-            context = data["frames"][b]
-            video = join_views(self.spec, context, self.cameras)
-            extra["state"] = np.asarray(data["state"][b], np.float64).tolist()
-            files = {"input_reference": ("context.mp4", mp4_bytes(video, self.spec.video_fps), "video/mp4")}
-        form = {"model": self.model, "prompt": prompt, "num_frames": "2", "fps": str(self.spec.video_fps),
-                "seed": str(int(data["seed"][b])), "extra_params": json.dumps(extra)}
+        if self.stateless:
+            padded = -(-T // TEMPORAL_COMPRESSION) * TEMPORAL_COMPRESSION
+            sent = np.concatenate([sent, np.repeat(sent[-1:], padded - T, 0)])
+            last = join_views(self.spec, {c: f[-1:] for c, f in data["frames"][b].items()}, self.cameras)[0]
+            png = cv2.imencode(".png", np.ascontiguousarray(last[:, :, ::-1]))[1].tobytes()
+            files = {"input_reference": ("frame.png", png, "image/png")}
+            if self.ours:  # our server takes the state beside the frame (a Cosmos 3 gets only vLLM-Omni's fields)
+                extra["state"] = [np.asarray(data["state"][b][-1], np.float64).tolist()]
+        else:
+            extra["action_scale"] = self.action_scale
+            if data["session_id"][b] is None:  # a session's first request sends its context
+                extra["session_id"] = "new"
+                extra["state"] = np.asarray(data["state"][b], np.float64).tolist()
+                video = join_views(self.spec, data["frames"][b], self.cameras)
+                files = {"input_reference": ("context.mp4", mp4_bytes(video, self.spec.video_fps), "video/mp4")}
+            else:
+                extra["session_id"], extra["step"] = str(data["session_id"][b]), int(data["steps"][b])
+            extra["deterministic_seed"] = int(data["seed"][b])
+        extra["action_chunk_size"] = len(sent)
+        extra["action"] = sent.tolist()
+        form = {"prompt": prompt, "size": self.size, "num_frames": str(len(sent) + 1),
+                "fps": str(max(1.0, self.spec.video_fps)), "seed": str(int(data["seed"][b])),
+                "extra_params": json.dumps(extra)}
+        if self.model:
+            form["model"] = self.model
+        if self.num_inference_steps:
+            form["num_inference_steps"] = str(self.num_inference_steps)
+        return form, files, 1  # the video opens with the conditioning frame (chunk = num_frames - 1)
+
+    def _one(self, session: Session, b: int, actions: np.ndarray, prompt: str) -> dict:
+        """Session b's chunk (T, A) -> its T new frames, states, rewards, successes, infos (sessions untouched)."""
+        where = self._where("/v1/videos/sync")
+        form, files, skip = self._form(session, b, actions, prompt)
         res = self._request("POST", "/v1/videos/sync", data=form, files=files, headers={"Accept": "video/mp4"})
         try:
             video = frames_from_mp4(res.content)
         except Exception as e:  # noqa: BLE001
-            raise RemoteError(f"{self._where('/v1/videos/sync')}: the reply is not a readable MP4 ({e})") from e
-        views = split_views(self.spec, video, self.cameras)
-        out = {"frames": {c: v[-1] for c, v in views.items()}}
-        for c, f in out["frames"].items():
-            cam = self.spec.camera(c)
-            if f.shape != (cam.height, cam.width, 3):
-                raise RemoteError(f"{self._where('/v1/videos/sync')}: camera {c!r} came back {f.shape}, the spec "
-                                  f"says ({cam.height}, {cam.width}, 3)")
-        state = json.loads(res.headers.get(HEADERS["state"], "null"))
-        if state is None:
-            out["state"] = np.asarray(data["state"][b][-1], np.float64)
+            raise RemoteError(f"{where}: the reply is not a readable MP4 ({e})") from e
+        T = len(actions)
+        if len(video) < skip + T:
+            raise RemoteError(f"{where}: the reply has {len(video)} frames; expected at least {skip + T}")
+        views = split_views(self.spec, video[skip: skip + T], self.cameras)
+        out = {"frames": views, "session_id": res.headers.get(HEADERS["session"], session.data["session_id"][b])}
+        if self.stateless or HEADERS["state"] not in res.headers:  # a video model predicts frames only
+            out["records"] = [{"state": session.data["state"][b][-1], "reward": 0.0, "success": False, "info": {}}] * T
+        elif T == 1:
+            out["records"] = [{"state": json.loads(res.headers[HEADERS["state"]]),
+                               "reward": json.loads(res.headers[HEADERS["reward"]]),
+                               "success": json.loads(res.headers[HEADERS["success"]]),
+                               "info": json.loads(res.headers.get(HEADERS["info"], "{}"))}]
         else:
-            out["state"] = np.asarray(state[-1], np.float64)
-            if out["state"].shape != (self.spec.state.dims,):
-                raise RemoteError(f"{self._where('/v1/videos/sync')}: header {HEADERS['state']} holds a state of "
-                                  f"shape {out['state'].shape}, expected ({self.spec.state.dims},)")
-        out["reward"] = float(json.loads(res.headers.get(HEADERS["reward"], "[0.0]"))[-1])
-        out["success"] = bool(json.loads(res.headers.get(HEADERS["success"], "[false]"))[-1])
-        out["info"] = json.loads(res.headers.get(HEADERS["info"], "[{}]"))[-1]
+            out["records"] = self._request("GET", f"/v1/sessions/{out['session_id']}").json()["frames"]
+        for r in out["records"]:
+            r["state"] = np.asarray(r["state"], np.float64)
+            if r["state"].shape != (self.spec.state.dims,):
+                raise RemoteError(f"{where}: the server sent a state of shape {r['state'].shape}, expected "
+                                  f"({self.spec.state.dims},)")
         return out
 
-    def step(self, session: Session, actions: np.ndarray) -> Prediction:
+    def step_chunk(self, session: Session, actions: np.ndarray) -> list[Prediction]:
+        """(B, T, A) actions -> T predictions, one request per session."""
         actions = np.asarray(actions, np.float64)
         B = len(session)
-        if actions.shape != (B, self.spec.action_dims):
-            raise ValueError(f"actions have shape {actions.shape}; expected ({B}, {self.spec.action_dims})")
+        if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != self.action.dims:
+            raise ValueError(f"actions have shape {actions.shape}; expected ({B}, T, {self.action.dims}) "
+                             f"({self.action_variant})")
         prompt = session.instruction or self.prompt or self.spec.task
         outs = list(self.pool.map(lambda b: self._one(session, b, actions[b], prompt), range(B)))
         data = session.data  # every request succeeded: now the sessions move on
         for b, o in enumerate(outs):
             ctx = data["frames"][b]
-            data["frames"][b] = {c: np.concatenate([ctx[c][1:], o["frames"][c][None]])[-self.history:]
-                                 for c in self.cameras}
-            data["state"][b] = np.concatenate([data["state"][b][1:], o["state"][None]])
+            data["frames"][b] = {c: np.concatenate([ctx[c], o["frames"][c]])[-self.history:] for c in self.cameras}
+            states = np.stack([r["state"] for r in o["records"]])
+            data["state"][b] = np.concatenate([data["state"][b], states])[-self.history:]
             data["steps"][b] += 1
-        keys = sorted({k for o in outs for k in o["info"]})
-        return Prediction(frames={c: np.stack([o["frames"][c] for o in outs]) for c in self.cameras},
-                          state=np.stack([o["state"] for o in outs]).astype(np.float32),
-                          reward=np.array([o["reward"] for o in outs]),
-                          success=np.array([o["success"] for o in outs], bool),
-                          info={k: np.array([o["info"].get(k, np.nan) for o in outs]) for k in keys})
+            data["session_id"][b] = o["session_id"]
+        preds = []
+        for t in range(actions.shape[1]):
+            recs = [o["records"][t] for o in outs]
+            keys = sorted({k for r in recs for k in r["info"]})
+            preds.append(Prediction(frames={c: np.stack([o["frames"][c][t] for o in outs]) for c in self.cameras},
+                                    state=np.stack([r["state"] for r in recs]).astype(np.float32),
+                                    reward=np.array([float(r["reward"]) for r in recs]),
+                                    success=np.array([bool(r["success"]) for r in recs]),
+                                    info={k: np.array([r["info"].get(k, np.nan) for r in recs]) for k in keys}))
+        return preds
+
+    def step(self, session: Session, actions: np.ndarray) -> Prediction:
+        actions = np.asarray(actions, np.float64)
+        if actions.ndim != 2:
+            raise ValueError(f"actions have shape {actions.shape}; expected ({len(session)}, {self.action.dims})")
+        return self.step_chunk(session, actions[:, None])[0]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

@@ -146,6 +146,9 @@ class EmbodimentSpec:
     concat_view: tuple[str, ...] = ()  # camera order of the concat layout: first on top, rest halved below
     task: str = ""
     robot_type: str = ""  # LeRobot's info.json robot_type for datasets of it (default: the spec's name)
+    cosmos3_domain: str | None = None  # Cosmos 3's domain_name (vLLM-Omni's EMBODIMENT_TO_DOMAIN_ID key)
+    cosmos3_action: str | None = None  # the action variant Cosmos 3's checkpoints take in that domain
+    cosmos3_domain_id: int | None = None  # its id in that table
     source: str = field(default="", compare=False)
 
     @property
@@ -288,6 +291,14 @@ def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
     unknown = [c for c in concat_view if c not in camera_names]
     if unknown:
         raise SpecError(f"{where}: concat_view names unknown cameras {unknown}; cameras are {camera_names}")
+    cosmos3 = data.get("cosmos3", {})
+    if not isinstance(cosmos3, dict) or not isinstance(cosmos3.get("domain_name", ""), str) \
+            or not isinstance(cosmos3.get("domain_id", 0), int):
+        raise SpecError(f"{where}: [cosmos3] must be a table with domain_name = \"<Cosmos 3 domain>\" and "
+                        "domain_id = <its id in vLLM-Omni's EMBODIMENT_TO_DOMAIN_ID>")
+    cosmos3_action = cosmos3.get("action", default_action if "domain_name" in cosmos3 else None)
+    if cosmos3_action is not None and cosmos3_action not in actions:
+        raise SpecError(f"{where}: [cosmos3] action = {cosmos3_action!r} is not one of {sorted(actions)}")
     gripper_open = data.get("gripper_open")
     if gripper_open not in (None, 0, 1):
         raise SpecError(f"{where}: gripper_open = {gripper_open!r}, expected 0 or 1 (the value meaning open)")
@@ -307,6 +318,9 @@ def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
         concat_view=concat_view,
         task=data.get("task", ""),
         robot_type=data.get("robot_type", ""),
+        cosmos3_domain=cosmos3.get("domain_name"),
+        cosmos3_action=cosmos3_action,
+        cosmos3_domain_id=cosmos3.get("domain_id"),
         source=source,
     )
 

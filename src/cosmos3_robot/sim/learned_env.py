@@ -21,8 +21,15 @@ def resolve_backend(backend, checkpoint, backend_kwargs: dict) -> Backend:
         backend = checkpoint
     if backend is None:
         raise ValueError("give a backend or a checkpoint (a checkpoint directory or the name of a shipped one)")
+    embodiment = backend_kwargs.pop("embodiment", None)  # what the registered id expects (a served model's spec)
     if isinstance(backend, (str, Path)):
-        return load_backend(backend, **backend_kwargs)
+        if str(backend) == "remote" and embodiment is not None:
+            backend_kwargs.setdefault("spec", embodiment)
+        loaded = load_backend(backend, **backend_kwargs)
+        if embodiment is not None and loaded.spec.name != embodiment:
+            raise ValueError(f"backend {str(backend)!r} is for embodiment {loaded.spec.name!r}; this env is for "
+                             f"{embodiment!r}")
+        return loaded
     if backend_kwargs:
         raise TypeError(f"options {sorted(backend_kwargs)} are for loading a checkpoint; this backend is already built")
     if not isinstance(backend, Backend):
@@ -109,8 +116,11 @@ class LearnedEnv(gym.Env):
         chunk = action[None] if action.ndim == 1 else action
         first_key = self.embodiment.camera(self.cameras[0]).key
         frames, success, reward, info = [], False, 0.0, {}
-        for a in chunk:
-            pred = self.backend.step(self._session, a[None])
+        if len(chunk) > 1 and hasattr(self.backend, "step_chunk"):  # one model call for the chunk (a served model)
+            preds = iter(self.backend.step_chunk(self._session, chunk[None]))
+        else:
+            preds = (self.backend.step(self._session, a[None]) for a in chunk)
+        for pred in preds:
             self._steps += 1
             self._obs = {self.embodiment.camera(cam).key: pred.frames[cam][0] for cam in self.cameras}
             self._obs["observation.state"] = pred.state[0]

@@ -10,6 +10,9 @@ from ..embodiments import EmbodimentSpec
 from ..backends.base import Context
 
 
+RESET_OPTIONS = {"observation", "frames", "state", "episode", "start", "instruction"}
+
+
 class RealStart:
     """Reset a real simulator (a gymnasium id or an env) with the episode's seed and start from its
     observation. The env is made on first use."""
@@ -51,12 +54,26 @@ def _camera_frames(spec: EmbodimentSpec, cameras: tuple[str, ...], frames, field
 def context_from_options(spec: EmbodimentSpec, cameras: tuple[str, ...], history: int, options: dict,
                          instruction: str | None) -> Context | None:
     """A batch-1 Context from reset options, or None when they name no first frames."""
+    unknown = sorted(set(options) - RESET_OPTIONS)
+    if unknown:
+        raise ValueError(f"reset options {unknown} are not known; the options are {sorted(RESET_OPTIONS)}")
     if "observation" in options:
         return context_from_observations(spec, cameras, [options["observation"]], history, instruction)
     if "frames" in options:
         frames = _camera_frames(spec, cameras, options["frames"], "frames")
         n = len(next(iter(frames.values())))
-        state = np.asarray(options.get("state", np.zeros(spec.state.dims)), np.float64)
+        if options.get("state") is None:
+            raise ValueError(f"reset option 'frames' needs 'state': the robot state of those frames, ({spec.state.dims},) "
+                             f"or (T, {spec.state.dims}) in physical units ({', '.join(spec.state.dim_names)}); the "
+                             "learned simulator does not read it off the frames")
+        try:
+            state = np.asarray(options["state"], np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"reset option 'state' is not numeric; give ({spec.state.dims},) or (T, {spec.state.dims}) "
+                             "numbers") from None
+        if state.ndim not in (1, 2) or state.shape[-1] != spec.state.dims or (state.ndim == 2 and len(state) != n):
+            raise ValueError(f"reset option 'state' has shape {state.shape}; expected ({spec.state.dims},) or "
+                             f"({n}, {spec.state.dims}) for {n} frame(s) of {spec.name!r}")
         state = np.broadcast_to(state if state.ndim == 2 else state[None], (n, state.shape[-1]))
     elif "episode" in options:
         ep, t = options["episode"], int(options.get("start", 0))

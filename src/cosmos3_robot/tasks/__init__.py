@@ -27,10 +27,12 @@ def register_envs() -> None:
         return
     gym.register(id="cosmos3_robot/PushT-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
                  vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=300,
-                 kwargs={"backend": pusht.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/PushTReal-v0"})
+                 kwargs={"backend": pusht.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/PushTReal-v0",
+                         "embodiment": "pusht"})
     gym.register(id="cosmos3_robot/FrankaCube-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
                  vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=200,
-                 kwargs={"backend": franka_cube.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/FrankaCubeReal-v0"})
+                 kwargs={"backend": franka_cube.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/FrankaCubeReal-v0",
+                         "embodiment": "droid"})
     gym.register(id="cosmos3_robot/PushTReal-v0", entry_point="cosmos3_robot.tasks.pusht.real:PushTRealEnv")
     gym.register(id="cosmos3_robot/AlohaReal-v0", entry_point="cosmos3_robot.tasks.aloha.real:AlohaRealEnv")
     gym.register(id="cosmos3_robot/FrankaCubeReal-v0",

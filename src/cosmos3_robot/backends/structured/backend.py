@@ -111,6 +111,15 @@ class StructuredBackend:
                         "noise_seed": session_seeds(seed, B), "t": np.zeros(B, np.int64)},
                        instruction=ctx.instruction)
 
+    @property
+    def reads_state(self) -> bool:
+        """Whether the task reads the robot state off frames (`read_state`), so a start may omit it."""
+        return hasattr(self.task, "read_state")
+
+    def read_state(self, frames: dict[str, np.ndarray]) -> np.ndarray:
+        """camera -> (T, H, W, 3) -> the robot state (T, S) the task reads off them."""
+        return np.asarray(self.task.read_state(frames), np.float64)
+
     def _autocast(self):
         if self.precision == "bfloat16":
             return torch.autocast("cpu", dtype=torch.bfloat16)

@@ -20,8 +20,8 @@ from ...model import SpriteRendererConfig, StateRenderer, StateRendererConfig, m
 from ...model.entity_policy import EntityPolicy, EntityPolicyConfig
 from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig, sampler
 from .dynamics import PoseDynamics
-from .vision import (T_OUTLINE, WORKSPACE, block_pose_features, features_to_pose, goal_coverage,
-                     pose_to_features, project_block_pose_features)
+from .vision import (T_OUTLINE, WORKSPACE, block_pose_features, estimate_agent_position, features_to_pose,
+                     goal_coverage, pose_to_features, project_block_pose_features)
 
 ENTRY_POINT = "cosmos3_robot.tasks.pusht.structured:PushTWorld"
 ENTITIES = [{"name": "pusher", "kind": "point2"}, {"name": "tee", "kind": "se2"}]
@@ -109,6 +109,10 @@ class PushTWorld(nn.Module):
     def perceive(self, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
         agent = self.state_norm.normalize(np.asarray(state, np.float64))
         return np.concatenate([agent, block_pose_features(frames[self.camera.name])], axis=-1).astype(np.float32)
+
+    def read_state(self, frames: dict[str, np.ndarray]) -> np.ndarray:
+        """The robot state (N, 2) read off frames (N, H, W, 3): the pusher's position."""
+        return np.stack([estimate_agent_position(f) for f in frames[self.camera.name]])
 
     def agent(self, world: np.ndarray) -> np.ndarray:
         return self.state_norm.unnormalize(np.asarray(world[..., :2], np.float32).astype(np.float64))
