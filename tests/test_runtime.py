@@ -48,7 +48,8 @@ def test_onnx_sampler_matches_eager_and_rows_match_alone(tmp_path, n):
     rows = [fast([x[i : i + 1] for x in args[0]], [x[i : i + 1] for x in args[1]], args[2][i : i + 1],
                  args[3][i : i + 1], args[4][i : i + 1]) for i in range(n)]
     for e in range(2):
-        torch.testing.assert_close(torch.cat([r[0][e] for r in rows]), b_next[e], atol=1e-5, rtol=0)
+        # a row alone and in a batch may differ in the last float32 bit (3e-5 at 300 units on an AMD EPYC)
+        torch.testing.assert_close(torch.cat([r[0][e] for r in rows]), b_next[e], atol=1e-5, rtol=2e-7)
 
 
 def test_onnx_renderer_matches_eager_within_one_grey_level(tmp_path):
