@@ -335,6 +335,36 @@ def test_policy_job_answers_the_expert_chunk(server, ref):
     np.testing.assert_array_equal(video[0], obs["observation.image"])  # it opens with the given frame
 
 
+def test_inverse_dynamics_job_recovers_the_actions_of_a_real_clip(pusht_app, ref):
+    """Cosmos 3's third action mode through the same tower: a real gym-pusht clip in, its actions out, closer
+    than repeating the last action."""
+    from cosmos3_robot.tasks import make_policy, make_real_env
+
+    env, policy = make_real_env("pusht"), make_policy("pusht", "expert-noise0.2", 5)
+    policy.reset(5)
+    obs, _ = env.reset(seed=920000)
+    frames, actions = [obs["observation.image"]], []
+    for _ in range(8):
+        actions.append(np.asarray(policy.select_action(obs)))
+        obs, *_ = env.step(actions[-1])
+        frames.append(obs["observation.image"])
+    form = {"prompt": "recover", "num_frames": "9", "extra_params": json.dumps(
+        {"action_mode": "inverse_dynamics", "domain_name": "pusht", "raw_action_dim": 2, "action_chunk_size": 8})}
+    with TestClient(pusht_app) as c:
+        job = c.post("/v1/videos", data=form, files={"input_reference": ("clip.mp4", mp4_bytes(np.stack(frames), 10))})
+        assert job.status_code == 200, job.text
+        for _ in range(600):
+            status = c.get(f"/v1/videos/{job.json()['id']}").json()
+            if status["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.05)
+    got = ref.videos.VideoResponse.model_validate(status)
+    assert got.status == "completed" and got.action.action_mode == "inverse_dynamics" and got.action.shape == [8, 2]
+    err = np.abs(np.asarray(got.action.data) - np.stack(actions))[1:].mean()
+    baseline = np.abs(np.stack(actions)[:-1] - np.stack(actions)[1:]).mean()
+    assert err < baseline / 2, (err, baseline)
+
+
 def test_a_start_without_state_is_refused_unless_the_backend_reads_it(pusht_app):
     """PushT's backend reads the pusher off the frame (within a few units); a backend that cannot says which field."""
     from cosmos3_robot.backends.structured import StructuredBackend  # noqa: F401

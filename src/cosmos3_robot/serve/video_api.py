@@ -85,10 +85,10 @@ class Served:
             req.action = np.clip(req.action, self.action.lower, self.action.upper)  # as the env's default
         return req
 
-    def context(self, req: video_form.VideoRequest) -> Context:
+    def context(self, req: video_form.VideoRequest, clip: bool = False) -> Context:
         """The request's frames (resized to the cameras; the first `history` of them, as vLLM-Omni keeps the
-        first frames of a reference) and state -> a batch-1 Context."""
-        frames = req.frames[: self.backend.history]
+        first frames of a reference, or all of them for a `clip`) and state -> a batch-1 Context."""
+        frames = req.frames if clip else req.frames[: self.backend.history]
         T = len(frames)
         views = split_views(self.spec, frames, self.cameras)
         if req.state is None:
@@ -105,6 +105,9 @@ class Served:
             if req.state.shape[1] != self.spec.state.dims:
                 raise ApiError("extra_params.state", f"shape {list(req.state.shape)}; expected [T, "
                                f"{self.spec.state.dims}] for {self.spec.name!r}")
+            if clip and len(req.state) != T:
+                raise ApiError("extra_params.state", f"{len(req.state)} rows for a clip of {T} frames; send one "
+                               "state per frame")
             state = req.state[:T] if len(req.state) >= T else np.repeat(req.state[-1:], T, 0)
         return Context({c: v[None] for c, v in views.items()}, state[None], req.prompt or None)
 
@@ -179,7 +182,7 @@ def create_app(backend, name: str, policy_factory=None, limits: ServeLimits | No
         if req.mode != "forward_dynamics":
             raise ApiError("extra_params.action_mode", f"{req.mode!r}; this endpoint serves 'forward_dynamics' "
                            "(policy and inverse_dynamics are async jobs: POST /v1/videos)")
-        req.frames = await video_form.read_reference(form, int(limits.max_upload_mb * 2**20))
+        req.frames = await video_form.read_reference(form, int(limits.max_upload_mb * 2**20), limits.max_num_frames)
         return await asyncio.to_thread(_forward, served, sessions, req)
 
     @app.get("/v1/sessions/{session_id}")
@@ -198,10 +201,12 @@ def create_app(backend, name: str, policy_factory=None, limits: ServeLimits | No
                            "--policy NAME`")
         if req.mode == "inverse_dynamics" and not hasattr(backend, "inverse_dynamics"):
             raise ApiError("extra_params.action_mode", "'inverse_dynamics' is not served by this backend")
-        req.frames = await video_form.read_reference(form, int(limits.max_upload_mb * 2**20))
+        req.frames = await video_form.read_reference(form, int(limits.max_upload_mb * 2**20), limits.max_num_frames)
         if req.frames is None:
             raise ApiError("input_reference", f"a {req.mode} job needs the first frame(s): an MP4 or an image")
-        served.context(req)  # a missing or malformed state is refused now, not in the job
+        if req.mode == "inverse_dynamics" and len(req.frames) < 2:
+            raise ApiError("input_reference", f"inverse_dynamics needs a video of at least 2 frames; got {len(req.frames)}")
+        await asyncio.to_thread(served.context, req, req.mode == "inverse_dynamics")  # a bad state fails now
         return jobs.submit(req)
 
     @app.get("/v1/videos")
@@ -405,9 +410,10 @@ class JobQueue:
 
     def _run(self, req: video_form.VideoRequest, cancelled) -> tuple[np.ndarray, bytes]:
         served = self.served
-        ctx = served.context(req)
+        ctx = served.context(req, clip=req.mode == "inverse_dynamics")
         if req.mode == "inverse_dynamics":
-            actions = np.asarray(served.backend.inverse_dynamics(ctx, req.chunk), np.float32)
+            with served.model_lock:
+                actions = np.asarray(served.backend.inverse_dynamics(ctx, req.chunk, seed=req.seed), np.float32)
             return actions, served.video({c: v[0] for c, v in ctx.frames.items()}, req)
         obs = {served.spec.camera(c).key: f[0, -1] for c, f in ctx.frames.items()}
         obs["observation.state"] = ctx.state[0, -1].astype(np.float32)

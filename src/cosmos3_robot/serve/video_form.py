@@ -7,15 +7,17 @@ narrower than the model's zero-padded, a wider one refused). Every refusal is an
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import math
 import re
 from dataclasses import dataclass, field
 
+import av
 import cv2
 import numpy as np
 
-from ..datasets.video import frames_from_mp4
 from .errors import ApiError
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -84,20 +86,34 @@ def _text(form, name: str) -> str | None:
     return value
 
 
-def decode_media(data: bytes, param: str = "input_reference") -> np.ndarray:
-    """An MP4 or an image (PNG, JPEG, ...) -> (T, H, W, 3) uint8 RGB."""
+def decode_media(data: bytes, max_frames: int, param: str = "input_reference") -> np.ndarray:
+    """An MP4 or an image (PNG, JPEG, ...) -> (T, H, W, 3) uint8 RGB: the first `max_frames` frames (vLLM-Omni
+    keeps the first frames of a reference video), each at most MAX_SIDE a side."""
     if not data:
         raise ApiError(param, "is empty; send an MP4 or an image")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is not None:
-        return img[None, :, :, ::-1].copy()
-    try:
-        video = frames_from_mp4(data)
-    except Exception as e:  # noqa: BLE001 (PyAV raises many kinds)
-        raise ApiError(param, f"is neither a readable MP4 nor an image ({type(e).__name__})") from None
-    if video.ndim != 4 or len(video) == 0:
-        raise ApiError(param, "holds no frame")
-    return video
+        frames = img[None, :, :, ::-1].copy()
+    else:
+        try:
+            with av.open(io.BytesIO(data)) as container:
+                frames = []
+                for frame in container.decode(video=0):
+                    if frame.width > MAX_SIDE or frame.height > MAX_SIDE:
+                        raise ApiError(param, f"frames of {frame.width}x{frame.height}; at most {MAX_SIDE} a side")
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if len(frames) >= max_frames:
+                        break
+        except ApiError:
+            raise
+        except Exception as e:  # noqa: BLE001 (PyAV raises many kinds)
+            raise ApiError(param, f"is neither a readable MP4 nor an image ({type(e).__name__})") from None
+        if not frames:
+            raise ApiError(param, "holds no frame")
+        frames = np.stack(frames)
+    if max(frames.shape[1:3]) > MAX_SIDE:
+        raise ApiError(param, f"frames of {frames.shape[2]}x{frames.shape[1]}; at most {MAX_SIDE} a side")
+    return frames
 
 
 def resolve_domain(extra: dict, served_name: str | None, served_id: int | None, aliases: tuple[str, ...]) -> None:
@@ -206,7 +222,7 @@ def parse(form, *, served_dims: int, served_layouts: tuple[str, ...], max_num_fr
     return req
 
 
-async def read_reference(form, max_bytes: int) -> np.ndarray | None:
+async def read_reference(form, max_bytes: int, max_frames: int) -> np.ndarray | None:
     """The `input_reference` upload, decoded, or None; refused past `max_bytes`."""
     upload = form.get("input_reference")
     if upload is None:
@@ -220,4 +236,4 @@ async def read_reference(form, max_bytes: int) -> np.ndarray | None:
             raise ApiError("input_reference", f"exceeds the {max_bytes / 2**20:g} MiB upload limit "
                            "(server option --max-upload-mb)", 413)
         chunks.append(chunk)
-    return decode_media(b"".join(chunks))
+    return await asyncio.to_thread(decode_media, b"".join(chunks), max_frames)  # off the event loop

@@ -120,6 +120,45 @@ class StructuredBackend:
         """camera -> (T, H, W, 3) -> the robot state (T, S) the task reads off them."""
         return np.asarray(self.task.read_state(frames), np.float64)
 
+    @torch.no_grad()
+    def inverse_dynamics(self, ctx: Context, chunk: int, candidates: int = 256, rounds: int = 4,
+                         seed: int = 0) -> np.ndarray:
+        """Frames clean, actions unknown (Cosmos 3's third action mode), with the same learned dynamics that
+        steps the env: for each step of the clip (B = 1, T frames), the action whose forward step lands closest to
+        the next perceived world, by a cross-entropy search over `candidates` actions for `rounds` rounds
+        (zero flow noise: the search is deterministic for a seed). -> (chunk, A) physical units; a clip of fewer
+        than chunk + 1 frames repeats its last inferred action."""
+        self.prepare()
+        if ctx.batch != 1 or ctx.history < 2:
+            raise ValueError(f"inverse dynamics needs one clip of at least 2 frames; got {ctx.batch} clip(s) of "
+                             f"{ctx.history}")
+        T = ctx.history
+        frames = {cam: np.asarray(f)[0] for cam, f in ctx.frames.items()}
+        worlds = np.asarray(self.task.perceive(frames, np.asarray(ctx.state, np.float64)[0]), np.float32)
+        vec = self.spec.action_variant(self.action_variant)
+        lo, hi = np.asarray(vec.lower, np.float64), np.asarray(vec.upper, np.float64)
+        rng = np.random.default_rng(seed)
+        zeros = lambda shape: torch.zeros((candidates, *shape))  # noqa: E731
+        prev = np.asarray(self.task.rest_actions(worlds[:1]), np.float64)[0]
+        out = []
+        for t in range(min(T - 1, chunk)):
+            history = pad_history(worlds[None, max(0, t - self.history + 1): t + 1], self.history)
+            history = np.repeat(history, candidates, 0)
+            mean, std = (lo + hi) / 2, (hi - lo) / 2
+            for r in range(rounds):
+                acts = rng.uniform(lo, hi, (candidates, len(lo))) if r == 0 else \
+                    np.clip(mean + std * rng.standard_normal((candidates, len(lo))), lo, hi)
+                acts[0] = prev  # the last action is always a candidate
+                nxt, _, _ = advance(self.task, history, acts, np.repeat(prev[None], candidates, 0), zeros)
+                err = ((nxt - worlds[t + 1]) ** 2).sum(-1)
+                elite = acts[np.argsort(err, kind="stable")[: max(4, candidates // 16)]]
+                mean, std = elite[0], np.maximum(elite.std(0), 1e-3 * (hi - lo))
+            out.append(mean)
+            prev = mean
+        while len(out) < chunk:
+            out.append(out[-1])
+        return np.stack(out)
+
     def _autocast(self):
         if self.precision == "bfloat16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
