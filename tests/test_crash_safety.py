@@ -149,3 +149,108 @@ def test_twenty_episodes_pack_into_one_file_each_and_survive_a_kill_in_episode_1
     assert res.returncode == 0, res.stderr[-2000:]
     assert finished("lerobot", out) == list(range(20))
     assert file_counts(out) == {"data": 1, "observation.image": 1}
+
+
+KILLER = """
+import os, signal, sys
+ops, kill_at, log = 0, int(sys.argv[1]), sys.argv[2]
+def wrap(name):
+    orig = getattr(os, name)
+    def patched(*args, **kwargs):
+        global ops
+        ops += 1
+        with open(log, "a") as f:
+            f.write(f"{ops} {name} {' '.join(map(str, args[:2]))}\\n")
+        if ops == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return orig(*args, **kwargs)
+    setattr(os, name, patched)
+for name in ("rename", "replace", "unlink", "rmdir"):
+    wrap(name)
+from cosmos3_robot.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _second_run(out: Path, kill_at: int, log: Path) -> subprocess.CompletedProcess:
+    args = ["collect", "--episodes", "2", "--seed", "2", "--max-steps", "8", "--policy", "random", "--out", str(out)]
+    return subprocess.run([sys.executable, "-c", KILLER, str(kill_at), str(log), *args], env=env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def two_episodes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base") / "ds"
+    cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "2", "--max-steps", "8", "--policy",
+           "random", "--out", str(out)]
+    assert subprocess.run(cmd, env=env(), capture_output=True, timeout=300).returncode == 0
+    return out
+
+
+def _kill_points(two_episodes, tmp_path) -> list[tuple[int, str]]:
+    import shutil
+
+    out = tmp_path / "count" / "ds"
+    shutil.copytree(two_episodes, out)
+    log = tmp_path / "count.log"
+    assert _second_run(out, 0, log).returncode == 0
+    return [(int(i), rest) for i, rest in (line.split(" ", 1) for line in log.read_text().splitlines())]
+
+
+def _kill_then_rerun(two_episodes, tmp_path, kill_at: int) -> None:
+    import shutil
+
+    out = tmp_path / f"k{kill_at}" / "ds"
+    shutil.copytree(two_episodes, out)
+    killed = _second_run(out, kill_at, tmp_path / f"k{kill_at}.log")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-1500:]
+    rerun = _second_run(out, 0, tmp_path / f"r{kill_at}.log")  # the documented fix: run the command again
+    assert rerun.returncode == 0, rerun.stderr[-1500:]
+    assert finished("lerobot", out) == [0, 1, 2, 3], kill_at  # the earlier episodes survive, the new ones land
+
+
+def test_a_kill_between_the_packing_renames_then_a_rerun_keeps_every_episode(two_episodes, tmp_path):
+    """The swap that packs a dataset (out -> out.before-compacting, out.compacting -> out), killed between its
+    two renames: the rerun first recreates an empty --out; recovery must still bring the dataset back."""
+    points = _kill_points(two_episodes, tmp_path)
+    swap = [i for i, what in points if what.split()[0] in ("rename", "replace") and what.endswith(".before-compacting")]
+    assert swap, points[-10:]
+    for i in (swap[0], swap[0] + 1):  # the first rename, and the second (the gap between them)
+        _kill_then_rerun(two_episodes, tmp_path, i)
+
+
+@pytest.mark.slow
+def test_a_kill_at_every_rename_and_unlink_of_save_and_pack_keeps_every_episode(two_episodes, tmp_path):
+    points = _kill_points(two_episodes, tmp_path)
+    for i, _ in points:
+        _kill_then_rerun(two_episodes, tmp_path, i)
+
+
+def test_a_second_writer_is_refused_and_the_first_completes(tmp_path):
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "3", "--max-steps", "10",
+           "--policy", "random", "--out", str(out)]
+    first = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = out.with_name(".ds.lock")
+    while not (lock.is_file() and lock.read_text().strip()) and first.poll() is None:
+        time.sleep(0.01)
+    second = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and "is being written by another process" in second.stderr
+    assert str(lock) in second.stderr
+    assert first.wait(300) == 0, first.stderr.read()[-1500:]
+    assert finished("lerobot", out) == [0, 1, 2]
+
+
+def test_asking_for_other_episodes_in_an_existing_dataset_records_them(two_episodes, tmp_path):
+    """Skipping is by (policy, seed, env, real or imagined + checkpoint), not (policy, seed) alone."""
+    import shutil
+
+    out = tmp_path / "ds"
+    shutil.copytree(two_episodes, out)
+    cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "2", "--max-steps", "5", "--policy",
+           "random", "--out", str(out), "--sim", "learned"]
+    res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert "collected 2 new episodes (2 already there, 4 now)" in res.stdout
+    metas = read_episode_meta(out)
+    assert [bool(m.get("imagined")) for m in metas] == [False, False, True, True]

@@ -258,14 +258,22 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from .eval.rollout import collect, make_writer
-    from .tasks import learned_env_id, make_policy, make_real_env
+    from .datasets.lock import exclusive
+    from .tasks import learned_env_id, make_policy
 
     policy = make_policy(args.env, args.policy, args.seed)  # an unknown name fails before the simulator starts
     if args.sim == "real" and args.checkpoint:
         raise SystemExit("--checkpoint names a learned simulator; add --sim learned")
     if args.sim == "learned":
         learned_env_id(args.env)  # a task without a learned simulator fails here, with the fix
+    with exclusive(args.out):  # one writer at a time: a second gets a clear refusal, the first completes
+        return _collect_locked(args, policy)
+
+
+def _collect_locked(args: argparse.Namespace, policy) -> int:
+    from .eval.rollout import collect, make_writer
+    from .tasks import learned_env_id, make_real_env
+
     prepare_out(args.out)
     kwargs = {"max_episode_steps": args.max_steps}
     meta = {}
@@ -308,7 +316,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_convert_droid(args: argparse.Namespace) -> int:
     from .datasets import droid_to_lerobot
 
-    rec = droid_to_lerobot(args.src, args.out)
+    from .datasets.lock import exclusive
+
+    with exclusive(args.out):
+        rec = droid_to_lerobot(args.src, args.out)
     skipped = f"; {rec.skipped} already converted, skipped" if rec.skipped else ""
     print(f"LeRobot dataset {args.out} holds {rec.num_episodes} episodes from {args.src}{skipped}")
     return 0

@@ -104,10 +104,19 @@ def recover_dataset(root: str | Path) -> str | None:
     done = None
     tmp, old = _siblings(root)
     if old.is_dir():
-        if root.is_dir():
+        if (root / "meta" / "info.json").is_file():
             shutil.rmtree(old)  # killed after the packed dataset was swapped in
         else:
-            os.replace(old, root)  # killed between the two renames: the unpacked dataset comes back
+            # killed between the two renames: `root` is gone, or is an empty folder a rerun made before this
+            # recovery ran (the CLI creates --out first); the unpacked dataset comes back. Anything else in
+            # `root` is not ours to delete.
+            if root.is_dir():
+                if any(root.iterdir()):
+                    raise ValueError(f"{str(root)!r} is not a dataset, and {str(old)!r} holds the dataset a packing "
+                                     f"moved aside; move {str(root)!r} away and rerun to restore it")
+                root.rmdir()
+            os.replace(old, root)
+            fsync_paths([root.parent])
             done = "undid a packing cut short"
     shutil.rmtree(tmp, ignore_errors=True)
     if not root.is_dir():

@@ -35,11 +35,15 @@ def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None
             env_name: str = "", meta: dict | None = None) -> list[dict]:
     """Collect `episodes` episodes (seeds seed0, seed0+1, ...) into `writer` (LeRobotRecorder or
     DroidWriter); each finished episode is durable before the next starts. Seeds already present in
-    the writer's dataset for this policy are skipped, so rerunning after a crash resumes. `meta` goes into
+    the writer's dataset for this policy, env and source are skipped, so rerunning after a crash resumes. `meta` goes into
     every episode's record (e.g. imagined=True and the checkpoint); where the env reports a per-step
     "disagreement", the episode's mean and max are recorded too."""
     task = task or env.embodiment.task
-    done_seeds = {m.get("seed") for m in writer.existing_episodes() if m.get("policy") == policy.name}
+    # an episode counts as done only if it was recorded the same way: same policy, env, and real or imagined by
+    # the same checkpoint (asking for learned episodes where real ones exist records them, it does not skip)
+    kind = lambda m: (m.get("policy"), m.get("env", ""), bool(m.get("imagined", False)), m.get("checkpoint"))  # noqa: E731
+    want = kind({"policy": policy.name, "env": env_name, **(meta or {})})
+    done_seeds = {m.get("seed") for m in writer.existing_episodes() if kind(m) == want}
     results = []
     bar = tqdm(range(seed0, seed0 + episodes), desc=f"collect {policy.name}", disable=not progress)
     for seed in bar:
