@@ -265,3 +265,18 @@ def test_numeric_options_out_of_range_are_refused_at_once(command, option, value
     with contextlib.redirect_stderr(err):
         code = main(args)
     assert code == 2 and f"{option} {value}" in err.getvalue() and time.perf_counter() - t0 < 5, err.getvalue()
+
+
+def test_the_readme_tour_runs_in_a_fresh_python_without_mujoco_gl():
+    """`gym.make("cosmos3_robot/FrankaCube-v0")` in a plain Python on a headless box: the package picks EGL."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, cosmos3_robot\n"
+            "arm = gym.make('cosmos3_robot/FrankaCube-v0')\n"
+            "obs, info = arm.reset(seed=0)\n"
+            "print(obs['observation.images.wrist_left'].shape)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "(180, 320, 3)" in res.stdout, res.stderr[-2000:]

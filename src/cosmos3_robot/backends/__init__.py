@@ -3,7 +3,8 @@ and renderer), `mot` (the Cosmos-style transformer on frames); `load_backend(che
 the checkpoint's config."""
 
 from .base import Backend, Context, Prediction, Session, action_variant_of, pad_history
-from .registry import BACKENDS, backend_name, checkpoint_path, load_backend, register_backend, shipped_checkpoint
+from .registry import (BACKENDS, backend_name, checkpoint_path, load_backend, register_backend,
+                       register_task_entry_point, shipped_checkpoint)
 
 __all__ = [
     "BACKENDS",
@@ -17,5 +18,6 @@ __all__ = [
     "load_backend",
     "pad_history",
     "register_backend",
+    "register_task_entry_point",
     "shipped_checkpoint",
 ]

@@ -24,7 +24,29 @@ def register_backend(name: str, entry_point: str) -> None:
     BACKENDS[name] = entry_point
 
 
+# task classes a checkpoint's config.json may name ("task": "module:Class"); the task packages register theirs.
+# Loading a checkpoint never imports a module the file names unless it is here: checkpoints are shared files.
+TASK_ENTRY_POINTS: set[str] = set()
+
+
+def register_task_entry_point(entry_point: str) -> None:
+    """Allow checkpoints to name the task class `entry_point` ("module:Class", from_config(config, spec))."""
+    if ":" not in entry_point:
+        raise ValueError(f"entry_point {entry_point!r} must be 'module:attribute'")
+    TASK_ENTRY_POINTS.add(entry_point)
+
+
+def resolve_task_entry_point(entry_point, source: str):
+    """A task class named by a checkpoint file: only a registered one, else CheckpointError naming the file."""
+    if not isinstance(entry_point, str) or entry_point not in TASK_ENTRY_POINTS:
+        raise CheckpointError(f"{source} names task {entry_point!r}, which no registered task provides (registered: "
+                              f"{sorted(TASK_ENTRY_POINTS)}); a checkpoint cannot make this program import code. "
+                              "Register your task with cosmos3_robot.backends.register_task_entry_point")
+    return resolve_entry_point(entry_point)
+
+
 def resolve_entry_point(entry_point: str):
+    """Import "module:attr": for entry points from this program's own registries, never from a file."""
     module, _, attr = entry_point.partition(":")
     try:
         obj = importlib.import_module(module)

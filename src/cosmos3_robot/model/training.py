@@ -229,6 +229,21 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def load_trainer_state(path: Path) -> dict:
+    """A run's resume state (stage, step, optimizer tensors) with `weights_only=True`: a crafted file cannot run
+    code; a corrupt or foreign one is refused naming the file and the fix."""
+    import pickle
+
+    try:
+        st = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise ValueError(f"{str(path)!r} is not a resumable trainer state ({type(e).__name__}: {str(e)[:200]}); "
+                         "delete it to restart that stage, or train into a new --out") from None
+    if not isinstance(st, dict) or not isinstance(st.get("stage"), str) or not isinstance(st.get("step"), int):
+        raise ValueError(f"{str(path)!r} holds no stage/step; delete it to restart, or train into a new --out")
+    return st
+
+
 def train(cfg: TrainConfig) -> WorldModel:
     rank, world = _dist()
     out = Path(cfg.out)
@@ -241,7 +256,7 @@ def train(cfg: TrainConfig) -> WorldModel:
                          "--overwrite to replace it (an interrupted run there would have been resumed)")
     if resumed:
         model = WorldModel.from_pretrained(out)
-        st = torch.load(state_path, weights_only=False)
+        st = load_trainer_state(state_path)
     elif cfg.init:
         model = WorldModel.from_pretrained(cfg.init)
         st = {"stage": "render", "step": 0}

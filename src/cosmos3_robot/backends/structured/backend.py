@@ -20,7 +20,7 @@ from ...embodiments import EmbodimentSpec, load_spec
 from ...model.checkpoint import load_state_checked, read_raw_config, read_weights, write_checkpoint
 from ...model.runtime import ONNX_DIR, RUNTIMES
 from ..base import Context, Prediction, Session, pad_history, session_seeds
-from ..registry import resolve_entry_point
+from ..registry import resolve_task_entry_point
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -207,7 +207,8 @@ class StructuredBackend:
                 raise ValueError(f"{str(directory / 'config.json')!r} lacks {key!r}; a structured checkpoint names "
                                  "its task entry point, embodiment and task_config")
         spec = load_spec(raw["embodiment"])
-        task = resolve_entry_point(raw["task"]).from_config(raw["task_config"], spec)
+        task = resolve_task_entry_point(raw["task"], repr(str(directory / "config.json"))).from_config(
+            raw["task_config"], spec)
         state, source = read_weights(directory)
         load_state_checked(task, state, source)
         search = [directory / ONNX_DIR] if runtime_search else []

@@ -1,6 +1,7 @@
 """PushT: gym-pusht adapter, the T's pose read off pixels, goal coverage, the scripted expert ladder,
 planar-push dynamics and the structured backend's PushT pieces."""
 
+from ...backends.registry import register_task_entry_point
 from ...embodiments.perception import Perception, register_perception
 from .experts import PUSHT_LEVELS, PushTExpert, make_pusht_policy
 from .real import PushTRealEnv, random_pusht_frames
@@ -16,3 +17,6 @@ register_perception("pusht_block_pose", Perception(4, block_pose_features, proje
 __all__ = ["PUSHT_LEVELS", "PushTExpert", "PushTRealEnv", "SHIPPED_CHECKPOINT", "SHIPPED_POLICY",
            "make_pusht_policy",
            "random_pusht_frames"]
+
+# its structured world, the only class a checkpoint of this task may name as "task"
+register_task_entry_point("cosmos3_robot.tasks.pusht.structured:PushTWorld")
