@@ -280,3 +280,66 @@ def test_the_readme_tour_runs_in_a_fresh_python_without_mujoco_gl():
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert "(180, 320, 3)" in res.stdout, res.stderr[-2000:]
+
+
+def test_eval_resumes_from_its_partial_file_and_refuses_a_used_out(tmp_path):
+    """A rerun after a kill picks up the policies already on disk (they are not run again: a marked result
+    survives), a finished --out is refused without --overwrite, and other arguments do not resume."""
+    import json
+
+    from cosmos3_robot.cli import main
+
+    out = tmp_path / "out"
+    args = ["eval", "--policies", "expert,random", "--episodes", "2", "--max-steps", "5", "--checkpoint", "pusht_fast",
+            "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    # as if killed after the first policy: its results on disk (marked), the report not yet written
+    seeds = report["seeds"]
+    marked = {"learned": {"success": [1.0, 1.0], "return": [123.0, 123.0], "length": [5.0, 5.0]}}
+    run_args = {"task": "pusht", "policies": ["expert", "random"], "seeds": seeds, "checkpoint": "pusht_fast",
+                "real": False, "real_from": None, "max_steps": 5}
+    (out / "eval.json").unlink()
+    (out / "eval_partial.json").write_text(json.dumps({"seeds": seeds, "args": run_args, "policies": {"expert": marked}}))
+    assert main(args) == 0
+    resumed = json.loads((out / "eval.json").read_text())
+    assert resumed["policies"]["expert"]["learned"]["return"] == 123.0  # not run again
+    assert resumed["policies"]["random"]["learned"] == report["policies"]["random"]["learned"]
+    assert main(args) == 2  # finished: refused
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((out / "eval.json").read_text())["policies"]["expert"] == report["policies"]["expert"]
+    (out / "eval.json").unlink()
+    (out / "eval_partial.json").write_text(json.dumps({"seeds": seeds, "args": {**run_args, "max_steps": 9},
+                                                         "policies": {"expert": marked}}))
+    assert main(args) == 2  # an unfinished eval of other arguments is not silently mixed in
+
+
+def test_a_killed_eval_leaves_no_real_simulator_worker_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "cosmos3_robot.cli", "eval", "--policies", "expert,random", "--episodes", "30",
+           "--real", "--real-workers", "1", "--checkpoint", "pusht_fast", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children(pid):
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    deadline, kids = time.time() + 120, []
+    while time.time() < deadline and not kids:
+        kids = children(proc.pid)
+        time.sleep(0.2)
+    assert kids, "eval started no worker"
+    time.sleep(3)  # the worker is simulating
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    alive = kids
+    while time.time() < deadline and alive:
+        alive = [k for k in kids if os.path.exists(f"/proc/{k}") and "Z" not in open(f"/proc/{k}/stat").read().split()[2]]
+        time.sleep(0.2)
+    assert not alive, f"workers {alive} outlived the killed eval"

@@ -184,9 +184,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def resume_eval(out, run_args: dict, overwrite: bool) -> dict:
+    """What an earlier run into `out` finished (eval_partial.json with the same arguments), {} for a fresh
+    start; a finished report or a partial one of other arguments is refused unless --overwrite."""
+    import json
+
+    partial_file, report = out / "eval_partial.json", out / "eval.json"
+    if overwrite:
+        partial_file.unlink(missing_ok=True)
+        return {}
+    if partial_file.is_file():
+        try:
+            earlier = json.loads(partial_file.read_text())
+        except json.JSONDecodeError:
+            earlier = {}
+        if isinstance(earlier, dict) and earlier.get("args") == json.loads(json.dumps(run_args)):
+            return earlier.get("policies", {})
+        raise ValueError(f"{str(partial_file)!r} is an unfinished eval with other arguments; rerun with the same "
+                         "ones to resume it, pass --overwrite to discard it, or choose another --out")
+    if report.is_file():
+        raise ValueError(f"{str(report)!r} already holds a finished eval; choose another --out or pass --overwrite "
+                         "to replace it")
+    return {}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
     from functools import partial
+
+    import numpy as np
 
     from .eval.policy_eval import evaluate, read_real_results, write_report
     from .tasks import make_policy, make_real_env
@@ -203,6 +229,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     known = read_real_results(args.real_from, seeds) if args.real_from else None
     real = args.real or known is not None
     out = prepare_out(args.out)
+    run_args = {"task": task, "policies": policies, "seeds": seeds, "checkpoint": args.checkpoint, "real": real,
+                "real_from": args.real_from, "max_steps": args.max_steps}
+    prior = resume_eval(out, run_args, args.overwrite)
     backend_kwargs = {"precision": args.precision} if args.precision else {}
     if args.runtime != "auto":
         backend_kwargs["runtime"] = args.runtime
@@ -214,20 +243,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         make_real_env(task, **real_kwargs).close()  # a camera the scene lacks, or a scene without cameras=, fails now
     factory = partial(learned_vec_env, task, args.checkpoint, args.max_steps, **backend_kwargs)
     make_vec = factory() if args.workers == 0 else None  # Ray workers each load their own
-    done = {}
+    done = dict(prior)
 
     def keep(name, rows):  # each finished policy is on disk before the next starts
-        done[name] = {w: {k: v.tolist() for k, v in r.items()} for w, r in rows.items() if r is not None}
+        done[name] = {w: {k: np.asarray(v).tolist() for k, v in r.items()} for w, r in rows.items() if r is not None}
         tmp = out / "eval_partial.json.tmp"
-        tmp.write_text(json.dumps({"seeds": seeds, "policies": done}, indent=1))
+        tmp.write_text(json.dumps({"seeds": seeds, "args": run_args, "policies": done}, indent=1))
         tmp.replace(out / "eval_partial.json")  # atomic: a kill leaves the previous complete file
+
+    if prior:
+        print(f"resuming: {sorted(prior)} already evaluated in {out / 'eval_partial.json'}", flush=True)
 
     report = evaluate(policies, partial(make_policy, task), seeds, make_vec_env=make_vec,
                       real_env=partial(make_real_env, task, max_episode_steps=args.max_steps, **real_kwargs) if real
                       else None,
                       on_policy=keep, real_workers=args.real_workers if real else 0, real_results=known,
                       flag_threshold=args.flag_disagreement, workers=args.workers,
-                      address=args.address, vec_env_factory=factory)
+                      address=args.address, vec_env_factory=factory, prior=prior)
     paths = write_report(report, out)
     (out / "eval_partial.json").unlink(missing_ok=True)
     print(paths["markdown"].read_text())
@@ -736,6 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None,
                    help="episode length limit; default the task's (PushT 300, droid 200)")
     p.add_argument("--out", default="outputs/eval")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished eval in --out, or discard an unfinished one of other arguments")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("eval-fidelity", help="open-loop PSNR/SSIM of the learned simulator on held-out episodes")
     p.add_argument("--checkpoint", default=None)

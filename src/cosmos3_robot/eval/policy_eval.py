@@ -14,6 +14,17 @@ from .episodes import run_learned, run_real
 from .metrics import bootstrap_ci, uncertainty_report
 
 
+def die_with_parent() -> None:
+    """In a worker process: be killed when the process that started it dies, even by SIGKILL (Linux
+    prctl(PR_SET_PDEATHSIG)), so a killed eval never leaves a real-simulator worker running alone."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers, on_policy,
                 progress) -> tuple[dict, dict]:
     """`evaluate`'s work in this process (the real simulator in `real_workers` processes beside it)."""
@@ -24,7 +35,8 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent)
         futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies
                    if name not in known}
         # the workers take cores of their own: more model threads than the cores left only wait on each other
@@ -53,7 +65,7 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
              progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0,
              real_results: dict | None = None, flag_threshold: float | None = None, workers: int = 0,
-             address: str | None = None, vec_env_factory=None) -> dict:
+             address: str | None = None, vec_env_factory=None, prior: dict | None = None) -> dict:
     """Success, return and length per policy in the learned simulator (`make_vec_env(n)`, see `run_learned`)
     and the real one (`real_env`), episode k from seed `seeds[k]` in both; with both, Pearson / Spearman /
     MMRV of the success rates with bootstrap CIs. `on_policy(name, rows)` sees each policy's results as soon
@@ -71,9 +83,12 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
 
     `workers` > 0 fans (policy, seed batch) tasks out over that many Ray actors (`eval.distributed`; a local
     Ray cluster, or the one at `address`): `vec_env_factory()` -> make_vec_env is then built in each actor;
-    the report is the serial one."""
+    the report is the serial one. `prior` (name -> {"learned": ..., "real": ...} per-episode arrays, as
+    `on_policy` saw them) holds policies finished by an earlier, interrupted run: they are not run again."""
     if not seeds:
         raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
+    prior = {k: v for k, v in (prior or {}).items() if k in policies}
+    all_policies, policies = policies, [p for p in policies if p not in prior]
     known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}
     if workers > 0:
         from .distributed import run_on_ray
@@ -91,6 +106,11 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
     else:
         learned, real = _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers,
                                     on_policy, progress)
+    for name, rows in prior.items():
+        for where, res in (("learned", learned), ("real", real)):
+            if rows.get(where) is not None:
+                res[name] = {k: np.asarray(v, float) for k, v in rows[where].items()}
+    policies = all_policies
     report = {"seeds": seeds, "policies": {}, "metrics": {}}
     for name in policies:
         row = {}
