@@ -343,3 +343,111 @@ def test_a_killed_eval_leaves_no_real_simulator_worker_behind(tmp_path):
         alive = [k for k in kids if os.path.exists(f"/proc/{k}") and "Z" not in open(f"/proc/{k}/stat").read().split()[2]]
         time.sleep(0.2)
     assert not alive, f"workers {alive} outlived the killed eval"
+
+
+FULL_DISK = """
+import errno, sys
+import PIL.Image
+calls = [0]
+save = PIL.Image.Image.save
+def full(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] > int(sys.argv[1]):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]) if args else None)
+    return save(self, *args, **kwargs)
+PIL.Image.Image.save = full
+from cosmos3_robot.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_full_disk_gives_one_line_and_leaves_no_temporary_files(tmp_path):
+    """The disk fills while an episode's frames are buffered: one line names the cause and the fix, the
+    buffered frames are removed (they would keep the disk full), finished episodes stay, and a rerun completes."""
+    import os
+    import subprocess
+    import sys
+
+    from cosmos3_robot.datasets import read_episode_meta
+
+    out = tmp_path / "ds"
+    args = ["collect", "--episodes", "3", "--max-steps", "6", "--policy", "random", "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", FULL_DISK, "9", *args], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the disk is full") and "rerun the same command" in last
+    assert "Traceback" not in res.stderr
+    assert not (out / "images").exists()
+    kept = [m["seed"] for m in read_episode_meta(out)]
+    assert kept == [0], kept  # 6 + 1 frames of episode 0 were saved before the disk filled
+    assert subprocess.run([sys.executable, "-m", "cosmos3_robot.cli", *args], env=env, capture_output=True,
+                          timeout=300).returncode == 0
+    assert [m["seed"] for m in read_episode_meta(out)] == [0, 1, 2]
+
+
+def test_each_unclear_input_gets_one_line_naming_the_field(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from cosmos3_robot.cli import main
+    from cosmos3_robot.sim import LearnedVectorEnv
+
+    def one_line(argv, *needles):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and all(n in err for n in needles), err
+
+    base = ["eval", "--policies", "expert,random", "--episodes", "1", "--max-steps", "3", "--checkpoint", "pusht_fast"]
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "bad.json").write_text("{not json")
+    one_line([*base, "--real-from", str(tmp_path / "list.json"), "--out", str(tmp_path / "a")], "--real-from", "list")
+    one_line([*base, "--real-from", str(tmp_path / "bad.json"), "--out", str(tmp_path / "b")], "--real-from", "JSON")
+    one_line([*base, "--real", "--real-cameras", "top", "--out", str(tmp_path / "c")], "--real-cameras", "one camera")
+    one_line([*base, "--flag-disagreement", "nan", "--out", str(tmp_path / "d")], "--flag-disagreement", "finite")
+    one_line(["eval", "--policies", "openpi:127.0.0.1:9,random", "--episodes", "1", "--out", str(tmp_path / "e")],
+             "ws://127.0.0.1:9", "no openpi policy server")
+    with pytest.raises(ValueError, match="whole number"):
+        LearnedVectorEnv(2.7, checkpoint="pusht_fast")
+    json.dumps({})  # noqa: keep json imported for the report fixtures above
+    np.zeros(1)
+
+
+def test_corrupt_files_are_named_with_the_fix(tmp_path, capsys):
+    import shutil
+    import subprocess
+    import sys
+
+    from cosmos3_robot.backends import load_backend, shipped_checkpoint
+    from cosmos3_robot.datasets import open_dataset
+    from cosmos3_robot.model import runtime
+
+    ds = tmp_path / "ds"
+    subprocess.run([sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "1", "--max-steps", "4",
+                    "--policy", "random", "--out", str(ds)], capture_output=True, timeout=300, check=True)
+    for pattern in ("data/*/*.parquet", "videos/*/*/*.mp4"):
+        broken = tmp_path / "broken"
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(ds, broken)
+        victim = next(broken.glob(pattern))
+        victim.write_bytes(b"\x00garbage" * 64)
+        with pytest.raises(ValueError, match=r"is damaged: .*cannot be read.*restore it from a copy"):
+            open_dataset(broken)
+    from cosmos3_robot.backends.structured import export_graphs
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(shipped_checkpoint("pusht_tower"), ckpt)
+    export_graphs(ckpt)  # current graphs for this code, then broken
+    for graph in (ckpt / "onnx").glob("*.onnx"):
+        graph.write_bytes(b"not an onnx graph")
+    import numpy as np
+
+    from cosmos3_robot.sim import LearnedEnv
+
+    with runtime.cache_at(tmp_path / "cache"):
+        env = LearnedEnv(load_backend(ckpt, runtime="onnxruntime"), "cosmos3_robot/PushTReal-v0")
+        with pytest.raises(ValueError, match=r"ONNX graph .* cannot be loaded.*delete it"):
+            env.reset(seed=0)
+            env.step(np.array([100.0, 100.0]))

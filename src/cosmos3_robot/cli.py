@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+from pathlib import Path
 
 from .embodiments import list_embodiments, load_spec
+from .errors import UserError
 
 
 def embodiment_rows() -> list[dict[str, str]]:
@@ -115,7 +118,7 @@ def prepare_out(out, flag: str = "--out"):
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ValueError(f"{flag} {str(path)!r} is not a writable directory ({e.strerror}); choose another path") from e
+        raise UserError(f"{flag} {str(path)!r} is not a writable directory ({e.strerror}); choose another path") from e
     return path
 
 
@@ -200,10 +203,10 @@ def resume_eval(out, run_args: dict, overwrite: bool) -> dict:
             earlier = {}
         if isinstance(earlier, dict) and earlier.get("args") == json.loads(json.dumps(run_args)):
             return earlier.get("policies", {})
-        raise ValueError(f"{str(partial_file)!r} is an unfinished eval with other arguments; rerun with the same "
+        raise UserError(f"{str(partial_file)!r} is an unfinished eval with other arguments; rerun with the same "
                          "ones to resume it, pass --overwrite to discard it, or choose another --out")
     if report.is_file():
-        raise ValueError(f"{str(report)!r} already holds a finished eval; choose another --out or pass --overwrite "
+        raise UserError(f"{str(report)!r} already holds a finished eval; choose another --out or pass --overwrite "
                          "to replace it")
     return {}
 
@@ -222,7 +225,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.max_steps = episode_limit(task)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
-        raise ValueError("--policies is empty; give comma-separated names, e.g. expert,random")
+        raise UserError("--policies is empty; give comma-separated names, e.g. expert,random")
     for name in policies:  # unknown names fail now, not when their turn comes
         make_policy(task, name, 0)
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -236,10 +239,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.runtime != "auto":
         backend_kwargs["runtime"] = args.runtime
     if args.workers < 0:
-        raise ValueError(f"--workers {args.workers}; give 0 (this process) or more Ray workers")
+        raise UserError(f"--workers {args.workers}; give 0 (this process) or more Ray workers")
     real_kwargs = {}
     if args.real_cameras is not None:  # render only what the policies read (a MuJoCo frame costs ~23 ms here)
         real_kwargs["cameras"] = [c.strip() for c in args.real_cameras.split(",") if c.strip()]
+        cameras = [c.name for c in load_spec(task).cameras]  # tasks are keyed by their embodiment
+        if len(cameras) < 2:
+            raise UserError(f"--real-cameras: the {task} scene renders one camera ({cameras[0]}); the option picks "
+                            "among several, drop it")
         make_real_env(task, **real_kwargs).close()  # a camera the scene lacks, or a scene without cameras=, fails now
     factory = partial(learned_vec_env, task, args.checkpoint, args.max_steps, **backend_kwargs)
     make_vec = factory() if args.workers == 0 else None  # Ray workers each load their own
@@ -275,9 +282,9 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
     try:
         horizons = tuple(int(h) for h in args.horizons.split(","))
     except ValueError:
-        raise ValueError(f"--horizons {args.horizons!r}: give comma-separated step counts, e.g. 1,4,16,32") from None
+        raise UserError(f"--horizons {args.horizons!r}: give comma-separated step counts, e.g. 1,4,16,32") from None
     if min(horizons) < 1 or args.steps <= max(horizons):
-        raise ValueError(f"--horizons {args.horizons} and --steps {args.steps}: horizons must be >= 1 and below --steps")
+        raise UserError(f"--horizons {args.horizons} and --steps {args.steps}: horizons must be >= 1 and below --steps")
     real = make_real_env(task, max_episode_steps=10_000, **({"success_threshold": 1.01} if task == "pusht" else {}))
     episodes = [record_with_states(real, make_policy(task, args.policy, s), s, args.steps)
                 for s in range(args.seed, args.seed + args.episodes)]
@@ -335,7 +342,12 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
         extra["live_calibrations"] = env.calibrations
     writer = make_writer(args.format, args.out, env.embodiment, **extra)
     before = len(writer.existing_episodes())
-    results = collect(env, policy, args.episodes, writer, seed0=args.seed, env_name=args.env, meta=meta)
+    try:
+        results = collect(env, policy, args.episodes, writer, seed0=args.seed, env_name=args.env, meta=meta)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:  # free what the unfinished episode took, so the disk is not left full
+            roll_back(args.format, args.out, env.embodiment)
+        raise
     writer.close()
     total = len(writer.existing_episodes())
     rate = sum(r["success"] for r in results) / max(1, len(results))
@@ -343,6 +355,19 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
     print(f"collected {len(results)} new episodes ({before} already there, {total} now) of {policy.name} on"
           f" {what} into {args.out} [{args.format}]; success {rate:.2f}")
     return 0
+
+
+def roll_back(fmt: str, out, spec) -> None:
+    """Remove what an unfinished episode wrote (frames buffered, a half-saved episode), keeping finished ones."""
+    import shutil
+
+    from .datasets import recover_dataset
+
+    if fmt == "lerobot":
+        recover_dataset(out)
+    else:  # DroidWriter writes an episode into a hidden .tmp-* folder and renames it when complete
+        for partial in Path(out).glob(".tmp-*"):
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def cmd_convert_droid(args: argparse.Namespace) -> int:
@@ -436,7 +461,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     for name in ("max_num_frames", "max_upload_mb", "max_queue"):
         if not getattr(args, name) >= 1:
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+            raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     limits = ServeLimits(max_num_frames=args.max_num_frames, max_upload_mb=args.max_upload_mb,
                          max_queue=args.max_queue)
     serve(args.checkpoint, host=args.host, port=args.port, limits=limits, api_key=args.api_key,
@@ -492,12 +517,12 @@ def cmd_view(args: argparse.Namespace) -> int:
         spec = (args.embodiment or ep["meta"].get("embodiment") or ep["meta"].get("env")
                 or (robot_type if robot_type in list_embodiments() else None))
         if spec is None:
-            raise ValueError(f"{root}: which embodiment recorded it? robot_type is {robot_type!r}; pass --embodiment "
+            raise UserError(f"{root}: which embodiment recorded it? robot_type is {robot_type!r}; pass --embodiment "
                              f"(one of {list_embodiments()} or a .toml spec file)")
     else:
         paths = list_droid_episodes(root)
         if not 0 <= args.episode < len(paths):
-            raise ValueError(f"--episode {args.episode} is out of range: {len(paths)} DROID-layout episodes in {root}")
+            raise UserError(f"--episode {args.episode} is out of range: {len(paths)} DROID-layout episodes in {root}")
         ep = read_droid_episode(paths[args.episode])
         spec = ep["metadata"]["embodiment"]
     rrd = args.rrd
@@ -813,11 +838,16 @@ COMMAND_MINIMA = {"eval-fidelity": {"steps": 2}}
 
 
 def check_numbers(args: argparse.Namespace) -> None:
+    import math
+
+    for name, value in vars(args).items():  # nan and inf pass every comparison check below
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{name.replace('_', '-')} {value}: give a finite number")
     minima = {**MINIMA, **COMMAND_MINIMA.get(args.command, {})}
     for name, least in minima.items():
         value = getattr(args, name, None)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= least:
-            raise ValueError(f"--{name.replace('_', '-')} {value}: give at least {least:g}")
+            raise UserError(f"--{name.replace('_', '-')} {value}: give at least {least:g}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -829,8 +859,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_numbers(args)
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback
+    except (UserError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback (a bug keeps its own)
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(f"error: the disk is full ({e.filename or 'writing output'}); nothing finished was lost and the work in "
+              "progress was rolled back: free some space and rerun the same command to continue", file=sys.stderr)
         return 2
 
 

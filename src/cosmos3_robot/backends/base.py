@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..embodiments import EmbodimentSpec
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def session_seeds(seed: int | Sequence[int] | None, batch: int) -> np.ndarray:
         return int(seed) + np.arange(batch, dtype=np.int64)
     seeds = np.asarray(seed, np.int64).reshape(-1)
     if len(seeds) != batch:
-        raise ValueError(f"reset got {len(seeds)} seeds for a batch of {batch} sessions")
+        raise UserError(f"reset got {len(seeds)} seeds for a batch of {batch} sessions")
     return seeds
 
 

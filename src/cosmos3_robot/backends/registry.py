@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..model.checkpoint import CheckpointError, read_raw_config
+from ..errors import UserError
 
 BACKENDS: dict[str, str] = {
     "structured": "cosmos3_robot.backends.structured:StructuredBackend",
@@ -20,7 +21,7 @@ def register_backend(name: str, entry_point: str) -> None:
     """Make `load_backend` dispatch checkpoints whose config says `"backend": name` to `entry_point`
     ("module:Class"; the class has a `load(path, **kwargs)` classmethod)."""
     if ":" not in entry_point:
-        raise ValueError(f"entry_point {entry_point!r} must be 'module:attribute'")
+        raise UserError(f"entry_point {entry_point!r} must be 'module:attribute'")
     BACKENDS[name] = entry_point
 
 
@@ -32,7 +33,7 @@ TASK_ENTRY_POINTS: set[str] = set()
 def register_task_entry_point(entry_point: str) -> None:
     """Allow checkpoints to name the task class `entry_point` ("module:Class", from_config(config, spec))."""
     if ":" not in entry_point:
-        raise ValueError(f"entry_point {entry_point!r} must be 'module:attribute'")
+        raise UserError(f"entry_point {entry_point!r} must be 'module:attribute'")
     TASK_ENTRY_POINTS.add(entry_point)
 
 
@@ -51,7 +52,7 @@ def resolve_entry_point(entry_point: str):
     try:
         obj = importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"cannot import {module!r} of entry point {entry_point!r}: {e}") from e
+        raise UserError(f"cannot import {module!r} of entry point {entry_point!r}: {e}") from e
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
@@ -90,7 +91,7 @@ def load_backend(checkpoint, **kwargs):
         from .remote import RemoteBackend
 
         if "url" not in kwargs:
-            raise ValueError("backend='remote' needs url= (a server started with `cosmos3-robot serve`, or vLLM-Omni)")
+            raise UserError("backend='remote' needs url= (a server started with `cosmos3-robot serve`, or vLLM-Omni)")
         return RemoteBackend(**kwargs)
     path = checkpoint_path(checkpoint)
     name = backend_name(path)

@@ -30,7 +30,9 @@ import numpy as np
 
 from ..datasets.video import frames_from_mp4, mp4_bytes, resize_to
 from ..embodiments import EmbodimentSpec, load_spec
+from ..errors import Unreachable
 from .base import Context, Prediction, Session, pad_history, session_seeds
+from ..errors import UserError
 
 HEADERS = {k: f"x-cosmos3-robot-{k}" for k in ("state", "reward", "success", "info", "steps", "session")}
 TEMPORAL_COMPRESSION = 4  # vllm-omni 0.30.0 cosmos3/utils.py COSMOS3_VAE_TEMPORAL_COMPRESSION
@@ -99,7 +101,7 @@ class RemoteBackend:
                  prompt: str | None = None, workers: int = 8, api_key: str | None = None,
                  num_inference_steps: int | None = None):
         if action_scale not in ("raw", "model"):
-            raise ValueError(f"action_scale={action_scale!r}; 'raw' (the server scales) or 'model' (we send [-1, 1])")
+            raise UserError(f"action_scale={action_scale!r}; 'raw' (the server scales) or 'model' (we send [-1, 1])")
         self.url, self.action_scale, self.timeout = url.rstrip("/"), action_scale, float(timeout)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=headers)
@@ -107,7 +109,7 @@ class RemoteBackend:
         info = (described or {}).get("cosmos3_robot", {})
         spec = spec or info.get("embodiment")
         if spec is None:
-            raise ValueError(f"{self.url} does not say which embodiment it serves; pass spec= (e.g. 'droid')")
+            raise UserError(f"{self.url} does not say which embodiment it serves; pass spec= (e.g. 'droid')")
         self.spec = load_spec(spec) if isinstance(spec, str) else spec
         self.model = model or (described or {}).get("id")
         self.ours = bool(info)  # `cosmos3-robot serve` describes itself; a plain vLLM-Omni does not
@@ -115,7 +117,7 @@ class RemoteBackend:
         if self.stateless:
             self.domain_name = domain_name or self.spec.cosmos3_domain
             if self.domain_name is None:
-                raise ValueError(f"embodiment {self.spec.name!r} names no Cosmos 3 domain ([cosmos3] domain_name in "
+                raise UserError(f"embodiment {self.spec.name!r} names no Cosmos 3 domain ([cosmos3] domain_name in "
                                  "its spec); pass domain_name= (a key of vLLM-Omni's EMBODIMENT_TO_DOMAIN_ID)")
             self.action_variant = self.spec.cosmos3_action or self.spec.default_action
         else:
@@ -143,7 +145,7 @@ class RemoteBackend:
             raise TimeoutError(f"{self._where(path)}: no reply within {self.timeout:g} s (timeout=); is the "
                                "server busy or the model slow?") from e
         except httpx.TransportError as e:
-            raise ConnectionError(f"{self._where(path)}: cannot reach the server ({e}); start it with "
+            raise Unreachable(f"{self._where(path)}: cannot reach the server ({e}); start it with "
                                   "`cosmos3-robot serve --checkpoint CKPT --port P` or check the URL") from e
         if res.status_code >= 400:
             try:
@@ -244,7 +246,7 @@ class RemoteBackend:
         actions = np.asarray(actions, np.float64)
         B = len(session)
         if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != self.action.dims:
-            raise ValueError(f"actions have shape {actions.shape}; expected ({B}, T, {self.action.dims}) "
+            raise UserError(f"actions have shape {actions.shape}; expected ({B}, T, {self.action.dims}) "
                              f"({self.action_variant})")
         prompt = session.instruction or self.prompt or self.spec.task
         outs = list(self.pool.map(lambda b: self._one(session, b, actions[b], prompt), range(B)))
@@ -270,7 +272,7 @@ class RemoteBackend:
     def step(self, session: Session, actions: np.ndarray) -> Prediction:
         actions = np.asarray(actions, np.float64)
         if actions.ndim != 2:
-            raise ValueError(f"actions have shape {actions.shape}; expected ({len(session)}, {self.action.dims})")
+            raise UserError(f"actions have shape {actions.shape}; expected ({len(session)}, {self.action.dims})")
         return self.step_chunk(session, actions[:, None])[0]
 
     def close(self) -> None:

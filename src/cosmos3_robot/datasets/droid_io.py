@@ -47,6 +47,7 @@ from scipy.spatial.transform import Rotation
 from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
 from .lerobot_io import LeRobotRecorder, fsync_tree
 from .video import read_mp4, resize_to, write_mp4
+from ..errors import UserError
 
 LAB = "cosmos3"
 ROLES = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}  # droid spec cameras
@@ -139,7 +140,7 @@ class DroidWriter:
 
     def save_episode(self, **meta) -> int:
         if not self._buffer:
-            raise ValueError("save_episode() with no frames added; call add_frame() first")
+            raise UserError("save_episode() with no frames added; call add_frame() first")
         index = len(list_droid_episodes(self.root))
         success = bool(meta.get("success", False))
         when, final = self._when(success)

@@ -11,13 +11,16 @@ Per-episode facts lerobot has no field for (seed, policy, success) go to `meta/c
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..embodiments import EmbodimentSpec, Normalizer, load_spec, normalizers_from_stats
+from ..errors import UserError
 
 EPISODES_FILE = "meta/cosmos3_episodes.jsonl"
 
@@ -56,7 +59,7 @@ def _encoder(vcodec: str, quality: str = "standard"):
     from lerobot.configs import RGBEncoderConfig
 
     if quality not in VIDEO_QUALITIES:
-        raise ValueError(f"video quality {quality!r} is not one of {VIDEO_QUALITIES}")
+        raise UserError(f"video quality {quality!r} is not one of {VIDEO_QUALITIES}")
     if quality == "lossless":
         return RGBEncoderConfig(vcodec=vcodec, pix_fmt="yuv444p", crf=0)
     return RGBEncoderConfig(vcodec=vcodec)
@@ -112,7 +115,7 @@ def recover_dataset(root: str | Path) -> str | None:
             # `root` is not ours to delete.
             if root.is_dir():
                 if any(root.iterdir()):
-                    raise ValueError(f"{str(root)!r} is not a dataset, and {str(old)!r} holds the dataset a packing "
+                    raise UserError(f"{str(root)!r} is not a dataset, and {str(old)!r} holds the dataset a packing "
                                      f"moved aside; move {str(root)!r} away and rerun to restore it")
                 root.rmdir()
             os.replace(old, root)
@@ -153,6 +156,25 @@ def read_episode_meta(root: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class _WriteFailures(logging.Handler):
+    """The last error lerobot's image writer logged (it logs a failed PNG write and carries on)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
+
+    def take(self) -> str | None:
+        last, self.last = self.last, None
+        return last
+
+
+_IMAGE_WRITE_FAILURES = _WriteFailures()
+logging.getLogger("lerobot.datasets.image_writer").addHandler(_IMAGE_WRITE_FAILURES)
+
+
 class LeRobotRecorder:
     """Append episodes to a LeRobot v3 dataset at `root` (created if new, resumed if it exists)."""
 
@@ -184,12 +206,12 @@ class LeRobotRecorder:
             existing = {k: tuple(v["shape"]) for k, v in self._ds.meta.features.items() if k in self.features}
             wanted = {k: tuple(v["shape"]) for k, v in self.features.items()}
             if existing != wanted:
-                raise ValueError(f"dataset at {str(self.root)!r} has features {existing}, this recorder writes"
+                raise UserError(f"dataset at {str(self.root)!r} has features {existing}, this recorder writes"
                                  f" {wanted}; record into a new directory")
         else:
             if self.root.exists():
                 if not self.root.is_dir() or any(self.root.iterdir()):
-                    raise ValueError(f"{str(self.root)!r} exists and is not a LeRobot dataset (no meta/info.json); "
+                    raise UserError(f"{str(self.root)!r} exists and is not a LeRobot dataset (no meta/info.json); "
                                      "record into a new or empty directory")
                 self.root.rmdir()  # an empty directory: lerobot creates it itself
             self._ds = LeRobotDataset.create(self.repo_id, fps=self.fps, features=self.features, root=self.root,
@@ -213,7 +235,7 @@ class LeRobotRecorder:
     def save_episode(self, **meta) -> int:
         """Write the buffered episode, make it durable, and record `meta` (seed, policy, success...)."""
         if self._ds is None or self._frames == 0:
-            raise ValueError("save_episode() with no frames added; call add_frame() first")
+            raise UserError("save_episode() with no frames added; call add_frame() first")
         import shutil
 
         index = self._ds.meta.total_episodes
@@ -227,7 +249,14 @@ class LeRobotRecorder:
         journal = self.root / JOURNAL
         (self.root / (JOURNAL + ".tmp")).write_text(json.dumps({"episode_index": index, "files": files}))
         os.replace(self.root / (JOURNAL + ".tmp"), journal)
-        self._ds.save_episode()
+        try:
+            self._ds.save_episode()
+        except FileNotFoundError as e:  # a frame lerobot's image writer failed to write (it only logs why)
+            failed = _IMAGE_WRITE_FAILURES.take()
+            if failed and "[Errno 28]" in failed:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.root)) from e
+            raise UserError(f"{str(self.root)!r}: a frame of episode {index} was not written ({failed or e}); rerun "
+                            "the command once the cause is fixed (the episode is rolled back)") from e
         self._ds.finalize()
         self._ds, self._frames = None, 0
         record = {"episode_index": index, "embodiment": self.spec.name, **meta}
@@ -328,7 +357,7 @@ def open_dataset(root: str | Path, repo_id: str = "local/cosmos3", **kwargs):
         raise FileNotFoundError(f"{str(root)!r} is not a LeRobot dataset (no meta/info.json); collect one with"
                                 " `cosmos3-robot collect --out DIR`")
     if (root / JOURNAL).is_file():
-        raise ValueError(f"{str(root)!r}: an episode's save was interrupted ({JOURNAL} is there); rerun the same "
+        raise UserError(f"{str(root)!r}: an episode's save was interrupted ({JOURNAL} is there); rerun the same "
                          "`cosmos3-robot collect --out` to resume, or call cosmos3_robot.datasets.recover_dataset")
     check_files(root, repo_id)
     return LeRobotDataset(repo_id, root=root, **kwargs)
@@ -342,7 +371,7 @@ def check_files(root: Path, repo_id: str = "local/cosmos3") -> None:
     try:
         meta = LeRobotDatasetMetadata(repo_id, root=root)
     except Exception as e:  # a broken meta/ file: say which dataset and how to recover
-        raise ValueError(f"{str(root)!r}: its metadata (meta/) cannot be read ({type(e).__name__}: {e}); restore meta/ "
+        raise UserError(f"{str(root)!r}: its metadata (meta/) cannot be read ({type(e).__name__}: {e}); restore meta/ "
                          "from a copy, or re-collect into a new directory") from e
     missing: dict[str, list[int]] = {}
     for ep in range(meta.total_episodes):
@@ -350,11 +379,38 @@ def check_files(root: Path, repo_id: str = "local/cosmos3") -> None:
         for rel in paths:
             if not (root / rel).is_file():
                 missing.setdefault(str(rel), []).append(ep)
+    if not missing:
+        _probe_files(root, meta)
     if missing:
         rel, eps = next(iter(missing.items()))
         raise FileNotFoundError(f"{str(root)!r} is damaged: {rel} is missing (episodes {eps}); {len(missing)} file(s) "
                                 "missing in all. Restore the file from a copy, or re-collect those episodes into a "
                                 "new directory")
+
+
+def _probe_files(root: Path, meta) -> None:
+    """Open every data parquet's footer and every video's stream header (cheap), so a corrupt file is named
+    here, not deep inside lerobot's loader."""
+    import av
+    import pyarrow.parquet as pq
+
+    seen = set()
+    for ep in range(meta.total_episodes):
+        for rel, kind in [(meta.get_data_file_path(ep), "data")] + [(meta.get_video_file_path(ep, k), "video")
+                                                                     for k in meta.video_keys]:
+            if rel in seen:
+                continue
+            seen.add(rel)
+            try:
+                if kind == "data":
+                    pq.read_metadata(root / rel)
+                else:
+                    with av.open(str(root / rel)) as container:
+                        if not container.streams.video:
+                            raise ValueError("no video stream")
+            except Exception as e:  # noqa: BLE001 (pyarrow and PyAV raise many kinds)
+                raise UserError(f"{str(root)!r} is damaged: {rel} cannot be read ({type(e).__name__}: "
+                                f"{str(e)[:160]}); restore it from a copy, or re-collect into a new directory") from None
 
 
 def dataset_normalizers(root: str | Path, spec: EmbodimentSpec | str, clamp: float | None = None
@@ -391,7 +447,7 @@ def load_episodes(root: str | Path, repo_id: str = "local/cosmos3", episodes: li
     wanted = range(ds.meta.total_episodes) if episodes is None else episodes
     for ep in wanted:
         if not 0 <= ep < ds.meta.total_episodes:
-            raise ValueError(f"episode {ep} is out of range: {str(root)!r} has {ds.meta.total_episodes} episodes")
+            raise UserError(f"episode {ep} is out of range: {str(root)!r} has {ds.meta.total_episodes} episodes")
         idx = np.nonzero(episode_index == ep)[0]
         timestamps = [float(t) for t in np.asarray(hf[idx]["timestamp"])]
         frames = {c: _decode_episode(ds, ep, c, timestamps) for c in cams}

@@ -8,9 +8,10 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+from ..errors import UserError
 
 
-class DatasetLocked(ValueError):
+class DatasetLocked(UserError):
     """Another process is writing the dataset; the message names the lock file and its holder."""
 
 

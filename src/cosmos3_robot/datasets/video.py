@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from ..errors import UserError
 
 av.logging.set_level(av.logging.ERROR)  # libx264 prints per-file statistics otherwise
 
@@ -17,7 +18,7 @@ def write_mp4(target, frames: np.ndarray, fps: float) -> None:
     """(T, H, W, 3) uint8 -> an MP4 at `target` (a path or a writable binary file object)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames have shape {frames.shape} and dtype {frames.dtype}; expected (T, H, W, 3) uint8")
+        raise UserError(f"frames have shape {frames.shape} and dtype {frames.dtype}; expected (T, H, W, 3) uint8")
     with av.open(str(target) if isinstance(target, (str, Path)) else target, "w", format="mp4") as container:
         stream = container.add_stream("libx264rgb", rate=max(1, int(round(fps))))
         stream.width, stream.height = frames.shape[2], frames.shape[1]

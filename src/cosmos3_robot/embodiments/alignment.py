@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from .representation import ROTATION_DIMS, from_rotation, to_rotation
 from .spec import EmbodimentSpec, VectorSpec
+from ..errors import UserError
 
 _TOL = 1e-9
 
@@ -24,7 +25,7 @@ _TOL = 1e-9
 def _integer_ratio(a: float, b: float, what: str) -> int:
     k = a / b
     if k < 1 - _TOL or abs(k - round(k)) > 1e-6:
-        raise ValueError(f"{what}: {a} / {b} = {k:.4f} is not a whole number >= 1; resample the stream instead")
+        raise UserError(f"{what}: {a} / {b} = {k:.4f} is not a whole number >= 1; resample the stream instead")
     return int(round(k))
 
 
@@ -66,7 +67,7 @@ def decode_indices(n_source: int, source_fps: float, target_fps: float) -> np.nd
     """Source frame indices to keep when decoding an `n_source`-frame video at `target_fps`
     (e.g. 30 fps decoded at 15 keeps every other frame); nearest frame in time, never past the end."""
     if target_fps > source_fps + _TOL:
-        raise ValueError(f"target_fps {target_fps} exceeds source_fps {source_fps}; decoding cannot add frames")
+        raise UserError(f"target_fps {target_fps} exceeds source_fps {source_fps}; decoding cannot add frames")
     duration = n_source / source_fps
     n_target = int(np.floor(duration * target_fps + _TOL))
     idx = np.rint(np.arange(n_target) * source_fps / target_fps).astype(int)
@@ -79,9 +80,9 @@ def actions_to_frame_rate(actions: np.ndarray, vector: VectorSpec, steps_per_fra
     actions = np.asarray(actions, dtype=np.float64)
     k = int(steps_per_frame)
     if actions.ndim != 2 or actions.shape[1] != vector.dims:
-        raise ValueError(f"actions shape {actions.shape}, expected (T, {vector.dims}) for {vector.name!r}")
+        raise UserError(f"actions shape {actions.shape}, expected (T, {vector.dims}) for {vector.name!r}")
     if k < 1 or len(actions) % k:
-        raise ValueError(f"{len(actions)} actions do not split into groups of steps_per_frame={k}")
+        raise UserError(f"{len(actions)} actions do not split into groups of steps_per_frame={k}")
     groups = actions.reshape(len(actions) // k, k, vector.dims)
     out = np.empty((len(groups), vector.dims))
     for f, sl in zip(vector.fields, vector.slices().values()):
@@ -93,7 +94,7 @@ def actions_to_frame_rate(actions: np.ndarray, vector: VectorSpec, steps_per_fra
         elif f.rotation is None:
             out[:, sl] = block.sum(axis=1)
         elif f.dims != ROTATION_DIMS[f.rotation]:
-            raise ValueError(f"delta field {f.name!r} mixes linear and {f.rotation} dims; split it into two fields")
+            raise UserError(f"delta field {f.name!r} mixes linear and {f.rotation} dims; split it into two fields")
         else:  # compose deltas in application order: R_total = dR_k ... dR_1
             rots = [to_rotation(block[:, j], f.rotation) for j in range(k)]
             total = rots[0]
@@ -108,9 +109,9 @@ def chunk_actions(actions: np.ndarray, chunk_length: int) -> tuple[np.ndarray, n
     zero-padded and its padding masked out. N = ceil(T / chunk_length)."""
     actions = np.asarray(actions)
     if chunk_length < 1:
-        raise ValueError(f"chunk_length = {chunk_length} must be >= 1")
+        raise UserError(f"chunk_length = {chunk_length} must be >= 1")
     if actions.ndim != 2:
-        raise ValueError(f"actions must be (T, D), got shape {actions.shape}")
+        raise UserError(f"actions must be (T, D), got shape {actions.shape}")
     n = -(-len(actions) // chunk_length)
     chunks = np.zeros((n, chunk_length, actions.shape[1]), dtype=actions.dtype)
     mask = np.zeros((n, chunk_length), dtype=bool)
@@ -153,7 +154,7 @@ def resample_vector(vector: VectorSpec, times: np.ndarray, values: np.ndarray, n
     out = np.empty((len(new_times), vector.dims))
     for f, sl in zip(vector.fields, vector.slices().values()):
         if f.representation != "absolute":
-            raise ValueError(
+            raise UserError(
                 f"field {f.name!r} is {f.representation}; resample the absolute trajectory "
                 "(deltas_to_poses) and convert back (poses_to_deltas) instead"
             )
@@ -171,9 +172,9 @@ def resample_vector(vector: VectorSpec, times: np.ndarray, values: np.ndarray, n
 def _check_times(times: np.ndarray, new_times: np.ndarray) -> np.ndarray:
     """Validate and return `new_times` clipped onto the sampled range (float round-off only)."""
     if times.ndim != 1 or len(times) < 2 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be a strictly increasing 1-D array with >= 2 samples")
+        raise UserError("times must be a strictly increasing 1-D array with >= 2 samples")
     if new_times.size and (new_times.min() < times[0] - _TOL or new_times.max() > times[-1] + _TOL):
-        raise ValueError(
+        raise UserError(
             f"new_times [{new_times.min():.4f}, {new_times.max():.4f}] leave the sampled range "
             f"[{times[0]:.4f}, {times[-1]:.4f}]; extrapolation is not supported"
         )

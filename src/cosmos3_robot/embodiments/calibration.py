@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
+from ..errors import UserError
 
 
 # cv2.undistortPoints' default 5 iterations leave ~0.03 px error under strong distortion.
@@ -23,7 +24,7 @@ _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-
 def _as_points(points: np.ndarray, dims: int, what: str) -> np.ndarray:
     arr = np.asarray(points, dtype=np.float64)
     if arr.shape[-1] != dims:
-        raise ValueError(f"{what} must have last dimension {dims}, got shape {arr.shape}")
+        raise UserError(f"{what} must have last dimension {dims}, got shape {arr.shape}")
     return arr.reshape(-1, dims)
 
 
@@ -43,16 +44,16 @@ class CameraCalibration:
         self.dist = np.asarray(self.dist, dtype=np.float64).reshape(-1)
         self.camera_to_world = np.asarray(self.camera_to_world, dtype=np.float64)
         if self.K.shape != (3, 3):
-            raise ValueError(f"calibration {self.name!r}: K has shape {self.K.shape}, expected (3, 3)")
+            raise UserError(f"calibration {self.name!r}: K has shape {self.K.shape}, expected (3, 3)")
         if self.dist.size not in (4, 5, 8, 12, 14):
-            raise ValueError(f"calibration {self.name!r}: dist has {self.dist.size} coefficients, OpenCV takes 4/5/8/12/14")
+            raise UserError(f"calibration {self.name!r}: dist has {self.dist.size} coefficients, OpenCV takes 4/5/8/12/14")
         if self.camera_to_world.shape != (4, 4):
-            raise ValueError(
+            raise UserError(
                 f"calibration {self.name!r}: camera_to_world has shape {self.camera_to_world.shape}, expected (4, 4)"
             )
         rot = self.camera_to_world[:3, :3]
         if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6) or np.linalg.det(rot) < 0:
-            raise ValueError(f"calibration {self.name!r}: camera_to_world[:3, :3] is not a rotation matrix")
+            raise UserError(f"calibration {self.name!r}: camera_to_world[:3, :3] is not a rotation matrix")
 
     # ------------------------------------------------------------------ constructors
 
@@ -69,7 +70,7 @@ class CameraCalibration:
         convention of droid/misc/transformations.py; the camera frame is OpenCV's."""
         ext = np.asarray(extrinsics, dtype=np.float64).reshape(-1)
         if ext.size != 6:
-            raise ValueError(f"DROID extrinsics for {name!r} have {ext.size} values, expected 6 (xyz + euler xyz)")
+            raise UserError(f"DROID extrinsics for {name!r} have {ext.size} values, expected 6 (xyz + euler xyz)")
         pose = np.eye(4)
         pose[:3, :3] = Rotation.from_euler("xyz", ext[3:]).as_matrix()
         pose[:3, 3] = ext[:3]
@@ -84,7 +85,7 @@ class CameraCalibration:
 
         cam_id = camera if isinstance(camera, int) else mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
         if cam_id < 0:
-            raise ValueError(f"MuJoCo model has no camera {camera!r}")
+            raise UserError(f"MuJoCo model has no camera {camera!r}")
         f = 0.5 * height / np.tan(np.deg2rad(model.cam_fovy[cam_id]) / 2)
         pose = np.eye(4)
         pose[:3, :3] = data.cam_xmat[cam_id].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
@@ -188,7 +189,7 @@ class CameraCalibration:
     def from_dict(cls, d: dict) -> CameraCalibration:
         missing = [k for k in ("width", "height", "K") if k not in d]
         if missing:
-            raise ValueError(f"calibration dict {d.get('name', '')!r} lacks {missing}")
+            raise UserError(f"calibration dict {d.get('name', '')!r} lacks {missing}")
         return cls(int(d["width"]), int(d["height"]), d["K"], d.get("dist", np.zeros(5)),
                    d.get("camera_to_world", np.eye(4)), d.get("name", ""))
 
@@ -200,5 +201,5 @@ class CameraCalibration:
         try:
             d = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"cannot read calibration file {str(path)!r}: {e}") from e
+            raise UserError(f"cannot read calibration file {str(path)!r}: {e}") from e
         return cls.from_dict(d)

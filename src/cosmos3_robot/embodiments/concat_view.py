@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .calibration import CameraCalibration
+from ..errors import UnknownName, UserError
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,14 @@ class ConcatLayout:
     def build(cls, cameras: list[tuple[str, int, int]]) -> ConcatLayout:
         """`cameras`: (name, height, width) in layout order; all must share one resolution."""
         if len(cameras) < 2:
-            raise ValueError("concat_view needs at least two cameras (one on top, one or more below)")
+            raise UserError("concat_view needs at least two cameras (one on top, one or more below)")
         sizes = {(h, w) for _, h, w in cameras}
         if len(sizes) != 1:
-            raise ValueError(f"concat_view cameras must share one resolution, got {sorted(sizes)}")
+            raise UserError(f"concat_view cameras must share one resolution, got {sorted(sizes)}")
         (h, w), = sizes
         n_below = len(cameras) - 1
         if w % n_below or h % n_below:
-            raise ValueError(f"camera size {h}x{w} does not divide into {n_below} sub-views below")
+            raise UserError(f"camera size {h}x{w} does not divide into {n_below} sub-views below")
         sh, sw = h // n_below, w // n_below
         regions = {cameras[0][0]: (0, 0, w, h)}
         scales = {cameras[0][0]: 1.0}
@@ -44,14 +45,14 @@ class ConcatLayout:
     @classmethod
     def from_spec(cls, spec) -> ConcatLayout:
         if not spec.concat_view:
-            raise ValueError(f"embodiment {spec.name!r} declares no concat_view")
+            raise UserError(f"embodiment {spec.name!r} declares no concat_view")
         return cls.build([(c, spec.camera(c).height, spec.camera(c).width) for c in spec.concat_view])
 
     def compose(self, images: dict[str, np.ndarray]) -> np.ndarray:
         """Per-camera (H, W, C) images -> one (height, width, C) canvas (area resampling)."""
         missing = [n for n in self.regions if n not in images]
         if missing:
-            raise KeyError(f"concat_view needs images for cameras {missing}")
+            raise UnknownName(f"concat_view needs images for cameras {missing}")
         first = images[next(iter(self.regions))]
         canvas = np.zeros((self.height, self.width, *first.shape[2:]), dtype=first.dtype)
         for name, (x0, y0, w, h) in self.regions.items():

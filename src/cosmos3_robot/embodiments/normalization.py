@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .spec import NORMALIZATION_MODES, VectorSpec
+from ..errors import UnknownName, UserError
 
 STAT_KEYS = ("mean", "std", "min", "max", "q01", "q99")
 _EPS = 1e-8
@@ -26,7 +27,7 @@ def compute_stats(data: np.ndarray) -> dict[str, np.ndarray]:
     """Stats of (N, D) samples in LeRobot's layout (mean, std, min, max, q01, q99, count)."""
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or len(data) == 0:
-        raise ValueError(f"compute_stats expects (N, D) samples with N > 0, got shape {data.shape}")
+        raise UserError(f"compute_stats expects (N, D) samples with N > 0, got shape {data.shape}")
     q01, q99 = np.quantile(data, [0.01, 0.99], axis=0)
     return {
         "mean": data.mean(0),
@@ -51,24 +52,24 @@ class Normalizer:
                 dims = np.asarray(value).reshape(-1).size
                 break
         if dims is None:
-            raise ValueError(f"stats for {feature!r} have none of {STAT_KEYS}; got keys {sorted(stats)}")
+            raise UserError(f"stats for {feature!r} have none of {STAT_KEYS}; got keys {sorted(stats)}")
         modes = (modes,) * dims if isinstance(modes, str) else tuple(modes)
         if len(modes) != dims:
-            raise ValueError(f"{feature!r}: {len(modes)} normalization modes for {dims} dims")
+            raise UserError(f"{feature!r}: {len(modes)} normalization modes for {dims} dims")
         bad = sorted({m for m in modes if m not in NORMALIZATION_MODES})
         if bad:
-            raise ValueError(f"{feature!r}: unknown normalization mode(s) {bad}; choose from {NORMALIZATION_MODES}")
+            raise UserError(f"{feature!r}: unknown normalization mode(s) {bad}; choose from {NORMALIZATION_MODES}")
 
         def stat(key: str) -> np.ndarray:
             if key not in stats:
-                raise KeyError(
+                raise UnknownName(
                     f"{feature!r}: normalization needs stat {key!r} (meta/stats.json); present: {sorted(stats)}"
                 )
             arr = np.asarray(stats[key], dtype=np.float64).reshape(-1)
             if arr.size != dims:
-                raise ValueError(f"{feature!r}: stat {key!r} has {arr.size} values, expected {dims}")
+                raise UserError(f"{feature!r}: stat {key!r} has {arr.size} values, expected {dims}")
             if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{feature!r}: stat {key!r} contains NaN or inf: {arr.tolist()}")
+                raise UserError(f"{feature!r}: stat {key!r} contains NaN or inf: {arr.tolist()}")
             return arr
 
         center, scale = np.zeros(dims), np.ones(dims)
@@ -99,7 +100,7 @@ class Normalizer:
 
     def _params(self, x):
         if x.shape[-1] != self.dims:
-            raise ValueError(f"{self.feature!r}: last dimension is {x.shape[-1]}, expected {self.dims}")
+            raise UserError(f"{self.feature!r}: last dimension is {x.shape[-1]}, expected {self.dims}")
         if type(x).__module__.startswith("torch"):
             import torch
 
@@ -132,7 +133,7 @@ class Normalizer:
         obj.center = np.asarray(d["center"], dtype=np.float64)
         obj.scale = np.asarray(d["scale"], dtype=np.float64)
         if obj.center.shape != obj.scale.shape or len(obj.modes) != obj.center.size:
-            raise ValueError(f"normalizer dict for {obj.feature!r} has mismatched center/scale/modes lengths")
+            raise UserError(f"normalizer dict for {obj.feature!r} has mismatched center/scale/modes lengths")
         return obj
 
 
@@ -144,6 +145,6 @@ def normalizers_from_stats(spec, stats: Mapping[str, Mapping], action: str | Non
         if vector.dims == 0:
             continue
         if key not in stats:
-            raise KeyError(f"stats have no feature {key!r} (needed by embodiment {spec.name!r}); keys: {sorted(stats)}")
+            raise UnknownName(f"stats have no feature {key!r} (needed by embodiment {spec.name!r}); keys: {sorted(stats)}")
         out[key] = Normalizer.from_spec(vector, stats[key], clamp=clamp, feature=key)
     return out

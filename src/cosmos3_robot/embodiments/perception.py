@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def register_perception(name: str, perception: Perception) -> None:
 
 def get_perception(name: str) -> Perception:
     if name not in PERCEPTIONS:
-        raise ValueError(f"unknown perceived state {name!r}; registered: {sorted(PERCEPTIONS)} (a task package "
+        raise UserError(f"unknown perceived state {name!r}; registered: {sorted(PERCEPTIONS)} (a task package "
                          "registers its estimator with embodiments.perception.register_perception)")
     return PERCEPTIONS[name]
 
@@ -49,7 +50,7 @@ def perceive(name: str, frames: np.ndarray) -> np.ndarray:
     p = get_perception(name)
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"perceive({name!r}) needs frames of shape (N, H, W, 3), got {frames.shape}")
+        raise UserError(f"perceive({name!r}) needs frames of shape (N, H, W, 3), got {frames.shape}")
     out = p.perceive(frames)
     assert out.shape == (len(frames), p.dims), out.shape
     return out

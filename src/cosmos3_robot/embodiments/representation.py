@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+from ..errors import UserError
 
 ROTATION_DIMS = {"rot6d": 6, "euler_xyz": 3, "quat_xyzw": 4, "matrix": 9}
 FRAMES = ("base", "ee")
@@ -31,12 +32,12 @@ def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
     a1, a2 = rot6d[..., 0:3], rot6d[..., 3:6]
     n1 = np.linalg.norm(a1, axis=-1, keepdims=True)
     if np.any(n1 < 1e-8):
-        raise ValueError("rot6d: first column has zero length; a rot6d vector needs two non-parallel columns")
+        raise UserError("rot6d: first column has zero length; a rot6d vector needs two non-parallel columns")
     b1 = a1 / n1
     a2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
     n2 = np.linalg.norm(a2, axis=-1, keepdims=True)
     if np.any(n2 < 1e-8):
-        raise ValueError("rot6d: the two columns are parallel; a rot6d vector needs two non-parallel columns")
+        raise UserError("rot6d: the two columns are parallel; a rot6d vector needs two non-parallel columns")
     b2 = a2 / n2
     b3 = np.cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
@@ -53,7 +54,7 @@ def to_rotation(rot: np.ndarray, fmt: str) -> Rotation:
         return Rotation.from_matrix(rot.reshape(-1, 3, 3))
     if fmt == "rot6d":
         return Rotation.from_matrix(rot6d_to_matrix(rot.reshape(-1, 6)))
-    raise ValueError(f"rotation format {fmt!r} is not one of {sorted(ROTATION_DIMS)}")
+    raise UserError(f"rotation format {fmt!r} is not one of {sorted(ROTATION_DIMS)}")
 
 
 def from_rotation(rotation: Rotation, fmt: str) -> np.ndarray:
@@ -66,7 +67,7 @@ def from_rotation(rotation: Rotation, fmt: str) -> np.ndarray:
         return rotation.as_matrix()
     if fmt == "rot6d":
         return matrix_to_rot6d(rotation.as_matrix())
-    raise ValueError(f"rotation format {fmt!r} is not one of {sorted(ROTATION_DIMS)}")
+    raise UserError(f"rotation format {fmt!r} is not one of {sorted(ROTATION_DIMS)}")
 
 
 def pose_to_matrix(xyz: np.ndarray, rot: np.ndarray, fmt: str) -> np.ndarray:
@@ -81,11 +82,11 @@ def pose_to_matrix(xyz: np.ndarray, rot: np.ndarray, fmt: str) -> np.ndarray:
 def poses_to_deltas(xyz: np.ndarray, rot: np.ndarray, fmt: str, frame: str = "base") -> np.ndarray:
     """T+1 absolute poses -> T 9-D delta actions `[dt (3), rot6d (6)]`."""
     if frame not in FRAMES:
-        raise ValueError(f"frame {frame!r} is not one of {FRAMES}")
+        raise UserError(f"frame {frame!r} is not one of {FRAMES}")
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     rotations = to_rotation(rot, fmt)
     if len(rotations) != len(xyz) or len(xyz) < 2:
-        raise ValueError(f"need >= 2 poses with matching xyz ({len(xyz)}) and rotation ({len(rotations)}) counts")
+        raise UserError(f"need >= 2 poses with matching xyz ({len(xyz)}) and rotation ({len(rotations)}) counts")
     r_prev, r_next = rotations[:-1], rotations[1:]
     dt = xyz[1:] - xyz[:-1]
     if frame == "base":
@@ -101,7 +102,7 @@ def deltas_to_poses(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integrate T 9-D deltas from a start pose -> T+1 absolute poses `(xyz (T+1, 3), rot in fmt)`."""
     if frame not in FRAMES:
-        raise ValueError(f"frame {frame!r} is not one of {FRAMES}")
+        raise UserError(f"frame {frame!r} is not one of {FRAMES}")
     deltas = np.asarray(deltas, dtype=np.float64).reshape(-1, 9)
     xyz = [np.asarray(xyz0, dtype=np.float64).reshape(3)]
     rots = [to_rotation(rot0, fmt)[0]]
@@ -120,7 +121,7 @@ def convert_gripper(value: np.ndarray, open_from: float, open_to: float) -> np.n
     """Map a [0, 1] gripper value between conventions (open = 0 or open = 1)."""
     for name, v in (("open_from", open_from), ("open_to", open_to)):
         if v not in (0, 1):
-            raise ValueError(f"{name} = {v!r}: a gripper convention is the value meaning open, 0 or 1")
+            raise UserError(f"{name} = {v!r}: a gripper convention is the value meaning open, 0 or 1")
     value = np.asarray(value, dtype=np.float64)
     return value if open_from == open_to else 1.0 - value
 
@@ -137,7 +138,7 @@ def cartesian_to_canonical(
     cartesian = np.asarray(cartesian, dtype=np.float64).reshape(-1, 6)
     gripper = np.asarray(gripper, dtype=np.float64).reshape(-1)
     if len(gripper) != len(cartesian):
-        raise ValueError(f"gripper has {len(gripper)} steps, cartesian has {len(cartesian)}; they must match")
+        raise UserError(f"gripper has {len(gripper)} steps, cartesian has {len(cartesian)}; they must match")
     deltas = poses_to_deltas(cartesian[:, :3], cartesian[:, 3:], "euler_xyz", frame)
     g = convert_gripper(gripper[1:], gripper_open, CANONICAL_GRIPPER_OPEN)
     return np.concatenate([deltas, g[:, None]], axis=-1)

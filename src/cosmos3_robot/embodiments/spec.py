@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from ..errors import UnknownName, UserError
 
 REPRESENTATIONS = ("absolute", "delta", "velocity")
 ROTATION_FORMATS = ("rot6d", "euler_xyz", "quat_xyzw", "matrix")
@@ -30,7 +31,7 @@ KINDS = (
 )
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A spec file or spec field is malformed; the message names the file and the field."""
 
 
@@ -97,7 +98,7 @@ class VectorSpec:
         for f in self.fields:
             if f.name == name:
                 return f
-        raise KeyError(f"{self.name!r} has no field {name!r}; fields are {[f.name for f in self.fields]}")
+        raise UnknownName(f"{self.name!r} has no field {name!r}; fields are {[f.name for f in self.fields]}")
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class EmbodimentSpec:
         for c in self.cameras:
             if c.name == name:
                 return c
-        raise KeyError(f"embodiment {self.name!r} has no camera {name!r}; cameras are {[c.name for c in self.cameras]}")
+        raise UnknownName(f"embodiment {self.name!r} has no camera {name!r}; cameras are {[c.name for c in self.cameras]}")
 
     def action_variant(self, name: str | None = None) -> VectorSpec:
         """An action variant by name (default: `default_action`), with an error listing the options."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import EmbodimentSpec, VectorSpec
+from ..errors import UserError
 
 OUT_OF_LIMITS = ("clip", "reject", "ignore")
 
 
-class ActionError(ValueError):
+class ActionError(UserError):
     """An action does not fit its spec; the message names the field and the fix."""
 
 
@@ -34,7 +35,7 @@ def validate_action(
     a `report` dict, `report["clipped"]` is the number of values clipped (per row for a chunk)."""
     vector = spec.action_variant(variant) if isinstance(spec, EmbodimentSpec) else spec
     if out_of_limits not in OUT_OF_LIMITS:
-        raise ValueError(f"out_of_limits = {out_of_limits!r} is not one of {OUT_OF_LIMITS}")
+        raise UserError(f"out_of_limits = {out_of_limits!r} is not one of {OUT_OF_LIMITS}")
     what = f"action ({vector.name!r}, {vector.dims} dims: {', '.join(f'{f.name}[{f.dims}]' for f in vector.fields)})"
     raw = action.detach().cpu().numpy() if hasattr(action, "detach") else action
     arr = np.asarray(raw)

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .episodes import run_learned, run_real
+from ..errors import UserError
 
 
 class EvalWorker:
@@ -49,7 +50,7 @@ def run_on_ray(policies: list[str], make_policy, seeds: list[int], vec_env_facto
     import ray
 
     if workers < 1:
-        raise ValueError(f"workers={workers}; give at least 1")
+        raise UserError(f"workers={workers}; give at least 1")
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,

@@ -12,13 +12,14 @@ kept (best F1; ties to the higher threshold). Held-out seeds must differ from ev
 from __future__ import annotations
 
 import numpy as np
+from ..errors import UserError
 
 
 def best_threshold(probs: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = None) -> dict:
     """The threshold on `probs` with the best F1 for boolean `labels` (ties: the higher threshold)."""
     probs, labels = np.asarray(probs, float), np.asarray(labels, bool)
     if labels.all() or not labels.any():
-        raise ValueError(f"calibration needs both successes and failures; got {labels.sum()} of {len(labels)} positive")
+        raise UserError(f"calibration needs both successes and failures; got {labels.sum()} of {len(labels)} positive")
     grid = np.round(np.arange(0.30, 0.991, 0.01), 2) if grid is None else np.asarray(grid)
     rows = []
     for t in grid:

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 from scipy import stats
+from ..errors import UserError
 
 
 def pearson(x, y) -> float:
@@ -34,7 +35,7 @@ def mmrv(learned, real) -> float:
     """SIMPLER's mean_maximum_rank_violation(perf_sim=learned, perf_real=real)."""
     sim, real = np.asarray(learned, float), np.asarray(real, float)
     if sim.shape != real.shape or sim.ndim != 1:
-        raise ValueError(f"mmrv needs two equal-length 1-D success vectors, got {sim.shape} and {real.shape}")
+        raise UserError(f"mmrv needs two equal-length 1-D success vectors, got {sim.shape} and {real.shape}")
     violation = (sim[:, None] > sim[None, :]) != (real[:, None] > real[None, :])
     return float(np.where(violation, np.abs(real[:, None] - real[None, :]), 0.0).max(axis=1).mean())
 
@@ -53,11 +54,11 @@ def bootstrap_ci(learned_outcomes: list[np.ndarray], real_outcomes: list[np.ndar
     that resamples each policy's episodes, learned and real independently. Returns (value, low, high);
     the interval is NaN when no resample defines the metric (or a policy has a single episode)."""
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+        raise UserError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
     fn = METRICS[metric]
     samples = [np.asarray(o, float) for o in (*learned_outcomes, *real_outcomes)]
     if any(len(o) == 0 for o in samples):
-        raise ValueError("bootstrap_ci needs at least one episode per policy in both simulators")
+        raise UserError("bootstrap_ci needs at least one episode per policy in both simulators")
     k = len(learned_outcomes)
     value = fn([o.mean() for o in samples[:k]], [o.mean() for o in samples[k:]])
     if min(len(o) for o in samples) < 2:  # one episode per policy: nothing to resample

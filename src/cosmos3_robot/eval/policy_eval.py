@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .episodes import run_learned, run_real
 from .metrics import bootstrap_ci, uncertainty_report
+from ..errors import UserError
 
 
 def die_with_parent() -> None:
@@ -86,7 +87,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
     the report is the serial one. `prior` (name -> {"learned": ..., "real": ...} per-episode arrays, as
     `on_policy` saw them) holds policies finished by an earlier, interrupted run: they are not run again."""
     if not seeds:
-        raise ValueError("evaluate needs at least one seed (--episodes >= 1)")
+        raise UserError("evaluate needs at least one seed (--episodes >= 1)")
     prior = {k: v for k, v in (prior or {}).items() if k in policies}
     all_policies, policies = policies, [p for p in policies if p not in prior]
     known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}
@@ -94,7 +95,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
         from .distributed import run_on_ray
 
         if make_vec_env is not None and vec_env_factory is None:
-            raise ValueError("workers > 0 needs vec_env_factory (a picklable () -> make_vec_env); each actor builds "
+            raise UserError("workers > 0 needs vec_env_factory (a picklable () -> make_vec_env); each actor builds "
                              "its own learned env")
         learned, real = run_on_ray(policies, make_policy, seeds, vec_env_factory, real_env, workers, address,
                                    progress=progress, skip_real=set(known))
@@ -138,9 +139,16 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
 def read_real_results(path: str | Path, seeds: list[int]) -> dict:
     """The real simulator's per-episode results from an earlier report (eval.json or eval_partial.json),
     checked to have been run on `seeds`."""
-    report = json.loads(Path(path).read_text())
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"--real-from {str(path)!r} is not a readable JSON report ({type(e).__name__}: {e}); give "
+                        "the eval.json or eval_partial.json of an earlier eval --real") from None
+    if not isinstance(report, dict) or not isinstance(report.get("policies"), dict):
+        raise UserError(f"--real-from {str(path)!r} is a JSON {type(report).__name__}, not an eval report (an object "
+                        "with 'seeds' and 'policies'); give the eval.json of an earlier eval --real")
     if list(report.get("seeds", [])) != list(seeds):
-        raise ValueError(f"{path} was run on seeds {report.get('seeds', [])[:3]}... ({len(report.get('seeds', []))}); "
+        raise UserError(f"{path} was run on seeds {report.get('seeds', [])[:3]}... ({len(report.get('seeds', []))}); "
                          f"this eval uses {seeds[:3]}... ({len(seeds)}): give the same --seed and --episodes")
     out = {}
     for name, row in report["policies"].items():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+from ..errors import UserError
 
 
 def rollout(env, policy, seed: int | None = None, options: dict | None = None, max_steps: int | None = None,
@@ -75,4 +76,4 @@ def make_writer(fmt: str, out: str | Path, spec, **kwargs):
         return LeRobotRecorder(out, spec, **kwargs)
     if fmt == "droid":
         return DroidWriter(out, spec, **kwargs)
-    raise ValueError(f"unknown dataset format {fmt!r}; choose lerobot or droid")
+    raise UserError(f"unknown dataset format {fmt!r}; choose lerobot or droid")

@@ -28,6 +28,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
 
 from ..embodiments import EmbodimentSpec, load_spec
 from ..tasks import TASKS, learned_env_id, real_env_id
+from ..errors import UserError
 
 TYPE = "cosmos3_robot"
 
@@ -93,14 +94,14 @@ class Cosmos3RobotEnv(EnvConfig):
 
     def __post_init__(self):
         if self.task not in learned_tasks():
-            raise ValueError(f"--env.task={self.task!r}: no learned simulator for it; choose one of {learned_tasks()}")
+            raise UserError(f"--env.task={self.task!r}: no learned simulator for it; choose one of {learned_tasks()}")
         spec = load_spec(self.task)
         if self.fps is None:
             self.fps = int(round(spec.control_hz))
         if self.episode_length is None:
             self.episode_length = int(gym.spec(learned_env_id(self.task)).max_episode_steps or 300)
         if self.episode_length < 1:
-            raise ValueError(f"--env.episode_length={self.episode_length}; give a positive number of steps")
+            raise UserError(f"--env.episode_length={self.episode_length}; give a positive number of steps")
         self.features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(spec.action_dims,)),
                          "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(spec.state.dims,))}
         self.features_map = {ACTION: ACTION, "agent_pos": OBS_STATE}

@@ -13,11 +13,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
+from ..errors import UserError
 
 CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file is missing, corrupt or does not match the model; names file and key."""
 
 
@@ -86,7 +87,7 @@ def refuse_overwrite(out, overwrite: bool) -> None:
     """Raise unless `out` holds no checkpoint yet (no config.json) or `overwrite` says to replace it: a trainer
     calls this before any long work, so a finished checkpoint is never silently replaced."""
     if (Path(out) / "config.json").is_file() and not overwrite:
-        raise ValueError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
+        raise UserError(f"--out {str(out)!r} already holds a checkpoint; choose another directory or pass --overwrite")
 
 
 def read_raw_config(directory) -> dict:

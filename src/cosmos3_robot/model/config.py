@@ -4,6 +4,7 @@ simulator, nano = Cosmos3-Nano's backbone shape, for parameter and FLOP accounti
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from ..errors import UserError
 
 
 FRAME_PREDICTIONS = ("velocity", "x0")
@@ -20,7 +21,7 @@ def parse_geometry(text: str, field: str) -> list[tuple[str, int]]:
     for item in filter(None, text.split(",")):
         kind, _, dim = item.partition(":")
         if kind not in ("point", "pose") or not dim.isdigit():
-            raise ValueError(f"{field} item {item!r} must be 'point:<dim>' or 'pose:<dim>'")
+            raise UserError(f"{field} item {item!r} must be 'point:<dim>' or 'pose:<dim>'")
         parts.append((kind, int(dim)))
     return parts
 
@@ -106,20 +107,20 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+            raise UserError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+            raise UserError(f"head_dim={self.head_dim} must be even for rotary embeddings")
         if self.frame_prediction not in FRAME_PREDICTIONS:
-            raise ValueError(f"frame_prediction={self.frame_prediction!r} must be one of {FRAME_PREDICTIONS}")
+            raise UserError(f"frame_prediction={self.frame_prediction!r} must be one of {FRAME_PREDICTIONS}")
         if self.conv_head_state and self.frame_head != "conv":
-            raise ValueError(f"conv_head_state={self.conv_head_state} needs frame_head='conv'")
+            raise UserError(f"conv_head_state={self.conv_head_state} needs frame_head='conv'")
         if not 0 <= self.conv_head_state <= self.state_dim:
-            raise ValueError(f"conv_head_state={self.conv_head_state} must be in [0, state_dim={self.state_dim}]")
+            raise UserError(f"conv_head_state={self.conv_head_state} must be in [0, state_dim={self.state_dim}]")
         self.geometry_parts()  # validates state_geometry
         if self.frame_head not in FRAME_HEADS:
-            raise ValueError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
+            raise UserError(f"frame_head={self.frame_head!r} must be one of {FRAME_HEADS}")
         if self.image_size % self.downsample or self.latent_size % self.latent_patch:
-            raise ValueError(
+            raise UserError(
                 f"image_size={self.image_size} must divide by downsample={self.downsample} x latent_patch="
                 f"{self.latent_patch}"
             )
@@ -130,7 +131,7 @@ class ModelConfig:
         for kind, dim in parts:
             end = dim + (2 if kind == "point" else 4)
             if end > self.conv_head_state:
-                raise ValueError(f"state_geometry '{kind}:{dim}' reads dims up to {end - 1}, past conv_head_state="
+                raise UserError(f"state_geometry '{kind}:{dim}' reads dims up to {end - 1}, past conv_head_state="
                                  f"{self.conv_head_state}")
         return parts
 
@@ -150,7 +151,7 @@ class ModelConfig:
         d = {k: v for k, v in d.items() if k not in REMOVED_FIELDS}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"config.json has unknown ModelConfig keys {unknown}")
+            raise UserError(f"config.json has unknown ModelConfig keys {unknown}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
 
@@ -175,5 +176,5 @@ PRESETS: dict[str, ModelConfig] = {
 
 def get_config(preset: str, **overrides) -> ModelConfig:
     if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise UserError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
     return replace(PRESETS[preset], **overrides)

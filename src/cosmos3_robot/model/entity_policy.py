@@ -19,6 +19,7 @@ from torch import nn
 
 from .entity_tower import KINDS, EntityTower, EntityTowerConfig, fit_shuffled
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
+from ..errors import UserError
 
 
 @dataclass
@@ -33,10 +34,10 @@ class EntityPolicyConfig:
 
     def __post_init__(self):
         if self.chunk < 1 or self.flow_steps < 1 or self.candidates < 1:
-            raise ValueError(f"EntityPolicyConfig: chunk={self.chunk}, flow_steps={self.flow_steps} and "
+            raise UserError(f"EntityPolicyConfig: chunk={self.chunk}, flow_steps={self.flow_steps} and "
                              f"candidates={self.candidates} must be >= 1")
         if not 1 <= self.n_action_steps <= self.chunk:
-            raise ValueError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in "
+            raise UserError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in "
                              f"1..chunk={self.chunk}")
         EntityTowerConfig.from_dict(self.tower)  # its own checks
 
@@ -132,7 +133,7 @@ def policy_samples(episodes: list[dict], names: list[str], chunk: int) -> dict:
         cols["prev_action"].append(before[:T])
         cols["chunk"].append(np.stack([padded[t : t + chunk] for t in range(T)]))
     if not cols["chunk"]:
-        raise ValueError("no policy samples: every episode is empty")
+        raise UserError("no policy samples: every episode is empty")
     cat = lambda v: torch.from_numpy(np.concatenate(v)).float()  # noqa: E731
     return {"now": [cat(v) for v in cols["now"]], "prev": [cat(v) for v in cols["prev"]],
             "last_action": cat(cols["last_action"]), "prev_action": cat(cols["prev_action"]),

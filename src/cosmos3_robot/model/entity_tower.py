@@ -32,6 +32,7 @@ from torch import nn
 
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from .mot import TowerLayer
+from ..errors import UserError
 
 KINDS = {"point2": (2, False), "se2": (2, True), "point3": (3, False), "se3": (3, True)}  # (dims, turns)
 
@@ -157,18 +158,18 @@ class EntityTowerConfig:
 
     def __post_init__(self):
         if not self.entities:
-            raise ValueError("EntityTowerConfig.entities is empty; declare at least one entity {'name', 'kind'}")
+            raise UserError("EntityTowerConfig.entities is empty; declare at least one entity {'name', 'kind'}")
         for e in self.entities:
             if e.get("kind") not in KINDS:
-                raise ValueError(f"entity {e.get('name')!r} has kind {e.get('kind')!r}; expected one of {sorted(KINDS)}")
+                raise UserError(f"entity {e.get('name')!r} has kind {e.get('kind')!r}; expected one of {sorted(KINDS)}")
         if self.action_kind is not None and self.action_kind not in KINDS:
-            raise ValueError(f"action_kind={self.action_kind!r}; expected None or one of {sorted(KINDS)}")
+            raise UserError(f"action_kind={self.action_kind!r}; expected None or one of {sorted(KINDS)}")
         if self.step_with not in ("mean", "sample"):
-            raise ValueError(f"step_with={self.step_with!r}; expected 'mean' or 'sample'")
+            raise UserError(f"step_with={self.step_with!r}; expected 'mean' or 'sample'")
         if self.samples < 1 or self.flow_steps < 1:
-            raise ValueError(f"samples={self.samples} and flow_steps={self.flow_steps} must be >= 1")
+            raise UserError(f"samples={self.samples} and flow_steps={self.flow_steps} must be >= 1")
         if self.dim % self.n_heads:
-            raise ValueError(f"dim={self.dim} must be a multiple of n_heads={self.n_heads}")
+            raise UserError(f"dim={self.dim} must be a multiple of n_heads={self.n_heads}")
         if not self.change_scale:
             self.change_scale = [[1.0] * change_dims(e["kind"]) for e in self.entities]
 
@@ -355,11 +356,11 @@ class EntityEnsemble(nn.Module):
     def __init__(self, cfgs: list[EntityTowerConfig]):
         super().__init__()
         if len(cfgs) < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {len(cfgs)}")
+            raise UserError(f"an ensemble needs at least 2 members, got {len(cfgs)}")
         self.members = nn.ModuleList([EntityTower(c) for c in cfgs])
         kinds = [m.kinds for m in self.members]
         if any(k != kinds[0] for k in kinds):
-            raise ValueError(f"ensemble members declare different entities: {kinds}")
+            raise UserError(f"ensemble members declare different entities: {kinds}")
 
     @property
     def cfg(self) -> EntityTowerConfig:
@@ -431,13 +432,13 @@ def entity_transitions(episodes: list[dict], names: list[str]) -> dict:
         states = [np.asarray(ep["states"][n], np.float64) for n in names]
         T = len(states[0])
         if any(len(s) != T for s in states):
-            raise ValueError(f"episode entity states have lengths {[len(s) for s in states]}; they must be equal")
+            raise UserError(f"episode entity states have lengths {[len(s) for s in states]}; they must be equal")
         n = T - 1
         if n < 1:
             continue
         action = np.asarray(ep["action"], np.float64)[:n]
         if len(action) < n:
-            raise ValueError(f"episode has {T} states and {len(ep['action'])} actions; expected one per transition")
+            raise UserError(f"episode has {T} states and {len(ep['action'])} actions; expected one per transition")
         for i, s in enumerate(states):
             cols["now"][i].append(s[:n])
             cols["prev"][i].append(np.concatenate([s[:1], s[: n - 1]]))
@@ -445,7 +446,7 @@ def entity_transitions(episodes: list[dict], names: list[str]) -> dict:
         cols["action"].append(action)
         cols["prev_action"].append(np.concatenate([np.asarray(ep["rest_action"], np.float64)[None], action[: n - 1]]))
     if not cols["action"]:
-        raise ValueError("no transitions: every episode has fewer than two steps")
+        raise UserError("no transitions: every episode has fewer than two steps")
     cat = lambda v: torch.from_numpy(np.concatenate(v)).float()  # noqa: E731
     return {"now": [cat(v) for v in cols["now"]], "prev": [cat(v) for v in cols["prev"]],
             "next": [cat(v) for v in cols["next"]], "action": cat(cols["action"]),

@@ -4,6 +4,7 @@ t = 0 is clean data, t = 1 pure noise; Euler steps go from t = 1 down to 0."""
 from __future__ import annotations
 
 import torch
+from ..errors import UserError
 
 
 def sample_time(n: int, shift: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -25,6 +26,6 @@ def velocity_target(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 def euler_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
     """steps + 1 times from 1 to 0 (shifted like training so few steps spend time where it matters)."""
     if steps < 1:
-        raise ValueError(f"sampling steps = {steps} must be >= 1")
+        raise UserError(f"sampling steps = {steps} must be >= 1")
     t = torch.linspace(1, 0, steps + 1)
     return shift * t / (1 + (shift - 1) * t)

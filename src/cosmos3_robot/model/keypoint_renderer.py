@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .state_renderer import to_uint8
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class KeypointRendererConfig:
 
     def __post_init__(self):
         if self.height % 2 or self.width % 2:
-            raise ValueError(f"KeypointRendererConfig: height={self.height} and width={self.width} must be even")
+            raise UserError(f"KeypointRendererConfig: height={self.height} and width={self.width} must be even")
         if not self.groups or any(len(g) == 0 for g in self.groups):
-            raise ValueError("KeypointRendererConfig.groups: give at least one group, each with a segment [i, j]")
+            raise UserError("KeypointRendererConfig.groups: give at least one group, each with a segment [i, j]")
 
 
 class KeypointRenderer(nn.Module):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from ..errors import UserError
 
 RUNTIMES = ("torch", "onnxruntime")
 SPLIT_BATCH = 16  # batches from this size run on all threads
@@ -49,7 +50,7 @@ def cache_at(directory):
 
 def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime={runtime!r}; expected one of {RUNTIMES}")
+        raise UserError(f"runtime={runtime!r}; expected one of {RUNTIMES}")
     return runtime
 
 
@@ -126,7 +127,12 @@ class OnnxFunction:
         options.log_severity_level = 3
         # idle pool threads must not spin: the env's own numpy and torch work runs between calls
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 (onnxruntime raises its own kinds for a broken file)
+            raise UserError(f"ONNX graph {str(self.path)!r} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); "
+                            "delete it and it is exported again at the next load (or run `cosmos3-robot export-onnx "
+                            "CHECKPOINT` for a checkpoint's own graphs)") from None
 
     def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feed = {f"x{i}": np.ascontiguousarray(a.detach().numpy(), dt) for i, (a, dt) in enumerate(zip(args, self.dtypes))}

@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import parse_geometry
 from .state_renderer import to_uint8
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,14 @@ class SpriteRendererConfig:
     def parts(self) -> list[tuple[str, int]]:
         parts = parse_geometry(self.geometry, "SpriteRendererConfig.geometry")
         if not parts:
-            raise ValueError("SpriteRendererConfig.geometry is empty; name at least one 'point:<dim>' or 'pose:<dim>'")
+            raise UserError("SpriteRendererConfig.geometry is empty; name at least one 'point:<dim>' or 'pose:<dim>'")
         if len(self.boxes) != len(parts):
-            raise ValueError(f"SpriteRendererConfig.boxes has {len(self.boxes)} entries for {len(parts)} entities "
+            raise UserError(f"SpriteRendererConfig.boxes has {len(self.boxes)} entries for {len(parts)} entities "
                              f"in geometry {self.geometry!r}; give one (cx, cy, half_width) per entity")
         if any(len(b) != 3 or b[2] <= 0 for b in self.boxes):
-            raise ValueError(f"SpriteRendererConfig.boxes={self.boxes}: each entry is (cx, cy, half_width > 0)")
+            raise UserError(f"SpriteRendererConfig.boxes={self.boxes}: each entry is (cx, cy, half_width > 0)")
         if self.draw_order and sorted(self.draw_order) != list(range(len(parts))):
-            raise ValueError(f"SpriteRendererConfig.draw_order={self.draw_order} must list each of the "
+            raise UserError(f"SpriteRendererConfig.draw_order={self.draw_order} must list each of the "
                              f"{len(parts)} entities once")
         return parts
 
@@ -165,5 +166,5 @@ def make_renderer(config: dict) -> nn.Module:
     if kind == "sprite":
         return SpriteRenderer(SpriteRendererConfig.from_dict(config))
     if kind != "conv":
-        raise ValueError(f"renderer kind={kind!r}; expected 'sprite' or 'conv'")
+        raise UserError(f"renderer kind={kind!r}; expected 'sprite' or 'conv'")
     return StateRenderer(StateRendererConfig.from_dict({k: v for k, v in config.items() if k != "kind"}))

@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import ModelConfig, parse_geometry
 from .frame_tokenizer import FrameAutoencoder
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class StateRendererConfig:
     def parts(self) -> list[tuple[str, int]]:
         parts = parse_geometry(self.geometry, "StateRendererConfig.geometry")
         if not parts:
-            raise ValueError("StateRendererConfig.geometry is empty; name at least one 'point:<dim>' or 'pose:<dim>'")
+            raise UserError("StateRendererConfig.geometry is empty; name at least one 'point:<dim>' or 'pose:<dim>'")
         return parts
 
     @property
@@ -125,7 +126,7 @@ class StateRenderer(nn.Module):
 
         mc = model.cfg
         if model.frame_conv is None or not mc.state_geometry:
-            raise ValueError("StateRenderer.from_world_model needs a conv frame head that draws state geometry "
+            raise UserError("StateRenderer.from_world_model needs a conv frame head that draws state geometry "
                              "(frame_head='conv', state_geometry set); see scripts/train_pusht_state.sh")
         conv = [m for m in model.frame_conv if isinstance(m, nn.Conv2d)]
         cfg = StateRendererConfig(geometry=mc.state_geometry, image_size=mc.image_size,

@@ -7,6 +7,7 @@ import math
 
 import torch
 from torch import nn
+from ..errors import UserError
 
 PAD, BOS, JUDGE = 256, 257, 258  # byte ids are 0..255
 
@@ -23,7 +24,7 @@ class DomainAwareLinear(nn.Module):
     def forward(self, x: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
         """x (b, n, in), domain (b,) long -> (b, n, out)."""
         if not domain.is_meta and (domain.max() >= self.weight.shape[0] or domain.min() < 0):
-            raise ValueError(f"domain id {domain.tolist()} outside [0, {self.weight.shape[0]})")
+            raise UserError(f"domain id {domain.tolist()} outside [0, {self.weight.shape[0]})")
         return torch.einsum("bni,bio->bno", x, self.weight[domain]) + self.bias[domain][:, None]
 
 

@@ -23,6 +23,7 @@ from ..train import JsonlLogger, fit, warmup_cosine
 from .config import get_config
 from .frame_tokenizer import resize_frames, train_frame_autoencoder
 from .world_model import MODE_PROBS, WorldModel
+from ..errors import UserError
 
 STATE_FILE = "trainer_state.pt"
 
@@ -148,7 +149,7 @@ def mode_probs(forward_share: float | None) -> tuple[float, ...]:
     if forward_share is None:
         return MODE_PROBS
     if not 0.0 <= forward_share <= 1.0:
-        raise ValueError(f"forward_share={forward_share} must be in [0, 1]")
+        raise UserError(f"forward_share={forward_share} must be in [0, 1]")
     rest = sum(MODE_PROBS[1:])
     return (forward_share, *[p / rest * (1 - forward_share) for p in MODE_PROBS[1:]])
 
@@ -237,10 +238,10 @@ def load_trainer_state(path: Path) -> dict:
     try:
         st = torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        raise ValueError(f"{str(path)!r} is not a resumable trainer state ({type(e).__name__}: {str(e)[:200]}); "
+        raise UserError(f"{str(path)!r} is not a resumable trainer state ({type(e).__name__}: {str(e)[:200]}); "
                          "delete it to restart that stage, or train into a new --out") from None
     if not isinstance(st, dict) or not isinstance(st.get("stage"), str) or not isinstance(st.get("step"), int):
-        raise ValueError(f"{str(path)!r} holds no stage/step; delete it to restart, or train into a new --out")
+        raise UserError(f"{str(path)!r} holds no stage/step; delete it to restart, or train into a new --out")
     return st
 
 
@@ -252,7 +253,7 @@ def train(cfg: TrainConfig) -> WorldModel:
     state_path = out / STATE_FILE
     resumed = state_path.is_file()
     if not resumed and (out / "config.json").is_file() and not cfg.overwrite:
-        raise ValueError(f"--out {str(out)!r} already holds a finished checkpoint; choose another directory or pass "
+        raise UserError(f"--out {str(out)!r} already holds a finished checkpoint; choose another directory or pass "
                          "--overwrite to replace it (an interrupted run there would have been resumed)")
     if resumed:
         model = WorldModel.from_pretrained(out)
@@ -282,7 +283,7 @@ def train(cfg: TrainConfig) -> WorldModel:
         model = WorldModel(get_config(cfg.preset, **model_overrides(cfg)))
         st = {"stage": "tokenizer", "step": 0}
     if cfg.render_steps and not model.cfg.conv_head_state:
-        raise ValueError(f"render_steps={cfg.render_steps} needs a conv frame head that reads the state: set "
+        raise UserError(f"render_steps={cfg.render_steps} needs a conv frame head that reads the state: set "
                          "frame_head='conv' and conv_head_state (--frame-head conv --conv-head-state N)")
     normalizers = dataset_normalizers(cfg.dataset, spec)
     perceived = cfg.perceive_state or model.metadata.get("perceived_state")

@@ -29,6 +29,7 @@ from .frame_tokenizer import FrameAutoencoder
 from .mot import GENERATOR, REASONER, MoTBlock
 from .mrope import grid_positions, rope_angles, text_positions
 from .tokens import JUDGE, ByteTokenizer, DomainAwareLinear, TimestepEmbedding
+from ..errors import UserError
 
 FRAME, STATE, ACTION = 0, 1, 2  # modality embedding rows
 # training mode mix: forward dynamics, policy, inverse dynamics, video prediction
@@ -152,7 +153,7 @@ class WorldModel(nn.Module):
 
     def _camera_ids(self, n_views: int, device) -> torch.Tensor:
         if n_views > self.cfg.max_cameras:
-            raise ValueError(f"{n_views} cameras exceed max_cameras={self.cfg.max_cameras}")
+            raise UserError(f"{n_views} cameras exceed max_cameras={self.cfg.max_cameras}")
         return torch.arange(n_views, device=device).repeat_interleave(self.cfg.tokens_per_frame)
 
     def _step_tokens(self, latents, state, domain, t=None, actions=None) -> torch.Tensor:
@@ -368,7 +369,7 @@ class WorldModel(nn.Module):
         and the head draws the clean next frame from the true next state (+ noise of std `hint_noise`) and
         the last two context frames. Minutes on a CPU; the joint stage then starts from a head that draws."""
         if not self.cfg.conv_head_state:
-            raise ValueError("render_loss needs a conv frame head that reads the state (conv_head_state > 0)")
+            raise UserError("render_loss needs a conv frame head that reads the state (conv_head_state > 0)")
         fut, ctx = batch["fut_latents"], batch["ctx_latents"]
         b, F_, v, c, hh, ww = fut.shape
         hint = batch["fut_state"] + hint_noise * torch.randn(batch["fut_state"].shape, generator=generator).to(fut.device)
@@ -385,7 +386,7 @@ class WorldModel(nn.Module):
         trained this way (`renderer.fit_renderer`) draws every frame afresh, so nothing blurs or drifts
         over a long rollout; the pose dynamics head supplies the state."""
         if not self.cfg.conv_head_state:
-            raise ValueError("render_state needs a conv frame head that reads the state (conv_head_state > 0)")
+            raise UserError("render_state needs a conv frame head that reads the state (conv_head_state > 0)")
         b, c, g = state.shape[0], self.cfg.latent_channels, self.cfg.latent_size
         zeros = torch.zeros(b, 1, 1, c, g, g, device=state.device)
         feats = torch.zeros(b, 1, 1, HEAD_CHANNELS, g, g, device=state.device)
@@ -443,7 +444,7 @@ class WorldModel(nn.Module):
         `state_hint` (b, F, state_dim) is the future state the frames are drawn from (e.g. the pose dynamics
         head's prediction); the returned state is then that hint."""
         if state_hint is not None and not self.cfg.conv_head_state:
-            raise ValueError("state_hint needs a conv frame head that draws from the state (conv_head_state > 0)")
+            raise UserError("state_hint needs a conv frame head that draws from the state (conv_head_state > 0)")
         cfg, dev = self.cfg, cache.domain.device
         b = cache.domain.shape[0]
         g, c = cfg.latent_size, cfg.latent_channels

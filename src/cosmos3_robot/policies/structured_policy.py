@@ -18,6 +18,7 @@ import torch
 
 from ..backends import load_backend
 from ..backends.structured import advance
+from ..errors import UserError
 
 
 class StructuredPolicy:
@@ -26,17 +27,17 @@ class StructuredPolicy:
         self.backend = checkpoint if not isinstance(checkpoint, str) else load_backend(checkpoint)
         task = self.backend.task
         if getattr(task, "policy", None) is None or not hasattr(task, "act"):
-            raise ValueError(f"checkpoint {checkpoint!r} has no policy head; train one with `cosmos3-robot "
+            raise UserError(f"checkpoint {checkpoint!r} has no policy head; train one with `cosmos3-robot "
                              "train-policy` (scripts/train_pusht_policy.sh) or name a checkpoint that has one")
         self.task, self.spec = task, self.backend.spec
         chunk = task.policy.cfg.chunk
         self.n_action_steps = n_action_steps or task.policy.cfg.n_action_steps
         if not 1 <= self.n_action_steps <= chunk:
-            raise ValueError(f"n_action_steps={self.n_action_steps}: this policy head predicts chunks of {chunk}; "
+            raise UserError(f"n_action_steps={self.n_action_steps}: this policy head predicts chunks of {chunk}; "
                              f"play 1..{chunk} of each")
         self.candidates = candidates or getattr(task.policy.cfg, "candidates", 1)
         if self.candidates < 1:
-            raise ValueError(f"candidates={candidates}: sample at least 1 chunk per call")
+            raise UserError(f"candidates={candidates}: sample at least 1 chunk per call")
         self.flow_steps, self.imagine, self.name, self._seed = flow_steps, imagine, name, seed
         self.imagined: dict | None = None  # per chunk: "actions" (n, A), "states" (n, S), "frames" camera -> (n, H, W, 3)
         self.plans: list[tuple[int, dict]] = []  # with imagine: (the step the chunk starts at, its `imagined`)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from ..errors import UserError
 
 STATE_KEY = "observation.state"
 
@@ -74,7 +75,7 @@ class StickyPolicy:
 
     def __init__(self, policy, p: float, name: str, seed: int = 0):
         if not 0 <= p < 1:
-            raise ValueError(f"sticky probability p={p} must be in [0, 1)")
+            raise UserError(f"sticky probability p={p} must be in [0, 1)")
         self.policy, self.p, self.name, self._seed = policy, p, name, seed
         self.reset(seed)
 

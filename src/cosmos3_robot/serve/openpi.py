@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..embodiments import EmbodimentSpec, load_spec
+from ..errors import Unreachable, UserError
 
 IMAGE_SIZE = 224
 DROID_KEYS = {"exterior_1_left": "observation/exterior_image_1_left", "wrist_left": "observation/wrist_image_left"}
@@ -36,7 +37,7 @@ DROID_KEYS = {"exterior_1_left": "observation/exterior_image_1_left", "wrist_lef
 
 def _pack_array(obj):
     if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in ("V", "O", "c"):
-        raise ValueError(f"openpi's wire format has no dtype {obj.dtype}")
+        raise UserError(f"openpi's wire format has no dtype {obj.dtype}")
     if isinstance(obj, np.ndarray):
         return {b"__ndarray__": True, b"data": obj.tobytes(), b"dtype": obj.dtype.str, b"shape": obj.shape}
     if isinstance(obj, np.generic):
@@ -173,7 +174,7 @@ def serve_policy(policy_factory, spec: EmbodimentSpec | str, host: str = "127.0.
     """Serve `policy_factory()` (a new `Policy` per connection) over openpi's protocol until interrupted."""
     spec = load_spec(spec) if isinstance(spec, str) else spec
     if chunk < 1:
-        raise ValueError(f"chunk={chunk}; a reply carries at least one action")
+        raise UserError(f"chunk={chunk}; a reply carries at least one action")
     asyncio.run(_serve(policy_factory, spec, host, port, chunk))
 
 
@@ -194,7 +195,7 @@ class OpenPIPolicy:
             self.ws = websockets.sync.client.connect(self.uri, compression=None, max_size=None,
                                                      open_timeout=open_timeout).__enter__()
         except (OSError, TimeoutError) as e:
-            raise ConnectionError(f"{self.uri}: no openpi policy server there ({e}); start one, e.g. "
+            raise Unreachable(f"{self.uri}: no openpi policy server there ({e}); start one, e.g. "
                                   "`cosmos3-robot serve-policy --env droid --policy expert --port P`") from e
         self.metadata = unpackb(self.ws.recv())
         self._queue: list[np.ndarray] = []
@@ -213,7 +214,7 @@ class OpenPIPolicy:
         if not self._queue:
             actions = np.asarray(self.infer(observation)["actions"], np.float32)
             if actions.ndim != 2 or len(actions) == 0:
-                raise ValueError(f"{self.uri}: 'actions' came back with shape {actions.shape}; expected (H, A)")
+                raise UserError(f"{self.uri}: 'actions' came back with shape {actions.shape}; expected (H, A)")
             self._queue = list(actions)
         return self._queue.pop(0)
 

@@ -12,6 +12,7 @@ import numpy as np
 from ..backends import Backend, action_variant_of, load_backend
 from ..embodiments import action_space_for, observation_space_for, validate_action
 from .start import RealStart, context_from_observations, context_from_options, last_observation
+from ..errors import UserError
 
 
 def resolve_backend(backend, checkpoint, backend_kwargs: dict) -> Backend:
@@ -20,14 +21,14 @@ def resolve_backend(backend, checkpoint, backend_kwargs: dict) -> Backend:
     if checkpoint is not None:
         backend = checkpoint
     if backend is None:
-        raise ValueError("give a backend or a checkpoint (a checkpoint directory or the name of a shipped one)")
+        raise UserError("give a backend or a checkpoint (a checkpoint directory or the name of a shipped one)")
     embodiment = backend_kwargs.pop("embodiment", None)  # what the registered id expects (a served model's spec)
     if isinstance(backend, (str, Path)):
         if str(backend) == "remote" and embodiment is not None:
             backend_kwargs.setdefault("spec", embodiment)
         loaded = load_backend(backend, **backend_kwargs)
         if embodiment is not None and loaded.spec.name != embodiment:
-            raise ValueError(f"backend {str(backend)!r} is for embodiment {loaded.spec.name!r}; this env is for "
+            raise UserError(f"backend {str(backend)!r} is for embodiment {loaded.spec.name!r}; this env is for "
                              f"{embodiment!r}")
         return loaded
     if backend_kwargs:
@@ -90,7 +91,7 @@ class LearnedEnv(gym.Env):
         if ctx is not None:
             return ctx
         if self.start is None:
-            raise ValueError("this env has no start source: pass reset(options={'observation': ...}) or "
+            raise UserError("this env has no start source: pass reset(options={'observation': ...}) or "
                              "{'frames': ..., 'state': ...}, or make it with start=<real simulator id>")
         # a given seed starts the real simulator with that same seed (paired runs); otherwise np_random draws one
         obs = self.start(seed if seed is not None else int(self.np_random.integers(2**31)))

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..embodiments import EmbodimentSpec
 from ..backends.base import Context
+from ..errors import UserError
 
 
 RESET_OPTIONS = {"observation", "frames", "state", "episode", "start", "instruction"}
@@ -37,7 +38,7 @@ def _camera_frames(spec: EmbodimentSpec, cameras: tuple[str, ...], frames, field
     """`frames` given for one camera (an array) or per camera (keyed by name or LeRobot key) -> name -> (T, H, W, 3)."""
     if not isinstance(frames, dict):
         if len(cameras) != 1:
-            raise ValueError(f"reset option {field!r} is one array, but this env has cameras {list(cameras)}: "
+            raise UserError(f"reset option {field!r} is one array, but this env has cameras {list(cameras)}: "
                              "pass a dict camera -> frames")
         frames = {cameras[0]: frames}
     out = {}
@@ -45,7 +46,7 @@ def _camera_frames(spec: EmbodimentSpec, cameras: tuple[str, ...], frames, field
         key = spec.camera(cam).key
         value = frames.get(cam, frames.get(key))
         if value is None:
-            raise ValueError(f"reset option {field!r} has no frames for camera {cam!r} ({key}); it has {sorted(frames)}")
+            raise UserError(f"reset option {field!r} has no frames for camera {cam!r} ({key}); it has {sorted(frames)}")
         value = np.asarray(value)
         out[cam] = value[None] if value.ndim == 3 else value
     return out
@@ -56,23 +57,23 @@ def context_from_options(spec: EmbodimentSpec, cameras: tuple[str, ...], history
     """A batch-1 Context from reset options, or None when they name no first frames."""
     unknown = sorted(set(options) - RESET_OPTIONS)
     if unknown:
-        raise ValueError(f"reset options {unknown} are not known; the options are {sorted(RESET_OPTIONS)}")
+        raise UserError(f"reset options {unknown} are not known; the options are {sorted(RESET_OPTIONS)}")
     if "observation" in options:
         return context_from_observations(spec, cameras, [options["observation"]], history, instruction)
     if "frames" in options:
         frames = _camera_frames(spec, cameras, options["frames"], "frames")
         n = len(next(iter(frames.values())))
         if options.get("state") is None:
-            raise ValueError(f"reset option 'frames' needs 'state': the robot state of those frames, ({spec.state.dims},) "
+            raise UserError(f"reset option 'frames' needs 'state': the robot state of those frames, ({spec.state.dims},) "
                              f"or (T, {spec.state.dims}) in physical units ({', '.join(spec.state.dim_names)}); the "
                              "learned simulator does not read it off the frames")
         try:
             state = np.asarray(options["state"], np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"reset option 'state' is not numeric; give ({spec.state.dims},) or (T, {spec.state.dims}) "
+            raise UserError(f"reset option 'state' is not numeric; give ({spec.state.dims},) or (T, {spec.state.dims}) "
                              "numbers") from None
         if state.ndim not in (1, 2) or state.shape[-1] != spec.state.dims or (state.ndim == 2 and len(state) != n):
-            raise ValueError(f"reset option 'state' has shape {state.shape}; expected ({spec.state.dims},) or "
+            raise UserError(f"reset option 'state' has shape {state.shape}; expected ({spec.state.dims},) or "
                              f"({n}, {spec.state.dims}) for {n} frame(s) of {spec.name!r}")
         state = np.broadcast_to(state if state.ndim == 2 else state[None], (n, state.shape[-1]))
     elif "episode" in options:
@@ -91,19 +92,19 @@ def make_context(spec: EmbodimentSpec, cameras: tuple[str, ...], frames: dict[st
     steps (a shorter context is padded by the backend)."""
     state = np.asarray(state, np.float64)
     if state.ndim != 3 or state.shape[-1] != spec.state.dims:
-        raise ValueError(f"start state has shape {state.shape[1:]} per env, expected (T, {spec.state.dims}) for "
+        raise UserError(f"start state has shape {state.shape[1:]} per env, expected (T, {spec.state.dims}) for "
                          f"{spec.name!r}")
     if not np.isfinite(state).all():
-        raise ValueError("start state holds NaN or inf; give finite states in the spec's physical units")
+        raise UserError("start state holds NaN or inf; give finite states in the spec's physical units")
     out = {}
     for cam in cameras:
         c = spec.camera(cam)
         f = np.asarray(frames[cam])
         if f.shape[2:] != (c.height, c.width, 3) or f.shape[:2] != state.shape[:2]:
-            raise ValueError(f"start frames for camera {cam!r} have shape {f.shape}, expected "
+            raise UserError(f"start frames for camera {cam!r} have shape {f.shape}, expected "
                              f"{(*state.shape[:2], c.height, c.width, 3)} (batch, steps, height, width, 3) uint8")
         if f.dtype != np.uint8:
-            raise ValueError(f"start frames for camera {cam!r} have dtype {f.dtype}; expected uint8 in [0, 255]")
+            raise UserError(f"start frames for camera {cam!r} have dtype {f.dtype}; expected uint8 in [0, 255]")
         out[cam] = f[:, -history:]
     return Context(out, state[:, -history:], instruction)
 

@@ -15,6 +15,7 @@ from ..backends import Session, action_variant_of
 from ..embodiments import ActionError, action_space_for, observation_space_for, validate_action
 from .learned_env import render_fps, resolve_backend, resolve_start
 from .start import context_from_observations, last_observation
+from ..errors import UserError
 
 
 class LearnedVectorEnv(VectorEnv):
@@ -32,9 +33,11 @@ class LearnedVectorEnv(VectorEnv):
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **backend_kwargs):
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
-            raise ValueError(f"autoreset_mode={autoreset_mode}; this env supports NEXT_STEP and DISABLED")
+            raise UserError(f"autoreset_mode={autoreset_mode}; this env supports NEXT_STEP and DISABLED")
+        if isinstance(num_envs, bool) or not float(num_envs).is_integer():
+            raise UserError(f"num_envs={num_envs!r} must be a whole number of envs")
         if int(num_envs) < 1:
-            raise ValueError(f"num_envs={num_envs} must be >= 1")
+            raise UserError(f"num_envs={num_envs} must be >= 1")
         self.backend = resolve_backend(backend, checkpoint, backend_kwargs)
         self.embodiment = spec = self.backend.spec
         self.cameras = tuple(self.backend.cameras)
@@ -54,7 +57,7 @@ class LearnedVectorEnv(VectorEnv):
 
     def _start_session(self, seeds: list[int], options: dict | None) -> tuple[Session, dict[str, np.ndarray]]:
         if self.start is None:
-            raise ValueError("this vector env has no start source; make it with start=<real simulator id>")
+            raise UserError("this vector env has no start source; make it with start=<real simulator id>")
         instruction = (options or {}).get("instruction", self.instruction)
         ctx = context_from_observations(self.embodiment, self.cameras, [self.start(s) for s in seeds],
                                         self.backend.history, instruction)
@@ -78,7 +81,7 @@ class LearnedVectorEnv(VectorEnv):
         """Reset the sub-envs where `mask` is True (seeds: an int s gives sub-env i seed s + i, a list one
         seed per masked sub-env, None draws them)."""
         if mask.shape != (self.num_envs,):
-            raise ValueError(f"reset_mask has shape {mask.shape}, expected ({self.num_envs},)")
+            raise UserError(f"reset_mask has shape {mask.shape}, expected ({self.num_envs},)")
         idx = np.nonzero(mask)[0]
         self._restart(idx, self._seeds(seed, idx), options)
         return self._copy_obs(), {}
@@ -92,7 +95,7 @@ class LearnedVectorEnv(VectorEnv):
             return [int(seed) + int(i) for i in idx]
         seeds = [int(s) for s in seed]
         if len(seeds) != len(idx):
-            raise ValueError(f"reset got {len(seeds)} seeds for {len(idx)} sub-envs")
+            raise UserError(f"reset got {len(seeds)} seeds for {len(idx)} sub-envs")
         return seeds
 
     def _restart(self, idx: np.ndarray, seeds: list[int], options: dict | None) -> None:
@@ -113,7 +116,7 @@ class LearnedVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions)
         if actions.ndim != 2 or actions.shape[0] != self.num_envs:
-            raise ValueError(f"actions have shape {actions.shape}, expected ({self.num_envs}, "
+            raise UserError(f"actions have shape {actions.shape}, expected ({self.num_envs}, "
                              f"{self.single_action_space.shape[0]}) for num_envs={self.num_envs}")
         try:  # the batch at once; on a bad action, name the sub-env
             checked: dict = {}
@@ -183,7 +186,7 @@ class LearnedVectorEnv(VectorEnv):
     def set_attr(self, name: str, values) -> None:
         if isinstance(values, (list, tuple)):
             if len(values) != self.num_envs or any(v is not values[0] and v != values[0] for v in values):
-                raise ValueError(f"set_attr({name!r}): the sub-envs of a native batched env share attributes; "
+                raise UserError(f"set_attr({name!r}): the sub-envs of a native batched env share attributes; "
                                  "give one value (or num_envs equal values)")
             values = values[0]
         setattr(self, name, values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from . import aloha, franka_cube, pusht  # noqa: F401  (each registers its perception and pieces)
+from ..errors import UserError
 
 # embodiment name -> (real simulator id, learned simulator id or None, policy factory "module:function")
 TASKS: dict[str, tuple[str, str | None, str]] = {
@@ -45,7 +46,7 @@ def task_names() -> list[str]:
 
 def _task(name: str) -> tuple[str, str | None, str]:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {task_names()}")
+        raise UserError(f"unknown task {name!r}; choose one of {task_names()}")
     return TASKS[name]
 
 
@@ -66,7 +67,7 @@ def real_env_id(name: str) -> str:
 def learned_env_id(name: str) -> str:
     env_id = _task(name)[1]
     if env_id is None:
-        raise ValueError(f"no learned simulator is shipped for {name!r}; train a checkpoint and make "
+        raise UserError(f"no learned simulator is shipped for {name!r}; train a checkpoint and make "
                          "cosmos3_robot.sim.LearnedEnv(checkpoint=..., start=...)")
     return env_id
 
@@ -85,13 +86,13 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
     for part in filter(None, fragment.split("&")):
         key, _, value = part.partition("=")
         if key not in ("chunk", "steps", "plan") or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"policy {policy!r}: options are #chunk=N&steps=S&plan=K with positive integers, "
+            raise UserError(f"policy {policy!r}: options are #chunk=N&steps=S&plan=K with positive integers, "
                              f"got {part!r}")
         opts[key] = int(value)
     if not ckpt:
         _task(name)
         if name not in POLICY_HEADS:
-            raise ValueError(f"policy {policy!r}: no policy head is shipped for {name!r}; name a checkpoint with "
+            raise UserError(f"policy {policy!r}: no policy head is shipped for {name!r}; name a checkpoint with "
                              f"one: world-model:<checkpoint dir> (shipped: {POLICY_HEADS})")
         ckpt = POLICY_HEADS[name]
     if backend_name(ckpt) == "structured":
@@ -102,7 +103,7 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
     from ..policies import WorldModelPolicy
 
     if "plan" in opts:
-        raise ValueError(f"policy {policy!r}: #plan=K needs a structured checkpoint (its dynamics imagines each "
+        raise UserError(f"policy {policy!r}: #plan=K needs a structured checkpoint (its dynamics imagines each "
                          f"chunk); {ckpt!r} is a {backend_name(ckpt)!r} one")
     chunk = opts.get("chunk", 4)
     return WorldModelPolicy(ckpt, chunk=chunk, sample_steps=opts.get("steps"), seed=seed, name=policy)
@@ -124,7 +125,7 @@ def make_policy(name: str, policy: str, seed: int = 0):
 
         host, _, port = policy.removeprefix("openpi:").rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError(f"policy {policy!r}: write openpi:<host>:<port>, e.g. openpi:127.0.0.1:8000")
+            raise UserError(f"policy {policy!r}: write openpi:<host>:<port>, e.g. openpi:127.0.0.1:8000")
         return OpenPIPolicy(host, int(port), spec=name, name=policy)
     if policy.startswith("lerobot:"):
         from ..policies import LeRobotPolicy  # torch and lerobot load only for it
@@ -135,5 +136,5 @@ def make_policy(name: str, policy: str, seed: int = 0):
     if policy == "random":
         vec = load_spec(name).action
         return RandomPolicy(low=vec.lower, high=vec.upper, dims=vec.dims, seed=seed)
-    raise ValueError(f"policy {policy!r} is not available for {name!r}: it has no scripted ladder (use random or "
+    raise UserError(f"policy {policy!r} is not available for {name!r}: it has no scripted ladder (use random or "
                      "lerobot:<dir>)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rerun as rr
+from ..errors import UnknownName
 
 
 def read_images(rrd: str | Path, entity: str) -> dict[int, np.ndarray]:
@@ -15,7 +16,7 @@ def read_images(rrd: str | Path, entity: str) -> dict[int, np.ndarray]:
     table = rr.chunk.RrdReader(str(rrd)).stream().collect().reader(index="step").to_arrow_table()
     col = f"/{entity.strip('/')}:EncodedImage:blob"
     if col not in table.column_names:
-        raise KeyError(f"{str(rrd)!r} has no images at {entity!r}; columns: {table.column_names}")
+        raise UnknownName(f"{str(rrd)!r} has no images at {entity!r}; columns: {table.column_names}")
     steps = table.column("step").to_pylist()
     out = {}
     for step, blob in zip(steps, table.column(col).to_pylist()):

@@ -22,6 +22,7 @@ import rerun as rr
 import rerun.blueprint as rrb
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, camera_name, load_spec
+from ..errors import UserError
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _jpeg(image: np.ndarray, quality: int) -> rr.EncodedImage:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+        raise UserError(f"JPEG encoding failed for an image of shape {image.shape}")
     return rr.EncodedImage(contents=buf.tobytes(), media_type="image/jpeg")
 
 
@@ -165,7 +166,7 @@ def log_rollout(log: RolloutLog, rec: rr.RecordingStream, jpeg_quality: int = 85
         actions = np.asarray(log.actions)
         vec = spec.action_variant(log.action_variant)
         if actions.shape[1] != vec.dims:
-            raise ValueError(f"actions have {actions.shape[1]} dims, action variant {vec.name!r} of {spec.name!r} has"
+            raise UserError(f"actions have {actions.shape[1]} dims, action variant {vec.name!r} of {spec.name!r} has"
                              f" {vec.dims}; set RolloutLog.action_variant to one of {sorted(spec.actions)}")
         _scalar_columns(rec, "actions", vec.dim_names, actions, steps, fps)
     if log.states is not None and spec.state.dims:

@@ -17,6 +17,7 @@ from ...embodiments.perception import perceive, perception_dims, project
 from ...model import WorldModel
 from ...datasets.video import resize_to
 from ..base import Context, Prediction, Session, pad_history, session_seeds
+from ...errors import UserError
 
 
 class MoTCodec:
@@ -27,7 +28,7 @@ class MoTCodec:
     def __init__(self, model: WorldModel):
         meta = model.metadata
         if "embodiment" not in meta or "normalizers" not in meta:
-            raise ValueError("checkpoint metadata lacks 'embodiment'/'normalizers'; train it with `cosmos3-robot train`")
+            raise UserError("checkpoint metadata lacks 'embodiment'/'normalizers'; train it with `cosmos3-robot train`")
         self.model = model
         self.spec = load_spec(meta["embodiment"])
         self.history = int(meta.get("context", 2))
@@ -68,7 +69,7 @@ class MoTCodec:
             else np.zeros((*np.shape(state)[:-1], 0))
         if self.perceived:
             if frames is None:
-                raise ValueError(f"this checkpoint carries a perceived state ({self.perceived!r}): norm_state needs "
+                raise UserError(f"this checkpoint carries a perceived state ({self.perceived!r}): norm_state needs "
                                  "the camera frames that go with the states")
             s = np.concatenate([s, perceive(self.perceived, frames[self.cameras[0]])], axis=-1)
         return torch.from_numpy(pad_action(s.astype(np.float32), self.model.cfg.state_dim)[0])
@@ -103,7 +104,7 @@ class MoTBackend:
         self.codec = MoTCodec(model)
         meta = model.metadata
         if meta.get("judge", "reasoner") != "reasoner":
-            raise ValueError(f"checkpoint metadata judge={meta['judge']!r}; the MoT backend judges with the "
+            raise UserError(f"checkpoint metadata judge={meta['judge']!r}; the MoT backend judges with the "
                              "Reasoner ('reasoner')")
         self.spec, self.cameras, self.history = self.codec.spec, self.codec.cameras, self.codec.history
         self.success_threshold = float(meta.get("success_threshold", 0.9))

@@ -21,6 +21,7 @@ from ...model.checkpoint import load_state_checked, read_raw_config, read_weight
 from ...model.runtime import ONNX_DIR, RUNTIMES
 from ..base import Context, Prediction, Session, pad_history, session_seeds
 from ..registry import resolve_task_entry_point
+from ...errors import UserError
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -71,13 +72,13 @@ class StructuredBackend:
                  entry_point: str | None = None, provenance: dict | None = None, precision: str = "float32",
                  runtime: str = "auto", search: Sequence[Path] = (), action_variant: str | None = None):
         if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+            raise UserError(f"precision={precision!r}; expected one of {PRECISIONS}")
         if runtime not in ("auto", *RUNTIMES):
-            raise ValueError(f"runtime={runtime!r}; expected 'auto' or one of {RUNTIMES}")
+            raise UserError(f"runtime={runtime!r}; expected 'auto' or one of {RUNTIMES}")
         if runtime == "onnxruntime" and precision == "bfloat16":
-            raise ValueError("precision='bfloat16' runs under eager torch autocast; pass runtime='torch' (or 'auto')")
+            raise UserError("precision='bfloat16' runs under eager torch autocast; pass runtime='torch' (or 'auto')")
         if history < 1:
-            raise ValueError(f"history={history} must be >= 1")
+            raise UserError(f"history={history} must be >= 1")
         self.task, self.spec = task.eval(), spec
         if action_variant is not None:
             spec.action_variant(action_variant)  # an unknown variant fails here, naming the spec's
@@ -90,7 +91,7 @@ class StructuredBackend:
         if runtime == "auto":
             runtime = "torch" if precision == "bfloat16" or not hasattr(task, "use_runtime") else "onnxruntime"
         if runtime == "onnxruntime" and not hasattr(task, "use_runtime"):
-            raise ValueError(f"{self.entry_point} has no use_runtime(); it runs under runtime='torch' only")
+            raise UserError(f"{self.entry_point} has no use_runtime(); it runs under runtime='torch' only")
         self.runtime, self._search, self._ready = runtime, list(search), False
 
     def prepare(self) -> None:
@@ -130,7 +131,7 @@ class StructuredBackend:
         than chunk + 1 frames repeats its last inferred action."""
         self.prepare()
         if ctx.batch != 1 or ctx.history < 2:
-            raise ValueError(f"inverse dynamics needs one clip of at least 2 frames; got {ctx.batch} clip(s) of "
+            raise UserError(f"inverse dynamics needs one clip of at least 2 frames; got {ctx.batch} clip(s) of "
                              f"{ctx.history}")
         T = ctx.history
         frames = {cam: np.asarray(f)[0] for cam, f in ctx.frames.items()}
@@ -204,7 +205,7 @@ class StructuredBackend:
         raw = read_raw_config(directory)
         for key in ("task", "embodiment", "task_config"):
             if key not in raw:
-                raise ValueError(f"{str(directory / 'config.json')!r} lacks {key!r}; a structured checkpoint names "
+                raise UserError(f"{str(directory / 'config.json')!r} lacks {key!r}; a structured checkpoint names "
                                  "its task entry point, embodiment and task_config")
         spec = load_spec(raw["embodiment"])
         task = resolve_task_entry_point(raw["task"], repr(str(directory / "config.json"))).from_config(

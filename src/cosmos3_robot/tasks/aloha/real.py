@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from ...embodiments import action_space_for, load_spec, observation_space_for, validate_action
+from ...errors import UserError
 
 _PARKED: list = []  # closed gym-aloha scenes, kept alive until exit (see AlohaRealEnv.close)
 
@@ -21,7 +22,7 @@ class AlohaRealEnv(gym.Env):
         from gym_aloha.env import AlohaEnv
 
         if task not in ("insertion", "transfer_cube"):
-            raise ValueError(f"aloha task {task!r} is not one of ['insertion', 'transfer_cube']")
+            raise UserError(f"aloha task {task!r} is not one of ['insertion', 'transfer_cube']")
         self.embodiment = load_spec("aloha")
         self.task, self.render_mode, self.out_of_limits = task, render_mode, out_of_limits
         self.max_episode_steps = max_episode_steps

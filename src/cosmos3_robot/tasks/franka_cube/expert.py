@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation
 from ...embodiments import CameraCalibration
 from .perception import CAMERA, GREEN, RED, find_on_table
 from .real import CUBE_HALF, FrankaIK, exterior_calibrations
+from ...errors import UserError
 
 GRASP_OFFSET = 0.02  # m: the end-effector site sits this far above the fingers' grip centre
 HOVER, CARRY = 0.14, 0.16  # m above the table
@@ -35,7 +36,7 @@ class FrankaPickPlaceExpert:
     def __init__(self, calibration: CameraCalibration, name: str = "expert", noise: float = 0.0, seed: int = 0,
                  offset: float = 0.0, close_early: float = 0.0, speed: float = 1.0, release_height: float = 0.0):
         if not 0.0 < speed <= 4.0:
-            raise ValueError(f"speed={speed}: give a fraction of the expert's speed in (0, 4]")
+            raise UserError(f"speed={speed}: give a fraction of the expert's speed in (0, 4]")
         self.calibration, self.name, self.noise = calibration, name, noise
         self.offset, self.close_early, self.speed, self.release_height = offset, close_early, speed, release_height
         self.ik = FrankaIK()
@@ -144,5 +145,5 @@ def make_franka_policy(name: str, seed: int = 0):
     if m := re.fullmatch(r"expert-(noise|offset|early|slow|drop)([0-9.]+)", name):
         field, unit = DEGRADATIONS[m.group(1)]
         return FrankaPickPlaceExpert(calib, name=name, seed=seed, **{field: float(m.group(2)) * unit})
-    raise ValueError(f"unknown Franka policy {name!r}; use expert, expert-noise<cm>, expert-offset<cm>, "
+    raise UserError(f"unknown Franka policy {name!r}; use expert, expert-noise<cm>, expert-offset<cm>, "
                      "expert-early<steps>, expert-slow<percent>, expert-drop<cm>, expert-mix or random")

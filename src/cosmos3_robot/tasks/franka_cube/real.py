@@ -23,6 +23,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ...embodiments import CameraCalibration, action_space_for, load_spec, observation_space_for, validate_action
+from ...errors import UserError
 
 CONTROL_HZ = 15.0  # DROID control rate (droid.toml)
 CUBE_HALF = 0.025  # m
@@ -187,7 +188,7 @@ class FrankaCubeRealEnv(gym.Env):
         import mujoco
 
         if action_variant not in ("joint_position", "cartesian_position"):
-            raise ValueError(f"action_variant {action_variant!r} is not one of ['cartesian_position', 'joint_position']")
+            raise UserError(f"action_variant {action_variant!r} is not one of ['cartesian_position', 'joint_position']")
         self.mj = mujoco
         self.embodiment = load_spec("droid")
         self.action_variant, self.out_of_limits = action_variant, out_of_limits
@@ -201,9 +202,9 @@ class FrankaCubeRealEnv(gym.Env):
         self.cameras = list(names if cameras is None else cameras)
         unknown = [c for c in self.cameras if c not in names]
         if unknown:
-            raise ValueError(f"cameras={self.cameras}: {unknown} not in the droid spec's {names}")
+            raise UserError(f"cameras={self.cameras}: {unknown} not in the droid spec's {names}")
         if image_size is not None and (len(image_size) != 2 or min(image_size) < 8):
-            raise ValueError(f"image_size={image_size}; give (height, width), each at least 8 pixels")
+            raise UserError(f"image_size={image_size}; give (height, width), each at least 8 pixels")
         self.sizes = {c.name: tuple(image_size) if image_size else (c.height, c.width) for c in self.embodiment.cameras}
         self._renderers: dict = {}
         self.shadows = bool(shadows)
@@ -251,7 +252,7 @@ class FrankaCubeRealEnv(gym.Env):
         spec = self.mj.mjtState.mjSTATE_INTEGRATION
         size = self.mj.mj_stateSize(self.model, spec)
         if state.shape != (size,):
-            raise ValueError(f"Franka state has shape {state.shape}, expected ({size},) as get_state() returns")
+            raise UserError(f"Franka state has shape {state.shape}, expected ({size},) as get_state() returns")
         self.mj.mj_setState(self.model, self.data, state, spec)
         self.mj.mj_forward(self.model, self.data)
 

@@ -32,6 +32,7 @@ from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig
 from .kinematics import forward
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, SUCCESS_RADIUS
+from ...errors import UserError
 
 ENTRY_POINT = "cosmos3_robot.tasks.franka_cube.structured:FrankaCubeWorld"
 ENTITIES = [{"name": "hand", "kind": "point3"}, {"name": "cube", "kind": "point3"}]
@@ -105,7 +106,7 @@ class FrankaCubeWorld(nn.Module):
         super().__init__()
         for key in ("chain", "mount", "calibrations", "arm_width", "tower", "renderer"):
             if key not in config:
-                raise ValueError(f"Franka cube task_config lacks {key!r}; expected chain, mount, calibrations, "
+                raise UserError(f"Franka cube task_config lacks {key!r}; expected chain, mount, calibrations, "
                                  "arm_width, tower, renderer")
         self.config, self.spec = config, spec
         self.cameras = [c.name for c in spec.cameras]
@@ -118,7 +119,7 @@ class FrankaCubeWorld(nn.Module):
         if self.grasp is not None:
             missing = [k for k in ("offset", "across", "along", "depth", "hold", "fall") if k not in self.grasp]
             if missing or len(self.grasp.get("offset", ())) != 3:
-                raise ValueError(f"Franka cube task_config 'grasp' lacks {missing or 'a 3-D offset'}; write it with "
+                raise UserError(f"Franka cube task_config 'grasp' lacks {missing or 'a 3-D offset'}; write it with "
                                  "tasks.franka_cube.train.estimate_grasp(episodes)")
         self.use_runtime("torch")
 
@@ -143,7 +144,7 @@ class FrankaCubeWorld(nn.Module):
             top = find_on_table(images[CAMERA], self.calibs[CAMERA], RED, CUBE_HALF)
             target = find_on_table(images[CAMERA], self.calibs[CAMERA], GREEN, 0.0)
             if cube is None or target is None:
-                raise ValueError(f"start frame {i}: the {'cube' if cube is None else 'target'} is not visible in "
+                raise UserError(f"start frame {i}: the {'cube' if cube is None else 'target'} is not visible in "
                                  f"the exterior cameras; the learned Franka scene starts where both are in view")
             world[i, CUBE], world[i, TARGET] = cube, target[0]
             world[i, YAW] = top[1] if top is not None else 0.0

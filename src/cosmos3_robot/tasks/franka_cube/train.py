@@ -26,6 +26,7 @@ from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
 from .structured import (CUBE, EE, ENTRY_POINT, GRIP, HOLD_MAX, TARGET, TOUCH, WORLD_DIMS, YAW, FrankaCubeWorld,
                          in_hand, joints, keypoint_groups, tower_config)
+from ...errors import UserError
 
 
 STILL, PUSHED = 0.004, 0.015  # m
@@ -117,7 +118,7 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
             readings.append(later)
     rel, caught = np.asarray(rel, np.float64).reshape(-1, 3), np.asarray(caught, bool)
     if caught.sum() < 3 or (~caught).sum() < 1:
-        raise ValueError(f"estimate_grasp: {caught.sum()} grasps caught the cube and {(~caught).sum()} missed; the "
+        raise UserError(f"estimate_grasp: {caught.sum()} grasps caught the cube and {(~caught).sum()} missed; the "
                          "data needs both (collect expert and expert-mix episodes, scripts/train_franka_cube.sh)")
     offset = np.median(rel[caught], 0)
     d = np.abs(rel - offset)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ...train import fit
+from ...errors import UserError
 
 
 def _rotation(angle: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ def transitions(episodes: list[dict]) -> dict[str, torch.Tensor]:
             continue
         action = np.asarray(ep["action"], np.float64)[:n]
         if len(action) < n or len(pose) != len(agent):
-            raise ValueError(f"episode has {len(agent)} states, {len(pose)} poses and {len(ep['action'])} actions; "
+            raise UserError(f"episode has {len(agent)} states, {len(pose)} poses and {len(ep['action'])} actions; "
                              "expected as many poses as states and one action per transition")
         cols["agent"].append(agent[:n])
         cols["prev_agent"].append(np.concatenate([agent[:1], agent[: n - 1]]))
@@ -110,7 +111,7 @@ def transitions(episodes: list[dict]) -> dict[str, torch.Tensor]:
         cols["next_agent"].append(agent[1:])
         cols["next_pose"].append(pose[1:])
     if not cols["agent"]:
-        raise ValueError("no transitions: every episode has fewer than two steps")
+        raise UserError("no transitions: every episode has fewer than two steps")
     return {k: torch.from_numpy(np.concatenate(v)).float() for k, v in cols.items()}
 
 

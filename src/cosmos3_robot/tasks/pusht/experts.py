@@ -18,6 +18,7 @@ from shapely.ops import nearest_points
 from ...embodiments import load_spec
 from ...policies.wrappers import LaggedPolicy, NoisyPolicy, OffsetPolicy, RandomPolicy, SlowPolicy, StickyPolicy
 from .vision import GOAL_POSE as GOAL, T_OUTLINE, estimate_block_pose, t_polygon
+from ...errors import UserError
 
 COG = np.array([0.0, 45.0])  # body centre of gravity (gym-pusht add_tee)
 AGENT_RADIUS = 15.0
@@ -206,7 +207,7 @@ def make_pusht_policy(name: str, seed: int = 0):
         return LaggedPolicy(PushTExpert(), int(m.group(1)), name)
     if m := re.fullmatch(r"expert-slow([0-9.]*)", name):
         return SlowPolicy(PushTExpert(), float(m.group(1) or 8.0), name)
-    raise ValueError(
+    raise UserError(
         f"unknown PushT policy {name!r}; use expert, expert-noise<sigma/100>, expert-lag<steps>, "
         f"expert-slow[<units/step>], expert-posenoise<units>, expert-push<gain>, expert-tol<units>, "
         f"expert-sticky<p>, expert-offset<units> or random (the graded ladder: {', '.join(PUSHT_LEVELS)}; "

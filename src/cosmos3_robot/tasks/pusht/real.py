@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from ...embodiments import action_space_for, load_spec, observation_space_for, validate_action
+from ...errors import UserError
 
 
 def set_state(env, state: np.ndarray) -> None:
@@ -18,10 +19,10 @@ def set_state(env, state: np.ndarray) -> None:
     moves the body origin."""
     state = np.asarray(state, dtype=np.float64)
     if state.shape not in ((5,), (10,)):
-        raise ValueError(f"PushT state has shape {state.shape}, expected (5,) = agent xy, block xy, angle"
+        raise UserError(f"PushT state has shape {state.shape}, expected (5,) = agent xy, block xy, angle"
                          " (at rest) or (10,) with velocities, as get_state() returns")
     if not np.isfinite(state).all():
-        raise ValueError(f"PushT state {state.tolist()} holds NaN or inf; give finite values as get_state() returns")
+        raise UserError(f"PushT state {state.tolist()} holds NaN or inf; give finite values as get_state() returns")
     vel = state[5:] if len(state) == 10 else np.zeros(5)
     env.agent.position = tuple(state[:2])
     env.agent.velocity = tuple(vel[:2])

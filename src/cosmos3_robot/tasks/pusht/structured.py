@@ -22,6 +22,7 @@ from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig
 from .dynamics import PoseDynamics
 from .vision import (T_OUTLINE, WORKSPACE, block_pose_features, estimate_agent_position, features_to_pose,
                      goal_coverage, pose_to_features, project_block_pose_features)
+from ...errors import UserError
 
 ENTRY_POINT = "cosmos3_robot.tasks.pusht.structured:PushTWorld"
 ENTITIES = [{"name": "pusher", "kind": "point2"}, {"name": "tee", "kind": "se2"}]
@@ -78,9 +79,9 @@ class PushTWorld(nn.Module):
         super().__init__()
         for key in ("state_normalizer", "renderer"):
             if key not in config:
-                raise ValueError(f"PushT task_config lacks {key!r}; expected state_normalizer, tower, renderer")
+                raise UserError(f"PushT task_config lacks {key!r}; expected state_normalizer, tower, renderer")
         if sum(k in config for k in ("tower", "ensemble", "dynamics_width")) != 1:
-            raise ValueError("PushT task_config needs exactly one of 'tower' (the Generator tower's config), "
+            raise UserError("PushT task_config needs exactly one of 'tower' (the Generator tower's config), "
                              "'ensemble' (a list of them) and 'dynamics_width' (the baseline pose MLP)")
         self.config, self.spec = config, spec
         self.camera = spec.cameras[0]
@@ -133,7 +134,7 @@ class PushTWorld(nn.Module):
         """The policy head: history (B, T, W) and the two actions that led to it (B, A) -> action chunks
         (B, H, A) in physical units."""
         if self.policy is None:
-            raise ValueError("this checkpoint has no policy head (task_config 'policy'); train one with "
+            raise UserError("this checkpoint has no policy head (task_config 'policy'); train one with "
                              "`cosmos3-robot train-policy` (scripts/train_pusht_policy.sh)")
         now, prev = self.entities(world)
         chunk = self.policy.sample(now, prev, _tensor(last_actions), _tensor(prev_actions), flow_steps, generator)
@@ -195,11 +196,11 @@ def ensemble_backend(paths: list, out=None):
     lead = backends[0]
     towers = [b.task.dynamics for b in backends]
     if not all(isinstance(t, EntityTower) for t in towers):
-        raise ValueError(f"{paths}: every checkpoint needs a Generator tower (task_config 'tower')")
+        raise UserError(f"{paths}: every checkpoint needs a Generator tower (task_config 'tower')")
     for b, p in zip(backends[1:], paths[1:]):
         for name, w in lead.task.renderer.state_dict().items():
             if not torch.equal(w, b.task.renderer.state_dict()[name]):
-                raise ValueError(f"{p} has another renderer than {paths[0]}; ensemble towers trained on one renderer")
+                raise UserError(f"{p} has another renderer than {paths[0]}; ensemble towers trained on one renderer")
     ensemble = EntityEnsemble([t.cfg for t in towers])
     for member, tower in zip(ensemble.members, towers):
         member.load_state_dict(tower.state_dict())
@@ -252,7 +253,7 @@ def export_world_model(path, out: str | Path) -> None:
 
     model, head = world_model_parts(path)
     if head is None:
-        raise ValueError(f"{path}: no pose dynamics head to export; train one with `cosmos3-robot train-dynamics`")
+        raise UserError(f"{path}: no pose dynamics head to export; train one with `cosmos3-robot train-dynamics`")
     dynamics = PoseDynamics(head["out.weight"].shape[1])
     dynamics.load_state_dict(head)
     meta = model.metadata

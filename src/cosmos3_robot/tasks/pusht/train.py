@@ -24,6 +24,7 @@ from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
 from .real import random_pusht_frames, set_state
 from .structured import ENTITIES, build_backend, tower_config, world_model_parts
 from .vision import block_pose_features, features_to_pose
+from ...errors import UserError
 
 
 def perceived_episodes(episodes: list[dict], spec, features: list[np.ndarray]) -> list[dict]:
@@ -31,7 +32,7 @@ def perceived_episodes(episodes: list[dict], spec, features: list[np.ndarray]) -
     each frame's perceived features, the recorded actions."""
     dims = spec.state.dims
     if spec.action_dims != dims:
-        raise ValueError(f"PushT dynamics need actions that are pusher targets (action dims {spec.action_dims} = "
+        raise UserError(f"PushT dynamics need actions that are pusher targets (action dims {spec.action_dims} = "
                          f"state dims {dims}); {spec.name!r} differs")
     return [{"agent": np.asarray(ep["state"])[:, :dims], "pose": features_to_pose(f), "action": np.asarray(ep["action"])}
             for ep, f in zip(episodes, features)]
@@ -109,7 +110,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
     see `tower_transitions`) or "mlp" (the baseline pose MLP, `width` wide). Returns the structured backend
     written to `out`."""
     if dynamics not in ("tower", "mlp"):
-        raise ValueError(f"dynamics={dynamics!r}; expected 'tower' (the Generator tower) or 'mlp' (the baseline)")
+        raise UserError(f"dynamics={dynamics!r}; expected 'tower' (the Generator tower) or 'mlp' (the baseline)")
     from dataclasses import replace
 
     from ...datasets import load_episodes
@@ -118,11 +119,11 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
 
     refuse_overwrite(out, overwrite)
     if pixel_steps and not render_steps:
-        raise ValueError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
+        raise UserError("pixel_steps fine-tune the state renderer: give render_steps > 0 too (--render-steps)")
     out = Path(out)
     structured = backend_name(init) == "structured"
     if structured and render_steps:
-        raise ValueError(f"{init} is a structured checkpoint: its renderer is final; --render-steps needs the "
+        raise UserError(f"{init} is a structured checkpoint: its renderer is final; --render-steps needs the "
                          "world-model checkpoint it came from (see scripts/train_pusht_dynamics.sh)")
     if structured:
         from ...backends.structured import StructuredBackend
@@ -136,7 +137,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
         model, _ = world_model_parts(checkpoint_path(init))
         meta = dict(model.metadata)
         if not meta.get("perceived_state") or not model.cfg.conv_head_state:
-            raise ValueError(f"{init}: pose dynamics need a checkpoint trained with --perceive-state and "
+            raise UserError(f"{init}: pose dynamics need a checkpoint trained with --perceive-state and "
                              "--conv-head-state (frames drawn from the state); see scripts/train_pusht_state.sh")
         spec = load_spec(meta["embodiment"])
         state_norm, history = meta["normalizers"]["observation.state"], int(meta.get("context", 2))
@@ -230,7 +231,7 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
 
     refuse_overwrite(out, overwrite)
     if backend_name(init) != "structured":
-        raise ValueError(f"{init}: the policy head goes on a structured PushT checkpoint (e.g. pusht_tower)")
+        raise UserError(f"{init}: the policy head goes on a structured PushT checkpoint (e.g. pusht_tower)")
     base = StructuredBackend.load(checkpoint_path(init))
     key, episodes = base.spec.cameras[0].key, []
     for root in str(dataset).split(","):
@@ -239,11 +240,11 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
                 and (m.get("success") or relabel_with)]
         if not keep:
             names = sorted({str(m.get("policy")) for m in meta})
-            raise ValueError(f"{root}: no {'' if relabel_with else 'successful '}episode of policies {policies}; "
+            raise UserError(f"{root}: no {'' if relabel_with else 'successful '}episode of policies {policies}; "
                              f"it holds {names}")
         loaded = load_episodes(root, episodes=keep)
         if key not in loaded[0]["frames"]:
-            raise ValueError(f"{root}: its frames are under {sorted(loaded[0]['frames'])}, not {key!r} (the spec's "
+            raise UserError(f"{root}: its frames are under {sorted(loaded[0]['frames'])}, not {key!r} (the spec's "
                              "camera key); re-collect it with `cosmos3-robot collect`")
         episodes += loaded
     if relabel_with:

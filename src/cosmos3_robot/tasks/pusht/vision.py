@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from shapely.geometry import Polygon
+from ...errors import UserError
 
 WORKSPACE = 512.0
 CENTROID_OFFSET = (3600 * 15 + 2700 * 75) / 6300  # area centroid along body +y: 40.714
@@ -120,7 +121,7 @@ def estimate_agent_position(image: np.ndarray) -> np.ndarray:
     dist = np.linalg.norm(img - AGENT_COLOUR, axis=-1)
     ys, xs = np.nonzero(dist < 60)
     if len(xs) < 3:
-        raise ValueError("the pusher (a blue disc) is not visible in the frame")
+        raise UserError("the pusher (a blue disc) is not visible in the frame")
     w = np.exp(-dist[ys, xs] / 20)
     uv = np.array([np.sum(xs * w), np.sum(ys * w)]) / w.sum()
     return pixel_to_workspace(uv, image.shape[0])
