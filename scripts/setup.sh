@@ -53,6 +53,16 @@ if [ ! -d "$VLLM_OMNI/vllm_omni" ]; then
     rm -rf "$tmp"
 fi
 
+# openpi's own client and server (openpi-client 0.1.2, openpi-server 0.1.0) in a side venv of their own: they pin
+# numpy<2, the project needs numpy>=2. The policy-protocol tests run them (tests/test_openpi.py).
+OPENPI=.venv/openpi-venv
+if [ ! -x "$OPENPI/bin/python" ] || ! "$OPENPI/bin/python" -c 'import openpi_client, openpi_server' 2>/dev/null; then
+    echo "[setup] side venv with openpi-client and openpi-server (numpy<2)"
+    "$(readlink -f .venv/bin/python)" -m venv --clear "$OPENPI" && "$OPENPI/bin/python" -m pip install -q \
+        openpi-client==0.1.2 openpi-server==0.1.0 typing_extensions \
+        || echo "[setup] warning: the openpi side venv could not be built; its tests will be skipped" >&2
+fi
+
 if [ "${1:-}" != "--no-demo" ]; then
     export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1
     .venv/bin/cosmos3-robot demo

@@ -334,7 +334,7 @@ def test_a_killed_eval_leaves_no_real_simulator_worker_behind(tmp_path):
         kids = children(proc.pid)
         time.sleep(0.2)
     assert kids, "eval started no worker"
-    time.sleep(3)  # the worker is simulating
+    time.sleep(10)  # the worker has imported and run its initializer (a spawned child takes seconds to start)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 20

@@ -5,7 +5,9 @@ installed: its dependencies pull vllm and a CUDA torch). The files run unchanged
   VideoResponse / VideoAction / VideoListResponse / VideoDeleteResponse (what a job reply must parse as);
 - `vllm_omni/diffusion/models/cosmos3/action.py`: EMBODIMENT_TO_DOMAIN_ID, resolve_domain_id,
   normalize_action_mode, load_action_tensor, action_start_frame_offset, vision_condition_indexes;
-- `vllm_omni/diffusion/models/cosmos3/utils.py`: COSMOS3_VAE_TEMPORAL_COMPRESSION, VIDEO_RES_SIZE_INFO.
+- `vllm_omni/diffusion/models/cosmos3/utils.py`: COSMOS3_VAE_TEMPORAL_COMPRESSION, VIDEO_RES_SIZE_INFO;
+- `vllm_omni/entrypoints/openpi/{serving.py, connection.py}`: PolicyServerConfig and RobotRealtimeConnection
+  (the OpenPI endpoint Cosmos3-Nano-Policy-DROID is served by), its msgpack `_pack` / `_unpack`.
 
 Three imports of theirs need vllm, which does not run on a CPU box; they are stood in for while loading:
 `vllm.logger.init_logger` (logging), `vllm_omni.diffusion.models.progress_bar._is_rank_zero` and
@@ -49,7 +51,7 @@ def load():
     }
     packages = ["vllm_omni", "vllm_omni.entrypoints", "vllm_omni.entrypoints.openai",
                 "vllm_omni.entrypoints.openai.protocol", "vllm_omni.diffusion", "vllm_omni.diffusion.models",
-                "vllm_omni.diffusion.models.cosmos3", "vllm_omni.inputs"]
+                "vllm_omni.diffusion.models.cosmos3", "vllm_omni.inputs", "vllm_omni.entrypoints.openpi"]
     saved = {k: sys.modules.get(k) for k in [*stubs, *packages]}
     try:
         for name in packages:  # bare packages: their __init__ files import the engine
@@ -61,7 +63,9 @@ def load():
         for key, rel in (("image_api_utils", "entrypoints/openai/image_api_utils.py"),
                          ("videos", "entrypoints/openai/protocol/videos.py"),
                          ("utils", "diffusion/models/cosmos3/utils.py"),
-                         ("action", "diffusion/models/cosmos3/action.py")):
+                         ("action", "diffusion/models/cosmos3/action.py"),
+                         ("openpi_serving", "entrypoints/openpi/serving.py"),
+                         ("openpi_connection", "entrypoints/openpi/connection.py")):
             name = "vllm_omni." + rel[:-3].replace("/", ".")
             spec = importlib.util.spec_from_file_location(name, pkg / rel)
             mod = importlib.util.module_from_spec(spec)

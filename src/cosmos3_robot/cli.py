@@ -267,6 +267,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       on_policy=keep, real_workers=args.real_workers if real else 0, real_results=known,
                       flag_threshold=args.flag_disagreement, workers=args.workers,
                       address=args.address, vec_env_factory=factory, prior=prior)
+    wire = {name: {"flavour": p.flavour, "action_space": p.action_space} for name in policies
+            if hasattr(p := make_policy(task, name, 0), "flavour")}  # policies over the wire: what they spoke
+    if wire:
+        report["wire"] = wire
     paths = write_report(report, out)
     (out / "eval_partial.json").unlink(missing_ok=True)
     print(paths["markdown"].read_text())
@@ -469,18 +473,79 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def policy_imaginer(task: str):
+    """imagine(session, policy, observation, H) -> the policy's next H actions and the states they run from,
+    rolled through the task's learned simulator (one per connection); None where the task has none."""
+    import numpy as np
+
+    from .tasks import TASKS
+
+    if TASKS[task][1] is None:
+        return None
+
+    from .embodiments import load_spec
+    from .embodiments.state_completion import complete_state
+
+    spec = load_spec(task)
+
+    # the most a state field moves in one control step: the max_delta of the velocity field that integrates it
+    rates = {f.integrates: f.max_delta for v in spec.actions.values() for f in v.fields if f.integrates}
+
+    def follows(obs, action):
+        """The next observation if the robot moves toward its command at its rated speed: the action's fields
+        land on the state fields of the same order (joint_position -> joint_positions, gripper_position), each at
+        most its velocity field's max_delta a step; the rest of the state is completed (the arm's pose)."""
+        state = np.asarray(obs["observation.state"], np.float64)
+        sl = spec.state.slices()
+        variant = spec.action_variant(getattr(learned, "action_variant", None))
+        parts = np.split(np.asarray(action, np.float64), np.cumsum([f.dims for f in variant.fields])[:-1])
+        moved = {}
+        for field, part in zip(sl, parts):
+            now = state[sl[field]]
+            rate = rates.get(field)
+            moved[field] = part if rate is None else now + np.clip(part - now, -rate, rate)
+        kept = {f: state[s] for f, s in sl.items() if f not in moved}
+        return {**obs, "observation.state": complete_state(spec, {**kept, **moved}).astype(np.float32)}
+
+    learned = None
+
+    def imagine(session, policy, observation, horizon):
+        nonlocal learned
+        if "env" not in session:
+            session["env"] = learned = learned_env(task, success_threshold=1.01)
+        env = session["env"]
+        try:
+            obs, _ = env.reset(seed=0, options={"observation": observation})  # seeded: the same chunk every time
+        except UserError:  # the learned scene cannot start from this view (a camera missing): the arm follows
+            obs, env = observation, None
+        targets, states = [], []
+        for _ in range(horizon):
+            action = np.asarray(policy.select_action(obs), np.float64)
+            targets.append(action)
+            states.append(np.asarray(obs["observation.state"], np.float64))
+            obs = env.step(action)[0] if env is not None else follows(obs, action)
+        return np.stack(targets), np.stack(states)
+
+    return imagine
+
+
 def cmd_serve_policy(args: argparse.Namespace) -> int:
     from functools import partial
 
     from .embodiments import load_spec
-    from .serve.openpi import serve_policy
+    from .serve.openpi import PolicyServer, _serve
     from .tasks import make_policy
 
     make_policy(args.env, args.policy, args.seed)  # an unknown name fails now
-    print(f"serving {args.policy} ({args.env}) over openpi's protocol on ws://{args.host}:{args.port}, "
-          f"chunks of {args.chunk}", flush=True)
-    serve_policy(partial(make_policy, args.env, args.policy, args.seed), load_spec(args.env), args.host, args.port,
-                 args.chunk)
+    imagine = policy_imaginer(args.env)
+    chunk = args.chunk if args.chunk is not None else (10 if imagine is not None else 1)
+    server = PolicyServer(partial(make_policy, args.env, args.policy, args.seed), load_spec(args.env), args.protocol,
+                          args.action_space, chunk, imagine, args.max_message_mb)
+    print(f"serving {args.policy} ({args.env}) over {args.protocol}'s protocol on ws://{args.host}:{args.port}, "
+          f"chunks of {chunk}, action space {server.action_space or 'the spec default'}", flush=True)
+    import asyncio
+
+    asyncio.run(_serve(server, args.host, args.port))
     return 0
 
 
@@ -756,7 +821,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="expert", help="a ladder name, random, or lerobot:<pretrained_model dir>")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--chunk", type=int, default=8, help="actions per reply")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="actions per reply (default 10, as openpi's DROID example asserts; 1 without a learned "
+                        "simulator to imagine the policy's next actions)")
+    p.add_argument("--protocol", default="openpi", choices=["openpi", "vllm-omni"],
+                   help="openpi's server (dict replies) or vLLM-Omni's OpenPI endpoint (PolicyServerConfig, bare arrays)")
+    p.add_argument("--action-space", default=None, choices=["joint_velocity", "joint_position"],
+                   help="DROID action space on the wire (default: joint_velocity for openpi, as pi05_droid; "
+                        "joint_position for vllm-omni, as Cosmos3's DROID policy)")
+    p.add_argument("--max-message-mb", type=float, default=64.0, help="the largest observation accepted")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_serve_policy)
 

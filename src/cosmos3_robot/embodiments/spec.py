@@ -48,6 +48,8 @@ class FieldSpec:
     rotation: str | None = None
     normalization: str = "quantile"
     names: tuple[str, ...] = ()
+    max_delta: float | None = None  # a velocity field: the change one unit makes in one control step
+    integrates: str | None = None  # a velocity field: the state field it moves
 
     @property
     def dim_names(self) -> tuple[str, ...]:
@@ -241,6 +243,8 @@ def _parse_field(table: dict, where: str) -> FieldSpec:
         rotation=rotation,
         normalization=_choice(table, "normalization", where, NORMALIZATION_MODES, "quantile"),
         names=names,
+        max_delta=None if table.get("max_delta") is None else float(_require(table, "max_delta", where, (int, float))),
+        integrates=table.get("integrates"),
     )
 
 

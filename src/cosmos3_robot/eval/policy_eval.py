@@ -190,6 +190,8 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         if "threshold" in u:
             lines.append(f"Flagged above {u['threshold']:g}: {u['flagged']} episodes; mismatch rate "
                          f"{u['mismatch_rate_flagged']:.3f} flagged, {u['mismatch_rate_unflagged']:.3f} unflagged.")
+    for name, w in report.get("wire", {}).items():
+        lines.append(f"{name}: served over {w['flavour']}'s protocol, action space {w['action_space']}.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
     paths["markdown"].write_text("\n".join(lines) + "\n")
     paths["json"].write_text(json.dumps(report, indent=2))

@@ -3,6 +3,7 @@ calibration, IK, the pixel + calibration pick-and-place expert and its ladder, a
 (perception.py, kinematics.py, structured.py, train.py)."""
 
 from ...backends.registry import register_task_entry_point
+from ...embodiments.state_completion import register_state_completion
 from .expert import LADDER, FrankaPickPlaceExpert, make_franka_policy
 from .real import FrankaCubeRealEnv, FrankaIK, exterior_calibrations
 
@@ -13,3 +14,23 @@ __all__ = ["LADDER", "SHIPPED_CHECKPOINT", "FrankaCubeRealEnv", "FrankaIK", "Fra
 
 # its structured world, the only class a checkpoint of this task may name as "task"
 register_task_entry_point("cosmos3_robot.tasks.franka_cube.structured:FrankaCubeWorld")
+
+
+def _cartesian_from_joints(state, given):
+    """DROID's cartesian_position (xyz + euler "xyz", base frame) from the joint positions, by the arm's chain."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from ...embodiments import load_spec
+
+    global _IK
+    if "_IK" not in globals():
+        _IK = FrankaIK()
+    sl = load_spec("droid").state.slices()
+    pos, rot = _IK.forward(np.asarray(state[sl["joint_positions"]], np.float64))
+    out = np.array(state, np.float64)
+    out[sl["cartesian_position"]] = np.concatenate([pos, Rotation.from_matrix(rot).as_euler("xyz")])
+    return out
+
+
+register_state_completion("droid", _cartesian_from_joints)
