@@ -268,7 +268,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       flag_threshold=args.flag_disagreement, workers=args.workers,
                       address=args.address, vec_env_factory=factory, prior=prior)
     wire = {name: {"flavour": p.flavour, "action_space": p.action_space} for name in policies
-            if hasattr(p := make_policy(task, name, 0), "flavour")}  # policies over the wire: what they spoke
+            if name.startswith("openpi:") and (p := make_policy(task, name, 0))}  # what wire policies spoke
     if wire:
         report["wire"] = wire
     paths = write_report(report, out)

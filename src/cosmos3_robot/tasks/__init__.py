@@ -111,7 +111,8 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
 
 def make_policy(name: str, policy: str, seed: int = 0):
     """A policy by name: the task's scripted ladder, `random` (uniform in the action limits),
-    `lerobot:<pretrained_model dir>`, `openpi:<host>:<port>` (a policy served over openpi's protocol), or
+    `lerobot:<pretrained_model dir>`, `openpi:<host>:<port>` or `openpi:ws://...` (a policy served over openpi's
+    protocol or vLLM-Omni's OpenPI endpoint), or
     `world-model:<checkpoint>` (the world model's own policy head, `WorldModelPolicy`)."""
     from ..backends.registry import resolve_entry_point
     from ..embodiments import load_spec
@@ -123,9 +124,13 @@ def make_policy(name: str, policy: str, seed: int = 0):
     if policy.startswith("openpi:"):
         from ..serve.openpi import OpenPIPolicy
 
-        host, _, port = policy.removeprefix("openpi:").rpartition(":")
+        where = policy.removeprefix("openpi:")
+        if where.startswith(("ws://", "wss://")):  # a full URL, e.g. vLLM-Omni's /v1/realtime/robot/openpi
+            return OpenPIPolicy(where, spec=name, name=policy)
+        host, _, port = where.rpartition(":")
         if not host or not port.isdigit():
-            raise UserError(f"policy {policy!r}: write openpi:<host>:<port>, e.g. openpi:127.0.0.1:8000")
+            raise UserError(f"policy {policy!r}: write openpi:<host>:<port> or openpi:ws://<host>:<port>/<path>, "
+                            "e.g. openpi:127.0.0.1:8000")
         return OpenPIPolicy(host, int(port), spec=name, name=policy)
     if policy.startswith("lerobot:"):
         from ..policies import LeRobotPolicy  # torch and lerobot load only for it
