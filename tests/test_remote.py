@@ -273,6 +273,41 @@ RECIPE_POLICY = ('curl -sS -X POST {url}/v1/videos -H "Accept: application/json"
                  '"action_chunk_size":16}}\' -F "seed=0"')
 
 
+RECIPE_INVERSE = ('curl -sS -X POST {url}/v1/videos -H "Accept: application/json" --form-string "model=nvidia/Cosmos3-Nano" '
+                  '--form-string "prompt=Recover the robot action trajectory from this clip." '
+                  '-F "input_reference=@{clip};type=video/mp4" -F "size=640x480" -F "num_frames=17" -F "fps=5" '
+                  '-F "num_inference_steps=30" -F "guidance_scale=1.0" -F "flow_shift=5.0" '
+                  '--form-string \'extra_params={{"action_mode":"inverse_dynamics","domain_name":"{domain}",'
+                  '"raw_action_dim":{dim},"action_chunk_size":16}}\' -F "seed=0"')
+
+
+def test_the_recipes_inverse_dynamics_command_succeeds_with_the_domain_changed(server, tmp_path, ref):
+    from cosmos3_robot.tasks import make_policy, make_real_env
+
+    env, policy = make_real_env("pusht"), make_policy("pusht", "expert", 0)
+    obs, _ = env.reset(seed=930000)
+    frames = [obs["observation.image"]]
+    for _ in range(16):
+        obs, *_ = env.step(policy.select_action(obs))
+        frames.append(obs["observation.image"])
+    clip = tmp_path / "motion_clip.mp4"
+    clip.write_bytes(mp4_bytes(np.stack(frames), 5))
+    run = lambda **kw: json.loads(subprocess.run(RECIPE_INVERSE.format(url=server, clip=clip, **kw), shell=True,  # noqa: E731
+                                                 capture_output=True, text=True).stdout)
+    job = run(domain="pusht", dim=2)
+    assert job["status"] == "queued", job
+    for _ in range(600):
+        status = httpx.get(f"{server}/v1/videos/{job['id']}").json()
+        if status["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    parsed = ref.videos.VideoResponse.model_validate(status)
+    assert parsed.status == "completed" and parsed.action.shape == [16, 2]
+    assert parsed.action.action_mode == "inverse_dynamics" and parsed.action.domain_id == 4
+    err = run(domain="bridge_orig_lerobot", dim=10)["error"]
+    assert err["code"] == 400 and err["param"] == "extra_params.raw_action_dim"
+
+
 def test_the_recipes_curl_commands_succeed_with_the_domain_changed(server, tmp_path, ref):
     """recipes/cosmos3/Cosmos3-Nano.md's forward-dynamics and policy commands: host, port and domain changed
     (and the action's width with it) they succeed; unchanged (domain av / bridge_orig_lerobot) they get a 400
