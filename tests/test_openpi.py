@@ -252,7 +252,7 @@ def in_process_successes(seeds):
     return [rollout(make_real_env("droid"), make_policy("droid", "expert", 0), seed=s)["success"] for s in seeds]
 
 
-@pytest.mark.parametrize("seeds", [pytest.param([0, 1], id="2-seeds"),
+@pytest.mark.parametrize("seeds", [pytest.param([1], id="1-seed"),
                                    pytest.param(list(range(10)), id="10-seeds", marks=pytest.mark.slow)])
 def test_openpis_droid_example_picks_and_places_with_the_served_expert(openpi_venv, tmp_path, seeds):
     port = free_port()

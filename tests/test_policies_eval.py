@@ -137,6 +137,7 @@ def test_the_new_behaviour_families_degrade_the_expert_each_their_own_way():
         StickyPolicy(RandomPolicy(), 1.0, "x")
 
 
+@pytest.mark.slow
 def test_eval_on_ray_workers_equals_the_serial_run(tmp_path):
     """`eval --workers 2` (Ray actors, a local cluster) gives the serial report: the learned side bit for bit; the
     real side's successes and lengths exactly, its returns to the last bits: gym-pusht's pymunk iterates its
