@@ -155,6 +155,7 @@ def test_planning_keeps_the_chunk_its_own_dynamics_imagines_best(policy_checkpoi
         make_policy("pusht", f"world-model:{policy_checkpoint}#plan=0")
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_train_policy_relabels_with_the_expert_and_writes_a_runnable_head(policy_checkpoint, tmp_path, capsys):
     from cosmos3_robot.backends import load_backend
     from cosmos3_robot.cli import main

@@ -74,6 +74,7 @@ def test_keypoint_renderer_learns_where_a_segment_is():
     assert after < 0.5 * before and info["steps"] == 150
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_recipe_trains_a_learned_scene_from_collected_data(tmp_path):
     """collect --env droid (lossless) -> tasks/franka_cube/train.py -> a checkpoint the learned env loads."""
     from cosmos3_robot.cli import main

@@ -35,6 +35,7 @@ def test_lerobot_eval_cli_runs_a_lerobot_policy_in_the_learned_simulator(lerobot
     assert "does not have 'task_description'" not in res.stderr
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_a_policy_trained_on_our_pusht_data_runs_in_lerobots_own_pusht_env(lerobot_policy_dir, tmp_path):
     """lerobot/pusht's keys: the ACT that lerobot-train fit on data `collect` wrote runs in LeRobot's own
     `pusht` env type (gym-pusht at 96x96) with no rename map. (Sync envs: LeRobot's async ones start

@@ -278,6 +278,7 @@ def test_train_dynamics_on_a_structured_checkpoint_replaces_only_the_pose_head(s
         assert torch.equal(p, q)
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_train_dynamics_trains_the_generator_tower(state_checkpoint, tmp_path):
     """The default dynamics is the Generator tower: it replaces the dynamics, keeps the renderer, and its env
     reports a disagreement per step, the same for a seed every time."""

@@ -45,6 +45,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1 / mse))
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_sprites_fit_a_scene_and_draw_unseen_states():
     train, test = random_states(600, 0), random_states(50, 1)
     frames = torch.from_numpy(scene(train)).permute(0, 3, 1, 2).contiguous()

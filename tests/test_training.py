@@ -49,6 +49,7 @@ def test_train_is_seeded_and_loss_falls(dataset, tmp_path):
     assert env.step(obs["observation.state"])[0]["observation.image"].shape == (96, 96, 3)
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_training_resumes_after_a_kill(dataset, tmp_path):
     out = tmp_path / "run"
     code = ("import sys; from cosmos3_robot.model.training import TrainConfig, train; "
@@ -74,6 +75,7 @@ def test_training_resumes_after_a_kill(dataset, tmp_path):
     WorldModel.from_pretrained(out)
 
 
+@pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_ddp_two_cpu_processes(dataset, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     code = tmp_path / "ddp.py"
