@@ -91,6 +91,16 @@ def real_frame(seed=11):
     return PushTRealEnv().reset(seed=seed)[0]
 
 
+def finished_job(get, video_id: str, tries: int = 600, pause: float = 0.05) -> dict:
+    """Poll GET /v1/videos/{id} (`get`: httpx.get on a URL prefix, or a TestClient's get) until the job ends."""
+    for _ in range(tries):
+        status = get(f"/v1/videos/{video_id}").json()
+        if status["status"] in ("completed", "failed"):
+            break
+        time.sleep(pause)
+    return status
+
+
 def check_request(ref, form: dict, files) -> dict:
     """A request as vLLM-Omni reads it: its form model, action mode, domain, action tensor and frame contract."""
     extra = json.loads(form["extra_params"])
@@ -296,11 +306,7 @@ def test_the_recipes_inverse_dynamics_command_succeeds_with_the_domain_changed(s
                                                  capture_output=True, text=True).stdout)
     job = run(domain="pusht", dim=2)
     assert job["status"] == "queued", job
-    for _ in range(600):
-        status = httpx.get(f"{server}/v1/videos/{job['id']}").json()
-        if status["status"] in ("completed", "failed"):
-            break
-        time.sleep(0.1)
+    status = finished_job(lambda path: httpx.get(server + path), job["id"])
     parsed = ref.videos.VideoResponse.model_validate(status)
     assert parsed.status == "completed" and parsed.action.shape == [16, 2]
     assert parsed.action.action_mode == "inverse_dynamics" and parsed.action.domain_id == 4
@@ -330,11 +336,7 @@ def test_the_recipes_curl_commands_succeed_with_the_domain_changed(server, tmp_p
     job = json.loads(sh(RECIPE_POLICY.format(url=server, frame=frame, domain="pusht", dim=2)).stdout)
     ref.videos.VideoResponse.model_validate(job)
     assert job["status"] == "queued"
-    for _ in range(300):
-        status = httpx.get(f"{server}/v1/videos/{job['id']}").json()
-        if status["status"] in ("completed", "failed"):
-            break
-        time.sleep(0.1)
+    status = finished_job(lambda path: httpx.get(server + path), job["id"])
     parsed = ref.videos.VideoResponse.model_validate(status)
     assert parsed.status == "completed" and parsed.action.shape == [16, 2] and parsed.action.action_mode == "policy"
     assert parsed.action.domain_id == 4 and parsed.action.raw_action_dim == 2
@@ -356,11 +358,8 @@ def test_policy_job_answers_the_expert_chunk(server, ref):
     form = {"prompt": "push the T", "num_frames": "5", "extra_params": json.dumps(
         {"action_mode": "policy", "domain_name": "pusht", "action_chunk_size": 4, "state": [obs["observation.state"].tolist()]})}
     job = httpx.post(server + "/v1/videos", data=form, files={"input_reference": ("f.png", png, "image/png")}).json()
-    for _ in range(300):
-        status = httpx.get(f"{server}/v1/videos/{job['id']}").json()
-        if status["status"] == "completed":
-            break
-        time.sleep(0.05)
+    status = finished_job(lambda path: httpx.get(server + path), job["id"])
+    assert status["status"] == "completed", status
     action = ref.videos.VideoAction.model_validate(status["action"])
     policy = make_policy("pusht", "expert", 0)
     policy.reset(0)
@@ -388,11 +387,7 @@ def test_inverse_dynamics_job_recovers_the_actions_of_a_real_clip(pusht_app, ref
     with TestClient(pusht_app) as c:
         job = c.post("/v1/videos", data=form, files={"input_reference": ("clip.mp4", mp4_bytes(np.stack(frames), 10))})
         assert job.status_code == 200, job.text
-        for _ in range(600):
-            status = c.get(f"/v1/videos/{job.json()['id']}").json()
-            if status["status"] in ("completed", "failed"):
-                break
-            time.sleep(0.05)
+        status = finished_job(c.get, job.json()["id"])
     got = ref.videos.VideoResponse.model_validate(status)
     assert got.status == "completed" and got.action.action_mode == "inverse_dynamics" and got.action.shape == [8, 2]
     err = np.abs(np.asarray(got.action.data) - np.stack(actions))[1:].mean()

@@ -924,10 +924,6 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    if not os.environ.get("DISPLAY"):  # MuJoCo scenes (aloha, droid) render headless
-        os.environ.setdefault("MUJOCO_GL", "egl")
     args = build_parser().parse_args(argv)
     try:
         check_numbers(args)

@@ -150,9 +150,9 @@ def parse(form, *, served_dims: int, served_layouts: tuple[str, ...], max_num_fr
     fps = None if fps is None else _float(fps, "fps", 1.0)
     seed = _text(form, "seed")
     seed = 0 if seed is None else _int(seed, "seed")
-    for name in ("num_inference_steps",):  # accepted and range-checked as vLLM-Omni does; a learned sim ignores it
-        if _text(form, name) is not None:
-            _int(_text(form, name), name, 1, 200)
+    # accepted and range-checked as vLLM-Omni does; a learned simulator ignores them
+    if _text(form, "num_inference_steps") is not None:
+        _int(_text(form, "num_inference_steps"), "num_inference_steps", 1, 200)
     for name in ("guidance_scale", "flow_shift", "true_cfg_scale"):
         if _text(form, name) is not None:
             _float(_text(form, name), name, -math.inf)
@@ -216,9 +216,8 @@ def parse(form, *, served_dims: int, served_layouts: tuple[str, ...], max_num_fr
         req.session = str(extra["session_id"])
     if extra.get("step") is not None:
         req.step = _int(extra["step"], "extra_params.step", 0)
-    for key in ("deterministic_seed",):
-        if extra.get(key) is not None:
-            req.seed = _int(extra[key], f"extra_params.{key}")
+    if extra.get("deterministic_seed") is not None:
+        req.seed = _int(extra["deterministic_seed"], "extra_params.deterministic_seed")
     return req
 
 
