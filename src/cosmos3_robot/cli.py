@@ -344,6 +344,10 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
         extra["calibrations"] = {n: c for n, c in env.calibrations().items()
                                  if env.embodiment.camera(n).viewpoint != "wrist"}
         extra["live_calibrations"] = env.calibrations
+    if args.format == "droid":  # a scene that renders stereo and measures DROID's further robot state gives them
+        for name in ("stereo", "robot_state_extras"):
+            if hasattr(env, name):
+                extra[name] = getattr(env, name)
     writer = make_writer(args.format, args.out, env.embodiment, **extra)
     before = len(writer.existing_episodes())
     try:

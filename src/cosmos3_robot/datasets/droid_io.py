@@ -45,6 +45,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, load_spec
+from ..embodiments.state_completion import complete_state
 from .lerobot_io import LeRobotRecorder, fsync_tree
 from .video import read_mp4, resize_to, write_mp4
 from ..errors import UserError
@@ -54,6 +55,10 @@ ROLES = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "e
 CAMERA_TYPE = {"wrist": 0, "exterior": 1}  # droid/camera_utils/info.py: hand_camera 0, varied_camera 1
 DROID_STATE = ("joint_positions", "cartesian_position", "gripper_position")
 MAX_DELTA = {"joint": 0.2, "lin": 0.075, "rot": 0.15, "gripper": 0.25}  # robot_ik_solver.py, per control step
+BUILDING = "cosmos3-sim"  # DROID's GUI asks the building; ours is the simulator
+# Each <serial>.mp4 holds the left and right eye side by side: what DROID's MP4 readers split (mp4_reader.py
+# and the RLDS builder's droid_utils.py `read_camera`, frame[:, :w//2] -> <serial>_left, the rest -> _right).
+VIDEO_LAYOUT = "stereo_side_by_side"
 DIR_TIME = "%a_%b_%d_%H:%M:%S_%Y"  # one of parse.py's parse_timestamp patterns
 UUID_TIME = "%Y-%m-%d-%Hh-%Mm-%Ss"  # parse.py's normalized timestamp, the tail of DROID's uuid
 
@@ -94,10 +99,15 @@ def _flat(x: np.ndarray) -> np.ndarray:
 class DroidWriter:
     """Write episodes in DROID's raw layout under `root`. `calibrations`: fixed cameras' calibrations;
     `live_calibrations`: a callable returning every camera's calibration now (e.g. the Franka scene's
-    `env.calibrations`, whose wrist camera moves), read at each frame; the spec's own calibrations fill in."""
+    `env.calibrations`, whose wrist camera moves); the spec's own calibrations fill in. `stereo`: a callable
+    returning camera name -> (right-eye frame, right-eye calibration) now (the Franka scene's `env.stereo`);
+    without it the right half of each video is a copy of the left (said in the metadata's `cosmos3_right_eye`).
+    `robot_state_extras`: a callable returning DROID's further robot_state fields now (joint velocities, torques).
+    The callables are read by `observe()`, which `eval.rollout.collect` calls right after each observation; a
+    frame added without it reads them at `add_frame`."""
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec | str, calibrations: dict | None = None,
-                 variant: str | None = None, live_calibrations=None):
+                 variant: str | None = None, live_calibrations=None, stereo=None, robot_state_extras=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(".tmp-*"):  # a previous run killed mid-episode
@@ -108,26 +118,46 @@ class DroidWriter:
         for c in self.spec.cameras:
             if c.name not in self.calibrations and c.calibration:
                 self.calibrations[c.name] = CameraCalibration.from_dict({**c.calibration, "name": c.name})
-        self.live_calibrations = live_calibrations
+        self.live_calibrations, self.stereo, self.robot_state_extras = live_calibrations, stereo, robot_state_extras
         self._buffer: list[tuple[dict, np.ndarray, float, bool, dict]] = []
+        self._pending: dict | None = None
         self._task = ""
 
     def existing_episodes(self) -> list[dict]:
         return [read_droid_metadata(p) for p in list_droid_episodes(self.root)]
 
+    def _capture(self) -> dict:
+        return {"calib": self.live_calibrations() if self.live_calibrations is not None else {},
+                "right": self.stereo() if self.stereo is not None else {},
+                "extras": self.robot_state_extras() if self.robot_state_extras is not None else {}}
+
+    def observe(self) -> None:
+        """Read calibrations, right-eye views and robot-state extras for the observation just made."""
+        self._pending = self._capture()
+
     def add_frame(self, observation: dict, action, reward: float, success: bool, task: str, done: bool = False) -> None:
-        live = self.live_calibrations() if self.live_calibrations is not None else {}
-        self._buffer.append((observation, np.asarray(action, dtype=np.float32), float(reward), bool(success), live))
+        snap = self._pending if self._pending is not None else self._capture()
+        self._pending = None
+        self._buffer.append((observation, np.asarray(action, dtype=np.float32), float(reward), bool(success), snap))
         self._task = task
 
     def discard_episode(self) -> None:
-        self._buffer = []
+        self._buffer, self._pending = [], None
+
+    def _calibs(self, name: str) -> list | None:
+        per_step = [b[4]["calib"].get(name, self.calibrations.get(name)) for b in self._buffer]
+        return None if any(c is None for c in per_step) else per_step
 
     def _extrinsics(self, name: str) -> np.ndarray | None:
-        per_step = [b[4].get(name, self.calibrations.get(name)) for b in self._buffer]
-        if any(c is None for c in per_step):
-            return None
-        return np.stack([c.to_droid() for c in per_step])
+        per_step = self._calibs(name)
+        return None if per_step is None else np.stack([c.to_droid() for c in per_step])
+
+    def _right_eye(self, name: str, left: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """(right frames, right extrinsics or None, "rendered" | "copy of left")."""
+        views = [b[4]["right"].get(name) for b in self._buffer]
+        if all(v is not None and v[0].shape == left.shape[1:] for v in views):
+            return np.stack([v[0] for v in views]), np.stack([v[1].to_droid() for v in views]), "rendered"
+        return left, self._extrinsics(name), "copy of left"
 
     def _when(self, success: bool) -> tuple[datetime, Path]:
         """A start time whose DROID folder name is free (DROID's names have one-second resolution)."""
@@ -138,11 +168,31 @@ class DroidWriter:
         outcome = "success" if success else "failure"
         return when, self.root / LAB / outcome / when.strftime("%Y-%m-%d") / when.strftime(DIR_TIME)
 
+    def _targets(self, state: dict, recorded: dict) -> dict[str, np.ndarray]:
+        """DROID's action/target_cartesian_position and target_gripper_position (the controller's targets,
+        droid/controllers/oculus_controller.py): the commanded pose, or the pose the commanded joints give (the
+        spec's registered state completion), and the commanded gripper."""
+        out = {}
+        if "gripper_position" in recorded:
+            out["target_gripper_position"] = _flat(recorded["gripper_position"])
+        if "cartesian_position" in recorded:
+            out["target_cartesian_position"] = recorded["cartesian_position"]
+        elif "joint_position" in recorded and "gripper_position" in recorded and "cartesian_position" in state:
+            try:
+                out["target_cartesian_position"] = np.stack([
+                    complete_state(self.spec, {"joint_positions": q, "gripper_position": g})[
+                        self.spec.state.slices()["cartesian_position"]]
+                    for q, g in zip(recorded["joint_position"], _flat(recorded["gripper_position"]))])
+            except UserError:  # no kinematic chain registered for this robot
+                pass
+        return out
+
     def save_episode(self, **meta) -> int:
         if not self._buffer:
             raise UserError("save_episode() with no frames added; call add_frame() first")
         index = len(list_droid_episodes(self.root))
         success = bool(meta.get("success", False))
+        imagined = bool(meta.get("imagined", False))
         when, final = self._when(success)
         user_id = hashlib.sha1(f"{LAB}{self.spec.name}".encode()).hexdigest()[:8]
         ep_uuid = f"{LAB}+{user_id}+{when.strftime(UUID_TIME)}"
@@ -157,17 +207,22 @@ class DroidWriter:
         ms = clock.astype(np.int64)
         state = {}
         derived: list[str] = []
+        right_eye: dict[str, str] = {}
+        videos: dict[str, np.ndarray] = {}
         with h5py.File(tmp / "trajectory.h5", "w") as h5:
             if self.spec.state.dims:
                 full = np.stack([o["observation.state"] for o in obs]).astype(np.float64)
                 state = {f: full[:, sl] for f, sl in self.spec.state.slices().items()}
                 for f, x in state.items():
                     h5[f"observation/robot_state/{f}"] = _flat(x)
+            extras = [b[4]["extras"] for b in self._buffer]
+            for f in sorted(set.intersection(*(set(e) for e in extras))) if extras[0] else []:
+                h5[f"observation/robot_state/{f}"] = np.stack([np.asarray(e[f], np.float64) for e in extras])
             recorded = {f: actions[:, sl].astype(np.float64) for f, sl in self.action.slices().items()}
             for f, x in recorded.items():
                 h5[f"action/{f}"] = _flat(x)
             if all(f in state for f in DROID_STATE):
-                for f, x in _droid_actions(state, recorded).items():
+                for f, x in {**_droid_actions(state, recorded), **self._targets(state, recorded)}.items():
                     h5[f"action/{f}"] = x
                     derived.append(f)
             h5["observation/timestamp/robot_state/robot_timestamp_seconds"] = (clock // 1000).astype(np.int64)
@@ -176,6 +231,7 @@ class DroidWriter:
                 h5[f"observation/timestamp/robot_state/{k}"] = ms
             for k in ("step_start", "policy_start", "sleep_start", "control_start", "step_end"):
                 h5[f"observation/timestamp/control/{k}"] = ms
+            h5["observation/timestamp/skip_action"] = np.zeros(T, bool)  # trajectory_utils/misc.py: never skipped
             for info in ("controller_on", "movement_enabled"):
                 h5[f"observation/controller_info/{info}"] = np.ones(T, bool)
             h5["observation/controller_info/failure"] = np.zeros(T, bool)
@@ -187,40 +243,69 @@ class DroidWriter:
                 h5[f"observation/camera_type/{serial}"] = np.full(T, CAMERA_TYPE["wrist" if wrist else "exterior"])
                 for k in ("estimated_capture", "frame_received", "read_start", "read_end"):
                     h5[f"observation/timestamp/cameras/{serial}_{k}"] = ms
+                left = np.stack([o[self.spec.camera(name).key] for o in obs])
+                right, ext_right, right_eye[name] = self._right_eye(name, left)
+                videos[serial] = np.concatenate([left, right], axis=2)  # side by side, as DROID's readers split it
                 ext = self._extrinsics(name)
                 if ext is not None:
                     h5[f"observation/camera_extrinsics/{serial}_left"] = ext
+                    h5[f"observation/camera_extrinsics/{serial}_right"] = ext_right
+                    if wrist and "cartesian_position" in state:  # droid/robot_env.py: the camera in the hand's frame
+                        h5[f"observation/camera_extrinsics/{serial}_left_gripper_offset"] = _in_frame(
+                            state["cartesian_position"], ext)
             h5.attrs.update({"current_task": self._task, "success": success, "failure": not success,
                              "user": LAB, "robot_serial_number": f"sim-{self.spec.name}", "version_number": "1.3",
-                             "time": when.strftime(DIR_TIME)})
-        for name, serial in serials.items():
-            frames = np.stack([o[self.spec.camera(name).key] for o in obs])
-            write_mp4(tmp / "recordings" / "MP4" / f"{serial}.mp4", frames, self.spec.video_fps)
+                             "time": when.strftime(DIR_TIME), "building": BUILDING,
+                             "scene_id": int(user_id, 16) % 10**9, "fixed_tasks": [self._task],
+                             "cosmos3_imagined": imagined, "cosmos3_checkpoint": str(meta.get("checkpoint") or "")})
+        for serial, frames in videos.items():
+            mp4 = tmp / "recordings" / "MP4" / f"{serial}.mp4"
+            write_mp4(mp4, frames, self.spec.video_fps)
+            # droid/camera_utils/recording_readers/mp4_reader.py: the frame times, matched against the h5's
+            (mp4.parent / f"{serial}_timestamps.json").write_text(json.dumps(ms.tolist()))
         roles = {ROLES[n]: s for n, s in serials.items() if n in ROLES}
         ext0 = {n: self._extrinsics(n) for n in serials}
+        lab_dir = final.relative_to(self.root / LAB)  # DROID's paths are relative to the <lab> folder (schema.py)
+        mp4_rel = lab_dir / "recordings" / "MP4"
+        paths = {f"{r}_mp4_path": str(mp4_rel / f"{s}.mp4") for r, s in roles.items()}
+        paths |= {f"{r}_svo_path": "" for r in roles}  # no ZED SVO recordings exist for simulated cameras
+        if "ext1" in roles and "ext2" in roles:  # svo2mp4.py: the exterior further toward +y is on the left
+            e1, e2 = ext0.get("exterior_1_left"), ext0.get("exterior_2_left")
+            left_role = "ext1" if e1 is None or e2 is None or e1[0][1] > e2[0][1] else "ext2"
+            right_role = "ext2" if left_role == "ext1" else "ext1"
+            paths |= {"left_mp4_path": paths[f"{left_role}_mp4_path"], "right_mp4_path": paths[f"{right_role}_mp4_path"]}
         metadata = {  # postprocessing/schema.py TRAJECTORY_SCHEMA, then ours
             "uuid": ep_uuid, "lab": LAB, "user": LAB, "user_id": user_id, "date": when.strftime("%Y-%m-%d"),
-            "timestamp": when.strftime(UUID_TIME), "hdf5_path": str(final.relative_to(self.root) / "trajectory.h5"),
-            "building": "N/A", "scene_id": -1, "success": success, "robot_serial": f"sim-{self.spec.name}",
-            "droid_version": "1.3", "current_task": self._task, "trajectory_length": T,
+            "timestamp": when.strftime(UUID_TIME), "hdf5_path": str(lab_dir / "trajectory.h5"),
+            "building": BUILDING, "scene_id": int(user_id, 16) % 10**9, "success": success,
+            "robot_serial": f"sim-{self.spec.name}", "droid_version": "1.3", "current_task": self._task,
+            "trajectory_length": T,
             **{f"{r}_cam_serial": s for r, s in roles.items()},
             **{f"{r}_cam_extrinsics": ext0[n][0].tolist() for n, r in ROLES.items()
                if n in serials and ext0[n] is not None},
-            **{f"{r}_{kind}_path": None for r in roles for kind in ("svo", "mp4")},
-            "left_mp4_path": None, "right_mp4_path": None,
+            **paths,
             "embodiment": self.spec.name, "action_variant": self.action.name, "camera_serials": serials,
             "calibrations": {n: c.to_dict() for n, c in self.calibrations.items()},
-            "cosmos3_derived_actions": derived, "episode_index": index, **meta,
+            "cosmos3_derived_actions": derived, "cosmos3_video_layout": VIDEO_LAYOUT, "cosmos3_right_eye": right_eye,
+            "imagined": imagined, "episode_index": index,
+            **{k: v for k, v in meta.items() if v is not None},  # validate.py: no field may be null
         }
         (tmp / f"metadata_{ep_uuid}.json").write_text(json.dumps(metadata, indent=2))
         fsync_tree(tmp)  # on disk before it becomes visible
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(final)  # atomic: the episode appears complete or not at all
-        self._buffer = []
+        self._buffer, self._pending = [], None
         return index
 
     def close(self) -> None:
         self.discard_episode()
+
+
+def _in_frame(frame_pose: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """DROID 6-vectors (xyz + euler "xyz"): `pose` expressed in `frame_pose`'s frame, per step."""
+    Rf, Rp = Rotation.from_euler("xyz", frame_pose[:, 3:]), Rotation.from_euler("xyz", pose[:, 3:])
+    pos = Rf.inv().apply(pose[:, :3] - frame_pose[:, :3])
+    return np.concatenate([pos, (Rf.inv() * Rp).as_euler("xyz")], axis=1)
 
 
 def _episode_order(path: Path) -> tuple:
@@ -294,7 +379,10 @@ def read_droid_episode(episode: str | Path) -> dict:
     for name, serial in _serials_by_camera(meta, spec).items():
         path = episode / "recordings" / "MP4" / f"{serial}.mp4"
         if path.is_file():
-            out["frames"][name] = read_mp4(path)
+            frames = read_mp4(path)
+            if meta.get("cosmos3_video_layout") == VIDEO_LAYOUT:  # ours: left eye | right eye
+                frames = frames[:, :, : frames.shape[2] // 2]
+            out["frames"][name] = frames
     out["calibrations"] = {n: CameraCalibration.from_dict(d) for n, d in meta.get("calibrations", {}).items()}
     if spec.state.dims and all(f"observation/robot_state/{f.name}" in arrays for f in spec.state.fields):
         out["state"] = np.concatenate([_column(arrays, f"observation/robot_state/{f.name}") for f in spec.state.fields],

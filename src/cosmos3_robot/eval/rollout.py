@@ -10,11 +10,14 @@ from ..errors import UserError
 
 
 def rollout(env, policy, seed: int | None = None, options: dict | None = None, max_steps: int | None = None,
-            on_step=None) -> dict:
+            on_step=None, on_observe=None) -> dict:
     """Run one episode; `on_step(obs, action, reward, done, info)` sees every transition with the observation
     the action was chosen from (`done`: the episode ends with this step: terminated, truncated or
-    `max_steps`). Returns length, return, success and final info."""
+    `max_steps`); `on_observe()` runs right after each observation is made (reset and every step), while the
+    env is still in the state it shows. Returns length, return, success and final info."""
     obs, info = env.reset(seed=seed, options=options)
+    if on_observe is not None:
+        on_observe()
     policy.reset(seed)
     total, steps, success, reward = 0.0, 0, False, 0.0
     while True:
@@ -26,6 +29,8 @@ def rollout(env, policy, seed: int | None = None, options: dict | None = None, m
         done = bool(terminated or truncated or (max_steps is not None and steps >= max_steps))
         if on_step is not None:
             on_step(obs, action, reward, done, info)
+        if on_observe is not None and not done:
+            on_observe()
         obs = next_obs
         if done:
             break
@@ -58,7 +63,7 @@ def collect(env, policy, episodes: int, writer, seed0: int = 0, task: str | None
             if "disagreement" in info:
                 spread.append(float(info["disagreement"]))
 
-        res = rollout(env, policy, seed=seed, on_step=on_step)
+        res = rollout(env, policy, seed=seed, on_step=on_step, on_observe=getattr(writer, "observe", None))
         record = {"seed": seed, "policy": policy.name, "success": res["success"], "length": res["length"],
                   "return": res["return"], "final_reward": res["final_reward"], "env": env_name, **(meta or {})}
         if spread:

@@ -135,6 +135,13 @@ class LearnedEnv(gym.Env):
         truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
         return self._copy_obs(), reward, success, truncated, info
 
+    def calibrations(self) -> dict:
+        """Each camera's `CameraCalibration` in the current imagined state, where the backend computes them (a
+        wrist camera follows the imagined arm); {} before reset or where the backend cannot."""
+        if self._session is None or not hasattr(self.backend, "calibrations"):
+            return {}
+        return self.backend.calibrations(self._session)[0]
+
     def render(self):
         return None if self._obs is None else self._obs[self.embodiment.camera(self.cameras[0]).key].copy()
 

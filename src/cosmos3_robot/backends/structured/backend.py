@@ -112,6 +112,13 @@ class StructuredBackend:
                         "noise_seed": session_seeds(seed, B), "t": np.zeros(B, np.int64)},
                        instruction=ctx.instruction)
 
+    def calibrations(self, session: Session) -> list[dict]:
+        """Per session each camera's `CameraCalibration` in its current world state, where the task computes
+        them (`calibrations(world)`: a camera on the arm moves with it); else one empty dict per session."""
+        if not hasattr(self.task, "calibrations"):
+            return [{} for _ in range(len(session))]
+        return self.task.calibrations(np.asarray(session.data["world"][:, -1], np.float64))
+
     @property
     def reads_state(self) -> bool:
         """Whether the task reads the robot state off frames (`read_state`), so a start may omit it."""

@@ -42,6 +42,20 @@ EXTERIOR_CAMERAS = {
 }
 # Wrist camera in link 7's frame: beside the hand (across the fingers' travel), looking down the gripper.
 WRIST_CAMERA = ((0.06, -0.06, 0.09), (0.0, 0.0, 0.30), (0.707, -0.707, 0.0), 75.0)  # pos, look-at, up, fovy
+# Stereo baselines (m): DROID's exterior cameras are ZED 2 (120 mm between the eyes), its wrist camera a ZED Mini
+# (63 mm), per Stereolabs' datasheets. Each spec camera is the left eye; its right eye sits one baseline along the
+# camera's +x (image right) and is named with `_right` for `_left` (`right_eye`).
+STEREO_BASELINE = {"exterior_1_left": 0.12, "exterior_2_left": 0.12, "wrist_left": 0.063}
+
+
+def right_eye(name: str) -> str:
+    """The MuJoCo camera of `name`'s right eye: exterior_1_left -> exterior_1_right."""
+    return name[: -len("_left")] + "_right" if name.endswith("_left") else name + "_right"
+
+
+def _right_pos(pos, target, up, baseline: float) -> tuple:
+    x = np.array([float(v) for v in _xyaxes(pos, target, up).split()[:3]])
+    return tuple(np.round(np.asarray(pos, float) + baseline * x, 6))
 
 
 def franka_assets() -> Path:
@@ -75,12 +89,17 @@ def scene_xml() -> str:
     assets = franka_assets()
     chain = _include(assets / "chain.xml")
     pos, target, up, fovy = WRIST_CAMERA
-    wrist = f'<camera name="wrist_left" pos="{" ".join(map(str, pos))}" xyaxes="{_xyaxes(pos, target, up)}" fovy="{fovy}"/>'
+    wrist = "\n".join(
+        f'<camera name="{n}" pos="{" ".join(map(str, p))}" xyaxes="{_xyaxes(pos, target, up)}" fovy="{fovy}"/>'
+        for n, p in (("wrist_left", pos),
+                     (right_eye("wrist_left"), _right_pos(pos, target, up, STEREO_BASELINE["wrist_left"]))))
     chain = chain.replace("<site name='end_effector'", wrist + "\n<site name='end_effector'")
     # gravity compensation, as the real Panda's controller does: position targets hold without sag
     chain = re.sub(r'<body name="(panda0_[^"]*)"', r'<body name="\1" gravcomp="1"', chain)
-    cameras = "\n".join(f'<camera name="{n}" pos="{" ".join(map(str, p))}" xyaxes="{_xyaxes(p, t)}" fovy="{f}"/>'
-                        for n, (p, t, f) in EXTERIOR_CAMERAS.items())
+    cameras = "\n".join(f'<camera name="{n}" pos="{" ".join(map(str, p))}" xyaxes="{_xyaxes(p0, t)}" fovy="{f}"/>'
+                        for name, (p0, t, f) in EXTERIOR_CAMERAS.items()
+                        for n, p in ((name, p0), (right_eye(name), _right_pos(p0, t, (0.0, 0.0, 1.0),
+                                                                              STEREO_BASELINE[name]))))
     header = _include(assets / "assets.xml").replace('meshdir="franka_assets/meshes"', f'meshdir="{assets / "meshes"}"')
     return f"""<mujoco model="cosmos3_franka_cube">
 {header}
@@ -265,18 +284,39 @@ class FrankaCubeRealEnv(gym.Env):
 
     # ------------------------------------------------------------------ gym API
 
+    def _render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+        if size not in self._renderers:  # one renderer per frame size
+            self._renderers[size] = self.mj.Renderer(self.model, *size)
+        renderer = self._renderers[size]
+        renderer.update_scene(self.data, camera=camera)
+        renderer.scene.flags[self.mj.mjtRndFlag.mjRND_SHADOW] = self.shadows
+        renderer.scene.flags[self.mj.mjtRndFlag.mjRND_REFLECTION] = self.shadows
+        self.renders += 1
+        return renderer.render().copy()
+
+    def stereo(self) -> dict[str, tuple[np.ndarray, CameraCalibration]]:
+        """Each rendered camera's right-eye view at the current state and that eye's calibration (ZED cameras
+        are stereo, and DROID's MP4s hold both eyes side by side; see `STEREO_BASELINE`)."""
+        out = {}
+        for name in self.cameras:
+            h, w = self.sizes[name]
+            calib = CameraCalibration.from_mujoco(self.model, self.data, right_eye(name), w, h)
+            out[name] = (self._render(right_eye(name), (h, w)), calib)
+        return out
+
+    def robot_state_extras(self) -> dict[str, np.ndarray]:
+        """What DROID's robot_state holds beyond the spec's state (droid/franka/robot.py `get_robot_state`), as the
+        scene measures it: joint velocities (rad/s) and the arm actuators' torques (N m) of the last step. The
+        scene's position servo computes its torque inside MuJoCo, so `joint_torques_computed` and
+        `motor_torques_measured` are the same numbers here."""
+        torque = self.data.actuator_force[:7].astype(np.float64)
+        return {"joint_velocities": self.data.qvel[:7].astype(np.float64).copy(),
+                "joint_torques_computed": torque.copy(), "motor_torques_measured": torque.copy()}
+
     def _obs(self) -> dict:
         obs = {}
         for name in self.cameras:
-            size = self.sizes[name]
-            if size not in self._renderers:  # one renderer per frame size
-                self._renderers[size] = self.mj.Renderer(self.model, *size)
-            renderer = self._renderers[size]
-            renderer.update_scene(self.data, camera=name)
-            renderer.scene.flags[self.mj.mjtRndFlag.mjRND_SHADOW] = self.shadows
-            renderer.scene.flags[self.mj.mjtRndFlag.mjRND_REFLECTION] = self.shadows
-            obs[self.embodiment.camera(name).key] = renderer.render().copy()
-            self.renders += 1
+            obs[self.embodiment.camera(name).key] = self._render(name, self.sizes[name])
         obs["observation.state"] = np.clip(self.robot_state(), self.observation_space["observation.state"].low,
                                            self.observation_space["observation.state"].high)
         return obs

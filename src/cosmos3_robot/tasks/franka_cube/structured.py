@@ -244,6 +244,25 @@ class FrankaCubeWorld(nn.Module):
         pose[:, :3, 3] = origins[:, mount["link"]] + rots[:, mount["link"]] @ np.asarray(mount["pos"])
         return pose
 
+    def calibrations(self, world: np.ndarray) -> list[dict[str, CameraCalibration]]:
+        """(B, W) -> per row each camera's calibration in that state: the exterior cameras' fixed ones, the wrist
+        camera's pose from the state's joints through the chain (what the imagined frames are drawn from)."""
+        _, origins, rots = self.keypoints(world)
+        out = [{} for _ in range(len(world))]
+        for name in self.cameras:
+            poses = self.camera_poses(name, origins, rots)
+            if name in self.calibs:
+                base = self.calibs[name]
+                K, W, H = base.K, base.width, base.height
+            else:
+                cam = self.spec.camera(name)
+                f = 0.5 * cam.height / np.tan(np.deg2rad(self.config["mount"]["fovy"]) / 2)
+                K, W, H = np.array([[f, 0, (cam.width - 1) / 2], [0, f, (cam.height - 1) / 2], [0, 0, 1]]), cam.width, cam.height
+            for b in range(len(world)):
+                out[b][name] = CameraCalibration.from_intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], W, H, None,
+                                                                 np.array(poses[b]), name)
+        return out
+
     def project(self, world: np.ndarray) -> np.ndarray:
         """(B, W) -> renderer inputs (B, cameras, P, 3): (u, v) in [-1, 1] across each camera's frame, log depth."""
         points, origins, rots = self.keypoints(world)
