@@ -18,6 +18,23 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _fast_video_codec(monkeypatch):
+    """Tests record with H.264: lerobot's default AV1 (the product's default, so data merges with lerobot/pusht)
+    costs about 2 s more per recorded episode on this CPU. The tests of that default restore it
+    (`lerobot_default_codec`)."""
+    from cosmos3_robot.datasets import lerobot_io
+
+    monkeypatch.setattr(lerobot_io, "DEFAULT_VCODEC", "h264")
+
+
+@pytest.fixture
+def lerobot_default_codec(monkeypatch):
+    from cosmos3_robot.datasets import lerobot_io
+
+    monkeypatch.setattr(lerobot_io, "DEFAULT_VCODEC", "libsvtav1")
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny untrained world model with PushT metadata (its output heads given small random
@@ -131,12 +148,27 @@ def lerobot_policy_dir(tmp_path_factory):
 DROID_PATTERNS = ["%a_%b__%d_%H:%M:%S_%Y", "%a_%b_%d_%H:%M:%S_%Y", "%a_%b__%d_%H_%M_%S_%Y", "%a_%b_%d_%H_%M_%S_%Y"]
 
 
-def droid_reference_reads(episode):
-    """The reads DROID's own code makes on one raw episode folder, key by key, with h5py only. -> the record
-    parse_trajectory would build (its camera part) and the RLDS builder's first and last steps."""
+def droid_reference_reads(episode, videos: bool = True):
+    """What DROID's own code needs from one raw episode folder, checked as that code reads it (the code itself was
+    run on our episodes with scripts/check_droid_with_droid_code.py; docs/droid.md has its results):
+    - droid/postprocessing/parse.py `parse_timestamp` (folder-name patterns) and `parse_trajectory` (h5 attrs,
+      action/joint_position's length, camera_type, camera_extrinsics/<serial>_left; hdf5_path relative to <lab>/);
+    - droid/postprocessing/util/validate.py `validate_metadata_record`: no metadata field is null;
+    - the RLDS builder's droid_utils.py `get_hdf5_length`: every h5 dataset has the same length;
+    - with `videos`, both `RecordedMultiCameraWrapper`s (droid's camera_utils/wrappers and the builder's
+      droid_utils.py): every `recordings/MP4/*.mp4` is opened and its name (less .mp4) looked up in
+      observation/camera_type (the builder skips names containing 'stereo'; droid's raises KeyError on any other
+      name); droid's mp4_reader.py opens `<name>_timestamps.json` and drops a frame whose time differs from
+      observation/timestamp/cameras/<name>_frame_received; `read_camera` decodes with cv2.VideoCapture (BGR) and
+      splits every frame at width // 2 into `<name>_left` and `<name>_right`; the builder's `_parse_example` then
+      resizes to 320x180 (PIL bicubic) and flips BGR -> RGB.
+    -> the record parse_trajectory would build (its camera part), the builder's first and last steps and, with
+    `videos`, {serial: (left RGB frames, right RGB frames)} as those readers return them."""
+    import json
     from datetime import datetime
     from pathlib import Path
 
+    import cv2
     import h5py
 
     episode = Path(episode)
@@ -149,7 +181,16 @@ def droid_reference_reads(episode):
     assert stamps, f"folder name {episode.name!r} matches none of parse_timestamp's patterns"
     assert episode.parent.name == stamps[0].strftime("%Y-%m-%d"), "DROID nests <date>/<time>/"
     assert episode.parent.parent.name in ("success", "failure"), "DROID nests <lab>/<success|failure>/"
+    lab_dir = episode.parents[2]
+    meta = json.loads(next(episode.glob("metadata_*.json")).read_text())
+    assert [k for k, v in meta.items() if v is None] == [], "validate_metadata_record: null fields"
+    assert meta["hdf5_path"] == str(episode.relative_to(lab_dir) / "trajectory.h5"), "parse.py: relative to <lab>/"
+    for key in [k for k in meta if k.endswith("_mp4_path")]:
+        assert (lab_dir / meta[key]).is_file(), f"{key} {meta[key]!r} is not a file under <lab>/"
+    lengths = set()
     with h5py.File(episode / "trajectory.h5", "r") as h5:
+        h5.visititems(lambda name, obj: lengths.add(len(obj)) if isinstance(obj, h5py.Dataset) else None)
+        assert len(lengths) == 1, f"get_hdf5_length asserts one length; found {sorted(lengths)}"
         assert "action" in h5.keys()
         attrs = h5.attrs
         T = int(h5["action"]["joint_position"].shape[0])
@@ -181,9 +222,29 @@ def droid_reference_reads(episode):
                 "gripper_velocity": (1,), "joint_position": (7,), "joint_velocity": (7,)}
             steps.append(step)
         serials = list(camera_types)
+        received = {s: h5[f"observation/timestamp/cameras/{s}_frame_received"][()] for s in serials}
     for s in serials:
         assert (episode / "recordings" / "MP4" / f"{s}.mp4").is_file()
-    return record, steps
+    if not videos:
+        return record, steps
+    views = {}
+    for mp4 in sorted((episode / "recordings" / "MP4").glob("*.mp4")):
+        name = mp4.name[:-4]
+        assert name in serials, f"{mp4.name}: droid's RecordedMultiCameraWrapper looks {name!r} up in camera_type"
+        stamps = json.loads((mp4.parent / f"{name}_timestamps.json").read_text())
+        assert stamps == received[name].tolist(), "mp4_reader drops frames whose time differs from the h5's"
+        cap, left, right = cv2.VideoCapture(str(mp4)), [], []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            w = frame.shape[1] // 2
+            left.append(frame[:, :w, ::-1])
+            right.append(frame[:, w:, ::-1])
+        cap.release()
+        assert len(left) == T, f"{mp4.name}: {len(left)} frames for {T} steps"
+        views[name] = (np.stack(left), np.stack(right))
+    return record, steps, views
 
 
 def write_droid_fixture(root, T: int = 5, success: bool = True, size=(360, 640)):
@@ -238,7 +299,7 @@ def write_droid_fixture(root, T: int = 5, success: bool = True, size=(360, 640))
                 c.mux(p)
     uuid = "AUTOLab+5d05c5aa+2023-07-07-09h-42m-23s"
     meta = {"uuid": uuid, "lab": "AUTOLab", "user": "Alice", "user_id": "5d05c5aa", "date": "2023-07-07",
-            "timestamp": "2023-07-07-09h-42m-23s", "hdf5_path": "AUTOLab/success/2023-07-07/Fri_Jul__7_09:42:23_2023/trajectory.h5",
+            "timestamp": "2023-07-07-09h-42m-23s", "hdf5_path": f"{'success' if success else 'failure'}/2023-07-07/Fri_Jul__7_09:42:23_2023/trajectory.h5",
             "building": "N/A", "scene_id": 1, "success": success, "robot_serial": "panda-1", "droid_version": "1.3",
             "current_task": "put the marker in the cup", "trajectory_length": T,
             **{f"{r}_cam_serial": s for r, s in serials.items()}}

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cosmos3_robot.cli import embodiment_rows, main
@@ -74,3 +75,31 @@ def test_collect_from_the_learned_simulator_marks_episodes_imagined(tmp_path, ca
     assert main(["collect", "--sim", "learned", "--env", "aloha", "--policy", "random", "--episodes", "1",
                  "--out", str(tmp_path / "a")]) == 2
     assert "no learned simulator" in capsys.readouterr().err
+
+
+def test_imagined_droid_episodes_read_as_droids_code_reads_them(tmp_path):
+    """4: an imagined Franka episode in DROID's layout has every camera's extrinsics (the wrist camera's from the
+    imagined arm), says it is imagined in the h5, and DROID's readers return its frames exactly; its right eye is
+    a copy of the left, and says so."""
+    import h5py
+    from conftest import droid_reference_reads
+
+    from cosmos3_robot.datasets import list_droid_episodes, read_droid_episode
+
+    assert main(["collect", "--sim", "learned", "--env", "droid", "--format", "droid", "--episodes", "1",
+                 "--max-steps", "6", "--out", str(tmp_path / "d")]) == 0
+    folder = list_droid_episodes(tmp_path / "d")[0]
+    record, _, views = droid_reference_reads(folder)
+    ep = read_droid_episode(folder)
+    serials = ep["metadata"]["camera_serials"]
+    for name, serial in serials.items():
+        np.testing.assert_array_equal(views[serial][0], ep["frames"][name])
+        np.testing.assert_array_equal(views[serial][1], ep["frames"][name])  # the marked copy
+        assert ep["arrays"][f"observation/camera_extrinsics/{serial}_left"].shape == (6, 6)
+    assert ep["metadata"]["cosmos3_right_eye"] == {n: "copy of left" for n in serials}
+    wrist = ep["arrays"][f"observation/camera_extrinsics/{serials['wrist_left']}_left"]
+    assert np.abs(wrist[-1] - wrist[0]).max() > 1e-4  # follows the imagined arm
+    ext = ep["arrays"][f"observation/camera_extrinsics/{serials['exterior_1_left']}_left"]
+    assert np.abs(ext - ext[0]).max() == 0 and record["ext1_cam_extrinsics"] == ext[0].tolist()
+    with h5py.File(folder / "trajectory.h5") as h5:
+        assert h5.attrs["cosmos3_imagined"] == True and h5.attrs["cosmos3_checkpoint"] == "franka_cube"  # noqa: E712

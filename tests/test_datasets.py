@@ -293,7 +293,7 @@ def test_reads_and_converts_an_episode_in_droids_own_schema(tmp_path, capsys):
     from cosmos3_robot.cli import main
 
     folder, arrays, colours = write_droid_fixture(tmp_path / "droid", T=5)
-    record, _ = droid_reference_reads(folder)  # the fixture is what DROID's own code reads
+    record, _ = droid_reference_reads(folder, videos=False)  # the fixture is what DROID's own code reads
     assert list_droid_episodes(tmp_path / "droid") == [folder]
     ep = read_droid_episode(folder)
     names = {"wrist_left": "wrist", "exterior_1_left": "ext1", "exterior_2_left": "ext2"}
@@ -330,3 +330,86 @@ def test_sessions_that_each_pack_their_episodes_append_without_losing_any(tmp_pa
     assert [len(ep["action"]) for ep in episodes] == [4] * 7
     assert [m["policy"] for m in read_episode_meta(root)] == ["expert"] * 2 + ["random"] * 3 + ["expert-noise0.2"] * 2
     assert max(file_counts(root).values()) == 1  # packed again
+
+
+def _lerobot_pusht_shaped(root, episodes: int = 2, T: int = 6):
+    """A dataset made by lerobot's own LeRobotDataset.create with lerobot/pusht's meta/info.json features
+    (names included), robot_type, fps and lerobot's default encoder: what a lerobot user's PushT data is."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    motors = {"motors": ["motor_0", "motor_1"]}
+    features = {"observation.image": {"dtype": "video", "shape": (96, 96, 3), "names": ["height", "width", "channel"]},
+                "observation.state": {"dtype": "float32", "shape": (2,), "names": motors},
+                "action": {"dtype": "float32", "shape": (2,), "names": motors},
+                "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
+                "next.done": {"dtype": "bool", "shape": (1,), "names": None},
+                "next.success": {"dtype": "bool", "shape": (1,), "names": None}}
+    ds = LeRobotDataset.create("lerobot/pusht-like", fps=10, features=features, root=root, robot_type="unknown",
+                               use_videos=True)
+    rng = np.random.default_rng(0)
+    for _ in range(episodes):
+        for t in range(T):
+            ds.add_frame({"observation.image": rng.integers(0, 255, (96, 96, 3), dtype=np.uint8),
+                          "observation.state": rng.uniform(0, 512, 2).astype(np.float32),
+                          "action": rng.uniform(0, 512, 2).astype(np.float32),
+                          "next.reward": np.array([0.0], np.float32), "next.done": np.array([t == T - 1]),
+                          "next.success": np.array([False]), "task": LEROBOT_PUSHT_TASK})
+        ds.save_episode()
+    ds.finalize()
+    return root
+
+
+def test_lerobot_aggregate_merges_real_imagined_and_lerobot_made_pusht_data(tmp_path, lerobot_default_codec):
+    """6, 7: lerobot's aggregate_datasets merges our real and imagined PushT data (default encoding) with a
+    dataset lerobot made with lerobot/pusht's features, and the merged dataset still tells the imagined episodes."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from cosmos3_robot.cli import main
+    from cosmos3_robot.datasets import episode_sources
+
+    assert main(["collect", "--episodes", "2", "--max-steps", "6", "--out", str(tmp_path / "real")]) == 0
+    assert main(["collect", "--sim", "learned", "--episodes", "1", "--max-steps", "6",
+                 "--out", str(tmp_path / "imagined")]) == 0
+    info = json.loads((tmp_path / "real" / "meta" / "info.json").read_text())
+    assert info["features"]["observation.image"]["info"]["video.codec"] == "av1"  # lerobot's default, as lerobot/pusht
+    assert info["features"]["action"]["names"] == {"motors": ["motor_0", "motor_1"]}
+    _lerobot_pusht_shaped(tmp_path / "theirs")
+    roots = [tmp_path / "real", tmp_path / "imagined", tmp_path / "theirs"]
+    aggregate_datasets(["local/real", "local/imagined", "lerobot/pusht-like"], "local/merged", roots=roots,
+                       aggr_root=tmp_path / "merged")
+    merged = LeRobotDataset("local/merged", root=tmp_path / "merged")
+    assert merged.meta.total_episodes == 5 and len(merged) == 2 * 6 + 6 + 2 * 6
+    assert episode_sources(tmp_path / "merged") == {0: "real", 1: "real", 2: "imagined:pusht_tower", 3: "unknown",
+                                                    4: "unknown"}
+    assert list(merged.meta.episodes["imagined"][:3]) == [False, False, True]  # what LeRobotDataset users see
+    assert tuple(merged[13]["observation.image"].shape) == (3, 96, 96)  # the imagined episode's frames decode
+
+
+def test_convert_droid_offers_lerobots_droid_port_layout(tmp_path):
+    """8: `convert-droid --layout lerobot-port` writes the layout of LeRobot's own DROID port
+    (examples/port_datasets/port_droid.py): robot_type Franka at 15 fps, 8-D state and action (7 joints + gripper),
+    DROID's sub-features; the default stays the spec's layout."""
+    from conftest import write_droid_fixture
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from cosmos3_robot.cli import main
+
+    folder, arrays, _ = write_droid_fixture(tmp_path / "droid", T=5)
+    assert main(["convert-droid", str(tmp_path / "droid"), "--out", str(tmp_path / "port"),
+                 "--layout", "lerobot-port"]) == 0
+    ds = LeRobotDataset("local/droid", root=tmp_path / "port")
+    assert ds.meta.robot_type == "Franka" and ds.meta.fps == 15 and len(ds) == 5
+    f = ds.meta.features
+    assert tuple(f["observation.state"]["shape"]) == (8,) and tuple(f["action"]["shape"]) == (8,)
+    assert f["action"]["names"] == {"axes": [f"joint_{i}" for i in range(7)] + ["gripper"]}
+    assert {"observation.state.cartesian_position", "action.joint_velocity", "action.original", "is_first",
+            "camera_extrinsics.exterior_1_left", "observation.images.wrist_left"} <= set(f)
+    item = ds[4]
+    np.testing.assert_allclose(item["action"].numpy(), np.r_[arrays["action/joint_position"][4],
+                                                            arrays["action/gripper_position"][4]], rtol=1e-6)
+    np.testing.assert_allclose(item["observation.state"].numpy()[:7], arrays["observation/robot_state/joint_positions"][4],
+                               rtol=1e-6)
+    assert bool(item["is_last"]) and float(item["reward"]) == 1.0 and tuple(item["observation.images.wrist_left"].shape) == (3, 180, 320)
+    assert main(["convert-droid", str(tmp_path / "droid"), "--out", str(tmp_path / "port"),
+                 "--layout", "lerobot-port"]) == 2  # never over an existing dataset

@@ -1,4 +1,5 @@
 import numpy as np
+from scipy.spatial.transform import Rotation
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -112,39 +113,68 @@ def test_expert_picks_and_places():
     assert sum(results) >= 2, results
 
 
-def test_expert_episode_to_droid_layout_with_calibration(env, tmp_path):
+def test_expert_episode_to_droid_layout_as_droids_readers_read_it(env, tmp_path):
+    """A MuJoCo episode through `collect` into DROID's layout, read as DROID's code reads it (conftest's
+    droid_reference_reads: parse_trajectory, validate_metadata_record, both MP4 readers, the RLDS builder)."""
     from conftest import droid_reference_reads
+
+    from cosmos3_robot.eval.rollout import collect
 
     obs, _ = env.reset(seed=0)
     calibs = env.calibrations()
     writer = DroidWriter(tmp_path, "droid", calibrations={k: calibs[k] for k in ("exterior_1_left", "exterior_2_left")},
-                         variant="joint_position", live_calibrations=env.calibrations)
+                         variant="joint_position", live_calibrations=env.calibrations, stereo=env.stereo,
+                         robot_state_extras=env.robot_state_extras)
     expert = FrankaPickPlaceExpert(calibs["exterior_1_left"])
-
-    def on_step(o, action, reward, terminated, info):
-        writer.add_frame(o, action, reward, info["is_success"], env.embodiment.task)
-
-    rollout(env, expert, seed=0, max_steps=12, on_step=on_step)
-    writer.save_episode(seed=0, policy=expert.name)
-    ep = read_droid_episode(list_droid_episodes(tmp_path)[0])
+    env.max_episode_steps = 12
+    collect(env, expert, 1, writer, progress=False, env_name="droid")
+    env.max_episode_steps = 200
+    folder = list_droid_episodes(tmp_path)[0]
+    ep = read_droid_episode(folder)
     assert ep["action"].shape == (12, 8) and ep["state"].shape == (12, 14)
-    # the arm moved toward the cube: the end effector went down
-    assert ep["state"][-1, 10] < ep["state"][0, 10] - 0.05
+    assert ep["state"][-1, 10] < ep["state"][0, 10] - 0.05  # the arm moved toward the cube: the hand went down
     np.testing.assert_allclose(ep["calibrations"]["exterior_1_left"].camera_to_world,
                                calibs["exterior_1_left"].camera_to_world, atol=1e-9)
-    # DROID's own reads (parse_trajectory, the RLDS builder) find every key they need, key by key
-    record, steps = droid_reference_reads(list_droid_episodes(tmp_path)[0])
+    record, steps, views = droid_reference_reads(folder)
     serials = ep["metadata"]["camera_serials"]
     assert {record[f"{r}_cam_serial"] for r in ("wrist", "ext1", "ext2")} == set(serials.values())
     assert record["ext1_cam_serial"] == serials["exterior_1_left"] and record["wrist_cam_serial"] == serials["wrist_left"]
     np.testing.assert_allclose(record["ext1_cam_extrinsics"], calibs["exterior_1_left"].to_droid(), atol=1e-9)
+    # 1: DROID's readers' <serial>_left is our frame exactly (lossless video); _right is MuJoCo's right eye
+    for name, serial in serials.items():
+        left, right = views[serial]
+        np.testing.assert_array_equal(left, ep["frames"][name])
+        assert np.abs(right.astype(int) - left).mean() > 2, f"{name}: the right eye is a copy of the left"
+    assert ep["metadata"]["cosmos3_right_eye"] == {n: "rendered" for n in serials}
+    # the wrist camera's extrinsics at step t are those of the frame at step t (it moves with the arm)
+    env.reset(seed=0)
     wrist = ep["arrays"][f"observation/camera_extrinsics/{serials['wrist_left']}_left"]
-    assert wrist.shape == (12, 6) and np.abs(wrist[-1] - wrist[0]).max() > 1e-3  # the wrist camera moved with the arm
+    np.testing.assert_allclose(wrist[0], env.calibrations()["wrist_left"].to_droid(), atol=1e-9)
+    assert wrist.shape == (12, 6) and np.abs(wrist[-1] - wrist[0]).max() > 1e-3
+    # 5: the right eye one baseline along the camera's x; the wrist camera in the hand's frame is fixed
+    for name, baseline in (("exterior_1_left", 0.12), ("wrist_left", 0.063)):
+        l_, r_ = (ep["arrays"][f"observation/camera_extrinsics/{serials[name]}_{eye}"] for eye in ("left", "right"))
+        x_axis = Rotation.from_euler("xyz", l_[:, 3:]).as_matrix()[:, :, 0]
+        np.testing.assert_allclose(r_[:, :3] - l_[:, :3], baseline * x_axis, atol=1e-6)
+    offset = ep["arrays"][f"observation/camera_extrinsics/{serials['wrist_left']}_left_gripper_offset"]
+    assert np.abs(offset - offset[0]).max() < 1e-6 and np.linalg.norm(offset[0, :3]) > 0.01
+    a = ep["arrays"]
+    assert a["observation/robot_state/joint_velocities"].shape == (12, 7)
+    assert np.abs(a["observation/robot_state/joint_velocities"]).max() > 0.01  # the arm moved: measured, not zeros
+    assert a["observation/robot_state/joint_torques_computed"].shape == (12, 7)
+    np.testing.assert_allclose(a["action/target_gripper_position"], ep["action"][:, 7])
+    assert a["action/target_cartesian_position"].shape == (12, 6) and not a["observation/timestamp/skip_action"].any()
+    # the pose the commanded joints give is where the hand goes: near the next step's pose
+    assert np.abs(a["action/target_cartesian_position"][:-1, :3] - ep["state"][1:, 8:11]).max() < 0.05
+    import h5py
+    with h5py.File(folder / "trajectory.h5") as h5:
+        assert {"building", "scene_id", "fixed_tasks"} <= set(h5.attrs) and h5.attrs["cosmos3_imagined"] == False  # noqa: E712
     assert record["trajectory_length"] == 12 and steps[0]["gripper_position"].shape == (1,)
     np.testing.assert_array_equal(ep["arrays"]["action/joint_position"], ep["action"][:, :7])  # recorded, not derived
     np.testing.assert_array_equal(ep["arrays"]["action/cartesian_position"][:-1], ep["state"][1:, 8:])  # next pose
     assert ep["metadata"]["cosmos3_derived_actions"] == ["joint_velocity", "cartesian_position", "cartesian_velocity",
-                                                         "gripper_velocity"]
+                                                         "gripper_velocity", "target_gripper_position",
+                                                         "target_cartesian_position"]
 
 
 def test_render_only_the_cameras_a_run_needs():

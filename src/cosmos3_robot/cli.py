@@ -337,8 +337,10 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
         extra["variant"] = env.action_variant
     if args.format == "lerobot":
         extra["quality"] = args.video_quality
-    elif args.video_quality != "standard":
-        raise SystemExit("--video-quality applies to --format lerobot (DROID-layout episodes store their own MP4s)")
+        extra["vcodec"] = args.video_codec
+    elif args.video_quality != "standard" or args.video_codec is not None:
+        raise SystemExit("--video-quality and --video-codec apply to --format lerobot (DROID-layout episodes store "
+                         "their own lossless MP4s)")
     if args.format == "droid" and hasattr(env, "calibrations"):
         # every camera's extrinsics at every step (the wrist camera moves); intrinsics of the fixed ones
         extra["calibrations"] = {n: c for n, c in env.calibrations().items()
@@ -383,6 +385,13 @@ def cmd_convert_droid(args: argparse.Namespace) -> int:
 
     from .datasets.lock import exclusive
 
+    if args.layout == "lerobot-port":
+        from .datasets.droid_io import droid_to_lerobot_port
+
+        with exclusive(args.out):
+            n = droid_to_lerobot_port(args.src, args.out)
+        print(f"LeRobot dataset {args.out} holds {n} episodes from {args.src} in the layout of LeRobot's DROID port")
+        return 0
     with exclusive(args.out):
         rec = droid_to_lerobot(args.src, args.out)
     skipped = f"; {rec.skipped} already converted, skipped" if rec.skipped else ""
@@ -687,8 +696,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--success-threshold", type=float, default=0.95,
                    help="PushT goal coverage counted as success; 0.95 is gym-pusht's and lerobot/pusht's")
     p.add_argument("--video-quality", default="standard", choices=["standard", "lossless"],
-                   help="lerobot format: standard = lerobot's default encoding (small, lossy); lossless = for"
-                        " world-model training data")
+                   help="lerobot format: standard = lerobot 0.6.1's default encoding (AV1, yuv420p, CRF 30: small, "
+                        "lossy; merges with lerobot/pusht); lossless = H.264 4:4:4 at CRF 0, for world-model "
+                        "training data (lerobot's aggregate_datasets merges it only with data encoded the same way)")
+    p.add_argument("--video-codec", default=None, choices=["libsvtav1", "h264"],
+                   help="lerobot format: override the codec (default: libsvtav1 for standard, h264 for lossless); "
+                        "appending to a dataset keeps the dataset's own")
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("train", help="train the world model (tokenizer, world model, judge) on a dataset")
     p.add_argument("--dataset", required=True)
@@ -902,6 +915,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-droid", help="convert DROID-layout episodes into a LeRobot dataset")
     p.add_argument("src")
     p.add_argument("--out", required=True)
+    p.add_argument("--layout", default="spec", choices=["spec", "lerobot-port"],
+                   help="spec (default): the embodiment spec's features (droid: 14-D state with the cartesian pose, "
+                        "the recorded action), what this package's simulators and policies read, appended to and "
+                        "resumable; lerobot-port: the layout of LeRobot's own DROID port (examples/port_datasets/"
+                        "port_droid.py: 8-D state and action, DROID's sub-features, robot_type Franka), written whole")
     p.set_defaults(func=cmd_convert_droid)
     return parser
 

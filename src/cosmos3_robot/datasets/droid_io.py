@@ -438,3 +438,111 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
         recorder.save_episode(**keep, droid_uuid=ep["metadata"]["uuid"])
     recorder.close()  # packs the per-episode files
     return recorder
+
+
+# LeRobot's own DROID port (huggingface/lerobot examples/port_datasets/port_droid.py, DROID_FEATURES): its
+# feature names, shapes and names, robot_type and fps, for `droid_to_lerobot_port`.
+PORT_ROBOT_TYPE, PORT_FPS = "Franka", 15
+_AXES6 = {"axes": ["x", "y", "z", "roll", "pitch", "yaw"]}
+_JOINTS = {"axes": [f"joint_{i}" for i in range(7)]}
+_GRIP = {"axes": ["gripper"]}
+_PORT_CAMERAS = {"wrist_left": "wrist_left", "exterior_1_left": "exterior_1_left", "exterior_2_left": "exterior_2_left"}
+
+
+def port_features() -> dict:
+    f32 = lambda shape, names: {"dtype": "float32", "shape": shape, "names": names}  # noqa: E731
+    flag = {"dtype": "bool", "shape": (1,), "names": None}
+    text = {"dtype": "string", "shape": (1,), "names": None}
+    feats = {"is_first": flag, "is_last": flag, "is_terminal": flag, "language_instruction": text,
+             "language_instruction_2": text, "language_instruction_3": text,
+             "observation.state.gripper_position": f32((1,), _GRIP),
+             "observation.state.cartesian_position": f32((6,), _AXES6),
+             "observation.state.joint_position": f32((7,), _JOINTS),
+             "observation.state": f32((8,), {"axes": _JOINTS["axes"] + ["gripper"]})}
+    for cam in _PORT_CAMERAS.values():
+        feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": (180, 320, 3),
+                                              "names": ["height", "width", "channels"]}
+    feats |= {"action.gripper_position": f32((1,), _GRIP), "action.gripper_velocity": f32((1,), _GRIP),
+              "action.cartesian_position": f32((6,), _AXES6), "action.cartesian_velocity": f32((6,), _AXES6),
+              "action.joint_position": f32((7,), _JOINTS), "action.joint_velocity": f32((7,), _JOINTS),
+              "action.original": f32((7,), {"axes": _AXES6["axes"] + ["gripper"]}),
+              "action": f32((8,), {"axes": _JOINTS["axes"] + ["gripper"]}),
+              "discount": f32((1,), None), "reward": f32((1,), None), "task_category": text, "building": text,
+              "collector_id": text, "date": text}
+    feats |= {f"camera_extrinsics.{cam}": f32((6,), _AXES6) for cam in _PORT_CAMERAS.values()}
+    feats["is_episode_successful"] = flag
+    return feats
+
+
+def droid_to_lerobot_port(droid_root: str | Path, out: str | Path, repo_id: str = "local/droid",
+                          progress: bool = True) -> int:
+    """DROID-layout episodes (ours or DROID's own) -> a LeRobot dataset in the layout of LeRobot's DROID port
+    (`port_droid.py`): 8-D state and action (7 joints + gripper), every DROID sub-feature, robot_type "Franka".
+    Frames are resized to 180x320 as the port's RLDS source was. Built in a sibling folder and renamed into
+    place, so a kill leaves nothing half-written; `out` must not exist. -> episodes written."""
+    import os
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{str(out)!r} exists; the port layout is written whole into a new folder")
+    episodes = list_droid_episodes(droid_root)
+    if not episodes:
+        raise FileNotFoundError(f"no DROID-layout episodes (trajectory.h5) under {str(droid_root)!r}")
+    tmp = out.with_name(out.name + ".converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds = LeRobotDataset.create(repo_id, fps=PORT_FPS, features=port_features(), root=tmp,
+                               robot_type=PORT_ROBOT_TYPE, use_videos=True)
+    for path in tqdm(episodes, desc="droid -> lerobot (port layout)", disable=not progress):
+        ep = read_droid_episode(path)
+        a, meta = ep["arrays"], ep["metadata"]
+        missing = [n for n in _PORT_CAMERAS if n not in ep["frames"]]
+        need = ["observation/robot_state/joint_positions", "observation/robot_state/cartesian_position",
+                "observation/robot_state/gripper_position", *(f"action/{k}" for k in (
+                    "joint_position", "joint_velocity", "cartesian_position", "cartesian_velocity",
+                    "gripper_position", "gripper_velocity"))]
+        if missing or any(k not in a for k in need):
+            raise UserError(f"{path}: the port layout needs DROID's three cameras and state/action fields; missing "
+                            f"{missing + [k for k in need if k not in a]}")
+        frames = {n: resize_to(ep["frames"][n], 180, 320) for n in _PORT_CAMERAS}
+        T = min([len(a["action/joint_position"]), *(len(f) for f in frames.values())])
+        success = bool(meta.get("success", False))
+        serials = _serials_by_camera(meta, load_spec(ep["spec"]))
+        extr = {n: np.asarray(a[f"observation/camera_extrinsics/{serials[n]}_left"][0], np.float32)
+                if n in serials and f"observation/camera_extrinsics/{serials[n]}_left" in a else np.zeros(6, np.float32)
+                for n in _PORT_CAMERAS}
+        task = str(meta.get("current_task", ""))
+        col = lambda k, t: np.atleast_1d(np.asarray(a[k][t], np.float32))  # noqa: E731
+        for t in range(T):
+            q, g = col("observation/robot_state/joint_positions", t), col("observation/robot_state/gripper_position", t)
+            qa, ga = col("action/joint_position", t), col("action/gripper_position", t)
+            last = t == T - 1
+            frame = {"is_first": np.array([t == 0]), "is_last": np.array([last]), "is_terminal": np.array([last]),
+                     "language_instruction": task, "language_instruction_2": "", "language_instruction_3": "",
+                     "observation.state.gripper_position": g,
+                     "observation.state.cartesian_position": col("observation/robot_state/cartesian_position", t),
+                     "observation.state.joint_position": q, "observation.state": np.concatenate([q, g]),
+                     **{f"observation.images.{c}": frames[n][t] for n, c in _PORT_CAMERAS.items()},
+                     "action.gripper_position": ga, "action.gripper_velocity": col("action/gripper_velocity", t),
+                     "action.cartesian_position": col("action/cartesian_position", t),
+                     "action.cartesian_velocity": col("action/cartesian_velocity", t),
+                     "action.joint_position": qa, "action.joint_velocity": col("action/joint_velocity", t),
+                     # the RLDS builder's `action` (droid_dataset_builder droid.py): cartesian target + gripper
+                     "action.original": np.concatenate([col("action/cartesian_position", t), ga]),
+                     "action": np.concatenate([qa, ga]),
+                     "discount": np.array([1.0], np.float32),
+                     "reward": np.array([float(last and success)], np.float32),  # the builder's reward
+                     "task_category": str(meta.get("building", "")), "building": str(meta.get("building", "")),
+                     "collector_id": str(meta.get("user_id", "")), "date": str(meta.get("date", "")),
+                     **{f"camera_extrinsics.{c}": extr[n] for n, c in _PORT_CAMERAS.items()},
+                     "is_episode_successful": np.array([success]), "task": task}
+            ds.add_frame(frame)
+        ds.save_episode()
+    ds.finalize()
+    fsync_tree(tmp)
+    if out.exists():
+        out.rmdir()
+    os.replace(tmp, out)
+    return len(episodes)

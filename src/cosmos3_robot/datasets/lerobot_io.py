@@ -39,8 +39,11 @@ def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, var
     }
     if spec.state.dims:
         features["observation.state"] = {"dtype": "float32", "shape": (spec.state.dims,),
-                                         "names": list(spec.state.dim_names)}
-    features["action"] = {"dtype": "float32", "shape": (action.dims,), "names": list(action.dim_names)}
+                                         "names": spec.lerobot_names.get("state", list(spec.state.dim_names))}
+    names = spec.lerobot_names.get("action")
+    flat = next(iter(names.values())) if isinstance(names, dict) else names
+    features["action"] = {"dtype": "float32", "shape": (action.dims,),
+                          "names": names if flat is not None and len(flat) == action.dims else list(action.dim_names)}
     features["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
     features["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
     features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
@@ -50,8 +53,13 @@ def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, var
 VIDEO_QUALITIES = ("standard", "lossless")
 
 
-def _encoder(vcodec: str, quality: str = "standard"):
-    """lerobot's RGB encoder config. "standard" is lerobot's default (yuv420p, CRF 30, GOP 2): small files,
+DEFAULT_VCODEC = "libsvtav1"  # lerobot 0.6.1's default (VideoEncoderConfig), and lerobot/pusht's AV1
+LOSSLESS_VCODEC = "h264"  # SVT-AV1 encodes 4:2:0 only; libx264 does 4:4:4 at CRF 0
+
+
+def _encoder(vcodec: str | None, quality: str = "standard"):
+    """lerobot's RGB encoder config; `vcodec` None: lerobot's default codec (AV1), or H.264 for "lossless".
+    "standard" is lerobot's default (yuv420p, CRF 30, GOP 2): small files,
     but at 96x96 its per-frame error (about 1.3 grey levels on average, up to ~100 on the small PushT
     pusher) is larger than most frame-to-frame changes, so a world model trained on it learns the codec's
     flicker instead of the dynamics. "lossless" keeps full-resolution chroma at CRF 0 (lossless in YUV;
@@ -61,8 +69,8 @@ def _encoder(vcodec: str, quality: str = "standard"):
     if quality not in VIDEO_QUALITIES:
         raise UserError(f"video quality {quality!r} is not one of {VIDEO_QUALITIES}")
     if quality == "lossless":
-        return RGBEncoderConfig(vcodec=vcodec, pix_fmt="yuv444p", crf=0)
-    return RGBEncoderConfig(vcodec=vcodec)
+        return RGBEncoderConfig(vcodec=vcodec or LOSSLESS_VCODEC, pix_fmt="yuv444p", crf=0)
+    return RGBEncoderConfig(vcodec=vcodec or DEFAULT_VCODEC)
 
 
 JOURNAL = ".cosmos3_saving.json"  # present while an episode is being saved: what to roll back to
@@ -148,6 +156,46 @@ def recover_dataset(root: str | Path) -> str | None:
     return done
 
 
+SOURCE_COLUMNS = ("imagined", "imagined_by")  # in meta/episodes: survive lerobot's aggregate_datasets
+
+
+def _mark_source(root: Path, index: int, imagined: bool, by: str) -> None:
+    """Write whether episode `index` was imagined, and by which checkpoint, into its row of lerobot's per-episode
+    table (meta/episodes/*.parquet), where lerobot keeps per-episode facts: `aggregate_datasets` carries the
+    columns into a merge, and `LeRobotDataset(...).meta.episodes` shows them."""
+    import pandas as pd
+
+    for path in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        df = pd.read_parquet(path)
+        if index not in set(df["episode_index"]):
+            continue
+        if "imagined" not in df:
+            df["imagined"], df["imagined_by"] = False, ""
+        row = df["episode_index"] == index
+        df.loc[row, "imagined"], df.loc[row, "imagined_by"] = imagined, by
+        df["imagined"] = df["imagined"].astype(bool)
+        df.to_parquet(path.with_suffix(".tmp"), index=False)
+        os.replace(path.with_suffix(".tmp"), path)
+        return
+    raise RuntimeError(f"episode {index} has no row in {root}/meta/episodes")
+
+
+def episode_sources(root: str | Path) -> dict[int, str]:
+    """episode index -> "real" or "imagined:<checkpoint>", read from lerobot's per-episode table, so it holds
+    for a dataset merged by lerobot's `aggregate_datasets` too (rows without the columns, from datasets recorded
+    elsewhere, read "unknown")."""
+    import pandas as pd
+
+    out = {}
+    for path in sorted(Path(root, "meta", "episodes").glob("chunk-*/file-*.parquet")):
+        df = pd.read_parquet(path)
+        for _, r in df.iterrows():
+            flag = r.get("imagined")
+            out[int(r["episode_index"])] = ("unknown" if flag is None or pd.isna(flag)
+                                            else f"imagined:{r.get('imagined_by') or ''}" if bool(flag) else "real")
+    return out
+
+
 def read_episode_meta(root: str | Path) -> list[dict]:
     """The per-episode sidecar records (seed, policy, success, length, ...), in episode order."""
     path = Path(root) / EPISODES_FILE
@@ -179,7 +227,7 @@ class LeRobotRecorder:
     """Append episodes to a LeRobot v3 dataset at `root` (created if new, resumed if it exists)."""
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec | str, repo_id: str = "local/cosmos3",
-                 cameras: list[str] | None = None, fps: float | None = None, vcodec: str = "h264",
+                 cameras: list[str] | None = None, fps: float | None = None, vcodec: str | None = None,
                  robot_type: str | None = None, variant: str | None = None, quality: str = "standard"):
         self.root = Path(root)
         self.spec = load_spec(spec) if isinstance(spec, str) else spec
@@ -202,6 +250,12 @@ class LeRobotRecorder:
             return self._ds
         recover_dataset(self.root)
         if (self.root / "meta" / "info.json").is_file():
+            from lerobot.configs import encoder_config_from_video_info
+
+            infos = [f.get("info") for f in json.loads((self.root / "meta" / "info.json").read_text())["features"].values()
+                     if f.get("dtype") == "video" and f.get("info")]
+            if infos:  # appending keeps the dataset's own encoding: one codec per dataset, as lerobot expects
+                self.encoder = encoder_config_from_video_info(infos[0])
             self._ds = LeRobotDataset.resume(self.repo_id, root=self.root, rgb_encoder=self.encoder)
             existing = {k: tuple(v["shape"]) for k, v in self._ds.meta.features.items() if k in self.features}
             wanted = {k: tuple(v["shape"]) for k, v in self.features.items()}
@@ -259,6 +313,7 @@ class LeRobotRecorder:
                             "the command once the cause is fixed (the episode is rolled back)") from e
         self._ds.finalize()
         self._ds, self._frames = None, 0
+        _mark_source(self.root, index, bool(meta.get("imagined", False)), str(meta.get("checkpoint") or ""))
         record = {"episode_index": index, "embodiment": self.spec.name, **meta}
         with open(self.root / EPISODES_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")

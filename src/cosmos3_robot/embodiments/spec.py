@@ -149,6 +149,9 @@ class EmbodimentSpec:
     concat_view: tuple[str, ...] = ()  # camera order of the concat layout: first on top, rest halved below
     task: str = ""
     robot_type: str = ""  # LeRobot's info.json robot_type for datasets of it (default: the spec's name)
+    # LeRobot feature `names` for observation.state / action where a reference dataset fixes them (e.g.
+    # lerobot/pusht's {"motors": ["motor_0", "motor_1"]}); None: the spec's own dim names
+    lerobot_names: dict = field(default_factory=dict, compare=False)
     cosmos3_domain: str | None = None  # Cosmos 3's domain_name (vLLM-Omni's EMBODIMENT_TO_DOMAIN_ID key)
     cosmos3_action: str | None = None  # the action variant Cosmos 3's checkpoints take in that domain
     cosmos3_domain_id: int | None = None  # its id in that table
@@ -259,6 +262,25 @@ def _parse_vector(name: str, table: dict, where: str, chunk_default: int) -> Vec
     return VectorSpec(name=name, fields=parsed, chunk_length=int(table.get("chunk_length", chunk_default)))
 
 
+def _lerobot_names(table, where: str, state_dims: int, action_dims: dict[str, int]) -> dict:
+    """[lerobot] state_names / action_names: the `names` LeRobot's info.json gives a reference dataset's
+    observation.state / action, a list or a one-entry table of a list, of the vector's length."""
+    if not isinstance(table, dict) or set(table) - {"state_names", "action_names"}:
+        raise SpecError(f"{where}: [lerobot] takes state_names and action_names, e.g. "
+                        "state_names = {motors = [\"motor_0\", \"motor_1\"]}")
+    out = {}
+    for key, dims in (("state_names", {state_dims}), ("action_names", set(action_dims.values()))):
+        if key not in table:
+            continue
+        names = table[key]
+        flat = next(iter(names.values())) if isinstance(names, dict) and len(names) == 1 else names
+        if not isinstance(flat, list) or not all(isinstance(n, str) for n in flat) or len(flat) not in dims:
+            raise SpecError(f"{where}: [lerobot] {key} = {names!r}; give a list of {sorted(dims)} names or a "
+                            "one-entry table of one, as LeRobot's info.json writes them")
+        out[key.split("_")[0]] = names
+    return out
+
+
 def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
     """Build an `EmbodimentSpec` from a parsed TOML table; errors name `source` and the field."""
     where = f"spec {source}"
@@ -304,6 +326,10 @@ def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
     cosmos3_action = cosmos3.get("action", default_action if "domain_name" in cosmos3 else None)
     if cosmos3_action is not None and cosmos3_action not in actions:
         raise SpecError(f"{where}: [cosmos3] action = {cosmos3_action!r} is not one of {sorted(actions)}")
+    lerobot_names = _lerobot_names(data.get("lerobot", {}), where, state_dims=sum(
+        int(f.get("dims", 1)) for f in data.get("state", []) if isinstance(f, dict)),
+        action_dims={n: sum(int(f.get("dims", 1)) for f in v.get("fields", []) if isinstance(f, dict))
+                     for n, v in data.get("actions", {}).items() if isinstance(v, dict)})
     gripper_open = data.get("gripper_open")
     if gripper_open not in (None, 0, 1):
         raise SpecError(f"{where}: gripper_open = {gripper_open!r}, expected 0 or 1 (the value meaning open)")
@@ -323,6 +349,7 @@ def parse_spec(data: dict, source: str = "<dict>") -> EmbodimentSpec:
         concat_view=concat_view,
         task=data.get("task", ""),
         robot_type=data.get("robot_type", ""),
+        lerobot_names=lerobot_names,
         cosmos3_domain=cosmos3.get("domain_name"),
         cosmos3_action=cosmos3_action,
         cosmos3_domain_id=cosmos3.get("domain_id"),
