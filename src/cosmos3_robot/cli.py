@@ -664,9 +664,7 @@ def _add_sinks(p):
     p.add_argument("--serve", action="store_true", help="serve the Rerun web viewer instead")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
     p.add_argument("--env", default="pusht", choices=sorted(DEMO), help="droid: the Franka cube scene")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
@@ -676,9 +674,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rrd", default="outputs/demo.rrd")
     p.add_argument("--out", default="outputs/demo_eval")
     p.set_defaults(func=cmd_demo)
+
+
+def add_embodiments_parser(sub) -> None:
     p = sub.add_parser("embodiments", help="table of all embodiment specs, or one spec in full")
     p.add_argument("name", nargs="?", help="one embodiment to show in full")
     p.set_defaults(func=cmd_embodiments)
+
+
+def add_collect_parser(sub) -> None:
     p = sub.add_parser("collect", help="closed-loop data collection from a real or a learned simulator")
     p.add_argument("--env", default="pusht", choices=["pusht", "aloha", "droid"],
                    help="droid: the MuJoCo Franka cube scene")
@@ -703,6 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lerobot format: override the codec (default: libsvtav1 for standard, h264 for lossless); "
                         "appending to a dataset keeps the dataset's own")
     p.set_defaults(func=cmd_collect)
+
+
+def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train the world model (tokenizer, world model, judge) on a dataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="checkpoint directory (resumed if a run was interrupted)")
@@ -766,6 +773,9 @@ def build_parser() -> argparse.ArgumentParser:
                         " conditioning); also the sampler's schedule")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+
+def add_train_policy_parser(sub) -> None:
     p = sub.add_parser("train-policy", help="PushT: train the policy head (the Generator tower in policy mode) of a "
                        "structured checkpoint on recorded episodes; its dynamics and renderer are kept")
     p.add_argument("--init", required=True, help="a structured PushT checkpoint, e.g. pusht_tower")
@@ -786,6 +796,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     p.set_defaults(func=cmd_train_policy)
+
+
+def add_train_dynamics_parser(sub) -> None:
     p = sub.add_parser("train-dynamics", help="PushT: train the state dynamics (the Generator tower over entity "
                        "tokens, or the baseline pose MLP) and write a structured-backend checkpoint")
     p.add_argument("--init", required=True, help="a structured checkpoint (its renderer is kept; "
@@ -819,6 +832,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     p.set_defaults(func=cmd_train_dynamics)
 
+
+
+def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a checkpoint over vLLM-Omni's Cosmos 3 video API (forward dynamics)")
     p.add_argument("--checkpoint", default="pusht_tower", help="a checkpoint directory or shipped name")
     p.add_argument("--host", default="127.0.0.1")
@@ -833,6 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=16, help="async jobs that may wait; more get a 429")
     p.set_defaults(func=cmd_serve)
 
+
+
+def add_serve_policy_parser(sub) -> None:
     p = sub.add_parser("serve-policy", help="serve a policy over openpi's websocket protocol")
     p.add_argument("--env", default="droid", choices=["pusht", "droid", "aloha"])
     p.add_argument("--policy", default="expert", help="a ladder name, random, or lerobot:<pretrained_model dir>")
@@ -850,11 +869,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_serve_policy)
 
+
+
+def add_export_onnx_parser(sub) -> None:
     p = sub.add_parser("export-onnx", help="write the ONNX graphs a structured checkpoint runs under ONNX Runtime "
                                            "into its onnx/ folder (otherwise exported once into the user cache)")
     p.add_argument("checkpoint", help="a structured checkpoint directory or a shipped checkpoint name")
     p.set_defaults(func=cmd_export_onnx)
 
+
+
+def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate policies in the learned (and real) simulator, compare rankings")
     p.add_argument("--policies", default="expert,expert-noise0.2,expert-noise0.4,random",
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
@@ -886,6 +911,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished eval in --out, or discard an unfinished one of other arguments")
     p.set_defaults(func=cmd_eval)
+
+
+def add_eval_fidelity_parser(sub) -> None:
     p = sub.add_parser("eval-fidelity", help="open-loop PSNR/SSIM of the learned simulator on held-out episodes")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--env", default="pusht", choices=["pusht", "droid"], help="droid: the Franka cube scene")
@@ -896,6 +924,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--starts", type=int, default=3)
     p.add_argument("--horizons", default="1,4,16,32")
     p.set_defaults(func=cmd_eval_fidelity)
+
+
+def add_view_parser(sub) -> None:
     p = sub.add_parser("view", help="log a LeRobot or DROID-layout episode to Rerun")
     p.add_argument("dataset")
     p.add_argument("--episode", type=int, default=0)
@@ -903,6 +934,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the spec of a LeRobot dataset that does not name one (e.g. lerobot/pusht: pusht)")
     _add_sinks(p)
     p.set_defaults(func=cmd_view)
+
+
+def add_rollout_parser(sub) -> None:
     p = sub.add_parser("rollout", help="run and log a closed-loop rollout (real, learned, or both)")
     p.add_argument("--env", default="pusht", choices=["pusht"])
     p.add_argument("--policy", default="expert")
@@ -912,6 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=300)
     _add_sinks(p)
     p.set_defaults(func=cmd_rollout, rrd="rollout.rrd")
+
+
+def add_convert_droid_parser(sub) -> None:
     p = sub.add_parser("convert-droid", help="convert DROID-layout episodes into a LeRobot dataset")
     p.add_argument("src")
     p.add_argument("--out", required=True)
@@ -921,6 +958,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "resumable; lerobot-port: the layout of LeRobot's own DROID port (examples/port_datasets/"
                         "port_droid.py: 8-D state and action, DROID's sub-features, robot_type Franka), written whole")
     p.set_defaults(func=cmd_convert_droid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cosmos3-robot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_demo_parser(sub)
+    add_embodiments_parser(sub)
+    add_collect_parser(sub)
+    add_train_parser(sub)
+    add_train_policy_parser(sub)
+    add_train_dynamics_parser(sub)
+    add_serve_parser(sub)
+    add_serve_policy_parser(sub)
+    add_export_onnx_parser(sub)
+    add_eval_parser(sub)
+    add_eval_fidelity_parser(sub)
+    add_view_parser(sub)
+    add_rollout_parser(sub)
+    add_convert_droid_parser(sub)
     return parser
 
 
