@@ -30,7 +30,7 @@ from cosmos3_robot.embodiments import Normalizer, load_spec
 from cosmos3_robot.model import StateRendererConfig
 from cosmos3_robot.model.entity_tower import EntityTower
 from cosmos3_robot.tasks.pusht.real import random_pusht_frames
-from cosmos3_robot.model.sprite_renderer import fit_sprites
+from cosmos3_robot.train.renderers import fit_sprites
 from cosmos3_robot.tasks.pusht.structured import build_backend, sprite_config, tower_config
 from cosmos3_robot.tasks.pusht.vision import block_pose_features, pose_to_features
 from cosmos3_robot.train import JsonlLogger, fit, warmup_cosine

@@ -60,7 +60,7 @@ def state_checkpoint(tmp_path_factory):
     the state and a conv frame head that reads the state: the base the pose dynamics head builds on."""
     from cosmos3_robot.datasets import LeRobotRecorder
     from cosmos3_robot.eval.rollout import collect
-    from cosmos3_robot.model.training import TrainConfig, train
+    from cosmos3_robot.train.world_model import TrainConfig, train
     from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
 
     root = tmp_path_factory.mktemp("pd") / "pusht"

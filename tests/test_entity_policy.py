@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cosmos3_robot.embodiments import load_spec
-from cosmos3_robot.model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
+from cosmos3_robot.model.entity_policy import EntityPolicy, EntityPolicyConfig
+from cosmos3_robot.train.entity import fit_entity_policy, policy_samples
 from cosmos3_robot.tasks.pusht.structured import ENTITIES, tower_config
 
 NAMES = [e["name"] for e in ENTITIES]

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from cosmos3_robot.eval.metrics import auroc, uncertainty_report
-from cosmos3_robot.model.entity_tower import (EntityTower, EntityTowerConfig, apply_change, entity_transitions,
-                                              fit_entity_tower, matrix_to_rotvec, own_change, rotvec_to_matrix)
+from cosmos3_robot.model.entity_geometry import apply_change, matrix_to_rotvec, own_change, rotvec_to_matrix
+from cosmos3_robot.model.entity_tower import EntityTower, EntityTowerConfig
+from cosmos3_robot.train.entity import entity_transitions, fit_entity_tower
 
 
 def config(kinds, action_kind, d, **kw):

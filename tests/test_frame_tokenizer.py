@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cosmos3_robot.model import FrameAutoencoder, WorldModel, get_config, psnr, train_frame_autoencoder
+from cosmos3_robot.model import FrameAutoencoder, WorldModel, get_config, psnr
+from cosmos3_robot.train.world_model import train_frame_autoencoder
 from cosmos3_robot.model.frame_tokenizer import foreground
 
 CFG = get_config("tiny")

@@ -56,7 +56,8 @@ def test_ladder_names_make_distinct_degradations():
 
 
 def test_keypoint_renderer_learns_where_a_segment_is():
-    from cosmos3_robot.model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig, fit_keypoint_renderer
+    from cosmos3_robot.model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig
+    from cosmos3_robot.train.renderers import fit_keypoint_renderer
 
     torch.manual_seed(0)
     r = KeypointRenderer(KeypointRendererConfig(groups=[[[0, 1]]], cameras=1, height=16, width=24, channels=16,

@@ -403,7 +403,7 @@ def test_motion_weight_scales_the_frame_loss_on_changing_latents():
 
 
 def test_mode_probs_forward_share():
-    from cosmos3_robot.model.training import mode_probs
+    from cosmos3_robot.train.world_model import mode_probs
     from cosmos3_robot.model.world_model import MODE_PROBS
 
     assert mode_probs(None) == MODE_PROBS

@@ -8,7 +8,7 @@ from cosmos3_robot.datasets import load_episodes
 from cosmos3_robot.backends.structured import StructuredBackend
 from cosmos3_robot.embodiments.perception import perceive
 from cosmos3_robot.model import StateRenderer, WorldModel, get_config
-from cosmos3_robot.model.renderer import fit_renderer, fit_renderer_pixels
+from cosmos3_robot.train.renderers import fit_renderer, fit_renderer_pixels
 from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
 from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.tasks.pusht.dynamics import PoseDynamics, fit_pose_dynamics, to_body, transitions
@@ -305,26 +305,6 @@ def test_train_dynamics_trains_the_generator_tower(state_checkpoint, tmp_path):
     assert a == b and all(np.isfinite(a)) and min(a) >= 0
     with pytest.raises(ValueError, match="dynamics="):
         train_dynamics(first, root, tmp_path / "x", dynamics="gnn", progress=False)
-
-    # an ensemble of towers from two seeds rolls out exactly as its first member; its disagreement is theirs
-    from cosmos3_robot.tasks.pusht.structured import ensemble_backend
-
-    train_dynamics(first, root, tmp_path / "tower1", width=16, epochs=3, seed=1, progress=False,
-                   tower={"layers": 1, "ffn_dim": 16, "head_width": 16, "samples": 3})
-    ensemble_backend([tmp_path / "tower", tmp_path / "tower1"], tmp_path / "ens")
-    ens = LearnedEnv(checkpoint=tmp_path / "ens", start=START)
-    alone = LearnedEnv(checkpoint=tmp_path / "tower", start=START)
-    for e in (ens, alone):
-        e.reset(seed=3)
-    for _ in range(3):
-        act = np.array([220.0, 240.0], np.float32)
-        o1, r1, *_, i1 = ens.step(act)
-        o2, r2, *_, i2 = alone.step(act)
-        np.testing.assert_array_equal(o1["observation.image"], o2["observation.image"])
-        assert r1 == r2 and i1["sample_spread"] == pytest.approx(i2["disagreement"])
-        assert np.isfinite(i1["disagreement"]) and i1["disagreement"] > 0
-    with pytest.raises(ValueError, match="Generator tower"):
-        ensemble_backend([first, tmp_path / "tower"])
 
 
 def test_tower_transitions_add_exact_rest_transitions():

@@ -9,7 +9,7 @@ import torch
 
 from cosmos3_robot.backends import load_backend, shipped_checkpoint
 from cosmos3_robot.model.checkpoint import CheckpointError
-from cosmos3_robot.model.training import load_trainer_state
+from cosmos3_robot.train.world_model import load_trainer_state
 
 
 class _Payload:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cosmos3_robot.model import SpriteRenderer, SpriteRendererConfig, StateRenderer, make_renderer
-from cosmos3_robot.model.sprite_renderer import fit_sprites
+from cosmos3_robot.train.renderers import fit_sprites
 
 SIZE = 48
 

@@ -14,7 +14,7 @@ from cosmos3_robot.datasets import LeRobotRecorder, dataset_normalizers, load_ep
 from cosmos3_robot.embodiments import load_spec
 from cosmos3_robot.eval.rollout import collect
 from cosmos3_robot.model import WorldModel
-from cosmos3_robot.model.training import STATE_FILE, LatentData, TrainConfig, _Objective, train
+from cosmos3_robot.train.world_model import STATE_FILE, LatentData, TrainConfig, _Objective, train
 from cosmos3_robot.sim import LearnedEnv
 from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
 
@@ -52,7 +52,7 @@ def test_train_is_seeded_and_loss_falls(dataset, tmp_path):
 @pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_training_resumes_after_a_kill(dataset, tmp_path):
     out = tmp_path / "run"
-    code = ("import sys; from cosmos3_robot.model.training import TrainConfig, train; "
+    code = ("import sys; from cosmos3_robot.train.world_model import TrainConfig, train; "
             f"train(TrainConfig(dataset={str(dataset)!r}, out={str(out)!r}, preset='tiny', tokenizer_steps=30, "
             "tokenizer_batch=8, steps=400, judge_steps=10, batch_size=8, save_every=10, progress=False))")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -80,7 +80,7 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     code = tmp_path / "ddp.py"
     code.write_text(
-        "from cosmos3_robot.model.training import TrainConfig, train\n"
+        "from cosmos3_robot.train.world_model import TrainConfig, train\n"
         f"train(TrainConfig(dataset={str(dataset)!r}, out={str(tmp_path / 'ddp')!r}, preset='tiny', tokenizer_steps=10,"
         " tokenizer_batch=8, steps=6, judge_steps=2, batch_size=4, save_every=3, progress=False))\n"
     )

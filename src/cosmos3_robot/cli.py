@@ -400,7 +400,7 @@ def cmd_convert_droid(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .model.training import TrainConfig, train
+    from .train.world_model import TrainConfig, train
 
     cfg = TrainConfig(dataset=args.dataset, out=args.out, embodiment=args.embodiment, preset=args.preset,
                       steps=args.steps, tokenizer_steps=args.tokenizer_steps, judge_steps=args.judge_steps,

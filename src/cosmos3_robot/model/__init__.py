@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointError
 from .config import PRESETS, ModelConfig, get_config
-from .frame_tokenizer import FrameAutoencoder, psnr, train_frame_autoencoder
+from .frame_tokenizer import FrameAutoencoder, psnr
 from .mot import MoTBlock
 from .sprite_renderer import SpriteRenderer, SpriteRendererConfig, make_renderer
 from .state_renderer import StateRenderer, StateRendererConfig
@@ -24,5 +24,4 @@ __all__ = [
     "get_config",
     "make_renderer",
     "psnr",
-    "train_frame_autoencoder",
 ]

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
-from .entity_tower import KINDS, EntityTower, EntityTowerConfig, fit_shuffled
+from .entity_geometry import KINDS
+from .entity_tower import EntityTower, EntityTowerConfig
 from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from ..errors import UserError
 
@@ -109,52 +109,3 @@ class EntityPolicy(nn.Module):
         for t0, t1 in zip(times[:-1], times[1:]):
             x = x + (t1 - t0) * self.velocity(h, x, t0.expand(x.shape[0]))
         return self.from_chunk(x, now).clamp(self.tower.a_mid - self.tower.a_half, self.tower.a_mid + self.tower.a_half)
-
-
-def policy_samples(episodes: list[dict], names: list[str], chunk: int) -> dict:
-    """Episodes {"states": {name: (T, state_dims)}, "action": (T, A) (action t is taken at state t),
-    "rest_action": (A,)} -> {"now", "prev": [per entity (N, k)], "last_action", "prev_action": (N, A),
-    "chunk": (N, H, A)}: at every state, the H actions taken from it on (the last one repeated past the
-    episode's end), and the two actions that led to it (the rest action before the first)."""
-    cols = {"now": [[] for _ in names], "prev": [[] for _ in names], "last_action": [], "prev_action": [], "chunk": []}
-    for ep in episodes:
-        states = [np.asarray(ep["states"][n], np.float64) for n in names]
-        action = np.asarray(ep["action"], np.float64)
-        T = min(len(states[0]), len(action))
-        if T < 1:
-            continue
-        rest = np.asarray(ep["rest_action"], np.float64)[None]
-        before = np.concatenate([rest, rest, action[: T - 1]])  # before[t + 1]: the action that led to state t
-        padded = np.concatenate([action[:T], np.repeat(action[T - 1 : T], chunk - 1, 0)])
-        for i, s in enumerate(states):
-            cols["now"][i].append(s[:T])
-            cols["prev"][i].append(np.concatenate([s[:1], s[: T - 1]]))
-        cols["last_action"].append(before[1 : T + 1])
-        cols["prev_action"].append(before[:T])
-        cols["chunk"].append(np.stack([padded[t : t + chunk] for t in range(T)]))
-    if not cols["chunk"]:
-        raise UserError("no policy samples: every episode is empty")
-    cat = lambda v: torch.from_numpy(np.concatenate(v)).float()  # noqa: E731
-    return {"now": [cat(v) for v in cols["now"]], "prev": [cat(v) for v in cols["prev"]],
-            "last_action": cat(cols["last_action"]), "prev_action": cat(cols["prev_action"]),
-            "chunk": cat(cols["chunk"])}
-
-
-def fit_entity_policy(policy: EntityPolicy, data: dict, epochs: int = 100, batch: int = 256, lr: float = 1e-3,
-                      seed: int = 0, progress: bool = True, log=None) -> dict:
-    """Train `policy` on `policy_samples(...)` with the rectified-flow loss (one-cycle AdamW). The action
-    scale (per dim, the spread of the chunks relative to the first entity) is set from the data first.
-    Deterministic for a seed. Returns the last loss and the sample count."""
-    gen = torch.Generator().manual_seed(seed)
-    policy.set_action_scale(torch.ones_like(policy.action_scale))
-    rel = policy.to_chunk(data["chunk"], data["now"]).reshape(len(data["chunk"]), policy.cfg.chunk, -1)
-    policy.set_action_scale(rel.reshape(-1, rel.shape[-1]).std(0))
-    n = len(data["chunk"])
-
-    def batch_loss(idx):
-        take = lambda xs: [x[idx] for x in xs]  # noqa: E731
-        return policy.loss(take(data["now"]), take(data["prev"]), data["last_action"][idx], data["prev_action"][idx],
-                           data["chunk"][idx], generator=gen)
-
-    last = fit_shuffled(policy, n, batch_loss, epochs, batch, lr, gen, "entity_policy", progress, log)
-    return {"loss": float(last["loss"]), "samples": n}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,94 +33,7 @@ from .flow import add_noise, euler_schedule, sample_time, velocity_target
 from .mot import TowerLayer
 from ..errors import UserError
 
-KINDS = {"point2": (2, False), "se2": (2, True), "point3": (3, False), "se3": (3, True)}  # (dims, turns)
-
-
-def state_dims(kind: str) -> int:
-    d, turns = KINDS[kind]
-    return d + (d * (d - 1) // 2 if turns else 0)  # se2: 3, se3: 6
-
-
-def change_dims(kind: str) -> int:
-    return state_dims(kind)  # a change is a translation in the entity's frame plus an angle / rotation vector
-
-
-# ---------------------------------------------------------------------------------------------- geometry
-
-
-def _rot2(angle: torch.Tensor) -> torch.Tensor:
-    c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-
-
-def rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: rotation vectors (..., 3) -> matrices (..., 3, 3)."""
-    theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    k = w / theta
-    zero = torch.zeros_like(k[..., 0])
-    K = torch.stack([torch.stack([zero, -k[..., 2], k[..., 1]], -1), torch.stack([k[..., 2], zero, -k[..., 0]], -1),
-                     torch.stack([-k[..., 1], k[..., 0], zero], -1)], -2)
-    s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
-    eye = torch.eye(3, dtype=w.dtype).expand(K.shape)
-    small = (w.norm(dim=-1) < 1e-8)[..., None, None]
-    return torch.where(small, eye, eye + s * K + (1 - c) * (K @ K))
-
-
-def matrix_to_rotvec(R: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices (..., 3, 3) -> rotation vectors (..., 3) (angles below pi)."""
-    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-7, 1 - 1e-7)
-    theta = torch.acos(cos)
-    axis = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
-    scale = torch.where(theta < 1e-6, 0.5 * torch.ones_like(theta), theta / (2 * torch.sin(theta)))
-    return axis * scale[..., None]
-
-
-def split_pose(state: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(..., state_dims) -> position (..., d) and rotation matrix (..., d, d) (None for a point)."""
-    d, turns = KINDS[kind]
-    if not turns:
-        return state[..., :d], None
-    return state[..., :d], (_rot2(state[..., 2]) if d == 2 else rotvec_to_matrix(state[..., 3:6]))
-
-
-def rotation_features(R: torch.Tensor) -> torch.Tensor:
-    """A continuous code of a rotation: (cos, sin) in 2-D, the first two columns in 3-D (Zhou et al. 2019)."""
-    if R.shape[-1] == 2:
-        return R[..., :, 0]
-    return R[..., :, :2].transpose(-1, -2).reshape(*R.shape[:-2], 6)
-
-
-def in_frame(points: torch.Tensor, origin: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
-    """World points (..., d) -> the frame at `origin` turned by R (None: translated only)."""
-    v = points - origin
-    return v if R is None else torch.einsum("...ji,...j->...i", R, v)
-
-
-def _wrap(a: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
-
-
-def own_change(state: torch.Tensor, nxt: torch.Tensor, kind: str) -> torch.Tensor:
-    """The change from `state` to `nxt` in the entity's own frame (translation, then angle / rotation vector)."""
-    p, R = split_pose(state, kind)
-    q, Rn = split_pose(nxt, kind)
-    out = [in_frame(q, p, R)]
-    if R is not None:
-        out.append(_wrap(nxt[..., 2:3] - state[..., 2:3]) if R.shape[-1] == 2
-                   else matrix_to_rotvec(R.transpose(-1, -2) @ Rn))
-    return torch.cat(out, -1)
-
-
-def apply_change(state: torch.Tensor, change: torch.Tensor, kind: str) -> torch.Tensor:
-    """Inverse of `own_change`: the next state from a change in the entity's own frame."""
-    d, turns = KINDS[kind]
-    p, R = split_pose(state, kind)
-    step = change[..., :d] if R is None else torch.einsum("...ij,...j->...i", R, change[..., :d])
-    if not turns:
-        return p + step
-    if d == 2:
-        return torch.cat([p + step, state[..., 2:3] + change[..., 2:3]], -1)
-    return torch.cat([p + step, matrix_to_rotvec(R @ rotvec_to_matrix(change[..., 3:6]))], -1)
+from .entity_geometry import KINDS, apply_change, change_dims, own_change, rotation_features, split_pose, state_dims
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -346,47 +258,11 @@ class EntityTower(nn.Module):
         return nxt, disagreement
 
 
-class EntityEnsemble(nn.Module):
-    """Towers of one declaration trained from different seeds. Member 0 steps the world (so the ensemble rolls
-    out exactly as member 0 alone); the spread of all members' mean changes is the disagreement, an epistemic
-    one: large where the members were not taught the same thing (Lakshminarayanan et al. 2017, "Simple and
-    Scalable Predictive Uncertainty Estimation using Deep Ensembles"; Chua et al. 2018, PETS). Each
-    member's own K-sample spread is the aleatoric part; member 0's is returned as `sample_spread`."""
-
-    def __init__(self, cfgs: list[EntityTowerConfig]):
-        super().__init__()
-        if len(cfgs) < 2:
-            raise UserError(f"an ensemble needs at least 2 members, got {len(cfgs)}")
-        self.members = nn.ModuleList([EntityTower(c) for c in cfgs])
-        kinds = [m.kinds for m in self.members]
-        if any(k != kinds[0] for k in kinds):
-            raise UserError(f"ensemble members declare different entities: {kinds}")
-
-    @property
-    def cfg(self) -> EntityTowerConfig:
-        return self.members[0].cfg
-
-    @property
-    def max_change(self) -> int:
-        return self.members[0].max_change
-
-    @torch.no_grad()
-    def sample(self, now, prev, action, prev_action, noise: torch.Tensor | None = None, generator=None
-               ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """-> member 0's next states, the members' disagreement (B,) and member 0's sample spread (B,)."""
-        lead = self.members[0]
-        outs = [m.sample(now, prev, action, prev_action, noise=noise, generator=generator) for m in self.members]
-        changes = torch.stack([lead.changes(now, nxt)[0] for nxt, _ in outs])  # (M, B, E, C), in lead's units
-        spread = changes.std(0, unbiased=False) * lead.change_mask
-        disagreement = (spread.sum(-1) / lead.change_mask.sum(-1)).mean(-1)
-        return outs[0][0], disagreement, outs[0][1]
-
-
 class _FlatSample(nn.Module):
     """`sample` with flat tensor inputs and outputs, as an exporter needs: now (E), prev (E), action,
     prev_action, noise -> next states (E), then the other outputs of `sample`."""
 
-    def __init__(self, dynamics: EntityTower | EntityEnsemble):
+    def __init__(self, dynamics: EntityTower):
         super().__init__()
         self.dynamics, self.n = dynamics, len(dynamics.cfg.entities)
 
@@ -396,7 +272,7 @@ class _FlatSample(nn.Module):
         return (*out[0], *out[1:])
 
 
-def sampler(dynamics: EntityTower | EntityEnsemble, runtime: str = "torch", search=()):
+def sampler(dynamics: EntityTower, runtime: str = "torch", search=()):
     """-> f(now, prev, action, prev_action, noise) with `dynamics.sample`'s results, run by `runtime`:
     "torch" (eager) or "onnxruntime" (the same graph exported once; see `model.runtime`). The noise must be
     given (B, K, E, max_change)."""
@@ -417,87 +293,3 @@ def sampler(dynamics: EntityTower | EntityEnsemble, runtime: str = "torch", sear
         return (list(out[:E]), *out[E:])
 
     return run
-
-
-# ---------------------------------------------------------------------------------------------- data and fit
-
-
-def entity_transitions(episodes: list[dict], names: list[str]) -> dict:
-    """Episodes {"states": {name: (T, state_dims)}, "action": (T-1 or T, A), "rest_action": (A,)} (action t
-    leads from step t to t+1; before the first step every entity rests and the previous action is the rest
-    action) -> stacked tensors {"now", "prev", "next": [per entity (N, k)], "action", "prev_action": (N, A)}."""
-    cols = {"now": [[] for _ in names], "prev": [[] for _ in names], "next": [[] for _ in names],
-            "action": [], "prev_action": []}
-    for ep in episodes:
-        states = [np.asarray(ep["states"][n], np.float64) for n in names]
-        T = len(states[0])
-        if any(len(s) != T for s in states):
-            raise UserError(f"episode entity states have lengths {[len(s) for s in states]}; they must be equal")
-        n = T - 1
-        if n < 1:
-            continue
-        action = np.asarray(ep["action"], np.float64)[:n]
-        if len(action) < n:
-            raise UserError(f"episode has {T} states and {len(ep['action'])} actions; expected one per transition")
-        for i, s in enumerate(states):
-            cols["now"][i].append(s[:n])
-            cols["prev"][i].append(np.concatenate([s[:1], s[: n - 1]]))
-            cols["next"][i].append(s[1:])
-        cols["action"].append(action)
-        cols["prev_action"].append(np.concatenate([np.asarray(ep["rest_action"], np.float64)[None], action[: n - 1]]))
-    if not cols["action"]:
-        raise UserError("no transitions: every episode has fewer than two steps")
-    cat = lambda v: torch.from_numpy(np.concatenate(v)).float()  # noqa: E731
-    return {"now": [cat(v) for v in cols["now"]], "prev": [cat(v) for v in cols["prev"]],
-            "next": [cat(v) for v in cols["next"]], "action": cat(cols["action"]),
-            "prev_action": cat(cols["prev_action"])}
-
-
-def fit_entity_tower(tower: EntityTower, data: dict, epochs: int = 60, batch: int = 512, lr: float = 2e-3,
-                     seed: int = 0, progress: bool = True, log=None) -> dict:
-    """Train `tower` on `entity_transitions(...)` with the rectified-flow loss (one-cycle AdamW). The change
-    scale (per entity, per dim: the spread of moving entities' changes) is set from the data first.
-    Deterministic for a seed. Returns the last losses and data counts."""
-    gen = torch.Generator().manual_seed(seed)  # every draw of the fit comes from here
-    tower.set_change_scale(torch.ones_like(tower.change_scale))
-    raw, moving = tower.changes(data["now"], data["next"])
-    scale = torch.stack([raw[:, i][moving[:, i] > 0].std(0) if moving[:, i].sum() > 1 else torch.ones(raw.shape[-1])
-                         for i in range(raw.shape[1])])
-    tower.set_change_scale(torch.nan_to_num(scale, nan=1.0))
-    n = len(data["action"])
-
-    def batch_loss(idx):
-        take = lambda xs: [x[idx] for x in xs]  # noqa: E731
-        return tower.loss(take(data["now"]), take(data["prev"]), take(data["next"]), data["action"][idx],
-                          data["prev_action"][idx], generator=gen)
-
-    last = fit_shuffled(tower, n, batch_loss, epochs, batch, lr, gen, "entity_tower", progress, log)
-    return {**{k: float(v) for k, v in last.items()}, "transitions": n,
-            "moving_share": [float(m) for m in moving.mean(0)]}
-
-
-def fit_shuffled(module: nn.Module, n: int, batch_loss, epochs: int, batch: int, lr: float,
-                 generator: torch.Generator, stage: str, progress: bool = True, log=None) -> dict:
-    """`epochs` passes over `n` samples in batches, reshuffled each pass by `generator`, one-cycle AdamW;
-    `batch_loss(indices)` -> the loss (or a dict of them under "loss"). The module is left in eval mode.
-    Returns the last step's losses."""
-    from ..train import fit
-
-    batch = max(1, min(batch, n))
-    per_epoch = max(1, n // batch)
-    opt = torch.optim.AdamW(module.parameters(), lr / 2, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, epochs * per_epoch))
-    module.train()
-    perm = None
-
-    def loss_fn(step):
-        nonlocal perm
-        i = step % per_epoch
-        if i == 0:
-            perm = torch.randperm(n, generator=generator)
-        return batch_loss(perm[i * batch : (i + 1) * batch])
-
-    last = fit(loss_fn, opt, epochs * per_epoch, sched=sched, stage=stage, log=log, log_every=per_epoch,
-               progress=progress)
-    module.eval()
-    return last

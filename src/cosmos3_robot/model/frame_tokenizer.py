@@ -7,10 +7,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..train import fit, warmup_cosine
 from .config import ModelConfig
 
 
@@ -97,41 +95,3 @@ def foreground(x: torch.Tensor, tol: float = 0.1) -> torch.Tensor:
     the frame's background colour, taken as its per-channel median."""
     bg = x.flatten(2).median(dim=2).values[:, :, None, None]
     return ((x - bg).abs().amax(dim=1, keepdim=True) > tol).float()
-
-
-def train_frame_autoencoder(
-    ae: FrameAutoencoder,
-    frames: torch.Tensor,  # (N, 3, H, W) uint8
-    steps: int = 1000,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
-    detail_weight: float = 0.0,
-    log=None,
-) -> list[float]:
-    """Train the autoencoder on frames (MSE), then calibrate its latent statistics. `detail_weight` > 0
-    multiplies the loss by 1 + detail_weight on pixels that differ from the frame's background colour
-    (its per-channel median): small objects on a plain table (the PushT pusher and T) otherwise come
-    out blurred, because they are a few percent of the pixels."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
-    sched = warmup_cosine(opt, steps)
-    losses = []
-    ae.train()
-
-    def loss_fn(step):
-        idx = torch.randint(len(frames), (batch_size,), generator=gen)
-        x = to_float_frames(frames[idx])
-        rec = (ae.decoder(ae.encoder(x * 2 - 1)).clamp(-1, 1) + 1) / 2
-        if detail_weight > 0:
-            loss = (((rec - x) ** 2) * (1 + detail_weight * foreground(x))).mean()
-        else:
-            loss = F.mse_loss(rec, x)
-        losses.append(loss.item())
-        return loss
-
-    fit(loss_fn, opt, steps, sched=sched, stage="tokenizer", log=log, progress=progress)
-    ae.eval()
-    ae.calibrate(frames)
-    return losses

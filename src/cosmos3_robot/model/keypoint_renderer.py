@@ -102,34 +102,3 @@ class KeypointRenderer(nn.Module):
     @torch.no_grad()
     def draw(self, points: torch.Tensor, camera: torch.Tensor) -> np.ndarray:
         return to_uint8(self(points, camera))
-
-
-def fit_keypoint_renderer(renderer: KeypointRenderer, points: torch.Tensor, camera: torch.Tensor,
-                          frames: torch.Tensor, steps: int = 3000, batch: int = 32, lr: float = 2e-3, seed: int = 0,
-                          progress: bool = True, log=None, focus: float = 8.0) -> dict:
-    """Fit on keypoints (N, P, 3), camera indices (N,) and frames (N, H, W, 3) uint8. The loss is the pixel
-    MSE, weighted `focus` times more where a frame differs from its camera's median frame (the arm and the
-    objects, a small part of each frame, would otherwise be lost in the background's error). Deterministic
-    for a seed."""
-    from ..train import fit
-
-    gen = torch.Generator().manual_seed(seed)
-    cams = int(renderer.cfg.cameras)
-    background = torch.stack([frames[camera == c][:512].float().median(0).values if (camera == c).any()
-                              else torch.zeros(frames.shape[1:]) for c in range(cams)])  # (C, H, W, 3)
-    opt = torch.optim.AdamW(renderer.parameters(), lr, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps), pct_start=0.1)
-    renderer.train()
-
-    def loss_fn(step):
-        idx = torch.randint(0, len(points), (batch,), generator=gen)
-        target = frames[idx].float()
-        cam = camera[idx]
-        w = 1 + focus * ((target - background[cam]).abs().amax(-1, keepdim=True) > 24).float()
-        pred = renderer(points[idx], cam).permute(0, 2, 3, 1) * 255
-        loss = (w * (pred - target) ** 2).mean() / 255**2
-        return {"loss": loss}
-
-    last = fit(loss_fn, opt, steps, sched=sched, stage="keypoint_renderer", log=log, progress=progress)
-    renderer.eval()
-    return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, **last}

@@ -125,38 +125,6 @@ class SpriteRenderer(nn.Module):
         self.background.copy_(torch.logit(median))
 
 
-def fit_sprites(renderer: SpriteRenderer, states: torch.Tensor, frames: torch.Tensor, steps: int = 3000,
-                batch: int = 64, lr: float = 1e-2, binary: float = 1e-3, seed: int = 0, log=None) -> dict:
-    """Fit `renderer` to (states (N, k), frames (N, 3, H, W) uint8): mean squared error in pixel space.
-
-    The weight was meant to count pixels that differ from the background 5x (the entities are a small share
-    of the frame), but it compares the frames, in [0, 1], with the background's logits, so nearly every pixel
-    gets 5x and the loss is in effect plain MSE x 5. The shipped sprite renderer was fit with exactly this loss,
-    and it is kept so that the recipe rebuilds it; a real weighting is untried (docs/eval_pusht_tower.md)."""
-    from ..train import fit, warmup_cosine
-
-    renderer.init_from_frames(frames)
-    opt = torch.optim.Adam(renderer.parameters(), lr)
-    sched = warmup_cosine(opt, steps, warmup=100)
-    gen = torch.Generator().manual_seed(seed)
-    background = renderer.background.detach().clone()
-
-    def loss_fn(step):
-        idx = torch.randint(len(states), (batch,), generator=gen)
-        target = frames[idx].float() / 255
-        weight = 1 + 4 * ((target - background).abs().amax(1, keepdim=True) > 0.1).float()
-        pixels = (((renderer(states[idx]) - target) ** 2) * weight).mean()
-        # over a white background a faint dark sprite looks like an opaque pale one; only overlaps tell them
-        # apart, and they are rare: nudge alpha to 0 or 1
-        alpha = torch.sigmoid(renderer.alpha)
-        return {"loss": pixels + binary * (alpha * (1 - alpha)).mean(), "pixels": pixels}
-
-    renderer.train()
-    last = fit(loss_fn, opt, steps, sched=sched, stage="sprites", log=log)
-    renderer.eval()
-    return {"steps": steps, "seed": seed, "loss": last["pixels"]}
-
-
 def make_renderer(config: dict) -> nn.Module:
     """A renderer from its config dict: `kind` "sprite" -> `SpriteRenderer`, otherwise (no kind: older
     checkpoints) the conv `StateRenderer`."""

@@ -18,8 +18,10 @@ from tqdm.auto import tqdm
 
 from ...embodiments import load_spec
 from ...model.checkpoint import refuse_overwrite
-from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
-from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig, fit_keypoint_renderer
+from ...model.entity_tower import EntityTower
+from ...train.entity import entity_transitions, fit_entity_tower
+from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig
+from ...train.renderers import fit_keypoint_renderer
 from ...train import JsonlLogger, fit
 from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube

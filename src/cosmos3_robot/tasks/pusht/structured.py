@@ -18,7 +18,7 @@ from ...datasets.video import resize_to
 from ...embodiments import EmbodimentSpec, Normalizer
 from ...model import SpriteRendererConfig, StateRenderer, StateRendererConfig, make_renderer
 from ...model.entity_policy import EntityPolicy, EntityPolicyConfig
-from ...model.entity_tower import EntityEnsemble, EntityTower, EntityTowerConfig, sampler
+from ...model.entity_tower import EntityTower, EntityTowerConfig, sampler
 from .dynamics import PoseDynamics
 from .vision import (T_OUTLINE, WORKSPACE, block_pose_features, estimate_agent_position, features_to_pose,
                      goal_coverage, pose_to_features, project_block_pose_features)
@@ -80,16 +80,14 @@ class PushTWorld(nn.Module):
         for key in ("state_normalizer", "renderer"):
             if key not in config:
                 raise UserError(f"PushT task_config lacks {key!r}; expected state_normalizer, tower, renderer")
-        if sum(k in config for k in ("tower", "ensemble", "dynamics_width")) != 1:
-            raise UserError("PushT task_config needs exactly one of 'tower' (the Generator tower's config), "
-                             "'ensemble' (a list of them) and 'dynamics_width' (the baseline pose MLP)")
+        if sum(k in config for k in ("tower", "dynamics_width")) != 1:
+            raise UserError("PushT task_config needs exactly one of 'tower' (the Generator tower's config) and "
+                             "'dynamics_width' (the baseline pose MLP)")
         self.config, self.spec = config, spec
         self.camera = spec.cameras[0]
         self.state_norm = Normalizer.from_dict(config["state_normalizer"])
         if "tower" in config:
             self.dynamics = EntityTower(EntityTowerConfig.from_dict(config["tower"]))
-        elif "ensemble" in config:
-            self.dynamics = EntityEnsemble([EntityTowerConfig.from_dict(c) for c in config["ensemble"]])
         else:
             self.dynamics = PoseDynamics(int(config["dynamics_width"]))
         self.renderer = make_renderer(config["renderer"])
@@ -100,7 +98,7 @@ class PushTWorld(nn.Module):
         """Run the tower's sampler and the renderer eagerly ("torch") or through ONNX Runtime ("onnxruntime",
         graphs looked up in `search`, else exported once into the user cache). The baseline MLP stays eager."""
         self._draw = self.renderer.drawer(runtime, search)
-        tower = isinstance(self.dynamics, (EntityTower, EntityEnsemble))
+        tower = isinstance(self.dynamics, EntityTower)
         self._sample = sampler(self.dynamics, runtime, search) if tower else None
 
     @classmethod
@@ -145,7 +143,7 @@ class PushTWorld(nn.Module):
         (agent, pose), (prev_agent, prev_pose) = self.entities(world)
         t = [agent, prev_agent, _tensor(actions), _tensor(prev_actions), pose, prev_pose]
         info = {}
-        if isinstance(self.dynamics, (EntityTower, EntityEnsemble)):
+        if isinstance(self.dynamics, EntityTower):
             cfg = self.dynamics.cfg
             shape = (cfg.samples, len(ENTITIES), self.dynamics.max_change)
             if noise is None:
@@ -153,8 +151,6 @@ class PushTWorld(nn.Module):
             else:
                 out = self._sample([t[0], t[4]], [t[1], t[5]], t[2], t[3], noise(shape))
             (next_agent, next_pose), info["disagreement"] = out[0], out[1].numpy()
-            if len(out) > 2:  # an ensemble: its members' spread above, member 0's own sample spread here
-                info["sample_spread"] = out[2].numpy()
         else:
             next_agent, next_pose = self.dynamics.step(*t[:5])
         agent = np.clip(next_agent.numpy(), self.spec.state.lower, self.spec.state.upper).astype(np.float32)
@@ -173,43 +169,16 @@ class PushTWorld(nn.Module):
         return goal_coverage(features_to_pose(world[:, 2:6]))
 
 
-def task_config(state_normalizer: dict, dynamics: int | EntityTowerConfig | list[EntityTowerConfig],
+def task_config(state_normalizer: dict, dynamics: int | EntityTowerConfig,
                 renderer: SpriteRendererConfig | StateRendererConfig, policy: EntityPolicyConfig | None = None) -> dict:
-    """`dynamics`: the Generator tower's config, a list of them (an ensemble), or the baseline pose MLP's width;
+    """`dynamics`: the Generator tower's config, or the baseline pose MLP's width;
     `policy`: the policy head's, if it has one."""
     if isinstance(dynamics, EntityTowerConfig):
         key, value = "tower", dynamics.to_dict()
-    elif isinstance(dynamics, list):
-        key, value = "ensemble", [c.to_dict() for c in dynamics]
     else:
         key, value = "dynamics_width", int(dynamics)
     out = {"state_normalizer": state_normalizer, key: value, "renderer": renderer.to_dict()}
     return out | ({"policy": policy.to_dict()} if policy is not None else {})
-
-
-def ensemble_backend(paths: list, out=None):
-    """Structured PushT checkpoints whose towers were trained from different seeds on one renderer -> one
-    backend whose dynamics is their ensemble (the first steps the world; see `EntityEnsemble`), saved to `out`."""
-    from ...backends.structured import StructuredBackend
-
-    backends = [StructuredBackend.load(p) for p in paths]
-    lead = backends[0]
-    towers = [b.task.dynamics for b in backends]
-    if not all(isinstance(t, EntityTower) for t in towers):
-        raise UserError(f"{paths}: every checkpoint needs a Generator tower (task_config 'tower')")
-    for b, p in zip(backends[1:], paths[1:]):
-        for name, w in lead.task.renderer.state_dict().items():
-            if not torch.equal(w, b.task.renderer.state_dict()[name]):
-                raise UserError(f"{p} has another renderer than {paths[0]}; ensemble towers trained on one renderer")
-    ensemble = EntityEnsemble([t.cfg for t in towers])
-    for member, tower in zip(ensemble.members, towers):
-        member.load_state_dict(tower.state_dict())
-    provenance = {**lead.provenance, "ensemble_of": [str(p) for p in paths]}
-    backend = build_backend(lead.task.renderer, ensemble, lead.task.config["state_normalizer"], lead.spec,
-                            lead.history, lead.success_threshold, provenance)
-    if out is not None:
-        backend.save(out)
-    return backend
 
 
 def world_model_parts(path) -> tuple:
@@ -227,16 +196,13 @@ def world_model_parts(path) -> tuple:
     return model.eval(), head or None  # (loading casts float16 weights into the model's float32 ones)
 
 
-def build_backend(renderer: nn.Module, dynamics: EntityTower | EntityEnsemble | PoseDynamics,
+def build_backend(renderer: nn.Module, dynamics: EntityTower | PoseDynamics,
                   state_normalizer: dict, spec: EmbodimentSpec, history: int = 2, success_threshold: float = 0.9,
                   provenance: dict | None = None, policy: EntityPolicy | None = None):
     """A structured backend from trained PushT pieces (`policy`: a policy head, optional)."""
     from ...backends.structured import StructuredBackend
 
-    if isinstance(dynamics, EntityEnsemble):
-        key = [m.cfg for m in dynamics.members]
-    else:
-        key = dynamics.cfg if isinstance(dynamics, EntityTower) else dynamics.out.in_features
+    key = dynamics.cfg if isinstance(dynamics, EntityTower) else dynamics.out.in_features
     world = PushTWorld(task_config(state_normalizer, key, renderer.cfg, policy.cfg if policy else None), spec)
     world.renderer.load_state_dict(renderer.state_dict())
     if policy is not None:

@@ -18,7 +18,8 @@ from ...backends.registry import backend_name, checkpoint_path
 from ...embodiments import Normalizer, load_spec, pad_action
 from ...model import StateRenderer
 from ...model.checkpoint import refuse_overwrite
-from ...model.entity_tower import EntityTower, entity_transitions, fit_entity_tower
+from ...model.entity_tower import EntityTower
+from ...train.entity import entity_transitions, fit_entity_tower
 from ...train import JsonlLogger
 from .dynamics import PoseDynamics, fit_pose_dynamics, reinit, transitions
 from .real import random_pusht_frames, set_state
@@ -115,7 +116,7 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
 
     from ...datasets import load_episodes
     from ...model import WorldModel
-    from ...model.renderer import fit_renderer, fit_renderer_pixels, render_pairs
+    from ...train.renderers import fit_renderer, fit_renderer_pixels, render_pairs
 
     refuse_overwrite(out, overwrite)
     if pixel_steps and not render_steps:
@@ -227,7 +228,8 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
     run time. Writes `init` with the new head to `out`; dynamics and renderer kept."""
     from ...backends.structured import StructuredBackend
     from ...datasets import load_episodes, read_episode_meta
-    from ...model.entity_policy import EntityPolicy, EntityPolicyConfig, fit_entity_policy, policy_samples
+    from ...model.entity_policy import EntityPolicy, EntityPolicyConfig
+    from ...train.entity import fit_entity_policy, policy_samples
 
     refuse_overwrite(out, overwrite)
     if backend_name(init) != "structured":

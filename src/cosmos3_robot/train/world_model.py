@@ -14,15 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from ..datasets import dataset_normalizers, load_episodes
 from ..embodiments import load_spec, pad_action
 from ..embodiments.perception import perceive, perception_dims
-from ..train import JsonlLogger, fit, warmup_cosine
-from .config import get_config
-from .frame_tokenizer import resize_frames, train_frame_autoencoder
-from .world_model import MODE_PROBS, WorldModel
+from .fit import JsonlLogger, fit
+from .schedule import warmup_cosine
+from ..model.config import get_config
+from ..model.frame_tokenizer import FrameAutoencoder, foreground, resize_frames, to_float_frames
+from ..model.world_model import MODE_PROBS, WorldModel
 from ..errors import UserError
 
 STATE_FILE = "trainer_state.pt"
@@ -245,12 +247,9 @@ def load_trainer_state(path: Path) -> dict:
     return st
 
 
-def train(cfg: TrainConfig) -> WorldModel:
-    rank, world = _dist()
-    out = Path(cfg.out)
-    spec = load_spec(cfg.embodiment)
-    torch.manual_seed(cfg.seed)
-    state_path = out / STATE_FILE
+def _start(cfg: TrainConfig, out: Path, state_path: Path) -> tuple[WorldModel, dict]:
+    """The model and trainer state a run starts from: an interrupted run's, `cfg.init`'s (grown by the parts
+    the config adds), or a fresh model."""
     resumed = state_path.is_file()
     if not resumed and (out / "config.json").is_file() and not cfg.overwrite:
         raise UserError(f"--out {str(out)!r} already holds a finished checkpoint; choose another directory or pass "
@@ -282,6 +281,16 @@ def train(cfg: TrainConfig) -> WorldModel:
     else:
         model = WorldModel(get_config(cfg.preset, **model_overrides(cfg)))
         st = {"stage": "tokenizer", "step": 0}
+    return model, st
+
+
+def train(cfg: TrainConfig) -> WorldModel:
+    rank, world = _dist()
+    out = Path(cfg.out)
+    spec = load_spec(cfg.embodiment)
+    torch.manual_seed(cfg.seed)
+    state_path = out / STATE_FILE
+    model, st = _start(cfg, out, state_path)
     if cfg.render_steps and not model.cfg.conv_head_state:
         raise UserError(f"render_steps={cfg.render_steps} needs a conv frame head that reads the state: set "
                          "frame_head='conv' and conv_head_state (--frame-head conv --conv-head-state N)")
@@ -369,3 +378,42 @@ def train(cfg: TrainConfig) -> WorldModel:
     if dist.is_initialized():
         dist.barrier()
     return model.eval()
+
+
+def train_frame_autoencoder(
+    ae: FrameAutoencoder,
+    frames: torch.Tensor,  # (N, 3, H, W) uint8
+    steps: int = 1000,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = True,
+    detail_weight: float = 0.0,
+    log=None,
+) -> list[float]:
+    """Train the autoencoder on frames (MSE), then calibrate its latent statistics. `detail_weight` > 0
+    multiplies the loss by 1 + detail_weight on pixels that differ from the frame's background colour
+    (its per-channel median): small objects on a plain table (the PushT pusher and T) otherwise come
+    out blurred, because they are a few percent of the pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
+    sched = warmup_cosine(opt, steps)
+    losses = []
+    ae.train()
+
+    def loss_fn(step):
+        idx = torch.randint(len(frames), (batch_size,), generator=gen)
+        x = to_float_frames(frames[idx])
+        rec = (ae.decoder(ae.encoder(x * 2 - 1)).clamp(-1, 1) + 1) / 2
+        if detail_weight > 0:
+            loss = (((rec - x) ** 2) * (1 + detail_weight * foreground(x))).mean()
+        else:
+            loss = F.mse_loss(rec, x)
+        losses.append(loss.item())
+        return loss
+
+    fit(loss_fn, opt, steps, sched=sched, stage="tokenizer", log=log, progress=progress)
+    ae.eval()
+    ae.calibrate(frames)
+    return losses
+
