@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The conv-frame-head PushT world model of README "Why the learned simulator does not rank policies yet"
-# (outputs/conv_pf_cal there; NOT the shipped checkpoint, which scripts/train_pusht.sh makes): collect
+# (outputs/conv_pf_cal there; NOT a shipped checkpoint: the first step of pusht_small's chain, with scripts/train_pusht_state.sh and scripts/train_pusht_dynamics.sh): collect
 # lossless data from the real gym-pusht with every graded policy, train the `small` world model on CPU in
 # three stages, calibrate the judge's success threshold on held-out seeds.
 set -euo pipefail

@@ -97,6 +97,8 @@ def main():
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--ae-widths", default="12,24,32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--legacy-loss", action="store_true",
+                        help="--kind sprite: the loss the shipped renderer was fit with (train.renderers.fit_sprites)")
     parser.add_argument("--log", default="outputs/pusht_renderer_losses.jsonl")
     args = parser.parse_args()
     sprite = args.kind == "sprite"
@@ -121,7 +123,7 @@ def main():
     if sprite:
         student = SpriteRenderer(sprite_config(sprite_size=args.sprite_size))
         last = fit_sprites(student, states, targets, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                           log=JsonlLogger(args.log))
+                           log=JsonlLogger(args.log), legacy=args.legacy_loss)
     else:
         student = StateRenderer(cfg)
         last = fit_conv(student, states, targets, args, "renderer" if teacher is None else "distill")

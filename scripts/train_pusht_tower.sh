@@ -22,7 +22,8 @@ RENDERER=${RENDERER:-outputs/pusht_sprites_s$RENDERER_SEED}
 OUT=${OUT:-outputs/pusht_tower_s$SEED}
 scripts/collect_pusht.sh "$DATA"
 [ -f "$RENDERER/config.json" ] || .venv/bin/python scripts/train_pusht_renderer.py --teacher real --dataset "$DATA" \
-  --out "$RENDERER" --kind sprite --steps 4000 --seed "$RENDERER_SEED" --log "$RENDERER-losses.jsonl"
+  --out "$RENDERER" --kind sprite --steps 4000 --seed "$RENDERER_SEED" --log "$RENDERER-losses.jsonl" \
+  --legacy-loss   # the loss the shipped renderer was fit with (train/renderers.py fit_sprites)
 .venv/bin/cosmos3-robot train-dynamics --init "$RENDERER" --dataset "$DATA" --out "$OUT" --dynamics tower \
   --width 96 --epochs 60 --seed "$SEED" --overwrite   # (--rest-every 10 --settle-every 20: the defaults)
 echo "learned PushT simulator in $OUT (ship it: cp -r $OUT src/cosmos3_robot/checkpoints/pusht_tower)"

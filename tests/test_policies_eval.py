@@ -5,7 +5,7 @@ import pytest
 
 from cosmos3_robot.embodiments import load_spec
 from cosmos3_robot.eval import rollout
-from cosmos3_robot.eval.policy_eval import evaluate, write_report
+from cosmos3_robot.eval.policy_eval import EvalConfig, evaluate, write_report
 from cosmos3_robot.policies import LeRobotPolicy, Policy, RandomPolicy, WorldModelPolicy
 from cosmos3_robot.sim import LearnedEnv, LearnedVectorEnv
 from cosmos3_robot.tasks.pusht import PushTRealEnv, make_pusht_policy
@@ -61,7 +61,7 @@ def test_eval_is_deterministic_and_writes_reports(tiny_checkpoint, tmp_path):
     policies = ["expert", "random"]
     kw = dict(make_policy=lambda name, seed: make_pusht_policy(name, seed=seed), seeds=[0, 1],
               make_vec_env=lambda n: LearnedVectorEnv(n, checkpoint=tiny_checkpoint, start=START, max_episode_steps=8),
-              real_env=PushTRealEnv(max_episode_steps=8), progress=False, n_boot=50)
+              real_env=PushTRealEnv(max_episode_steps=8), config=EvalConfig(progress=False, n_boot=50))
     a = evaluate(policies, **kw)
     b = evaluate(policies, **kw)
     assert json.dumps(a) == json.dumps(b)  # (json: NaN metrics compare equal)
@@ -82,8 +82,9 @@ def test_eval_reuses_real_results_and_reports_the_uncertainty(tower_checkpoint, 
     policies = ["expert-sticky0.5", "random"]
     kw = dict(make_policy=lambda name, seed: make_pusht_policy(name, seed=seed), seeds=[0, 1, 2],
               make_vec_env=lambda n: LearnedVectorEnv(n, checkpoint=tower_checkpoint, start=START, max_episode_steps=6),
-              progress=False, n_boot=50)
-    first = evaluate(policies, real_env=PushTRealEnv(max_episode_steps=6), flag_threshold=0.0, **kw)
+              )
+    first = evaluate(policies, real_env=PushTRealEnv(max_episode_steps=6),
+                     config=EvalConfig(progress=False, n_boot=50, flag_threshold=0.0), **kw)
     for name in policies:
         d = first["policies"][name]["learned"]["disagreement_per_episode"]
         assert len(d) == 3 and all(x > 0 for x in d)
@@ -92,7 +93,8 @@ def test_eval_reuses_real_results_and_reports_the_uncertainty(tower_checkpoint, 
     write_report(first, tmp_path)
     known = read_real_results(tmp_path / "eval.json", [0, 1, 2])
     assert set(known) == set(policies)
-    again = evaluate(policies, real_results=known, real_env=PushTRealEnv(max_episode_steps=6), **kw)
+    again = evaluate(policies, real_results=known, real_env=PushTRealEnv(max_episode_steps=6),
+                     config=EvalConfig(progress=False, n_boot=50), **kw)
     for name in policies:
         assert again["policies"][name]["real"]["episodes"] == first["policies"][name]["real"]["episodes"]
         assert again["policies"][name]["real"]["return"] == pytest.approx(first["policies"][name]["real"]["return"])

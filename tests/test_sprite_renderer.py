@@ -112,3 +112,21 @@ def test_make_renderer_reads_the_kind_and_round_trips_through_a_checkpoint(tmp_p
     assert isinstance(backend.task.renderer, SpriteRenderer)
     states = torch.from_numpy(random_states(5, 3))
     np.testing.assert_array_equal(backend.task.renderer.draw(states), world.renderer.draw(states))
+
+
+def test_sprite_loss_weights_the_foreground_unless_legacy():
+    """The corrected loss weighs 5x only pixels that differ from the background's colours; `legacy=True` (the
+    shipped renderer's loss) compared frames with the background's logits, so a mid-grey background pixel
+    counted as foreground. `fit_sprites` says which loss it ran."""
+    from cosmos3_robot.train.renderers import sprite_loss_weight
+
+    background = torch.logit(torch.full((3, 4, 4), 0.5))
+    frame = torch.full((1, 3, 4, 4), 0.5)
+    frame[0, :, 0, 0] = 1.0  # one foreground pixel
+    fixed, legacy = sprite_loss_weight(frame, background, False), sprite_loss_weight(frame, background, True)
+    assert fixed.sum() == 16 + 4 and fixed[0, 0, 0, 0] == 5
+    assert (legacy == 5).all()
+    train = random_states(8, 0)
+    frames = torch.from_numpy(scene(train)).permute(0, 3, 1, 2).contiguous()
+    info = fit_sprites(SpriteRenderer(config()), torch.from_numpy(train), frames, steps=2, batch=4, legacy=True)
+    assert info["legacy_loss"] is True

@@ -140,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the expert in the learned and the real simulator from the same seed, per-step
     agreement, an .rrd of both (every camera), and a small learned-vs-real evaluation table."""
     from .eval import paired_rollout
-    from .eval.policy_eval import evaluate, write_report
+    from .eval.policy_eval import EvalConfig, evaluate, write_report
     from .tasks import make_policy, make_real_env
     from .viz import RolloutLog, save_rollout
 
@@ -179,8 +179,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     seeds = list(range(args.seed, args.seed + args.episodes))
     report = evaluate(policies, lambda name, seed: make_policy(task, name, seed), seeds,
                       make_vec_env=learned_vec_env(task, args.checkpoint, max_steps),
-                      real_env=make_real_env(task, max_episode_steps=max_steps, **real_kwargs), progress=False,
-                      n_boot=200)
+                      real_env=make_real_env(task, max_episode_steps=max_steps, **real_kwargs),
+                      config=EvalConfig(progress=False, n_boot=200))
     paths = write_report(report, out)
     print(f"\nevaluation: {len(policies)} policies x {len(seeds)} seeds, {max_steps} steps max")
     print(paths["markdown"].read_text())
@@ -217,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .eval.policy_eval import evaluate, read_real_results, write_report
+    from .eval.policy_eval import EvalConfig, evaluate, read_real_results, write_report
     from .tasks import make_policy, make_real_env
 
     task = args.task
@@ -264,9 +264,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(policies, partial(make_policy, task), seeds, make_vec_env=make_vec,
                       real_env=partial(make_real_env, task, max_episode_steps=args.max_steps, **real_kwargs) if real
                       else None,
-                      on_policy=keep, real_workers=args.real_workers if real else 0, real_results=known,
-                      flag_threshold=args.flag_disagreement, workers=args.workers,
-                      address=args.address, vec_env_factory=factory, prior=prior)
+                      config=EvalConfig(real_workers=args.real_workers if real else 0, workers=args.workers,
+                                        address=args.address, flag_threshold=args.flag_disagreement),
+                      on_policy=keep, real_results=known, vec_env_factory=factory, prior=prior)
     wire = {name: {"flavour": p.flavour, "action_space": p.action_space} for name in policies
             if name.startswith("openpi:") and (p := make_policy(task, name, 0))}  # what wire policies spoke
     if wire:

@@ -1,5 +1,5 @@
 """What every learned-simulator backend speaks: a `Context` to start from, a `Session` it carries
-between steps, a `Prediction` per step, and the `Backend` protocol itself (DESIGN.md)."""
+between steps, a `Prediction` per step, and the `Backend` protocol itself (README, Architecture)."""
 
 from __future__ import annotations
 

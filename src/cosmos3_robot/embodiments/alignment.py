@@ -22,13 +22,6 @@ from ..errors import UserError
 _TOL = 1e-9
 
 
-def _integer_ratio(a: float, b: float, what: str) -> int:
-    k = a / b
-    if k < 1 - _TOL or abs(k - round(k)) > 1e-6:
-        raise UserError(f"{what}: {a} / {b} = {k:.4f} is not a whole number >= 1; resample the stream instead")
-    return int(round(k))
-
-
 @dataclass(frozen=True)
 class FrameAlignment:
     """Time bookkeeping between a control stream (`control_hz`) and a video stream (`video_fps`)."""

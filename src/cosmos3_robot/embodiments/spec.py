@@ -166,11 +166,6 @@ class EmbodimentSpec:
     def action_dims(self) -> int:
         return self.action.dims
 
-    @property
-    def frames_per_action(self) -> float:
-        """Video frames per control step (1.0 when one action per frame, the Cosmos convention)."""
-        return self.video_fps / self.control_hz
-
     def camera(self, name: str) -> CameraSpec:
         for c in self.cameras:
             if c.name == name:

@@ -4,7 +4,9 @@ states (episode k of every policy starts from seed `seed0 + k` in both), then co
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -63,17 +65,56 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
     return learned, real
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """How `evaluate` runs. `real_workers` > 0: the real simulator in that many worker processes beside the
+    learned one; `workers` > 0: (policy, seed batch) tasks over that many Ray actors (a local Ray cluster, or the
+    one at `address`); `flag_threshold`: flag episodes whose mean disagreement is above it; `n_boot`: bootstrap
+    resamples of each metric's CI."""
+
+    progress: bool = True
+    n_boot: int = 1000
+    real_workers: int = 0
+    workers: int = 0
+    address: str | None = None
+    flag_threshold: float | None = None
+
+
+class Metric(TypedDict):
+    value: float
+    ci95: list[float]
+
+
+class PolicyResult(TypedDict, total=False):
+    """One policy in one simulator: mean success / return / length (and disagreement where the backend reports
+    it), and per-episode lists: `episodes` (success), `<key>_per_episode`."""
+
+    success: float
+    episodes: list[float]
+
+
+class EvalReport(TypedDict, total=False):
+    """`evaluate`'s result, as eval.json stores it: the seeds; per policy its "learned" and "real"
+    `PolicyResult`; "metrics" (pearson, spearman, mmrv, mae) of learned against real success; "uncertainty"
+    (`metrics.uncertainty_report`) where the backend reports a disagreement; "wire" where policies were served."""
+
+    seeds: list[int]
+    policies: dict[str, dict[str, PolicyResult]]
+    metrics: dict[str, Metric]
+    uncertainty: dict
+    wire: dict
+
+
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
-             progress: bool = True, n_boot: int = 1000, on_policy=None, real_workers: int = 0,
-             real_results: dict | None = None, flag_threshold: float | None = None, workers: int = 0,
-             address: str | None = None, vec_env_factory=None, prior: dict | None = None) -> dict:
+             config: EvalConfig | None = None, *, on_policy=None, real_results: dict | None = None,
+             vec_env_factory=None, prior: dict | None = None) -> EvalReport:
     """Success, return and length per policy in the learned simulator (`make_vec_env(n)`, see `run_learned`)
     and the real one (`real_env`), episode k from seed `seeds[k]` in both; with both, Pearson / Spearman /
     MMRV of the success rates with bootstrap CIs. `on_policy(name, rows)` sees each policy's results as soon
     as they are done (to write them before the next policy starts).
 
-    `real_workers` > 0 runs the real simulator in that many worker processes while this process runs the
-    learned one (the real physics and the model then share the CPU cores); `make_policy` and `real_env` must
+    `config` (`EvalConfig`): with `real_workers` > 0 the real simulator runs in that many worker processes while
+    this process runs the learned one (the real physics and the model then share the CPU cores); `make_policy` and `real_env` must
     then be picklable (a module-level function or functools.partial, an env factory). `real_results`
     (name -> {"success": per-episode array, ...}, e.g. `read_real_results` of an earlier report with the same
     seeds) stands in for the real simulator for the policies it holds.
@@ -82,12 +123,15 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
     with real results too, `report["uncertainty"]` says how well it picks out the episodes whose learned and
     real outcomes differ (AUROC; with `flag_threshold`, the flagged share and mismatch rates).
 
-    `workers` > 0 fans (policy, seed batch) tasks out over that many Ray actors (`eval.distributed`; a local
+    With `workers` > 0, (policy, seed batch) tasks fan out over that many Ray actors (`eval.distributed`; a local
     Ray cluster, or the one at `address`): `vec_env_factory()` -> make_vec_env is then built in each actor;
     the report is the serial one. `prior` (name -> {"learned": ..., "real": ...} per-episode arrays, as
     `on_policy` saw them) holds policies finished by an earlier, interrupted run: they are not run again."""
     if not seeds:
         raise UserError("evaluate needs at least one seed (--episodes >= 1)")
+    cfg = config or EvalConfig()
+    progress, n_boot, real_workers, workers = cfg.progress, cfg.n_boot, cfg.real_workers, cfg.workers
+    address, flag_threshold = cfg.address, cfg.flag_threshold
     prior = {k: v for k, v in (prior or {}).items() if k in policies}
     all_policies, policies = policies, [p for p in policies if p not in prior]
     known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}

@@ -70,7 +70,7 @@ class ModelConfig:
     # style) or "conv" (the projection gives features per latent pixel, and a small conv net over [those
     # features, the noisy input, the last two context latents, pixel coordinates] makes the prediction:
     # measured, a 4x4 token grid cannot place the sub-token motion of the PushT pusher with a linear head,
-    # and a conv net over the latent grid can; README "Why the learned simulator does not rank policies yet")
+    # and a conv net over the latent grid can; docs/research-log.md)
     frame_head: str = "linear"
     conv_head_width: int = 96
     conv_head_layers: int = 4

@@ -496,13 +496,6 @@ class WorldModel(nn.Module):
     def judge_loss(self, text_ids, latents, success) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(self.judge_logits(text_ids, latents), success.float())
 
-    def text_logits(self, text_ids) -> torch.Tensor:
-        """Next-byte logits of the reasoner over a text (b, n) -> (b, n, vocab)."""
-        n = text_ids.shape[1]
-        mask = torch.ones(n, n, dtype=torch.bool, device=text_ids.device).tril()
-        h, _ = self._run(self.text_embed(text_ids), n, text_positions(n), mask)
-        return self.lm_head(self.norm_out[REASONER](h))
-
     # ------------------------------------------------------------------ checkpoints
 
     def save_pretrained(self, directory, max_shard_bytes: int = 2 * 1024**3, dtype=None, keep_full=()) -> None:

@@ -105,25 +105,34 @@ def fit_renderer_pixels(model, frames: np.ndarray, states: torch.Tensor, steps: 
     return {"loss": last.get("loss", float("nan")), "steps": steps, "frames": n}
 
 
-def fit_sprites(renderer: SpriteRenderer, states: torch.Tensor, frames: torch.Tensor, steps: int = 3000,
-                batch: int = 64, lr: float = 1e-2, binary: float = 1e-3, seed: int = 0, log=None) -> dict:
-    """Fit `renderer` to (states (N, k), frames (N, 3, H, W) uint8): mean squared error in pixel space.
+def sprite_loss_weight(target: torch.Tensor, background_logits: torch.Tensor, legacy: bool) -> torch.Tensor:
+    """Per-pixel weight of `fit_sprites`' loss: 5 where a frame (B, 3, H, W) in [0, 1] differs from the
+    background's colours by more than 0.1, else 1; `legacy`: compared with the logits instead, as the shipped
+    renderer's fit did."""
+    background = background_logits if legacy else torch.sigmoid(background_logits)
+    return 1 + 4 * ((target - background).abs().amax(1, keepdim=True) > 0.1).float()
 
-    The weight was meant to count pixels that differ from the background 5x (the entities are a small share
-    of the frame), but it compares the frames, in [0, 1], with the background's logits, so nearly every pixel
-    gets 5x and the loss is in effect plain MSE x 5. The shipped sprite renderer was fit with exactly this loss,
-    and it is kept so that the recipe rebuilds it; a real weighting is untried (docs/eval_pusht_tower.md)."""
+
+def fit_sprites(renderer: SpriteRenderer, states: torch.Tensor, frames: torch.Tensor, steps: int = 3000,
+                batch: int = 64, lr: float = 1e-2, binary: float = 1e-3, seed: int = 0, log=None,
+                legacy: bool = False) -> dict:
+    """Fit `renderer` to (states (N, k), frames (N, 3, H, W) uint8): mean squared error in pixel space, pixels
+    that differ from the background by more than 0.1 counting 5x (the entities are a small share of the frame).
+
+    `legacy=True` is the loss the shipped sprite renderer was fit with, kept so its recipe rebuilds it: it
+    compared the frames, in [0, 1], with the background's logits rather than its colours, so nearly every pixel
+    got 5x and the loss was in effect plain MSE x 5. The corrected weighting has not been refit and evaluated."""
 
     renderer.init_from_frames(frames)
     opt = torch.optim.Adam(renderer.parameters(), lr)
     sched = warmup_cosine(opt, steps, warmup=100)
     gen = torch.Generator().manual_seed(seed)
-    background = renderer.background.detach().clone()
+    background = renderer.background.detach().clone()  # logits
 
     def loss_fn(step):
         idx = torch.randint(len(states), (batch,), generator=gen)
         target = frames[idx].float() / 255
-        weight = 1 + 4 * ((target - background).abs().amax(1, keepdim=True) > 0.1).float()
+        weight = sprite_loss_weight(target, background, legacy)
         pixels = (((renderer(states[idx]) - target) ** 2) * weight).mean()
         # over a white background a faint dark sprite looks like an opaque pale one; only overlaps tell them
         # apart, and they are rare: nudge alpha to 0 or 1
@@ -133,7 +142,7 @@ def fit_sprites(renderer: SpriteRenderer, states: torch.Tensor, frames: torch.Te
     renderer.train()
     last = fit(loss_fn, opt, steps, sched=sched, stage="sprites", log=log)
     renderer.eval()
-    return {"steps": steps, "seed": seed, "loss": last["pixels"]}
+    return {"steps": steps, "seed": seed, "loss": last["pixels"], "legacy_loss": legacy}
 
 
 

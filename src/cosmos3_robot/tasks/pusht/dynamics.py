@@ -4,7 +4,7 @@ steps the same state with the Generator tower over entity tokens instead (`model
 
 The world model's transformer predicts the perceived state (PushT: the T's pose) from two context
 states, and measured on held-out episodes it moves a resting T by 4.5 units per step and does no better
-than "no change" when the T is pushed (benchmarks/perceived_dynamics.py). Pushing is invariant to
+than "no change" when the T is pushed (a benchmark since removed; docs/research-log.md). Pushing is invariant to
 where the body lies and how it is turned, so this head sees the pusher's recent positions and its
 action expressed in the body's frame (plus the body's place in the workspace, for the walls) and
 predicts the body's change in that frame, times a learned contact probability: off contact the body
