@@ -367,3 +367,18 @@ def test_the_learned_t_is_kept_inside_gym_pushts_walls():
             np.testing.assert_array_equal(after, before)  # a T inside stays where it is
     assert np.asarray(t_polygon(moved[0]).exterior.coords)[:, 1].max() == pytest.approx(WALLS[1])  # touches it
     np.testing.assert_array_equal(inside_walls(poses[0]), moved[0])
+
+
+def test_transitions_hash_tells_where_two_rebuilds_part():
+    """The tower's provenance carries a hash of its training transitions and the machine it ran on
+    (docs/eval_pusht_tower.md, "What a rebuild reproduces"): the same data hashes the same, one ulp apart does not."""
+    from cosmos3_robot.tasks.pusht.train import machine, transitions_sha1
+
+    rng = np.random.default_rng(0)
+    data = {"now": [torch.from_numpy(rng.normal(size=(5, 2)).astype(np.float32))], "action": torch.zeros(5, 2)}
+    same = {"now": [data["now"][0].clone()], "action": torch.zeros(5, 2)}
+    assert transitions_sha1(data) == transitions_sha1(same)
+    same["now"][0][0, 0] = torch.nextafter(same["now"][0][0, 0], torch.tensor(np.inf))
+    assert transitions_sha1(data) != transitions_sha1(same)
+    m = machine()
+    assert m["threads"] >= 1 and m["torch"] == torch.__version__ and m["cpu"]

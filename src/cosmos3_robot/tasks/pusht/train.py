@@ -9,6 +9,8 @@ the pose head is retrained (the renderer is kept)."""
 
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,31 @@ def settle_episodes(episodes: list[dict], every: int, steps: int = 6, seed: int 
         out.append({"states": {"pusher": np.stack(path), "tee": np.repeat(p[None], steps + 1, 0)},
                     "action": np.repeat(target[None], steps, 0), "rest_action": a})
     return out
+
+
+def transitions_sha1(data: dict) -> str:
+    """A hash of the tower's training transitions (every tensor, in order): two rebuilds that part before the
+    fit differ here already."""
+    h = hashlib.sha1()
+    for key in sorted(data):
+        for t in data[key] if isinstance(data[key], list) else [data[key]]:
+            h.update(key.encode())
+            h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def machine() -> dict:
+    """What a fit's last bits depend on besides its inputs: the CPU model, torch's version and thread count
+    (docs/eval_pusht_tower.md, "What a rebuild reproduces")."""
+    import platform
+
+    cpu = platform.processor()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def tower_transitions(episodes: list[dict], rest_every: int = 0, settle_every: int = 0) -> dict:
@@ -188,7 +215,8 @@ def train_dynamics(init, dataset, out, width: int = 256, epochs: int = 30, seed:
                                    progress=progress, log=log)
         provenance.pop("pose_dynamics", None)
         provenance["tower"] = {"dataset": str(dataset), "epochs": epochs, "seed": seed, "lr": lr,
-                               "rest_every": rest_every, "settle_every": settle_every, **metrics}
+                               "rest_every": rest_every, "settle_every": settle_every, **metrics,
+                               "transitions_sha1": transitions_sha1(data), "machine": machine()}
     else:
         head = PoseDynamics(width)
         reinit(head, seed)
