@@ -6,12 +6,11 @@ from cosmos3_robot.datasets import DroidWriter, list_droid_episodes, read_droid_
 from cosmos3_robot.embodiments import CameraCalibration, load_spec
 from cosmos3_robot.tasks.pusht import PushTRealEnv
 from cosmos3_robot.eval import record
-from cosmos3_robot.tasks.pusht import make_pusht_policy
+from cosmos3_robot.tasks.pusht import make_pusht_policy, workspace_to_world
 from cosmos3_robot.viz import (
     RolloutLog,
     contact_sheet,
     episode_log,
-    pusht_world,
     read_images,
     save_rollout,
     spec_calibrations,
@@ -62,7 +61,7 @@ def test_projected_end_effector_lands_where_calibration_puts_it(episode, tmp_pat
     t = 10
     points = table.column("/cameras/top/real/ee_path:Points2D:positions").to_pylist()[t]
     cam = spec_calibrations(spec)["top"]
-    expected = cam.project(pusht_world(episode["states"][t]))[0]
+    expected = cam.project(workspace_to_world(episode["states"][t]))[0]
     np.testing.assert_allclose(points[-1], expected, atol=1e-3)
     # and that is where the pusher is drawn in the real image (its blue disc)
     img = episode["frames"][t]

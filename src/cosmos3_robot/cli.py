@@ -714,7 +714,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="checkpoint directory (resumed if a run was interrupted)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished checkpoint already at --out")
-    p.add_argument("--embodiment", default="pusht")
+    p.add_argument("--embodiment", default=None, help="default: the dataset's (our records, or lerobot's robot_type)")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--tokenizer-steps", type=int, default=1500)

@@ -196,6 +196,25 @@ def episode_sources(root: str | Path) -> dict[int, str]:
     return out
 
 
+def dataset_embodiment(root: str | Path, given: str | None = None) -> str:
+    """Which embodiment recorded a LeRobot dataset: `given`, else our per-episode records' "embodiment", else
+    lerobot's robot_type where it names a shipped spec; otherwise a UserError asking for one."""
+    from ..embodiments import list_embodiments
+
+    if given:
+        return given
+    root = Path(root)
+    for record in read_episode_meta(root):
+        if record.get("embodiment"):
+            return record["embodiment"]
+    info = root / "meta" / "info.json"
+    robot_type = json.loads(info.read_text()).get("robot_type") if info.is_file() else None
+    if robot_type in list_embodiments():
+        return robot_type
+    raise UserError(f"{str(root)!r}: which embodiment recorded it? robot_type is {robot_type!r}; pass --embodiment "
+                    f"(one of {list_embodiments()} or a .toml spec file)")
+
+
 def read_episode_meta(root: str | Path) -> list[dict]:
     """The per-episode sidecar records (seed, policy, success, length, ...), in episode order."""
     path = Path(root) / EPISODES_FILE

@@ -127,7 +127,7 @@ class StateRenderer(nn.Module):
         mc = model.cfg
         if model.frame_conv is None or not mc.state_geometry:
             raise UserError("StateRenderer.from_world_model needs a conv frame head that draws state geometry "
-                             "(frame_head='conv', state_geometry set); see scripts/train_pusht_state.sh")
+                             "(frame_head='conv', state_geometry set; --frame-head conv --state-geometry ...)")
         conv = [m for m in model.frame_conv if isinstance(m, nn.Conv2d)]
         cfg = StateRendererConfig(geometry=mc.state_geometry, image_size=mc.image_size,
                                   latent_channels=mc.latent_channels, ae_widths=tuple(mc.ae_widths),

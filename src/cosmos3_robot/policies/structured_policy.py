@@ -28,7 +28,7 @@ class StructuredPolicy:
         task = self.backend.task
         if getattr(task, "policy", None) is None or not hasattr(task, "act"):
             raise UserError(f"checkpoint {checkpoint!r} has no policy head; train one with `cosmos3-robot "
-                             "train-policy` (scripts/train_pusht_policy.sh) or name a checkpoint that has one")
+                             "train-policy` or name a checkpoint that has one")
         self.task, self.spec = task, self.backend.spec
         chunk = task.policy.cfg.chunk
         self.n_action_steps = n_action_steps or task.policy.cfg.n_action_steps

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..datasets import dataset_normalizers, load_episodes
+from ..datasets.lerobot_io import dataset_embodiment
 from ..embodiments import load_spec, pad_action
 from ..embodiments.perception import perceive, perception_dims
 from .fit import JsonlLogger, fit
@@ -34,7 +35,7 @@ STATE_FILE = "trainer_state.pt"
 class TrainConfig:
     dataset: str
     out: str
-    embodiment: str = "pusht"
+    embodiment: str = ""  # "": the dataset's (datasets.dataset_embodiment)
     preset: str = "small"
     context: int = 2  # context frames per window (the learned env's window)
     tokenizer_steps: int = 1500
@@ -287,7 +288,7 @@ def _start(cfg: TrainConfig, out: Path, state_path: Path) -> tuple[WorldModel, d
 def train(cfg: TrainConfig) -> WorldModel:
     rank, world = _dist()
     out = Path(cfg.out)
-    spec = load_spec(cfg.embodiment)
+    spec = load_spec(dataset_embodiment(cfg.dataset, cfg.embodiment))
     torch.manual_seed(cfg.seed)
     state_path = out / STATE_FILE
     model, st = _start(cfg, out, state_path)

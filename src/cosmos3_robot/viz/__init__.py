@@ -8,10 +8,9 @@ from .rerun_log import (
     episode_log,
     log_rollout,
     open_recording,
-    pusht_world,
     save_rollout,
     spec_calibrations,
 )
 
 __all__ = ["RolloutLog", "contact_sheet", "read_images", "blueprint", "end_effector_path", "episode_log", "log_rollout", "open_recording",
-           "pusht_world", "save_rollout", "spec_calibrations"]
+           "save_rollout", "spec_calibrations"]

@@ -22,6 +22,7 @@ import rerun as rr
 import rerun.blueprint as rrb
 
 from ..embodiments import CameraCalibration, EmbodimentSpec, camera_name, load_spec
+from ..embodiments.world_frame import end_effector_path
 from ..errors import UserError
 
 
@@ -48,24 +49,6 @@ class RolloutLog:
             if arr is not None:
                 return len(arr)
         return 0
-
-
-def pusht_world(points_xy: np.ndarray) -> np.ndarray:
-    """PushT workspace units (y down) -> world meters on the table plane: X = x/1000, Y = -y/1000, Z = 0."""
-    p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    return np.column_stack([p[:, 0] / 1000.0, -p[:, 1] / 1000.0, np.zeros(len(p))])
-
-
-def end_effector_path(spec: EmbodimentSpec, states: np.ndarray | None) -> np.ndarray | None:
-    """World-frame end-effector positions from the state, where the embodiment has one."""
-    if states is None or not len(states):
-        return None
-    sl = spec.state.slices()
-    if spec.name == "pusht":
-        return pusht_world(states[:, sl["agent_pos"]])
-    if "cartesian_position" in sl:  # DROID: base-frame xyz, meters
-        return np.asarray(states[:, sl["cartesian_position"]][:, :3], dtype=np.float64)
-    return None
 
 
 def spec_calibrations(spec: EmbodimentSpec) -> dict[str, CameraCalibration]:

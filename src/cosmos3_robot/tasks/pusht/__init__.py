@@ -1,8 +1,11 @@
 """PushT: gym-pusht adapter, the T's pose read off pixels, goal coverage, the scripted expert ladder,
 planar-push dynamics and the structured backend's PushT pieces."""
 
+import numpy as np
+
 from ...backends.registry import register_task_entry_point
 from ...embodiments.perception import Perception, register_perception
+from ...embodiments.world_frame import register_end_effector
 from .experts import PUSHT_LEVELS, PushTExpert, make_pusht_policy
 from .real import PushTRealEnv, random_pusht_frames
 from .vision import block_pose_features, project_block_pose_features
@@ -20,3 +23,12 @@ __all__ = ["PUSHT_LEVELS", "PushTExpert", "PushTRealEnv", "SHIPPED_CHECKPOINT", 
 
 # its structured world, the only class a checkpoint of this task may name as "task"
 register_task_entry_point("cosmos3_robot.tasks.pusht.structured:PushTWorld")
+
+
+def workspace_to_world(points_xy: np.ndarray) -> np.ndarray:
+    """PushT workspace units (y down) -> world meters on the table plane: X = x/1000, Y = -y/1000, Z = 0."""
+    p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    return np.column_stack([p[:, 0] / 1000.0, -p[:, 1] / 1000.0, np.zeros(len(p))])
+
+
+register_end_effector("pusht", lambda states: workspace_to_world(states[:, :2]))  # the pusher: agent_pos
