@@ -103,3 +103,22 @@ def test_imagined_droid_episodes_read_as_droids_code_reads_them(tmp_path):
     assert np.abs(ext - ext[0]).max() == 0 and record["ext1_cam_extrinsics"] == ext[0].tolist()
     with h5py.File(folder / "trajectory.h5") as h5:
         assert h5.attrs["cosmos3_imagined"] == True and h5.attrs["cosmos3_checkpoint"] == "franka_cube"  # noqa: E712
+
+
+def test_tasks_come_from_the_registry_and_old_names_still_work(capsys):
+    """The CLI's task choices are the registry's; an earlier name (droid for franka_cube) works with a
+    deprecation line; a task name may be registered once."""
+    from cosmos3_robot.cli import build_parser
+    from cosmos3_robot.tasks import REGISTRY, TaskInfo, register_task, task_info
+
+    choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["eval"]._actions
+                   if "--task" in a.option_strings).choices
+    assert set(choices) == {t.name for t in REGISTRY.values() if t.learned_id} | {"droid"}
+    assert task_info("droid", warn=True).name == "franka_cube"
+    assert "'droid' is deprecated; use 'franka_cube'" in capsys.readouterr().err
+    assert task_info("pusht").embodiment == "pusht" and task_info("franka_cube").embodiment == "droid"
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        task_info("nope")
+    with pytest.raises(ValueError, match="registered already"):
+        register_task(TaskInfo(name="other", embodiment="droid", real_id="x", real_entry_point="x:y",
+                               aliases=("droid",)))

@@ -78,7 +78,7 @@ def test_plugin_env_speaks_lerobot_conventions_and_steps_as_the_native_env():
 
 
 def test_plugin_refuses_a_task_without_a_learned_simulator():
-    with pytest.raises(ValueError, match=r"--env.task='aloha'.*choose one of \['pusht', 'droid'\]"):
+    with pytest.raises(ValueError, match=r"--env.task='aloha'.*choose one of \['pusht', 'franka_cube', 'droid'\]"):
         Cosmos3RobotEnv(task="aloha")
     with pytest.raises(ValueError, match="episode_length"):
         Cosmos3RobotEnv(episode_length=0)

@@ -130,10 +130,20 @@ def prepare_rrd(args) -> None:
         prepare_out(Path(args.rrd).parent, f"--rrd {args.rrd}: folder")
 
 
-DEMO = {  # per task: the evaluation table's policies and the real scene's options for it
-    "pusht": (["expert", "expert-noise0.4", "random"], {}),
-    "droid": (["expert", "expert-noise1.5", "random"], {"cameras": ["exterior_1_left"]}),
-}
+def task_info(name: str, warn: bool = False):
+    """The registered task `name` (tasks.registry), imported when first needed."""
+    from .tasks import task_info as info
+
+    return info(name, warn)
+
+
+def task_choices(learned: bool = False, demo: bool = False) -> list[str]:
+    """Registered task names and their earlier names, for --task / --env (`learned`: those with a shipped
+    learned simulator; `demo`: those with a demo table)."""
+    from .tasks import REGISTRY
+
+    infos = [t for t in REGISTRY.values() if (t.learned_id or not learned) and (t.demo_policies or not demo)]
+    return [t.name for t in infos] + [a for t in infos for a in t.aliases]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -175,7 +185,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      action_variant=getattr(real, "action_variant", None))
     save_rollout(log, args.rrd)
     print(f"wrote {args.rrd} (open with `rerun {args.rrd}`)")
-    policies, real_kwargs = DEMO[task]
+    info = task_info(task)
+    policies, real_kwargs = list(info.demo_policies), dict(info.demo_real_kwargs)
     seeds = list(range(args.seed, args.seed + args.episodes))
     report = evaluate(policies, lambda name, seed: make_policy(task, name, seed), seeds,
                       make_vec_env=learned_vec_env(task, args.checkpoint, max_steps),
@@ -243,7 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     real_kwargs = {}
     if args.real_cameras is not None:  # render only what the policies read (a MuJoCo frame costs ~23 ms here)
         real_kwargs["cameras"] = [c.strip() for c in args.real_cameras.split(",") if c.strip()]
-        cameras = [c.name for c in load_spec(task).cameras]  # tasks are keyed by their embodiment
+        cameras = [c.name for c in load_spec(task_info(task).embodiment).cameras]
         if len(cameras) < 2:
             raise UserError(f"--real-cameras: the {task} scene renders one camera ({cameras[0]}); the option picks "
                             "among several, drop it")
@@ -289,7 +300,8 @@ def cmd_eval_fidelity(args: argparse.Namespace) -> int:
         raise UserError(f"--horizons {args.horizons!r}: give comma-separated step counts, e.g. 1,4,16,32") from None
     if min(horizons) < 1 or args.steps <= max(horizons):
         raise UserError(f"--horizons {args.horizons} and --steps {args.steps}: horizons must be >= 1 and below --steps")
-    real = make_real_env(task, max_episode_steps=10_000, **({"success_threshold": 1.01} if task == "pusht" else {}))
+    success = task_info(task).success_kwarg
+    real = make_real_env(task, max_episode_steps=10_000, **({success: 1.01} if success else {}))
     episodes = [record_with_states(real, make_policy(task, args.policy, s), s, args.steps)
                 for s in range(args.seed, args.seed + args.episodes)]
     learned = learned_env(task, args.checkpoint, success_threshold=1.01)
@@ -329,8 +341,9 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
         env = learned_env(args.env, ckpt, success_threshold=args.success_threshold, **kwargs)
         meta = {"imagined": True, "checkpoint": str(ckpt), "checkpoint_path": str(checkpoint_path(ckpt))}
     else:
-        if args.env == "pusht":
-            kwargs["success_threshold"] = args.success_threshold
+        success = task_info(args.env).success_kwarg
+        if success:
+            kwargs[success] = args.success_threshold
         env = make_real_env(args.env, **kwargs)
     extra = {}
     if hasattr(env, "action_variant"):
@@ -491,15 +504,13 @@ def policy_imaginer(task: str):
     rolled through the task's learned simulator (one per connection); None where the task has none."""
     import numpy as np
 
-    from .tasks import TASKS
-
-    if TASKS[task][1] is None:
+    if task_info(task).learned_id is None:
         return None
 
     from .embodiments import load_spec
     from .embodiments.state_completion import complete_state
 
-    spec = load_spec(task)
+    spec = load_spec(task_info(task).embodiment)
 
     # the most a state field moves in one control step: the max_delta of the velocity field that integrates it
     rates = {f.integrates: f.max_delta for v in spec.actions.values() for f in v.fields if f.integrates}
@@ -552,7 +563,7 @@ def cmd_serve_policy(args: argparse.Namespace) -> int:
     make_policy(args.env, args.policy, args.seed)  # an unknown name fails now
     imagine = policy_imaginer(args.env)
     chunk = args.chunk if args.chunk is not None else (10 if imagine is not None else 1)
-    server = PolicyServer(partial(make_policy, args.env, args.policy, args.seed), load_spec(args.env), args.protocol,
+    server = PolicyServer(partial(make_policy, args.env, args.policy, args.seed), load_spec(task_info(args.env).embodiment), args.protocol,
                           args.action_space, chunk, imagine, args.max_message_mb)
     print(f"serving {args.policy} ({args.env}) over {args.protocol}'s protocol on ws://{args.host}:{args.port}, "
           f"chunks of {chunk}, action space {server.action_space or 'the spec default'}", flush=True)
@@ -666,7 +677,7 @@ def _add_sinks(p):
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
-    p.add_argument("--env", default="pusht", choices=sorted(DEMO), help="droid: the Franka cube scene")
+    p.add_argument("--env", default="pusht", choices=task_choices(demo=True), help="franka_cube: the Franka cube scene")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="default: 120 (pusht), 200 (droid)")
@@ -684,7 +695,7 @@ def add_embodiments_parser(sub) -> None:
 
 def add_collect_parser(sub) -> None:
     p = sub.add_parser("collect", help="closed-loop data collection from a real or a learned simulator")
-    p.add_argument("--env", default="pusht", choices=["pusht", "aloha", "droid"],
+    p.add_argument("--env", default="pusht", choices=task_choices(),
                    help="droid: the MuJoCo Franka cube scene")
     p.add_argument("--policy", default="expert",
                    help="the task's ladder (pusht: expert, expert-noise0.2, expert-lag2, ...; droid: expert, "
@@ -853,7 +864,7 @@ def add_serve_parser(sub) -> None:
 
 def add_serve_policy_parser(sub) -> None:
     p = sub.add_parser("serve-policy", help="serve a policy over openpi's websocket protocol")
-    p.add_argument("--env", default="droid", choices=["pusht", "droid", "aloha"])
+    p.add_argument("--env", default="franka_cube", choices=task_choices())
     p.add_argument("--policy", default="expert", help="a ladder name, random, or lerobot:<pretrained_model dir>")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -885,8 +896,9 @@ def add_eval_parser(sub) -> None:
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default="pusht", choices=["pusht", "droid"],
-                   help="task whose learned simulator to evaluate (droid: the Franka cube scene)")
+    p.add_argument("--task", default="pusht", choices=task_choices(learned=True),
+                   help="task whose learned simulator to evaluate (franka_cube: the Franka cube scene; droid is "
+                        "its earlier name)")
     p.add_argument("--real-cameras", default=None,
                    help="droid: render only these cameras in the real scene, e.g. exterior_1_left (what the "
                         "scripted ladder reads); default all")
@@ -916,7 +928,8 @@ def add_eval_parser(sub) -> None:
 def add_eval_fidelity_parser(sub) -> None:
     p = sub.add_parser("eval-fidelity", help="open-loop PSNR/SSIM of the learned simulator on held-out episodes")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--env", default="pusht", choices=["pusht", "droid"], help="droid: the Franka cube scene")
+    p.add_argument("--env", default="pusht", choices=task_choices(learned=True),
+                   help="franka_cube: the Franka cube scene")
     p.add_argument("--policy", default="expert-noise0.2", help="a policy of the task's ladder (droid: e.g. expert-noise1)")
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--seed", type=int, default=5000, help="first held-out seed (training used 1000-1719)")
@@ -1005,6 +1018,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_numbers(args)
+        for key in ("env", "task"):  # an earlier task name works, with a deprecation line
+            if isinstance(getattr(args, key, None), str) and args.command != "convert-droid":
+                setattr(args, key, task_info(getattr(args, key), warn=True).name)
         return args.func(args)
     except (UserError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback (a bug keeps its own)
         print(f"error: {e}", file=sys.stderr)

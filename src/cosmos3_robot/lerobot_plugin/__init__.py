@@ -27,7 +27,7 @@ from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
 
 from ..embodiments import EmbodimentSpec, load_spec
-from ..tasks import TASKS, learned_env_id, real_env_id
+from ..tasks import REGISTRY, learned_env_id, real_env_id, task_info
 from ..errors import UserError
 
 TYPE = "cosmos3_robot"
@@ -36,7 +36,8 @@ TYPE = "cosmos3_robot"
 def learned_tasks() -> list[str]:
     """Tasks that ship a learned simulator (the choices of --env.task), in the order the tasks are registered:
     the first is the default."""
-    return [name for name, (_, learned, _) in TASKS.items() if learned]
+    return [t.name for t in REGISTRY.values() if t.learned_id] + [a for t in REGISTRY.values() if t.learned_id
+                                                                   for a in t.aliases]
 
 
 def pixel_keys(spec: EmbodimentSpec) -> dict[str, str]:
@@ -95,7 +96,7 @@ class Cosmos3RobotEnv(EnvConfig):
     def __post_init__(self):
         if self.task not in learned_tasks():
             raise UserError(f"--env.task={self.task!r}: no learned simulator for it; choose one of {learned_tasks()}")
-        spec = load_spec(self.task)
+        spec = load_spec(task_info(self.task).embodiment)
         if self.fps is None:
             self.fps = int(round(spec.control_hz))
         if self.episode_length is None:
@@ -119,7 +120,7 @@ class Cosmos3RobotEnv(EnvConfig):
         from ..backends import load_backend
         from ..sim import LearnedVectorEnv
 
-        spec = load_spec(self.task)
+        spec = load_spec(task_info(self.task).embodiment)
         kwargs = {} if self.runtime == "auto" else {"runtime": self.runtime}
         backend = load_backend(self.checkpoint or gym.spec(learned_env_id(self.task)).kwargs["backend"], **kwargs)
         env = LearnedVectorEnv(n_envs, backend, real_env_id(self.task), max_episode_steps=self.episode_length,

@@ -1,71 +1,53 @@
-"""Task packages: the only place a task's objects are named. Each registers its Gymnasium ids (real
-simulator and, where a checkpoint exists, the learned one) and its policy ladder."""
+"""Task packages: the only place a task's objects are named. Each registers a `TaskInfo` (tasks/registry.py):
+its Gymnasium ids (real simulator and, where a checkpoint ships, the learned one), its policy ladder and its
+checkpoints. docs/adding_a_task.md says how to add one."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 
-from . import aloha, franka_cube, pusht  # noqa: F401  (each registers its perception and pieces)
+from .registry import REGISTRY, TaskInfo, register_task, task_info, task_names
+# each registers its task and pieces, in this order: the first is the default of the LeRobot plugin's --env.task
+from . import pusht  # noqa: F401,E402,I001
+from . import franka_cube  # noqa: F401,E402,I001
+from . import aloha  # noqa: F401,E402,I001
 from ..errors import UserError
 
-# embodiment name -> (real simulator id, learned simulator id or None, policy factory "module:function")
-TASKS: dict[str, tuple[str, str | None, str]] = {
-    "pusht": ("cosmos3_robot/PushTReal-v0", "cosmos3_robot/PushT-v0", "cosmos3_robot.tasks.pusht:make_pusht_policy"),
-    "aloha": ("cosmos3_robot/AlohaReal-v0", None, ""),
-    "droid": ("cosmos3_robot/FrankaCubeReal-v0", "cosmos3_robot/FrankaCube-v0",
-              "cosmos3_robot.tasks.franka_cube:make_franka_policy"),
-}
-
-
-# embodiment name -> the shipped checkpoint with a policy head (`world-model` without a checkpoint)
-POLICY_HEADS: dict[str, str] = {"pusht": pusht.SHIPPED_POLICY}
+__all__ = ["REGISTRY", "TaskInfo", "learned_env_id", "make_policy", "make_real_env", "real_env_id", "register_envs",
+           "register_task", "task_info", "task_names"]
 
 
 def register_envs() -> None:
-    """Gymnasium ids of every task; max_episode_steps as the real simulators (gym-pusht: 300, the Franka
-    cube scene: 200)."""
-    if "cosmos3_robot/PushT-v0" in gym.registry:
-        return
-    gym.register(id="cosmos3_robot/PushT-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
-                 vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=300,
-                 kwargs={"backend": pusht.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/PushTReal-v0",
-                         "embodiment": "pusht"})
-    gym.register(id="cosmos3_robot/FrankaCube-v0", entry_point="cosmos3_robot.sim:LearnedEnv",
-                 vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=200,
-                 kwargs={"backend": franka_cube.SHIPPED_CHECKPOINT, "start": "cosmos3_robot/FrankaCubeReal-v0",
-                         "embodiment": "droid"})
-    gym.register(id="cosmos3_robot/PushTReal-v0", entry_point="cosmos3_robot.tasks.pusht.real:PushTRealEnv")
-    gym.register(id="cosmos3_robot/AlohaReal-v0", entry_point="cosmos3_robot.tasks.aloha.real:AlohaRealEnv")
-    gym.register(id="cosmos3_robot/FrankaCubeReal-v0",
-                 entry_point="cosmos3_robot.tasks.franka_cube.real:FrankaCubeRealEnv")
+    """Gymnasium ids of every registered task, with its step limit."""
+    for info in REGISTRY.values():
+        if info.real_id not in gym.registry:
+            gym.register(id=info.real_id, entry_point=info.real_entry_point)
+        if info.learned_id and info.learned_id not in gym.registry:
+            gym.register(id=info.learned_id, entry_point="cosmos3_robot.sim:LearnedEnv",
+                         vector_entry_point="cosmos3_robot.sim:LearnedVectorEnv", max_episode_steps=info.episode_limit,
+                         kwargs={"backend": info.checkpoint, "start": info.real_id, "embodiment": info.embodiment})
 
 
-def task_names() -> list[str]:
-    return sorted(TASKS)
-
-
-def _task(name: str) -> tuple[str, str | None, str]:
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; choose one of {task_names()}")
-    return TASKS[name]
+def _task(name: str) -> TaskInfo:
+    return task_info(name)
 
 
 def make_real_env(name: str, **kwargs) -> gym.Env:
-    """A real simulator by embodiment name (pusht, aloha, droid), without gymnasium's wrappers; its own
-    `max_episode_steps` (an env argument here, not a TimeLimit)."""
+    """A task's real simulator, without gymnasium's wrappers; its own `max_episode_steps` (an env argument here,
+    not a TimeLimit)."""
     from gymnasium.envs.registration import load_env_creator
 
     register_envs()
-    spec = gym.spec(_task(name)[0])
+    spec = gym.spec(_task(name).real_id)
     return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
 
 
 def real_env_id(name: str) -> str:
-    return _task(name)[0]
+    return _task(name).real_id
 
 
 def learned_env_id(name: str) -> str:
-    env_id = _task(name)[1]
+    env_id = _task(name).learned_id
     if env_id is None:
         raise UserError(f"no learned simulator is shipped for {name!r}; train a checkpoint and make "
                          "cosmos3_robot.sim.LearnedEnv(checkpoint=..., start=...)")
@@ -90,11 +72,11 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
                              f"got {part!r}")
         opts[key] = int(value)
     if not ckpt:
-        _task(name)
-        if name not in POLICY_HEADS:
+        ckpt = _task(name).policy_head
+        if ckpt is None:
+            heads = {t.name: t.policy_head for t in REGISTRY.values() if t.policy_head}
             raise UserError(f"policy {policy!r}: no policy head is shipped for {name!r}; name a checkpoint with "
-                             f"one: world-model:<checkpoint dir> (shipped: {POLICY_HEADS})")
-        ckpt = POLICY_HEADS[name]
+                             f"one: world-model:<checkpoint dir> (shipped: {heads})")
     if backend_name(ckpt) == "structured":
         from ..policies import StructuredPolicy
 
@@ -118,7 +100,8 @@ def make_policy(name: str, policy: str, seed: int = 0):
     from ..embodiments import load_spec
     from ..policies import RandomPolicy
 
-    factory = _task(name)[2]
+    info = _task(name)
+    factory, name = info.policy_factory, info.embodiment  # specs are the embodiment's
     if policy == "world-model" or policy.startswith(("world-model:", "world-model#")):
         return world_model_policy(name, policy, seed)
     if policy.startswith("openpi:"):

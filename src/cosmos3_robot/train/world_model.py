@@ -288,10 +288,10 @@ def _start(cfg: TrainConfig, out: Path, state_path: Path) -> tuple[WorldModel, d
 def train(cfg: TrainConfig) -> WorldModel:
     rank, world = _dist()
     out = Path(cfg.out)
-    spec = load_spec(dataset_embodiment(cfg.dataset, cfg.embodiment))
     torch.manual_seed(cfg.seed)
     state_path = out / STATE_FILE
-    model, st = _start(cfg, out, state_path)
+    model, st = _start(cfg, out, state_path)  # refuses to overwrite a finished checkpoint first
+    spec = load_spec(dataset_embodiment(cfg.dataset, cfg.embodiment))
     if cfg.render_steps and not model.cfg.conv_head_state:
         raise UserError(f"render_steps={cfg.render_steps} needs a conv frame head that reads the state: set "
                          "frame_head='conv' and conv_head_state (--frame-head conv --conv-head-state N)")

@@ -34,3 +34,14 @@ def _cartesian_from_joints(state, given):
 
 
 register_state_completion("droid", _cartesian_from_joints)
+
+
+from ..registry import TaskInfo, register_task  # noqa: E402
+
+register_task(TaskInfo(
+    name="franka_cube", embodiment="droid", real_id="cosmos3_robot/FrankaCubeReal-v0",
+    real_entry_point="cosmos3_robot.tasks.franka_cube.real:FrankaCubeRealEnv", learned_id="cosmos3_robot/FrankaCube-v0",
+    checkpoint=SHIPPED_CHECKPOINT, episode_limit=200,
+    policy_factory="cosmos3_robot.tasks.franka_cube:make_franka_policy",
+    demo_policies=("expert", "expert-noise1.5", "random"), demo_real_kwargs={"cameras": ["exterior_1_left"]},
+    aliases=("droid",)))

@@ -32,3 +32,13 @@ def workspace_to_world(points_xy: np.ndarray) -> np.ndarray:
 
 
 register_end_effector("pusht", lambda states: workspace_to_world(states[:, :2]))  # the pusher: agent_pos
+
+
+from ..registry import TaskInfo, register_task  # noqa: E402
+
+register_task(TaskInfo(
+    name="pusht", embodiment="pusht", real_id="cosmos3_robot/PushTReal-v0",
+    real_entry_point="cosmos3_robot.tasks.pusht.real:PushTRealEnv", learned_id="cosmos3_robot/PushT-v0",
+    checkpoint=SHIPPED_CHECKPOINT, episode_limit=300,  # gym-pusht's
+    policy_factory="cosmos3_robot.tasks.pusht:make_pusht_policy", policy_head=SHIPPED_POLICY,
+    demo_policies=("expert", "expert-noise0.4", "random"), success_kwarg="success_threshold"))
