@@ -4,6 +4,7 @@ states (episode k of every policy starts from seed `seed0 + k` in both), then co
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -17,15 +18,20 @@ from .metrics import bootstrap_ci, uncertainty_report
 from ..errors import UserError
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """In a worker process: be killed when the process that started it dies, even by SIGKILL (Linux
-    prctl(PR_SET_PDEATHSIG)), so a killed eval never leaves a real-simulator worker running alone."""
+    prctl(PR_SET_PDEATHSIG)), so a killed eval never leaves a real-simulator worker running alone. A spawned
+    worker gets here only after its imports (seconds on a cold start): if `parent` (the starting process's pid)
+    died before that, the signal will never come, so it exits now."""
     import ctypes
+    import os
     import signal
     import sys
 
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers, on_policy,
@@ -39,7 +45,7 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=die_with_parent)
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
         futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies
                    if name not in known}
         # the workers take cores of their own: more model threads than the cores left only wait on each other
