@@ -19,12 +19,17 @@ from cosmos3_robot.datasets import list_droid_episodes, read_droid_metadata, rea
 EPISODES = 3
 
 
+# H.264 instead of lerobot's default AV1, which costs about 2 s more per episode on this CPU (the tests' own
+# processes get it from conftest; these commands run in child processes)
+FAST = ["--video-codec", "h264"]
+
+
 def collect_cmd(fmt: str, out: Path, src: Path | None = None) -> list[str]:
     base = [sys.executable, "-m", "cosmos3_robot.cli"]
     if fmt == "convert-droid":
-        return base + ["convert-droid", str(src), "--out", str(out)]
+        return base + ["convert-droid", str(src), "--out", str(out), *FAST]
     return base + ["collect", "--episodes", str(EPISODES), "--max-steps", "10", "--policy", "random", "--out", str(out),
-                   "--format", fmt]
+                   "--format", fmt, *(FAST if fmt == "lerobot" else [])]
 
 
 def env():
@@ -137,7 +142,7 @@ def test_twenty_episodes_pack_into_one_file_each_and_survive_a_kill_in_episode_1
 
     out = tmp_path / "pusht"
     cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "20", "--max-steps", "10",
-           "--policy", "random", "--out", str(out)]
+           "--policy", "random", "--out", str(out), *FAST]
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while saved("lerobot", out) < 12 and proc.poll() is None:
         time.sleep(0.002)
@@ -174,7 +179,8 @@ sys.exit(main(sys.argv[3:]))
 
 
 def _second_run(out: Path, kill_at: int, log: Path) -> subprocess.CompletedProcess:
-    args = ["collect", "--episodes", "2", "--seed", "2", "--max-steps", "8", "--policy", "random", "--out", str(out)]
+    args = ["collect", "--episodes", "2", "--seed", "2", "--max-steps", "8", "--policy", "random", "--out", str(out),
+            *FAST]
     return subprocess.run([sys.executable, "-c", KILLER, str(kill_at), str(log), *args], env=env(),
                           capture_output=True, text=True, timeout=300)
 
@@ -183,7 +189,7 @@ def _second_run(out: Path, kill_at: int, log: Path) -> subprocess.CompletedProce
 def two_episodes(tmp_path_factory):
     out = tmp_path_factory.mktemp("base") / "ds"
     cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "2", "--max-steps", "8", "--policy",
-           "random", "--out", str(out)]
+           "random", "--out", str(out), *FAST]
     assert subprocess.run(cmd, env=env(), capture_output=True, timeout=300).returncode == 0
     return out
 
@@ -229,7 +235,7 @@ def test_a_kill_at_every_rename_and_unlink_of_save_and_pack_keeps_every_episode(
 def test_a_second_writer_is_refused_and_the_first_completes(tmp_path):
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "3", "--max-steps", "10",
-           "--policy", "random", "--out", str(out)]
+           "--policy", "random", "--out", str(out), *FAST]
     first = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lock = out.with_name(".ds.lock")
     while not (lock.is_file() and lock.read_text().strip()) and first.poll() is None:
@@ -248,7 +254,7 @@ def test_asking_for_other_episodes_in_an_existing_dataset_records_them(two_episo
     out = tmp_path / "ds"
     shutil.copytree(two_episodes, out)
     cmd = [sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "2", "--max-steps", "5", "--policy",
-           "random", "--out", str(out), "--sim", "learned"]
+           "random", "--out", str(out), "--sim", "learned", *FAST]
     res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-1500:]
     assert "collected 2 new episodes (2 already there, 4 now)" in res.stdout

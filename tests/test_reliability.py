@@ -371,7 +371,8 @@ def test_a_full_disk_gives_one_line_and_leaves_no_temporary_files(tmp_path):
     from cosmos3_robot.datasets import read_episode_meta
 
     out = tmp_path / "ds"
-    args = ["collect", "--episodes", "3", "--max-steps", "6", "--policy", "random", "--out", str(out)]
+    args = ["collect", "--episodes", "3", "--max-steps", "6", "--policy", "random", "--out", str(out),
+            "--video-codec", "h264"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-c", FULL_DISK, "9", *args], env=env, capture_output=True, text=True,
                          timeout=300)
@@ -426,7 +427,7 @@ def test_corrupt_files_are_named_with_the_fix(tmp_path, capsys):
 
     ds = tmp_path / "ds"
     subprocess.run([sys.executable, "-m", "cosmos3_robot.cli", "collect", "--episodes", "1", "--max-steps", "4",
-                    "--policy", "random", "--out", str(ds)], capture_output=True, timeout=300, check=True)
+                    "--policy", "random", "--out", str(ds), "--video-codec", "h264"], capture_output=True, timeout=300, check=True)
     for pattern in ("data/*/*.parquet", "videos/*/*/*.mp4"):
         broken = tmp_path / "broken"
         shutil.rmtree(broken, ignore_errors=True)

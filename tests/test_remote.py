@@ -200,6 +200,7 @@ def test_errors_name_the_url_and_field_and_the_env_survives_a_retry(server):
         backend._request("POST", "/v1/videos/sync", data={"prompt": "p", "model": "cosmos3"})
 
 
+@pytest.mark.slow  # a soak run (28 s): kept out of the 10-minute default suite
 def test_5000_steps_keep_replies_bounded(server):
     backend = RemoteBackend(server)
     env = LearnedEnv(backend, START, success_threshold=1.01)

@@ -406,7 +406,7 @@ def cmd_convert_droid(args: argparse.Namespace) -> int:
         print(f"LeRobot dataset {args.out} holds {n} episodes from {args.src} in the layout of LeRobot's DROID port")
         return 0
     with exclusive(args.out):
-        rec = droid_to_lerobot(args.src, args.out)
+        rec = droid_to_lerobot(args.src, args.out, vcodec=args.video_codec)
     skipped = f"; {rec.skipped} already converted, skipped" if rec.skipped else ""
     print(f"LeRobot dataset {args.out} holds {rec.num_episodes} episodes from {args.src}{skipped}")
     return 0
@@ -965,6 +965,8 @@ def add_convert_droid_parser(sub) -> None:
     p = sub.add_parser("convert-droid", help="convert DROID-layout episodes into a LeRobot dataset")
     p.add_argument("src")
     p.add_argument("--out", required=True)
+    p.add_argument("--video-codec", default=None, choices=["libsvtav1", "h264"],
+                   help="--layout spec: the codec (default: lerobot's, AV1; appending keeps the dataset's own)")
     p.add_argument("--layout", default="spec", choices=["spec", "lerobot-port"],
                    help="spec (default): the embodiment spec's features (droid: 14-D state with the cartesian pose, "
                         "the recorded action), what this package's simulators and policies read, appended to and "

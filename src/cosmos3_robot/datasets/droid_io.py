@@ -404,7 +404,8 @@ def read_droid_episode(episode: str | Path) -> dict:
     return out
 
 
-def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "local/cosmos3", progress: bool = True):
+def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "local/cosmos3", progress: bool = True,
+                     vcodec: str | None = None):
     """Convert a folder of DROID-layout episodes (ours or DROID's own) into a LeRobot v3 dataset, appending to
     `out`; frames are resized to the spec's camera size. Episodes already there, by DROID uuid, are skipped
     (`recorder.skipped` counts them)."""
@@ -416,7 +417,7 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
     first = read_droid_episode(episodes[0])
     spec = load_spec(first["spec"])
     recorder = LeRobotRecorder(out, spec, repo_id=repo_id, cameras=list(first["frames"]),
-                               variant=first.get("action_variant"))
+                               variant=first.get("action_variant"), vcodec=vcodec)
     # a rerun (or a resume after a kill) skips the episodes already converted, matched on DROID's uuid
     done = {m.get("droid_uuid") for m in recorder.existing_episodes()}
     recorder.skipped = 0
