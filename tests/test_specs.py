@@ -133,7 +133,7 @@ upper = 1
         (lambda s: s.replace("video_fps = 10", "video_fps = 0"), "video_fps = 0.0 must be > 0"),
         (lambda s: s.replace('domain_id = 9', 'domain_id = "nine"'), "'domain_id' = 'nine' has type str"),
         (lambda s: s + '[lerobot]\naction_names = {motors = ["m0"]}\n', r"\[lerobot\] action_names = .*a list of \[2\]"),
-        (lambda s: s + '[lerobot]\nnames = ["a", "b"]\n', r"\[lerobot\] takes state_names and action_names"),
+        (lambda s: s + '[lerobot]\nnames = ["a", "b"]\n', r"\[lerobot\] takes state_names, action_names and port_robot_type"),
         (lambda s: s + 'concat_view = ["nope"]\n', None),  # TOML: key after a table goes into the table
     ],
 )

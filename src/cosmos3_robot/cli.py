@@ -589,8 +589,6 @@ def _sink(args) -> dict:
 def cmd_view(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import json
-
     from .datasets import list_droid_episodes, load_episodes, read_droid_episode
     from .viz import episode_log, log_rollout, open_recording
 
@@ -600,14 +598,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     if (root / "meta" / "info.json").is_file():
         ep = load_episodes(root, episodes=[args.episode])[0]
         # --embodiment, else the sidecar of datasets we collected, else lerobot's robot_type where it names a spec
-        from .embodiments import list_embodiments
+        from .datasets.lerobot_io import dataset_embodiment
 
-        robot_type = json.loads((root / "meta" / "info.json").read_text()).get("robot_type")
-        spec = (args.embodiment or ep["meta"].get("embodiment") or ep["meta"].get("env")
-                or (robot_type if robot_type in list_embodiments() else None))
-        if spec is None:
-            raise UserError(f"{root}: which embodiment recorded it? robot_type is {robot_type!r}; pass --embodiment "
-                             f"(one of {list_embodiments()} or a .toml spec file)")
+        spec = dataset_embodiment(root, args.embodiment or ep["meta"].get("embodiment") or ep["meta"].get("env"))
     else:
         paths = list_droid_episodes(root)
         if not 0 <= args.episode < len(paths):
@@ -1021,7 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_numbers(args)
         for key in ("env", "task"):  # an earlier task name works, with a deprecation line
-            if isinstance(getattr(args, key, None), str) and args.command != "convert-droid":
+            if isinstance(getattr(args, key, None), str):
                 setattr(args, key, task_info(getattr(args, key), warn=True).name)
         return args.func(args)
     except (UserError, FileNotFoundError) as e:  # bad user input: one clear line, no traceback (a bug keeps its own)

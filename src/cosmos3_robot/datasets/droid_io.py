@@ -98,9 +98,9 @@ def _flat(x: np.ndarray) -> np.ndarray:
 
 class DroidWriter:
     """Write episodes in DROID's raw layout under `root`. `calibrations`: fixed cameras' calibrations;
-    `live_calibrations`: a callable returning every camera's calibration now (e.g. the Franka scene's
+    `live_calibrations`: a callable returning every camera's calibration now (e.g. a MuJoCo scene's
     `env.calibrations`, whose wrist camera moves); the spec's own calibrations fill in. `stereo`: a callable
-    returning camera name -> (right-eye frame, right-eye calibration) now (the Franka scene's `env.stereo`);
+    returning camera name -> (right-eye frame, right-eye calibration) now (a scene's `env.stereo`);
     without it the right half of each video is a copy of the left (said in the metadata's `cosmos3_right_eye`).
     `robot_state_extras`: a callable returning DROID's further robot_state fields now (joint velocities, torques).
     The callables are read by `observe()`, which `eval.rollout.collect` calls right after each observation; a
@@ -144,20 +144,17 @@ class DroidWriter:
     def discard_episode(self) -> None:
         self._buffer, self._pending = [], None
 
-    def _calibs(self, name: str) -> list | None:
-        per_step = [b[4]["calib"].get(name, self.calibrations.get(name)) for b in self._buffer]
-        return None if any(c is None for c in per_step) else per_step
-
     def _extrinsics(self, name: str) -> np.ndarray | None:
-        per_step = self._calibs(name)
-        return None if per_step is None else np.stack([c.to_droid() for c in per_step])
+        per_step = [b[4]["calib"].get(name, self.calibrations.get(name)) for b in self._buffer]
+        return None if any(c is None for c in per_step) else np.stack([c.to_droid() for c in per_step])
 
-    def _right_eye(self, name: str, left: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+    def _right_eye(self, name: str, left: np.ndarray, left_ext: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray | None, str]:
         """(right frames, right extrinsics or None, "rendered" | "copy of left")."""
         views = [b[4]["right"].get(name) for b in self._buffer]
         if all(v is not None and v[0].shape == left.shape[1:] for v in views):
             return np.stack([v[0] for v in views]), np.stack([v[1].to_droid() for v in views]), "rendered"
-        return left, self._extrinsics(name), "copy of left"
+        return left, left_ext, "copy of left"
 
     def _when(self, success: bool) -> tuple[datetime, Path]:
         """A start time whose DROID folder name is free (DROID's names have one-second resolution)."""
@@ -178,10 +175,10 @@ class DroidWriter:
         if "cartesian_position" in recorded:
             out["target_cartesian_position"] = recorded["cartesian_position"]
         elif "joint_position" in recorded and "gripper_position" in recorded and "cartesian_position" in state:
+            pose = self.spec.state.slices()["cartesian_position"]
             try:
                 out["target_cartesian_position"] = np.stack([
-                    complete_state(self.spec, {"joint_positions": q, "gripper_position": g})[
-                        self.spec.state.slices()["cartesian_position"]]
+                    complete_state(self.spec, {"joint_positions": q, "gripper_position": g})[pose]
                     for q, g in zip(recorded["joint_position"], _flat(recorded["gripper_position"]))])
             except UserError:  # no kinematic chain registered for this robot
                 pass
@@ -195,6 +192,7 @@ class DroidWriter:
         imagined = bool(meta.get("imagined", False))
         when, final = self._when(success)
         user_id = hashlib.sha1(f"{LAB}{self.spec.name}".encode()).hexdigest()[:8]
+        scene_id = int(user_id, 16) % 10**9  # one scene per embodiment
         ep_uuid = f"{LAB}+{user_id}+{when.strftime(UUID_TIME)}"
         tmp = self.root / f".tmp-{ep_uuid}"
         (tmp / "recordings" / "MP4").mkdir(parents=True)
@@ -209,6 +207,7 @@ class DroidWriter:
         derived: list[str] = []
         right_eye: dict[str, str] = {}
         videos: dict[str, np.ndarray] = {}
+        ext0: dict[str, np.ndarray | None] = {}  # per camera, its extrinsics at every step
         with h5py.File(tmp / "trajectory.h5", "w") as h5:
             if self.spec.state.dims:
                 full = np.stack([o["observation.state"] for o in obs]).astype(np.float64)
@@ -244,9 +243,9 @@ class DroidWriter:
                 for k in ("estimated_capture", "frame_received", "read_start", "read_end"):
                     h5[f"observation/timestamp/cameras/{serial}_{k}"] = ms
                 left = np.stack([o[self.spec.camera(name).key] for o in obs])
-                right, ext_right, right_eye[name] = self._right_eye(name, left)
+                ext = ext0[name] = self._extrinsics(name)
+                right, ext_right, right_eye[name] = self._right_eye(name, left, ext)
                 videos[serial] = np.concatenate([left, right], axis=2)  # side by side, as DROID's readers split it
-                ext = self._extrinsics(name)
                 if ext is not None:
                     h5[f"observation/camera_extrinsics/{serial}_left"] = ext
                     h5[f"observation/camera_extrinsics/{serial}_right"] = ext_right
@@ -256,7 +255,7 @@ class DroidWriter:
             h5.attrs.update({"current_task": self._task, "success": success, "failure": not success,
                              "user": LAB, "robot_serial_number": f"sim-{self.spec.name}", "version_number": "1.3",
                              "time": when.strftime(DIR_TIME), "building": BUILDING,
-                             "scene_id": int(user_id, 16) % 10**9, "fixed_tasks": [self._task],
+                             "scene_id": scene_id, "fixed_tasks": [self._task],
                              "cosmos3_imagined": imagined, "cosmos3_checkpoint": str(meta.get("checkpoint") or "")})
         for serial, frames in videos.items():
             mp4 = tmp / "recordings" / "MP4" / f"{serial}.mp4"
@@ -264,7 +263,6 @@ class DroidWriter:
             # droid/camera_utils/recording_readers/mp4_reader.py: the frame times, matched against the h5's
             (mp4.parent / f"{serial}_timestamps.json").write_text(json.dumps(ms.tolist()))
         roles = {ROLES[n]: s for n, s in serials.items() if n in ROLES}
-        ext0 = {n: self._extrinsics(n) for n in serials}
         lab_dir = final.relative_to(self.root / LAB)  # DROID's paths are relative to the <lab> folder (schema.py)
         mp4_rel = lab_dir / "recordings" / "MP4"
         paths = {f"{r}_mp4_path": str(mp4_rel / f"{s}.mp4") for r, s in roles.items()}
@@ -277,7 +275,7 @@ class DroidWriter:
         metadata = {  # postprocessing/schema.py TRAJECTORY_SCHEMA, then ours
             "uuid": ep_uuid, "lab": LAB, "user": LAB, "user_id": user_id, "date": when.strftime("%Y-%m-%d"),
             "timestamp": when.strftime(UUID_TIME), "hdf5_path": str(lab_dir / "trajectory.h5"),
-            "building": BUILDING, "scene_id": int(user_id, 16) % 10**9, "success": success,
+            "building": BUILDING, "scene_id": scene_id, "success": success,
             "robot_serial": f"sim-{self.spec.name}", "droid_version": "1.3", "current_task": self._task,
             "trajectory_length": T,
             **{f"{r}_cam_serial": s for r, s in roles.items()},
@@ -442,12 +440,13 @@ def droid_to_lerobot(droid_root: str | Path, out: str | Path, repo_id: str = "lo
 
 
 # LeRobot's own DROID port (huggingface/lerobot examples/port_datasets/port_droid.py, DROID_FEATURES): its
-# feature names, shapes and names, robot_type and fps, for `droid_to_lerobot_port`.
-PORT_ROBOT_TYPE, PORT_FPS = "Franka", 15
+# feature names, shapes and names and fps, for `droid_to_lerobot_port` (its robot_type is the droid spec's
+# [lerobot] port_robot_type).
+PORT_FPS = 15
 _AXES6 = {"axes": ["x", "y", "z", "roll", "pitch", "yaw"]}
 _JOINTS = {"axes": [f"joint_{i}" for i in range(7)]}
 _GRIP = {"axes": ["gripper"]}
-_PORT_CAMERAS = {"wrist_left": "wrist_left", "exterior_1_left": "exterior_1_left", "exterior_2_left": "exterior_2_left"}
+_PORT_CAMERAS = ("wrist_left", "exterior_1_left", "exterior_2_left")  # the droid spec's names, as the port's
 
 
 def port_features() -> dict:
@@ -460,7 +459,7 @@ def port_features() -> dict:
              "observation.state.cartesian_position": f32((6,), _AXES6),
              "observation.state.joint_position": f32((7,), _JOINTS),
              "observation.state": f32((8,), {"axes": _JOINTS["axes"] + ["gripper"]})}
-    for cam in _PORT_CAMERAS.values():
+    for cam in _PORT_CAMERAS:
         feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": (180, 320, 3),
                                               "names": ["height", "width", "channels"]}
     feats |= {"action.gripper_position": f32((1,), _GRIP), "action.gripper_velocity": f32((1,), _GRIP),
@@ -470,7 +469,7 @@ def port_features() -> dict:
               "action": f32((8,), {"axes": _JOINTS["axes"] + ["gripper"]}),
               "discount": f32((1,), None), "reward": f32((1,), None), "task_category": text, "building": text,
               "collector_id": text, "date": text}
-    feats |= {f"camera_extrinsics.{cam}": f32((6,), _AXES6) for cam in _PORT_CAMERAS.values()}
+    feats |= {f"camera_extrinsics.{cam}": f32((6,), _AXES6) for cam in _PORT_CAMERAS}
     feats["is_episode_successful"] = flag
     return feats
 
@@ -478,7 +477,7 @@ def port_features() -> dict:
 def droid_to_lerobot_port(droid_root: str | Path, out: str | Path, repo_id: str = "local/droid",
                           progress: bool = True) -> int:
     """DROID-layout episodes (ours or DROID's own) -> a LeRobot dataset in the layout of LeRobot's DROID port
-    (`port_droid.py`): 8-D state and action (7 joints + gripper), every DROID sub-feature, robot_type "Franka".
+    (`port_droid.py`): 8-D state and action (7 joints + gripper), every DROID sub-feature, the port's robot_type.
     Frames are resized to 180x320 as the port's RLDS source was. Built in a sibling folder and renamed into
     place, so a kill leaves nothing half-written; `out` must not exist. -> episodes written."""
     import os
@@ -495,7 +494,7 @@ def droid_to_lerobot_port(droid_root: str | Path, out: str | Path, repo_id: str 
     tmp = out.with_name(out.name + ".converting")
     shutil.rmtree(tmp, ignore_errors=True)
     ds = LeRobotDataset.create(repo_id, fps=PORT_FPS, features=port_features(), root=tmp,
-                               robot_type=PORT_ROBOT_TYPE, use_videos=True)
+                               robot_type=load_spec("droid").lerobot_names["port_robot_type"], use_videos=True)
     for path in tqdm(episodes, desc="droid -> lerobot (port layout)", disable=not progress):
         ep = read_droid_episode(path)
         a, meta = ep["arrays"], ep["metadata"]
@@ -525,7 +524,7 @@ def droid_to_lerobot_port(droid_root: str | Path, out: str | Path, repo_id: str 
                      "observation.state.gripper_position": g,
                      "observation.state.cartesian_position": col("observation/robot_state/cartesian_position", t),
                      "observation.state.joint_position": q, "observation.state": np.concatenate([q, g]),
-                     **{f"observation.images.{c}": frames[n][t] for n, c in _PORT_CAMERAS.items()},
+                     **{f"observation.images.{n}": frames[n][t] for n in _PORT_CAMERAS},
                      "action.gripper_position": ga, "action.gripper_velocity": col("action/gripper_velocity", t),
                      "action.cartesian_position": col("action/cartesian_position", t),
                      "action.cartesian_velocity": col("action/cartesian_velocity", t),
@@ -537,7 +536,7 @@ def droid_to_lerobot_port(droid_root: str | Path, out: str | Path, repo_id: str 
                      "reward": np.array([float(last and success)], np.float32),  # the builder's reward
                      "task_category": str(meta.get("building", "")), "building": str(meta.get("building", "")),
                      "collector_id": str(meta.get("user_id", "")), "date": str(meta.get("date", "")),
-                     **{f"camera_extrinsics.{c}": extr[n] for n, c in _PORT_CAMERAS.items()},
+                     **{f"camera_extrinsics.{n}": extr[n] for n in _PORT_CAMERAS},
                      "is_episode_successful": np.array([success]), "task": task}
             ds.add_frame(frame)
         ds.save_episode()

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..embodiments import EmbodimentSpec, Normalizer, load_spec, normalizers_from_stats
+from ..embodiments.spec import flat_names
 from ..errors import UserError
 
 EPISODES_FILE = "meta/cosmos3_episodes.jsonl"
@@ -28,8 +29,8 @@ EPISODES_FILE = "meta/cosmos3_episodes.jsonl"
 def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, variant: str | None = None,
                      use_videos: bool = True) -> dict:
     """LeRobot feature dict (dtype/shape/names) for an embodiment's observations and actions, with the
-    `next.reward` / `next.done` / `next.success` columns of LeRobot's sim datasets (lerobot/pusht's
-    meta/info.json)."""
+    `next.reward` / `next.done` / `next.success` columns of LeRobot's sim datasets (their meta/info.json);
+    feature names from the spec's [lerobot] table where it has one."""
     cams = [spec.camera(c) for c in cameras] if cameras else list(spec.cameras)
     action = spec.action_variant(variant)
     features = {
@@ -41,7 +42,7 @@ def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, var
         features["observation.state"] = {"dtype": "float32", "shape": (spec.state.dims,),
                                          "names": spec.lerobot_names.get("state", list(spec.state.dim_names))}
     names = spec.lerobot_names.get("action")
-    flat = next(iter(names.values())) if isinstance(names, dict) else names
+    flat = flat_names(names)
     features["action"] = {"dtype": "float32", "shape": (action.dims,),
                           "names": names if flat is not None and len(flat) == action.dims else list(action.dim_names)}
     features["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
@@ -53,7 +54,7 @@ def lerobot_features(spec: EmbodimentSpec, cameras: list[str] | None = None, var
 VIDEO_QUALITIES = ("standard", "lossless")
 
 
-DEFAULT_VCODEC = "libsvtav1"  # lerobot 0.6.1's default (VideoEncoderConfig), and lerobot/pusht's AV1
+DEFAULT_VCODEC = "libsvtav1"  # lerobot 0.6.1's default (VideoEncoderConfig), AV1 as LeRobot's hub datasets
 LOSSLESS_VCODEC = "h264"  # SVT-AV1 encodes 4:2:0 only; libx264 does 4:4:4 at CRF 0
 
 
@@ -156,9 +157,6 @@ def recover_dataset(root: str | Path) -> str | None:
     return done
 
 
-SOURCE_COLUMNS = ("imagined", "imagined_by")  # in meta/episodes: survive lerobot's aggregate_datasets
-
-
 def _mark_source(root: Path, index: int, imagined: bool, by: str) -> None:
     """Write whether episode `index` was imagined, and by which checkpoint, into its row of lerobot's per-episode
     table (meta/episodes/*.parquet), where lerobot keeps per-episode facts: `aggregate_datasets` carries the
@@ -205,8 +203,8 @@ def dataset_embodiment(root: str | Path, given: str | None = None) -> str:
         return given
     root = Path(root)
     for record in read_episode_meta(root):
-        if record.get("embodiment"):
-            return record["embodiment"]
+        if record.get("embodiment") or record.get("env"):  # (records before "embodiment" named the env)
+            return record.get("embodiment") or record["env"]
     info = root / "meta" / "info.json"
     robot_type = json.loads(info.read_text()).get("robot_type") if info.is_file() else None
     if robot_type in list_embodiments():

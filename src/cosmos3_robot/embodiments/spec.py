@@ -257,18 +257,28 @@ def _parse_vector(name: str, table: dict, where: str, chunk_default: int) -> Vec
     return VectorSpec(name=name, fields=parsed, chunk_length=int(table.get("chunk_length", chunk_default)))
 
 
+def flat_names(names):
+    """LeRobot feature `names` as a list: a list as it is, a one-entry table ({"motors": [...]}) its list."""
+    return next(iter(names.values())) if isinstance(names, dict) and len(names) == 1 else names
+
+
 def _lerobot_names(table, where: str, state_dims: int, action_dims: dict[str, int]) -> dict:
     """[lerobot] state_names / action_names: the `names` LeRobot's info.json gives a reference dataset's
-    observation.state / action, a list or a one-entry table of a list, of the vector's length."""
-    if not isinstance(table, dict) or set(table) - {"state_names", "action_names"}:
-        raise SpecError(f"{where}: [lerobot] takes state_names and action_names, e.g. "
+    observation.state / action, a list or a one-entry table of a list, of the vector's length; port_robot_type:
+    the robot_type LeRobot's own port of this robot's data writes."""
+    if not isinstance(table, dict) or set(table) - {"state_names", "action_names", "port_robot_type"}:
+        raise SpecError(f"{where}: [lerobot] takes state_names, action_names and port_robot_type, e.g. "
                         "state_names = {motors = [\"motor_0\", \"motor_1\"]}")
     out = {}
+    if "port_robot_type" in table:
+        if not isinstance(table["port_robot_type"], str):
+            raise SpecError(f"{where}: [lerobot] port_robot_type = {table['port_robot_type']!r}; give a string")
+        out["port_robot_type"] = table["port_robot_type"]
     for key, dims in (("state_names", {state_dims}), ("action_names", set(action_dims.values()))):
         if key not in table:
             continue
         names = table[key]
-        flat = next(iter(names.values())) if isinstance(names, dict) and len(names) == 1 else names
+        flat = flat_names(names)
         if not isinstance(flat, list) or not all(isinstance(n, str) for n in flat) or len(flat) not in dims:
             raise SpecError(f"{where}: [lerobot] {key} = {names!r}; give a list of {sorted(dims)} names or a "
                             "one-entry table of one, as LeRobot's info.json writes them")

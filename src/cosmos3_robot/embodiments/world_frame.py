@@ -1,7 +1,7 @@
 """Where a robot's end effector is in the world frame (meters), read off its state: what Rerun draws as the
 end-effector path. A task package registers the function for its embodiment (`register_end_effector`), for
-a state whose units are not the world's (PushT's workspace pixels); a state with a `cartesian_position` field
-(DROID's base-frame pose) needs none."""
+a state whose units are not the world's (a planar pusher's workspace pixels); a state with a
+`cartesian_position` field (a base-frame pose) needs none."""
 
 from __future__ import annotations
 

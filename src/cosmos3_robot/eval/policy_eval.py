@@ -24,7 +24,6 @@ def die_with_parent(parent: int | None = None) -> None:
     worker gets here only after its imports (seconds on a cold start): if `parent` (the starting process's pid)
     died before that, the signal will never come, so it exits now."""
     import ctypes
-    import os
     import signal
     import sys
 

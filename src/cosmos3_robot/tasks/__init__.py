@@ -28,26 +28,22 @@ def register_envs() -> None:
                          kwargs={"backend": info.checkpoint, "start": info.real_id, "embodiment": info.embodiment})
 
 
-def _task(name: str) -> TaskInfo:
-    return task_info(name)
-
-
 def make_real_env(name: str, **kwargs) -> gym.Env:
     """A task's real simulator, without gymnasium's wrappers; its own `max_episode_steps` (an env argument here,
     not a TimeLimit)."""
     from gymnasium.envs.registration import load_env_creator
 
     register_envs()
-    spec = gym.spec(_task(name).real_id)
+    spec = gym.spec(task_info(name).real_id)
     return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
 
 
 def real_env_id(name: str) -> str:
-    return _task(name).real_id
+    return task_info(name).real_id
 
 
 def learned_env_id(name: str) -> str:
-    env_id = _task(name).learned_id
+    env_id = task_info(name).learned_id
     if env_id is None:
         raise UserError(f"no learned simulator is shipped for {name!r}; train a checkpoint and make "
                          "cosmos3_robot.sim.LearnedEnv(checkpoint=..., start=...)")
@@ -72,7 +68,7 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
                              f"got {part!r}")
         opts[key] = int(value)
     if not ckpt:
-        ckpt = _task(name).policy_head
+        ckpt = task_info(name).policy_head
         if ckpt is None:
             heads = {t.name: t.policy_head for t in REGISTRY.values() if t.policy_head}
             raise UserError(f"policy {policy!r}: no policy head is shipped for {name!r}; name a checkpoint with "
@@ -100,7 +96,7 @@ def make_policy(name: str, policy: str, seed: int = 0):
     from ..embodiments import load_spec
     from ..policies import RandomPolicy
 
-    info = _task(name)
+    info = task_info(name)
     factory, name = info.policy_factory, info.embodiment  # specs are the embodiment's
     if policy == "world-model" or policy.startswith(("world-model:", "world-model#")):
         return world_model_policy(name, policy, seed)
