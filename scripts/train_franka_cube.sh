@@ -16,12 +16,7 @@ export HF_HUB_OFFLINE=1 MUJOCO_GL="${MUJOCO_GL:-egl}"
 DATA=${DATA:-outputs/franka_data}
 OUT=${OUT:-outputs/franka_cube}
 SEED=${SEED:-0}
-C=(.venv/bin/cosmos3-robot collect --env droid --format lerobot --video-quality lossless --out "$DATA" --max-steps 200)
-"${C[@]}" --policy expert --episodes 12 --seed 2000   # collect skips episodes already in $DATA
-"${C[@]}" --policy expert-mix --episodes 48 --seed 1000
-"${C[@]}" --policy random --episodes 4 --seed 3000
-.venv/bin/python -m cosmos3_robot.tasks.franka_cube.train --dataset "$DATA" --out "$OUT" --seed "$SEED" \
-  --arm-steps "${ARM_STEPS:-3000}" --tower-epochs "${TOWER_EPOCHS:-100}" --render-steps "${RENDER_STEPS:-3000}" \
+# collect (skips episodes already in $DATA), fit, export the tower's ONNX graph: tasks/franka_cube/train.py train_sim
+.venv/bin/cosmos3-robot train-sim --task franka_cube --dataset "$DATA" --out "$OUT" --seed "$SEED" --collect 48 \
   ${OVERWRITE:+--overwrite}
-.venv/bin/cosmos3-robot export-onnx "$OUT"
 # ship it: rm -rf src/cosmos3_robot/checkpoints/franka_cube && cp -r "$OUT" src/cosmos3_robot/checkpoints/franka_cube

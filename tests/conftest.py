@@ -316,3 +316,14 @@ def free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@pytest.fixture
+def task_without_learned_sim(monkeypatch):
+    """A registered task with a real simulator only (every shipped task has a learned one)."""
+    from cosmos3_robot.tasks import REGISTRY, TaskInfo
+
+    monkeypatch.setitem(REGISTRY, "bare_scene", TaskInfo(
+        name="bare_scene", embodiment="aloha", real_id="cosmos3_robot/AlohaTransferCubeReal-v0",
+        real_entry_point="cosmos3_robot.tasks.aloha.real:AlohaTransferCubeRealEnv"))
+    return "bare_scene"

@@ -53,7 +53,7 @@ def test_rollout_and_view_commands(tiny_checkpoint, tmp_path, capsys):
     assert main(["view", str(tmp_path / "d"), "--episode", "5"]) == 2
 
 
-def test_collect_from_the_learned_simulator_marks_episodes_imagined(tmp_path, capsys):
+def test_collect_from_the_learned_simulator_marks_episodes_imagined(tmp_path, capsys, task_without_learned_sim):
     from cosmos3_robot.datasets import list_droid_episodes, open_dataset, read_droid_metadata, read_episode_meta
 
     out = tmp_path / "imagined"
@@ -72,7 +72,7 @@ def test_collect_from_the_learned_simulator_marks_episodes_imagined(tmp_path, ca
                  "--checkpoint", "pusht_fast", "--out", str(tmp_path / "d")]) == 0
     droid = read_droid_metadata(list_droid_episodes(tmp_path / "d")[0])
     assert droid["imagined"] is True and droid["checkpoint"] == "pusht_fast"
-    assert main(["collect", "--sim", "learned", "--env", "aloha", "--policy", "random", "--episodes", "1",
+    assert main(["collect", "--sim", "learned", "--env", task_without_learned_sim, "--policy", "random", "--episodes", "1",
                  "--out", str(tmp_path / "a")]) == 2
     assert "no learned simulator" in capsys.readouterr().err
 

@@ -77,8 +77,8 @@ def test_plugin_env_speaks_lerobot_conventions_and_steps_as_the_native_env():
     assert len(frames) == 3 and frames[0].shape == (96, 96, 3)
 
 
-def test_plugin_refuses_a_task_without_a_learned_simulator():
-    with pytest.raises(ValueError, match=r"--env.task='aloha'.*choose one of \['pusht', 'franka_cube', 'droid'\]"):
-        Cosmos3RobotEnv(task="aloha")
+def test_plugin_refuses_a_task_without_a_learned_simulator(task_without_learned_sim):
+    with pytest.raises(ValueError, match=r"--env.task='bare_scene'.*choose one of \[.*'aloha_transfer_cube'"):
+        Cosmos3RobotEnv(task=task_without_learned_sim)
     with pytest.raises(ValueError, match="episode_length"):
         Cosmos3RobotEnv(episode_length=0)

@@ -668,6 +668,37 @@ def _add_sinks(p):
     p.add_argument("--serve", action="store_true", help="serve the Rerun web viewer instead")
 
 
+def cmd_train_sim(args: argparse.Namespace) -> int:
+    from .backends.registry import resolve_entry_point
+
+    from .tasks import REGISTRY
+
+    info = task_info(args.task)
+    if not info.trainer:
+        trained = [t.name for t in REGISTRY.values() if t.trainer]
+        raise UserError(f"--task {info.name}: no learned-simulator recipe is registered for it (tasks with one: "
+                         f"{trained}); see docs/adding_a_task.md")
+    if args.collect < 0:
+        raise UserError(f"--collect {args.collect}; give 0 (use the data in --dataset) or more episodes")
+    resolve_entry_point(info.trainer)(args.dataset, args.out, seed=args.seed, collect=args.collect,
+                                      overwrite=args.overwrite)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_train_sim_parser(sub) -> None:
+    p = sub.add_parser("train-sim", help="a task's learned simulator, by its own recipe (collect, renderer, "
+                                         "dynamics, physics numbers)")
+    p.add_argument("--task", required=True, choices=task_choices())
+    p.add_argument("--dataset", required=True, help="the task's training data (collected into it with --collect)")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--collect", type=int, default=0, help="collect this many episodes into --dataset first "
+                                                          "(finished ones are kept)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_train_sim)
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
     p.add_argument("--env", default="pusht", choices=task_choices(demo=True), help="franka_cube: the Franka cube scene")
@@ -977,6 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_train_policy_parser(sub)
     add_train_dynamics_parser(sub)
+    add_train_sim_parser(sub)
     add_serve_parser(sub)
     add_serve_policy_parser(sub)
     add_export_onnx_parser(sub)

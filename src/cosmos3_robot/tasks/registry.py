@@ -17,8 +17,10 @@ class TaskInfo:
     `episode_limit`: both ids' step limit; `policy_factory`: "module:function" making its scripted policies by
     name (`make(policy, seed=...)`); `policy_head`: the shipped checkpoint with a policy head (`world-model`);
     `demo_policies` / `demo_real_kwargs`: the demo's evaluation table and the real scene's options for it;
-    `success_kwarg`: the real env's argument that sets its success threshold, where it has one; `aliases`:
-    earlier names that still work, with a deprecation line."""
+    `success_kwarg`: the real env's argument that sets its success threshold, where it has one; `trainer`:
+    "module:function" running the task's learned-simulator recipe (`train-sim`), called as
+    `function(dataset, out, seed=..., collect=..., overwrite=...)`; `aliases`: earlier names that still work,
+    with a deprecation line."""
 
     name: str
     embodiment: str
@@ -32,6 +34,7 @@ class TaskInfo:
     demo_policies: tuple[str, ...] = ()
     demo_real_kwargs: dict = field(default_factory=dict)
     success_kwarg: str | None = None
+    trainer: str | None = None
     aliases: tuple[str, ...] = ()
 
 

@@ -53,6 +53,8 @@ class StructuredTask(Protocol):
     def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
         """(B, W) -> camera -> (B, H, W, 3) uint8 at the spec's resolution."""
 
+    # optional: `cameras`, the names of the spec's cameras the task draws (a scene may have fewer than its
+    # robot's spec: default, all of them)
     # optional: use_runtime(runtime: str, search: list[Path]) -> None, to run its networks through ONNX Runtime
     # ("onnxruntime", graphs looked up in `search`, the checkpoint's onnx/ folder) instead of eager "torch"
 
@@ -83,7 +85,11 @@ class StructuredBackend:
         if action_variant is not None:
             spec.action_variant(action_variant)  # an unknown variant fails here, naming the spec's
         self.action_variant = action_variant
-        self.cameras = tuple(c.name for c in spec.cameras)
+        # the cameras the task draws: its own `cameras` (a subset of the spec's, in the spec's names), else all
+        self.cameras = tuple(getattr(task, "cameras", None) or (c.name for c in spec.cameras))
+        unknown = set(self.cameras) - {c.name for c in spec.cameras}
+        if unknown:
+            raise UserError(f"the task draws cameras {sorted(unknown)} that spec {spec.name!r} does not have")
         self.history, self.success_threshold = int(history), float(success_threshold)
         self.entry_point = entry_point or f"{type(task).__module__}:{type(task).__qualname__}"
         self.provenance = dict(provenance or {})

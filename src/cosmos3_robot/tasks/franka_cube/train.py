@@ -249,6 +249,24 @@ def fit_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed:
                                  frames.reshape(-1, *frames.shape[2:]), steps=steps, seed=seed, progress=progress, log=log)
 
 
+def train_sim(dataset, out, seed: int = 0, collect: int = 0, overwrite: bool = False):
+    """`cosmos3-robot train-sim --task franka_cube`: with `collect`, the shipped recipe's data first
+    (scripts/train_franka_cube.sh: `collect` expert-mix episodes from seed 1000, a quarter as many of the expert
+    from seed 2000 and 4 random ones from seed 3000, lossless, 200 steps; finished ones are kept); then the fit
+    and the tower's ONNX graph."""
+    from ...cli import main as cli
+
+    if collect:
+        base = ["collect", "--env", "franka_cube", "--format", "lerobot", "--video-quality", "lossless", "--out",
+                str(dataset), "--max-steps", "200"]
+        for policy, n, first in (("expert", max(1, collect // 4), 2000), ("expert-mix", collect, 1000),
+                                 ("random", 4, 3000)):
+            cli([*base, "--policy", policy, "--episodes", str(n), "--seed", str(first)])
+    backend = train(dataset, out, seed, overwrite=overwrite)
+    cli(["export-onnx", str(out)])
+    return backend
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)

@@ -1,0 +1,255 @@
+"""The transfer-cube scene's pieces for the structured backend (the learned `cosmos3_robot/AlohaTransferCube-v0`).
+
+World state, float32 (B, 17): the 14 joints and grippers of the `aloha` spec's state (left arm, left gripper,
+right arm, right gripper; gym-aloha's gripper 0 = closed, 1 = open) and the cube's centre (3).
+- perceive: the joints from `observation.state`; the cube from the `top` frame (its red blob on the table).
+- step: a learned joint servo (`ArmServo`: joint targets -> next joints and grippers), each arm's kinematic
+  chain (numbers read from gym-aloha's model once; no MuJoCo while stepping) for the grasp points, and the
+  Generator tower over entity tokens (both grasp points and the cube, points in 3-D) for the cube, under a
+  grasp constraint whose numbers are measured from the training episodes (`train.estimate_grasp`): a hand whose
+  fingers close on the cube in its grip carries it (the left one first, as in a hand-over), a closing gripper
+  stops at the cube, and a cube nothing holds falls onto the table.
+- render: the `top` frame from the keypoints of both arms' links, fingers and the cube, projected through the
+  camera's calibration (`model.keypoint_renderer`).
+- reward: 1 where the left hand holds the cube off the table (gym-aloha's reward 4, its success)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...datasets.video import resize_to
+from ...embodiments import CameraCalibration, EmbodimentSpec
+from ...embodiments.kinematics import chain_parameters, forward, shift_joints
+from ...errors import UserError
+from ...model.entity_tower import EntityTower, EntityTowerConfig, sampler
+from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig
+from .expert import CUBE_HALF, GRASP, aloha_model, find_cube, top_calibration
+
+ENTRY_POINT = "cosmos3_robot.tasks.aloha.structured:AlohaTransferCubeWorld"
+ENTITIES = [{"name": "left", "kind": "point3"}, {"name": "right", "kind": "point3"}, {"name": "cube", "kind": "point3"}]
+Q, GRIPS, CUBE, WORLD_DIMS = slice(0, 14), (6, 13), slice(14, 17), 17
+RENDER_SIZE = (48, 64)  # the renderer's frame (h, w); the env's frames are resized to the spec's 480x640
+HANDS = ("vx300s_left/gripper_link", "vx300s_right/gripper_link")
+FINGER = (0.01844, 0.058)  # m: a finger's slide from the gripper's axis, closed and open (gym-aloha constants)
+MAX_CUBE_STEP = 0.03  # m: the cube moves at most this far in one 50 Hz step
+
+
+def task_config(**tower) -> dict:
+    model = aloha_model()
+    chains = [chain_parameters(model, body=h) for h in HANDS]
+    chains[1] = shift_joints(chains[1], -1)  # MuJoCo's qpos has two finger slides between the arms; the state one
+    for c in chains:
+        c["site_pos"] = GRASP.tolist()
+    links = [len(c["bodies"]) for c in chains]
+    return {"chains": chains, "calibration": top_calibration(model).to_dict(), "servo_width": 256,
+            "tower": tower_config(**tower).to_dict(),
+            "renderer": KeypointRendererConfig(groups=keypoint_groups(*links), cameras=1, height=RENDER_SIZE[0],
+                                               width=RENDER_SIZE[1]).to_dict()}
+
+
+def tower_config(**overrides) -> EntityTowerConfig:
+    """Both grasp points and the cube, points in 3-D (m, features per 10 cm); the action: where the right hand
+    goes (3), where the left goes (3), both grippers' readings now and next (4)."""
+    kw = {"dim": 64, "ffn_dim": 128, "head_width": 128, **overrides}
+    return EntityTowerConfig(entities=ENTITIES, action_dim=10, action_low=[-0.5, 0.1, 0.0] * 2 + [0.0] * 4,
+                             action_high=[0.5, 0.9, 0.5] * 2 + [1.0] * 4, workspace_low=[-0.5, 0.1, 0.0],
+                             workspace_high=[0.5, 0.9, 0.5], action_kind="point3", length_scale=0.1, **kw)
+
+
+def grasp_points(chains: list[dict], world: np.ndarray) -> np.ndarray:
+    """(B, W) -> (B, 2, 3): each hand's grasp point (left, right)."""
+    return np.stack([forward(c, world[:, Q])[1] for c in chains], 1)
+
+
+def hand_frames(chains: list[dict], world: np.ndarray) -> np.ndarray:
+    """(B, W) -> (B, 2, 3, 3): each gripper's rotation (x along the fingers, y across them)."""
+    return np.stack([forward(c, world[:, Q])[2] for c in chains], 1)
+
+
+class ArmServo(nn.Module):
+    """A learned joint servo for both arms: joints and grippers now and one step ago, joint targets and gripper
+    commands, and where the cube is from each hand -> next joints and grippers. A learned per-joint gain on the
+    error to the target and on the last change (a position servo's form: a held target holds the arm still) plus
+    an MLP's correction, in units of 0.05 rad and 0.1 of a gripper's travel."""
+
+    SCALE = torch.tensor(([0.05] * 6 + [0.1]) * 2)
+
+    def __init__(self, width: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(62, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 14))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.gain = nn.Parameter(torch.full((14,), 0.3))
+        self.damping = nn.Parameter(torch.full((14,), 0.3))
+
+    def forward(self, now, prev, action, cube_in_hands) -> torch.Tensor:
+        servo = self.gain * (action - now) + self.damping * (now - prev)
+        x = torch.cat([now, (now - prev) / 0.05, (action - now) / 0.2, action, (cube_in_hands / 0.1).clamp(-3, 3)], -1)
+        return servo / self.SCALE + self.net(x)
+
+    def step(self, now, prev, action, cube_in_hands) -> torch.Tensor:
+        return now + self(now, prev, action, cube_in_hands) * self.SCALE
+
+
+class AlohaTransferCubeWorld(nn.Module):
+    """`StructuredTask` for gym-aloha's transfer-cube scene (see module docstring). config: chains (both arms'
+    `chain_parameters` to the grasp point), calibration (the top camera), servo_width, tower, renderer, and grasp
+    (`train.estimate_grasp`'s numbers)."""
+
+    cameras = ("top",)
+
+    def __init__(self, config: dict, spec: EmbodimentSpec):
+        super().__init__()
+        for key in ("chains", "calibration", "servo_width", "tower", "renderer"):
+            if key not in config:
+                raise UserError(f"transfer-cube task_config lacks {key!r}; expected chains, calibration, servo_width, "
+                                 "tower, renderer and grasp")
+        self.config, self.spec = config, spec
+        self.chains = config["chains"]
+        self.calib = CameraCalibration.from_dict(config["calibration"])
+        self.servo = ArmServo(int(config["servo_width"]))
+        self.dynamics = EntityTower(EntityTowerConfig.from_dict(config["tower"]))
+        self.renderer = KeypointRenderer(KeypointRendererConfig.from_dict(config["renderer"]))
+        self.q_low, self.q_high = spec.state.lower, spec.state.upper
+        self.grasp = config.get("grasp")
+        if self.grasp is not None:
+            for hand in ("left", "right"):
+                if not {"offset", "radius", "hold"} <= set(self.grasp.get(hand, {})):
+                    raise UserError(f"transfer-cube task_config 'grasp' lacks the {hand} hand's offset, radius or hold; "
+                                     "write it with tasks.aloha.train.estimate_grasp")
+        self.use_runtime("torch")
+
+    @classmethod
+    def from_config(cls, config: dict, spec: EmbodimentSpec) -> AlohaTransferCubeWorld:
+        return cls(config, spec)
+
+    def use_runtime(self, runtime: str, search=()) -> None:
+        self._sample = sampler(self.dynamics, runtime, search)
+
+    def perceive(self, frames: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+        world = np.zeros((len(state), WORLD_DIMS), np.float32)
+        world[:, Q] = state[:, :14]
+        for i in range(len(state)):
+            cube = find_cube(np.asarray(frames["top"][i]), self.calib)
+            if cube is None:
+                raise UserError(f"start frame {i}: no red cube in the top frame; the learned transfer-cube scene "
+                                 "starts where the cube is in view")
+            world[i, CUBE] = cube
+        return world
+
+    def rest_actions(self, world: np.ndarray) -> np.ndarray:
+        return world[:, Q].astype(np.float64)
+
+    def cube_in_hands(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> (B, 6): the cube from each hand's grasp point, in that hand's frame."""
+        pts, R = grasp_points(self.chains, world), hand_frames(self.chains, world)
+        return np.einsum("bhji,bhj->bhi", R, world[:, None, CUBE] - pts).reshape(len(world), 6).astype(np.float32)
+
+    def holding(self, world: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(B, W), (B, 14) -> (B, 2) bool per hand (left, right): its command closes, its reading is in the band
+        that holds the cube, and the cube sits in its grip (within `radius` of `offset`, the hand's frame)."""
+        out = np.zeros((len(world), 2), bool)
+        if self.grasp is None:
+            return out
+        rel = self.cube_in_hands(world).reshape(-1, 2, 3)
+        for h, hand in enumerate(("left", "right")):
+            g = self.grasp[hand]
+            reading = world[:, GRIPS[h]]
+            near = np.linalg.norm(rel[:, h] - np.asarray(g["offset"]), axis=-1) < g["radius"]
+            out[:, h] = (actions[:, GRIPS[h]] < 0.5) & (reading >= g["hold"][0]) & (reading <= g["hold"][1]) & near
+        return out
+
+    @torch.no_grad()
+    def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
+        now, prev = world[:, -1], world[:, -2 if world.shape[1] > 1 else -1]
+        t = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
+        q = self.servo.step(t(now[:, Q]), t(prev[:, Q]), t(actions), t(self.cube_in_hands(now))).numpy()
+        q = np.clip(q, self.q_low, self.q_high)
+        held = self.holding(now, actions)
+        for h, hand in enumerate(("left", "right")):  # fingers closed on the cube stop on it
+            q[held[:, h], GRIPS[h]] = np.maximum(q[held[:, h], GRIPS[h]], self.grasp[hand]["hold"][0] + 0.03)
+        nxt = now.copy()
+        nxt[:, Q] = q
+        pts_now, pts_next, pts_prev = (grasp_points(self.chains, w) for w in (now, nxt, prev))
+        g_now, g_next = now[:, list(GRIPS)], nxt[:, list(GRIPS)]
+        action = np.concatenate([pts_next[:, 1], pts_next[:, 0], g_now, g_next], -1)
+        prev_action = np.concatenate([pts_now[:, 1], pts_now[:, 0], prev[:, list(GRIPS)], g_now], -1)
+        states_now = [t(pts_now[:, 0]), t(pts_now[:, 1]), t(now[:, CUBE])]
+        states_prev = [t(pts_prev[:, 0]), t(pts_prev[:, 1]), t(prev[:, CUBE])]
+        if noise is None:
+            out = self.dynamics.sample(states_now, states_prev, t(action), t(prev_action))
+        else:
+            out = self._sample(states_now, states_prev, t(action), t(prev_action),
+                               noise((self.dynamics.cfg.samples, len(ENTITIES), self.dynamics.max_change)))
+        (_, _, cube), disagreement = out[0], out[1]
+        cube = cube.numpy().astype(np.float64)
+        move = cube - now[:, CUBE]
+        norm = np.linalg.norm(move, axis=-1, keepdims=True)
+        cube = now[:, CUBE] + move * np.minimum(1.0, MAX_CUBE_STEP / np.maximum(norm, 1e-9))
+        if self.grasp is not None:
+            for h in (1, 0):  # a held cube moves with its hand; the left one's grip wins (it takes the cube over)
+                rows = held[:, h]
+                cube[rows] = now[rows, CUBE] + pts_next[rows, h] - pts_now[rows, h]
+            free = ~held.any(1)
+            z, z_before = now[:, CUBE][:, 2], prev[:, CUBE][:, 2]
+            up = free & (z > CUBE_HALF + 0.002)
+            falling = np.minimum(z[up] - z_before[up], 0.0) - self.grasp["fall"]
+            cube[up, 2] = np.minimum(cube[up, 2], z[up] + falling)
+        cube[:, 2] = np.maximum(cube[:, 2], CUBE_HALF)
+        nxt[:, CUBE] = cube
+        return nxt.astype(np.float32), {"disagreement": disagreement.numpy()}
+
+    def observe(self, world: np.ndarray) -> np.ndarray:
+        return np.clip(world[:, Q], self.spec.state.lower, self.spec.state.upper).astype(np.float32)
+
+    def keypoints(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> world-frame keypoints (B, P, 3): per arm its link origins, grasp point and two fingertips;
+        then the cube's 8 corners (`keypoint_groups` joins them)."""
+        parts = []
+        for h, chain in enumerate(self.chains):
+            origins, pt, R = forward(chain, world[:, Q])
+            slide = FINGER[0] + world[:, GRIPS[h], None] * (FINGER[1] - FINGER[0])
+            parts += [origins, pt[:, None], (pt + R[:, :, 1] * slide)[:, None], (pt - R[:, :, 1] * slide)[:, None]]
+        h = CUBE_HALF
+        corners = np.array([[x, y, z] for z in (-h, h) for x, y in ((-h, -h), (h, -h), (h, h), (-h, h))])
+        parts.append(world[:, None, CUBE] + corners[None])
+        return np.concatenate(parts, 1)
+
+    def project(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> renderer inputs (B, 1, P, 3): (u, v) in [-1, 1] across the top frame, log depth."""
+        points = self.keypoints(world)
+        c = self.calib
+        pose = c.camera_to_world
+        p = (points - pose[:3, 3]) @ pose[:3, :3]
+        z = np.maximum(p[..., 2], 0.02)
+        u = (c.K[0, 0] * p[..., 0] / z + c.K[0, 2] + 0.5) / c.width * 2 - 1
+        v = (c.K[1, 1] * p[..., 1] / z + c.K[1, 2] + 0.5) / c.height * 2 - 1
+        return np.stack([u, v, np.log(z)], -1)[:, None].astype(np.float32)
+
+    @torch.no_grad()
+    def render(self, world: np.ndarray) -> dict[str, np.ndarray]:
+        pts = torch.from_numpy(self.project(world))[:, 0]
+        frames = self.renderer.draw(pts, torch.zeros(len(pts), dtype=torch.long))
+        cam = self.spec.camera("top")
+        return {"top": resize_to(frames, cam.height, cam.width)}
+
+    def reward(self, world: np.ndarray) -> np.ndarray:
+        """1 where the left hand holds the cube off the table (its fingers closed on it, the cube in its grip)."""
+        closed = np.zeros((len(world), 14))
+        return (self.holding(world, closed)[:, 0] & (world[:, CUBE][:, 2] > CUBE_HALF + 0.005)).astype(np.float64)
+
+
+def keypoint_groups(left_links: int, right_links: int) -> list:
+    """The renderer's segment groups for `keypoints`' layout: per arm one group per link (origin to the next),
+    the hand (last link to the grasp point) and the fingers; the cube's 12 edges."""
+    groups, base = [], 0
+    for links in (left_links, right_links):
+        groups += [[[base + i, base + i + 1]] for i in range(links - 1)]
+        pt, f1, f2 = base + links, base + links + 1, base + links + 2
+        groups += [[[base + links - 1, pt]], [[pt, f1], [pt, f2], [f1, f2]]]
+        base += links + 3
+    edges = [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]]
+    groups.append([[base + a, base + b] for a, b in edges])
+    return groups

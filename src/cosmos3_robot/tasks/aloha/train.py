@@ -1,0 +1,234 @@
+"""The learned transfer-cube simulator's recipe (scripts/train_aloha_transfer_cube.sh, or
+`cosmos3-robot train-sim --task aloha_transfer_cube`):
+1. collect: episodes of `expert-mix` (and a few `random`) in gym-aloha's scene, one .npz per episode (a rerun
+   skips finished ones): the robot state, the action, the top frame at the renderer's size and the cube's
+   centre. The cube's centre is read from the scene's physics: gym-aloha has one camera, `top`, and a lifted
+   cube's height cannot be read off it; the learned scene's reset still finds the cube in the top frame.
+2. fit: the joint servo, the grasp numbers (`estimate_grasp`), the Generator tower over both hands and the
+   cube, and the keypoint renderer; write a structured checkpoint.
+
+    python -m cosmos3_robot.tasks.aloha.train --data DIR --out DIR [--collect N] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ...embodiments import load_spec
+from ...errors import UserError
+from ...model.checkpoint import refuse_overwrite
+from ...model.keypoint_renderer import KeypointRendererConfig
+from ...train import JsonlLogger, fit
+from ...train.entity import entity_transitions, fit_entity_tower
+from ...train.renderers import fit_keypoint_renderer
+from .expert import CUBE_HALF
+from .structured import (CUBE, ENTRY_POINT, GRIPS, RENDER_SIZE, AlohaTransferCubeWorld, grasp_points, hand_frames,
+                         keypoint_groups, task_config)
+
+
+def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-mix", max_steps: int = 250,
+            progress: bool = True) -> list[Path]:
+    """Episodes `seed`..`seed + episodes - 1` of `policy` into `data/<policy>_<seed>.npz` (finished ones kept)."""
+    from ...datasets.video import resize_to
+    from .. import make_policy, make_real_env
+
+    data.mkdir(parents=True, exist_ok=True)
+    env, out = None, []
+    for s in tqdm(range(seed, seed + episodes), desc=f"collect {policy}", disable=not progress):
+        path = data / f"{policy}_{s}.npz"
+        out.append(path)
+        if path.exists():
+            continue
+        env = env or make_real_env("aloha_transfer_cube", max_episode_steps=max_steps)
+        pol = make_policy("aloha_transfer_cube", policy, seed=s)
+        pol.reset(s)
+        obs, info = env.reset(seed=s)
+        states, actions, frames, cubes, success = [], [], [], [], False
+        for _ in range(max_steps):
+            states.append(obs["observation.state"])
+            frames.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0])
+            cubes.append(info["state"][16:19] if "state" in info else env.get_state()[16:19])
+            action = pol.select_action(obs)
+            actions.append(action)
+            obs, _, terminated, truncated, info = env.step(action)
+            success = success or bool(info["is_success"])
+            if terminated or truncated:
+                break
+        states.append(obs["observation.state"])
+        frames.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0])
+        cubes.append(env.get_state()[16:19])
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, state=np.asarray(states, np.float32), action=np.asarray(actions, np.float32),
+                            frames=np.asarray(frames, np.uint8), cube=np.asarray(cubes, np.float32),
+                            success=success)
+        tmp.replace(path)  # an interrupted episode leaves no file
+    if env is not None:
+        env.close()
+    return out
+
+
+def load(data: Path) -> list[dict]:
+    files = sorted(Path(data).glob("*.npz"))
+    files = [f for f in files if not f.name.endswith(".tmp.npz")]
+    if not files:
+        raise UserError(f"{data}: no collected episodes (*.npz); run with --collect N first")
+    out = []
+    for f in files:
+        with np.load(f) as z:  # plain arrays: np.load refuses pickled objects by default
+            world = np.concatenate([z["state"], z["cube"]], -1).astype(np.float32)
+            out.append({"world": world, "action": z["action"].astype(np.float64), "frames": z["frames"],
+                        "success": bool(z["success"]), "name": f.stem})
+    return out
+
+
+def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
+    """The grasp constraint's numbers from the collected episodes, in each hand's frame from its grasp point.
+    - right (the hand that carries): the steps where a lifted cube (over 2 cm above its rest) moved with it
+      (within 3 mm of the hand's own move over the step) under a closing command: where the cube sits (median
+      `offset`), how far from that a held cube still is (`radius`: the 99th percentile, times 1.5) and the band
+      of gripper readings that hold it (1st to 99th percentile, 0.03 wider).
+    - left (the hand that takes it): gym-aloha's success is the left fingers' first touch of the cube in the air,
+      and an episode ends there, so the left hand never carries in the data: its numbers come from the last
+      step of every successful episode (the touch): where the cube sat, and readings up to the widest there.
+    - `fall`: g dt^2 at 50 Hz (m per step per step: a free cube falls until the table stops it)."""
+    r4 = lambda x: round(float(x), 4)  # noqa: E731
+    rel, readings = [], []
+    for ep in episodes:
+        w, a = ep["world"], ep["action"]
+        pts, R, cube = grasp_points(world.chains, w)[:, 1], hand_frames(world.chains, w)[:, 1], w[:, CUBE]
+        moved = np.linalg.norm((cube[1:] - cube[:-1]) - (pts[1:] - pts[:-1]), axis=-1) < 0.003
+        lifted = cube[:-1, 2] > CUBE_HALF + 0.02
+        closing = a[: len(w) - 1, GRIPS[1]] < 0.5
+        near = np.linalg.norm(cube[:-1] - pts[:-1], axis=-1) < 0.06
+        sel = np.flatnonzero(moved & lifted & closing & near)
+        rel.append(np.einsum("nji,nj->ni", R[sel], cube[sel] - pts[sel]))
+        readings.append(w[sel, GRIPS[1]])
+    rel, readings = np.concatenate(rel), np.concatenate(readings)
+    done = [ep["world"][-1:] for ep in episodes if ep["success"]]
+    if len(rel) < 20 or len(done) < 3:
+        raise UserError(f"estimate_grasp: {len(rel)} steps where the right hand carries the cube and {len(done)} "
+                         "successful hand-overs; the data needs 20 and 3 (collect more expert-mix episodes)")
+    offset = np.median(rel, 0)
+    lo, hi = np.percentile(readings, [1, 99])
+    out = {"right": {"offset": [r4(x) for x in offset], "radius": r4(1.5 * np.percentile(np.linalg.norm(rel - offset, axis=-1), 99)),
+                     "hold": [r4(lo - 0.03), r4(hi + 0.03)], "steps": int(len(rel))}}
+    touch = np.concatenate(done)
+    rel_left = world.cube_in_hands(touch).reshape(-1, 2, 3)[:, 0]
+    offset = np.median(rel_left, 0)
+    out["left"] = {"offset": [r4(x) for x in offset], "radius": r4(1.5 * np.linalg.norm(rel_left - offset, axis=-1).max()),
+                   "hold": [0.0, r4(touch[:, GRIPS[0]].max() + 0.05)], "touches": len(done)}
+    out["fall"] = round(9.81 * 0.02**2, 5)
+    return out
+
+
+def fit_servo(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log) -> dict:
+    now, prev, act, nxt, rel = [], [], [], [], []
+    for ep in episodes:
+        w = ep["world"]
+        q = w[:, :14]
+        now.append(q[:-1])
+        prev.append(np.concatenate([q[:1], q[:-2]]))
+        act.append(ep["action"][: len(q) - 1])
+        nxt.append(q[1:])
+        rel.append(world.cube_in_hands(w[:-1]))
+    now, prev, act, nxt, rel = (torch.from_numpy(np.concatenate(x)).float() for x in (now, prev, act, nxt, rel))
+    target = (nxt - now) / world.servo.SCALE
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(world.servo.parameters(), 2e-3, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
+
+    def loss_fn(step):
+        idx = torch.randint(0, len(now), (512,), generator=gen)
+        return {"loss": ((world.servo(now[idx], prev[idx], act[idx], rel[idx]) - target[idx]) ** 2).mean()}
+
+    world.servo.train()
+    last = fit(loss_fn, opt, steps, sched=sched, stage="servo", log=log, progress=progress)
+    world.servo.eval()
+    return {"steps": steps, "transitions": len(now), **last}
+
+
+def tower_data(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
+    """Both hands' grasp points and the cube per step; the tower's action: where the right hand goes, where the
+    left goes, and both grippers' readings now and next."""
+    eps = []
+    for ep in episodes:
+        w = ep["world"]
+        pts = grasp_points(world.chains, w)
+        g = w[:, list(GRIPS)]
+        action = np.concatenate([pts[1:, 1], pts[1:, 0], g[:-1], g[1:]], -1)
+        eps.append({"states": {"left": pts[:, 0], "right": pts[:, 1], "cube": w[:, CUBE]}, "action": action,
+                    "rest_action": np.r_[pts[0, 1], pts[0, 0], g[0], g[0]]})
+    return entity_transitions(eps, ["left", "right", "cube"])
+
+
+def fit_renderer(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
+                 every: int = 2) -> dict:
+    worlds = np.concatenate([ep["world"][::every] for ep in episodes])
+    frames = torch.from_numpy(np.concatenate([ep["frames"][::every] for ep in episodes]))
+    points = torch.from_numpy(world.project(worlds))[:, 0]
+    return fit_keypoint_renderer(world.renderer, points, torch.zeros(len(points), dtype=torch.long), frames,
+                                 steps=steps, seed=seed, progress=progress, log=log)
+
+
+def train(data, out, seed: int = 0, servo_steps: int = 3000, tower_epochs: int = 60, render_steps: int = 3000,
+          progress: bool = True, overwrite: bool = False):
+    from ...backends.structured import StructuredBackend
+
+    out = Path(out)
+    refuse_overwrite(out, overwrite)
+    spec = load_spec("aloha")
+    episodes = load(Path(data))
+    torch.manual_seed(seed)
+    world = AlohaTransferCubeWorld(task_config(), spec)
+    out.mkdir(parents=True, exist_ok=True)
+    log = JsonlLogger(out / "losses.jsonl")
+    world.config["grasp"] = world.grasp = estimate_grasp(world, episodes)
+    provenance = {"data": str(data), "episodes": len(episodes), "seed": seed, "grasp": world.grasp,
+                  "servo": fit_servo(world, episodes, servo_steps, seed, progress, log)}
+    provenance["tower"] = fit_entity_tower(world.dynamics, tower_data(world, episodes), epochs=tower_epochs,
+                                           seed=seed, progress=progress, log=log)
+    world.config["tower"] = world.dynamics.cfg.to_dict()
+    provenance["renderer"] = fit_renderer(world, episodes, render_steps, seed, progress, log)
+    backend = StructuredBackend(world, spec, history=2, success_threshold=0.5, entry_point=ENTRY_POINT,
+                                provenance=provenance, action_variant="joint_position")
+    backend.save(out)
+    return backend
+
+
+def train_sim(dataset, out, seed: int = 0, collect: int = 0, overwrite: bool = False):
+    """`cosmos3-robot train-sim --task aloha_transfer_cube`: collect `collect` expert-mix episodes (seeds 1000 on)
+    and 2 random ones into `dataset` (finished ones kept), then fit."""
+    if collect:
+        _collect(Path(dataset), collect, 1000, "expert-mix")
+        _collect(Path(dataset), 2, 3000, "random")
+    return train(dataset, out, seed, overwrite=overwrite)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="folder of collected episodes (.npz)")
+    p.add_argument("--out", default=None, help="checkpoint folder to write (omit to only collect)")
+    p.add_argument("--collect", type=int, default=0, help="collect this many expert-mix episodes first")
+    p.add_argument("--collect-seed", type=int, default=1000)
+    p.add_argument("--collect-policy", default="expert-mix")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--servo-steps", type=int, default=3000)
+    p.add_argument("--tower-epochs", type=int, default=60)
+    p.add_argument("--render-steps", type=int, default=3000)
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    if a.collect:
+        _collect(Path(a.data), a.collect, a.collect_seed, a.collect_policy)
+    if a.out:
+        train(a.data, a.out, a.seed, a.servo_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite)
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

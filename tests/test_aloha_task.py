@@ -1,0 +1,118 @@
+"""The ALOHA transfer-cube task: registry, the expert's eyes and inverse kinematics, the learned scene's physics
+rules, and (slow) the recipe end to end on a few collected episodes."""
+
+import numpy as np
+import pytest
+
+from cosmos3_robot.embodiments import load_spec
+from cosmos3_robot.errors import UserError
+from cosmos3_robot.tasks import make_policy, make_real_env, task_info
+from cosmos3_robot.tasks.aloha.expert import LADDER, ArmIK, aloha_model, find_cube, top_calibration
+from cosmos3_robot.tasks.aloha.structured import (CUBE, GRIPS, AlohaTransferCubeWorld, grasp_points, hand_frames,
+                                                  task_config)
+
+
+def test_registered_with_its_old_name(capsys):
+    info = task_info("aloha", warn=True)
+    assert info.name == "aloha_transfer_cube" and info.learned_id == "cosmos3_robot/AlohaTransferCube-v0"
+    assert "deprecated" in capsys.readouterr().err
+    assert len(LADDER) >= 6
+    with pytest.raises(UserError, match="expert-drop<n> takes n from 0 to 60"):
+        make_policy("aloha_transfer_cube", "expert-drop90")
+    with pytest.raises(UserError, match="not a transfer-cube policy"):
+        make_policy("aloha_transfer_cube", "expert-wobble")
+
+
+def test_inverse_kinematics_reaches_a_pose():
+    model = aloha_model()
+    ik = ArmIK(model, "right")
+    q0 = np.array([0.0, -0.96, 1.16, 0.0, -0.3, 0.0])
+    p0, R0 = ik.pose(q0)
+    goal = p0 + np.array([-0.08, 0.05, -0.1])
+    q = ik.solve(q0, goal, R0, iters=200)
+    p, R = ik.pose(q)
+    assert np.linalg.norm(p - goal) < 1e-3 and np.abs(R - R0).max() < 1e-2
+
+
+def test_expert_finds_the_cube_in_the_top_frame():
+    env = make_real_env("aloha_transfer_cube")
+    try:
+        for seed in (3, 11):
+            obs, info = env.reset(seed=seed)
+            for _ in range(30):  # gym-aloha drops the cube from 5 cm: let it land
+                obs, *_, info = env.step(obs["observation.state"])
+            seen = find_cube(obs["observation.images.top"], top_calibration())
+            assert np.linalg.norm(seen[:2] - info["state"][16:18]) < 0.005
+    finally:
+        env.close()
+
+
+def _world(grasp=True):
+    cfg = task_config()
+    if grasp:
+        cfg["grasp"] = {"right": {"offset": [0.006, 0.0, -0.016], "radius": 0.025, "hold": [0.52, 0.8]},
+                        "left": {"offset": [0.037, 0.0, 0.002], "radius": 0.03, "hold": [0.0, 0.7]}, "fall": 0.0039}
+    return AlohaTransferCubeWorld(cfg, load_spec("aloha"))
+
+
+def _state_with_cube_in_right_hand(world, lift=0.15):
+    w = np.zeros((1, 17), np.float32)
+    w[0, :14] = [0, -0.96, 1.16, 0, -0.3, 0, 1.0, 0, -0.6, 0.9, 0, 0.3, 0, 0.6]
+    pts = grasp_points(world.chains, w)
+    R = hand_frames(world.chains, w)[:, 1]
+    w[0, CUBE] = pts[0, 1] + R[0] @ np.asarray(world.grasp["right"]["offset"])
+    return w
+
+
+def test_a_held_cube_moves_with_the_hand_and_a_free_one_falls():
+    world = _world()
+    w = _state_with_cube_in_right_hand(world)
+    assert w[0, CUBE][2] > 0.05
+    action = w[:, :14].astype(np.float64).copy()
+    action[0, 7] += 0.05  # the right arm's waist turns; its gripper command is closed (0)
+    action[0, GRIPS[1]] = 0.0
+    hist = np.stack([w, w], 1)
+    nxt, _ = world.step(hist, action, action)
+    pts_before, pts_after = grasp_points(world.chains, w)[0, 1], grasp_points(world.chains, nxt)[0, 1]
+    assert np.linalg.norm(pts_after - pts_before) > 1e-3  # the arm moved
+    np.testing.assert_allclose(nxt[0, CUBE] - w[0, CUBE], pts_after - pts_before, atol=1e-5)
+    opened = action.copy()
+    opened[0, GRIPS[1]] = 1.0  # let go: the cube falls, and keeps falling onto the table
+    z = [w[0, CUBE][2]]
+    hist = np.stack([w, w], 1)
+    for _ in range(80):
+        nxt, _ = world.step(hist, opened, opened)
+        hist = np.stack([hist[:, -1], nxt], 1)
+        z.append(nxt[0, CUBE][2])
+    assert z[5] < z[0] and min(np.diff(z[:10])) <= 0 and abs(z[-1] - 0.02) < 1e-6
+
+
+def test_reward_is_the_left_hands_touch_in_the_air():
+    world = _world()
+    w = _state_with_cube_in_right_hand(world)
+    assert world.reward(w)[0] == 0.0  # the right hand's grip is not a hand-over
+    pts, R = grasp_points(world.chains, w)[0, 0], hand_frames(world.chains, w)[0, 0]
+    w[0, CUBE] = pts + R @ np.asarray(world.grasp["left"]["offset"])
+    w[0, GRIPS[0]] = 0.5
+    assert world.reward(w)[0] == (1.0 if w[0, CUBE][2] > 0.025 else 0.0)
+    w[0, GRIPS[0]] = 1.0  # fingers wide open: no touch
+    assert world.reward(w)[0] == 0.0
+
+
+@pytest.mark.slow
+def test_recipe_end_to_end(tmp_path):
+    """Collect 3 expert episodes, fit a tiny checkpoint, step it as a Gymnasium env from a real start."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    from cosmos3_robot.tasks import register_envs
+    from cosmos3_robot.tasks.aloha.train import _collect, train
+
+    paths = _collect(tmp_path / "data", 3, seed=1000, policy="expert", progress=False)
+    assert all(p.exists() for p in paths)
+    train(tmp_path / "data", tmp_path / "ck", servo_steps=50, tower_epochs=1, render_steps=5, progress=False)
+    register_envs()
+    env = gym.make("cosmos3_robot/AlohaTransferCube-v0", backend=str(tmp_path / "ck"))
+    obs, _ = env.reset(seed=0)
+    assert obs["observation.images.top"].shape == (480, 640, 3) and obs["observation.state"].shape == (14,)
+    check_env(env.unwrapped, skip_render_check=True)
