@@ -4,7 +4,7 @@ simulator's raw steps/s (gym-pusht; with --env droid the MuJoCo Franka cube scen
 1 and 16 envs by default); plus each checkpoint's size and parameter count.
 A checkpoint may carry a runtime, `NAME@torch` or `NAME@onnxruntime` (structured backends; default: the
 backend's own choice), so eager and ONNX Runtime rows come from the same run.
-Usage: .venv/bin/python benchmarks/learned_env_bench.py [--env pusht|droid]
+Usage: .venv/bin/python benchmarks/learned_env_bench.py [--env pusht|droid|aloha_transfer_cube]
        [--checkpoints pusht_tower@torch,pusht_tower,DIR,...] [--steps 30] [--precision float32|bfloat16]"""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from cosmos3_robot.tasks import make_real_env, real_env_id
 # per task: default checkpoints, env counts, real steps timed, the real env's options
 TASKS = {"pusht": ("pusht_tower@torch,pusht_tower@onnxruntime", "1,8,64", 500,
                    {"max_episode_steps": 10**9, "success_threshold": 1.01}),
-         "droid": ("franka_cube", "1,16", 20, {"max_episode_steps": 10**9})}
+         "droid": ("franka_cube", "1,16", 20, {"max_episode_steps": 10**9}),
+         "aloha_transfer_cube": ("aloha_transfer_cube", "1,16", 20, {"max_episode_steps": 10**9})}
 
 
 def random_actions(space, rng, n: int | None = None):
@@ -55,11 +56,14 @@ def main():
     rng = np.random.default_rng(0)
     real = make_real_env(args.env, **real_kwargs)
     real.reset(seed=0)
-    t0 = time.perf_counter()
+    t0, blown = time.perf_counter(), 0
     for _ in range(real_steps):
-        real.step(random_actions(real.action_space, rng))
+        *_, truncated, info = real.step(random_actions(real.action_space, rng))
+        if truncated:  # a scene whose physics blew up under random targets starts again (the reset is timed too)
+            blown += "physics_error" in info
+            real.reset(seed=0)
     rows = [(f"real {args.env}", "-", 1, real_steps / (time.perf_counter() - t0))]
-    notes = []
+    notes = [f"real {args.env}: {blown} of {real_steps} random steps blew up its physics (reset and counted)"] if blown else []
     for ckpt in args.checkpoints.split(","):
         kw = {"precision": args.precision} if args.precision else {}
         name, _, runtime = ckpt.partition("@")

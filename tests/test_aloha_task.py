@@ -50,8 +50,9 @@ def test_expert_finds_the_cube_in_the_top_frame():
 def _world(grasp=True):
     cfg = task_config()
     if grasp:
-        cfg["grasp"] = {"right": {"offset": [0.006, 0.0, -0.016], "radius": 0.025, "hold": [0.52, 0.8]},
-                        "left": {"offset": [0.037, 0.0, 0.002], "radius": 0.03, "hold": [0.0, 0.7]}, "fall": 0.0039}
+        cfg["grasp"] = {"right": {"offset": [0.006, 0.0, -0.016], "box": [[-0.02, 0.02]] * 3, "hold": [0.52, 0.8]},
+                        "left": {"depth": [-0.005, 0.07], "height": 0.011, "centred": 0.003, "slide": 0.051},
+                        "fall": 0.0039}
     return AlohaTransferCubeWorld(cfg, load_spec("aloha"))
 
 
@@ -87,15 +88,18 @@ def test_a_held_cube_moves_with_the_hand_and_a_free_one_falls():
     assert z[5] < z[0] and min(np.diff(z[:10])) <= 0 and abs(z[-1] - 0.02) < 1e-6
 
 
-def test_reward_is_the_left_hands_touch_in_the_air():
+def test_reward_is_the_left_fingers_touch_in_the_air():
     world = _world()
     w = _state_with_cube_in_right_hand(world)
     assert world.reward(w)[0] == 0.0  # the right hand's grip is not a hand-over
     pts, R = grasp_points(world.chains, w)[0, 0], hand_frames(world.chains, w)[0, 0]
-    w[0, CUBE] = pts + R @ np.asarray(world.grasp["left"]["offset"])
-    w[0, GRIPS[0]] = 0.5
-    assert world.reward(w)[0] == (1.0 if w[0, CUBE][2] > 0.025 else 0.0)
+    w[0, CUBE] = pts + R @ np.array([0.03, 0.0, 0.0])  # between the left fingers, centred
+    w[0, GRIPS[0]] = 0.6  # closed down to a slide of 0.042 m, inside `slide`
+    assert w[0, CUBE][2] > 0.05 and world.reward(w)[0] == 1.0
     w[0, GRIPS[0]] = 1.0  # fingers wide open: no touch
+    assert world.reward(w)[0] == 0.0
+    w[0, GRIPS[0]] = 0.6
+    w[0, CUBE] = pts + R @ np.array([0.03, 0.01, 0.0])  # off the fingers' middle: not yet centred on both
     assert world.reward(w)[0] == 0.0
 
 

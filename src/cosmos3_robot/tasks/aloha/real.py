@@ -41,11 +41,14 @@ class AlohaRealEnv(gym.Env):
         self.task, self.render_mode, self.out_of_limits = task, render_mode, out_of_limits
         self.max_episode_steps = max_episode_steps
         self._env = AlohaEnv(task=task, obs_type="pixels_agent_pos", render_mode="rgb_array")
-        _render_top_only(self._env._env.task)
+        self._render_top_only()
         self.observation_space = observation_space_for(self.embodiment, ["top"])
         self.action_space = action_space_for(self.embodiment)
         self._steps = 0
         self._last_obs = None
+
+    def _render_top_only(self) -> None:
+        _render_top_only(self._env._env.task)
 
     def _obs(self, raw) -> dict:
         return {"observation.images.top": np.ascontiguousarray(raw["pixels"]["top"], dtype=np.uint8),
@@ -73,8 +76,17 @@ class AlohaRealEnv(gym.Env):
         checked: dict = {}
         action = validate_action(self.embodiment, action, out_of_limits=self.out_of_limits, allow_chunk=False,
                                  report=checked)
-        raw, reward, success, _, _ = self._env.step(action.astype(np.float64))
+        from dm_control.rl.control import PhysicsError
+
         self._steps += 1
+        try:
+            raw, reward, success, _, _ = self._env.step(action.astype(np.float64))
+        except PhysicsError as e:
+            # MuJoCo's state blew up (e.g. uniform random joint targets across the whole range): the episode ends
+            # there, truncated and unsuccessful, with the last good observation; reset() starts a fresh one
+            info = {"is_success": False, "state": self.get_state(), "action_clipped": checked["clipped"],
+                    "physics_error": str(e)}
+            return self._last_obs, 0.0, False, True, info
         self._last_obs = self._obs(raw)
         info = {"is_success": bool(success), "state": self.get_state(), "action_clipped": checked["clipped"]}
         return self._last_obs, float(reward), bool(success), self._steps >= self.max_episode_steps, info

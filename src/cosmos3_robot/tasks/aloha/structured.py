@@ -58,6 +58,11 @@ def tower_config(**overrides) -> EntityTowerConfig:
                              workspace_high=[0.5, 0.9, 0.5], action_kind="point3", length_scale=0.1, **kw)
 
 
+def finger_slide(reading: np.ndarray) -> np.ndarray:
+    """A gripper reading (0 closed .. 1 open) -> each finger's slide from the gripper's axis (m)."""
+    return FINGER[0] + np.asarray(reading) * (FINGER[1] - FINGER[0])
+
+
 def grasp_points(chains: list[dict], world: np.ndarray) -> np.ndarray:
     """(B, W) -> (B, 2, 3): each hand's grasp point (left, right)."""
     return np.stack([forward(c, world[:, Q])[1] for c in chains], 1)
@@ -115,10 +120,11 @@ class AlohaTransferCubeWorld(nn.Module):
         self.q_low, self.q_high = spec.state.lower, spec.state.upper
         self.grasp = config.get("grasp")
         if self.grasp is not None:
-            for hand in ("left", "right"):
-                if not {"offset", "radius", "hold"} <= set(self.grasp.get(hand, {})):
-                    raise UserError(f"transfer-cube task_config 'grasp' lacks the {hand} hand's offset, radius or hold; "
-                                     "write it with tasks.aloha.train.estimate_grasp")
+            if not ({"offset", "box", "hold"} <= set(self.grasp.get("right", {}))
+                    and {"depth", "height", "centred", "slide"} <= set(self.grasp.get("left", {})) and "fall" in self.grasp):
+                raise UserError("transfer-cube task_config 'grasp' lacks the right hand's offset, box or hold, the "
+                                 "left's depth, height, centred or slide, or fall; write it with "
+                                 "tasks.aloha.train.estimate_grasp")
         self.use_runtime("torch")
 
     @classmethod
@@ -147,18 +153,36 @@ class AlohaTransferCubeWorld(nn.Module):
         pts, R = grasp_points(self.chains, world), hand_frames(self.chains, world)
         return np.einsum("bhji,bhj->bhi", R, world[:, None, CUBE] - pts).reshape(len(world), 6).astype(np.float32)
 
+    def between_left_fingers(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, W) -> (B,) bool: the cube between the left fingers (depth and height, `estimate_grasp`), and
+        (B, 3) where it sits in the left hand's frame."""
+        g = self.grasp["left"]
+        rel = self.cube_in_hands(world).reshape(-1, 2, 3)[:, 0]
+        return (rel[:, 0] >= g["depth"][0]) & (rel[:, 0] <= g["depth"][1]) & (np.abs(rel[:, 2]) <= g["height"]), rel
+
+    def touching(self, world: np.ndarray) -> np.ndarray:
+        """(B, W) -> (B,) bool: both left fingers on the cube: it is between them, centred (within `centred`),
+        and their slide is down to `slide` (`train.estimate_grasp`'s left numbers)."""
+        if self.grasp is None:
+            return np.zeros(len(world), bool)
+        g = self.grasp["left"]
+        inside, rel = self.between_left_fingers(world)
+        return inside & (np.abs(rel[:, 1]) <= g["centred"]) & (finger_slide(world[:, GRIPS[0]]) <= g["slide"])
+
     def holding(self, world: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """(B, W), (B, 14) -> (B, 2) bool per hand (left, right): its command closes, its reading is in the band
-        that holds the cube, and the cube sits in its grip (within `radius` of `offset`, the hand's frame)."""
+        """(B, W), (B, 14) -> (B, 2) bool per hand (left, right), with a closing command (below 0.5): the right
+        hand holds where its reading is in the band that holds the cube and the cube sits in its grip (`box`
+        about `offset`, in its frame); the left where its fingers touch the cube (`touching`)."""
         out = np.zeros((len(world), 2), bool)
         if self.grasp is None:
             return out
-        rel = self.cube_in_hands(world).reshape(-1, 2, 3)
-        for h, hand in enumerate(("left", "right")):
-            g = self.grasp[hand]
-            reading = world[:, GRIPS[h]]
-            near = np.linalg.norm(rel[:, h] - np.asarray(g["offset"]), axis=-1) < g["radius"]
-            out[:, h] = (actions[:, GRIPS[h]] < 0.5) & (reading >= g["hold"][0]) & (reading <= g["hold"][1]) & near
+        g = self.grasp["right"]
+        rel = self.cube_in_hands(world).reshape(-1, 2, 3)[:, 1]
+        reading = world[:, GRIPS[1]]
+        d, box = rel - np.asarray(g["offset"]), np.asarray(g["box"])
+        near = np.all((d >= box[:, 0]) & (d <= box[:, 1]), 1)
+        out[:, 1] = (actions[:, GRIPS[1]] < 0.5) & (reading >= g["hold"][0]) & (reading <= g["hold"][1]) & near
+        out[:, 0] = (actions[:, GRIPS[0]] < 0.5) & self.touching(world)
         return out
 
     @torch.no_grad()
@@ -168,8 +192,9 @@ class AlohaTransferCubeWorld(nn.Module):
         q = self.servo.step(t(now[:, Q]), t(prev[:, Q]), t(actions), t(self.cube_in_hands(now))).numpy()
         q = np.clip(q, self.q_low, self.q_high)
         held = self.holding(now, actions)
-        for h, hand in enumerate(("left", "right")):  # fingers closed on the cube stop on it
-            q[held[:, h], GRIPS[h]] = np.maximum(q[held[:, h], GRIPS[h]], self.grasp[hand]["hold"][0] + 0.03)
+        if self.grasp is not None:  # fingers closed on the cube stop on it
+            rows = held[:, 1]
+            q[rows, GRIPS[1]] = np.maximum(q[rows, GRIPS[1]], self.grasp["right"]["hold"][0] + 0.03)
         nxt = now.copy()
         nxt[:, Q] = q
         pts_now, pts_next, pts_prev = (grasp_points(self.chains, w) for w in (now, nxt, prev))
@@ -192,6 +217,18 @@ class AlohaTransferCubeWorld(nn.Module):
             for h in (1, 0):  # a held cube moves with its hand; the left one's grip wins (it takes the cube over)
                 rows = held[:, h]
                 cube[rows] = now[rows, CUBE] + pts_next[rows, h] - pts_now[rows, h]
+            # closing left fingers push a cube between them towards their middle (`touching`'s numbers): at slide s
+            # it sits at most s - (slide - centred) off it
+            g = self.grasp["left"]
+            moved = nxt.copy()
+            moved[:, CUBE] = cube
+            inside, rel = self.between_left_fingers(moved)
+            room = np.maximum(finger_slide(nxt[:, GRIPS[0]]) - (g["slide"] - g["centred"]), 0.0)
+            push = inside & (np.abs(rel[:, 1]) > room)
+            if push.any():
+                R = hand_frames(self.chains, nxt[push])[:, 0]
+                shift = np.sign(rel[push, 1]) * (np.abs(rel[push, 1]) - room[push])
+                cube[push] -= R[:, :, 1] * shift[:, None]
             free = ~held.any(1)
             z, z_before = now[:, CUBE][:, 2], prev[:, CUBE][:, 2]
             up = free & (z > CUBE_HALF + 0.002)
@@ -236,9 +273,8 @@ class AlohaTransferCubeWorld(nn.Module):
         return {"top": resize_to(frames, cam.height, cam.width)}
 
     def reward(self, world: np.ndarray) -> np.ndarray:
-        """1 where the left hand holds the cube off the table (its fingers closed on it, the cube in its grip)."""
-        closed = np.zeros((len(world), 14))
-        return (self.holding(world, closed)[:, 0] & (world[:, CUBE][:, 2] > CUBE_HALF + 0.005)).astype(np.float64)
+        """1 where a left finger touches the cube off the table (gym-aloha's reward 4)."""
+        return (self.touching(world) & (world[:, CUBE][:, 2] > CUBE_HALF + 0.005)).astype(np.float64)
 
 
 def keypoint_groups(left_links: int, right_links: int) -> list:

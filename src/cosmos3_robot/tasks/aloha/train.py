@@ -27,8 +27,8 @@ from ...train import JsonlLogger, fit
 from ...train.entity import entity_transitions, fit_entity_tower
 from ...train.renderers import fit_keypoint_renderer
 from .expert import CUBE_HALF
-from .structured import (CUBE, ENTRY_POINT, GRIPS, RENDER_SIZE, AlohaTransferCubeWorld, grasp_points, hand_frames,
-                         keypoint_groups, task_config)
+from .structured import (CUBE, ENTRY_POINT, GRIPS, RENDER_SIZE, AlohaTransferCubeWorld, finger_slide, grasp_points,
+                         hand_frames, task_config)
 
 
 def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-mix", max_steps: int = 250,
@@ -73,6 +73,10 @@ def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-
 
 
 def load(data: Path) -> list[dict]:
+    """Collected episodes -> {"world" (T, W), "action" (T-1, 14), "frames" (T, h, w, 3) at the renderer's size,
+    "success", "name"}."""
+    from ...datasets.video import resize_to
+
     files = sorted(Path(data).glob("*.npz"))
     files = [f for f in files if not f.name.endswith(".tmp.npz")]
     if not files:
@@ -81,7 +85,10 @@ def load(data: Path) -> list[dict]:
     for f in files:
         with np.load(f) as z:  # plain arrays: np.load refuses pickled objects by default
             world = np.concatenate([z["state"], z["cube"]], -1).astype(np.float32)
-            out.append({"world": world, "action": z["action"].astype(np.float64), "frames": z["frames"],
+            frames = z["frames"]
+            if frames.shape[1:3] != RENDER_SIZE:  # collected for a renderer of another size
+                frames = resize_to(frames, *RENDER_SIZE)
+            out.append({"world": world, "action": z["action"].astype(np.float64), "frames": frames,
                         "success": bool(z["success"]), "name": f.stem})
     return out
 
@@ -90,11 +97,16 @@ def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
     """The grasp constraint's numbers from the collected episodes, in each hand's frame from its grasp point.
     - right (the hand that carries): the steps where a lifted cube (over 2 cm above its rest) moved with it
       (within 3 mm of the hand's own move over the step) under a closing command: where the cube sits (median
-      `offset`), how far from that a held cube still is (`radius`: the 99th percentile, times 1.5) and the band
-      of gripper readings that hold it (1st to 99th percentile, 0.03 wider).
+      `offset`) and the band of gripper readings that hold it (1st to 99th percentile, 0.03 wider).
     - left (the hand that takes it): gym-aloha's success is the left fingers' first touch of the cube in the air,
       and an episode ends there, so the left hand never carries in the data: its numbers come from the last
-      step of every successful episode (the touch): where the cube sat, and readings up to the widest there.
+      step of every successful episode (the touch), in the hand's frame: how deep between the fingers the cube
+      sat (`depth`, x: the touches' range, 5 mm wider) and how far off the fingers' plane (`height`, |z|). The
+      closing fingers centre the cube between them before both touch it: `fit_touch` finds how centred
+      (`centred`, y) and how closed (`slide`) they are at a touch. The learned step pushes a cube between
+      closing fingers towards their middle accordingly.
+    - the right hand's `box` (where the cube may sit from `offset`) is then `catch_box`: from its closes that
+      carried the cube and those that missed, not from the carries.
     - `fall`: g dt^2 at 50 Hz (m per step per step: a free cube falls until the table stops it)."""
     r4 = lambda x: round(float(x), 4)  # noqa: E731
     rel, readings = [], []
@@ -115,15 +127,69 @@ def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
                          "successful hand-overs; the data needs 20 and 3 (collect more expert-mix episodes)")
     offset = np.median(rel, 0)
     lo, hi = np.percentile(readings, [1, 99])
-    out = {"right": {"offset": [r4(x) for x in offset], "radius": r4(1.5 * np.percentile(np.linalg.norm(rel - offset, axis=-1), 99)),
-                     "hold": [r4(lo - 0.03), r4(hi + 0.03)], "steps": int(len(rel))}}
+    out = {"right": {"offset": [r4(x) for x in offset], "hold": [r4(lo - 0.03), r4(hi + 0.03)], "steps": int(len(rel))}}
     touch = np.concatenate(done)
     rel_left = world.cube_in_hands(touch).reshape(-1, 2, 3)[:, 0]
-    offset = np.median(rel_left, 0)
-    out["left"] = {"offset": [r4(x) for x in offset], "radius": r4(1.5 * np.linalg.norm(rel_left - offset, axis=-1).max()),
-                   "hold": [0.0, r4(touch[:, GRIPS[0]].max() + 0.05)], "touches": len(done)}
+    out["left"] = {"depth": [r4(rel_left[:, 0].min() - 0.005), r4(rel_left[:, 0].max() + 0.005)],
+                   "height": r4(np.abs(rel_left[:, 2]).max() + 0.005)}
+    out["left"].update(fit_touch(world, episodes, out["left"]), touches=len(done))
+    out["right"]["box"] = catch_box(world, episodes, out["right"]["offset"])
     out["fall"] = round(9.81 * 0.02**2, 5)
     return out
+
+
+def fit_touch(world: AlohaTransferCubeWorld, episodes: list[dict], region: dict) -> dict:
+    """The left touch's `centred` (m off the fingers' middle) and `slide` (m) that time the recorded hand-overs
+    best: over a grid, the pair whose rule (the cube between the fingers, within `centred` of their middle,
+    their slide at most `slide`, the cube in the air) first fires within 4 steps of every successful episode's
+    end (its touch) and never in a failed one, in the most episodes; ties go to the tighter pair."""
+    tracks = []
+    for ep in episodes:
+        w = ep["world"]
+        rel = world.cube_in_hands(w).reshape(-1, 2, 3)[:, 0]
+        inside = (rel[:, 0] >= region["depth"][0]) & (rel[:, 0] <= region["depth"][1]) & \
+            (np.abs(rel[:, 2]) <= region["height"]) & (w[:, CUBE][:, 2] > CUBE_HALF + 0.005)
+        tracks.append((inside, np.abs(rel[:, 1]), finger_slide(w[:, GRIPS[0]]), ep["success"], len(w) - 1))
+    best = None
+    for centred in np.arange(0.002, 0.0155, 0.001):
+        for slide in np.arange(0.040, 0.0585, 0.001):
+            agree = 0
+            for inside, y, s, success, end in tracks:
+                fire = np.flatnonzero(inside & (y <= centred) & (s <= slide))
+                agree += (len(fire) > 0 and abs(fire[0] - end) <= 4) if success else len(fire) == 0
+            if best is None or agree > best[0]:
+                best = (agree, centred, slide)
+    return {"centred": round(float(best[1]), 4), "slide": round(float(best[2]), 4), "agree": int(best[0]),
+            "episodes": len(tracks)}
+
+
+def catch_box(world: AlohaTransferCubeWorld, episodes: list[dict], offset, settle: int = 60) -> list:
+    """Where the cube may sit from `offset` (the right hand's frame, per axis [low, high]) when the right
+    gripper's command turns to close and still be carried: the box of the closes that carried the cube up
+    (within `settle` steps it rose 10 cm: a grip on an edge lifts the cube and loses it on the way), each face
+    moved halfway to the nearest close beyond it that missed (inside the box on the other two axes), or 5 mm
+    out where none did; among the closes within 6 cm of it."""
+    rel, carried = [], []
+    for ep in episodes:
+        w, a = ep["world"], ep["action"]
+        closing = a[:, GRIPS[1]] < 0.5
+        for t in np.flatnonzero(np.diff(closing.astype(int)) == 1) + 1:
+            rel.append(world.cube_in_hands(w[t : t + 1]).reshape(2, 3)[1] - np.asarray(offset))
+            carried.append(bool(w[t : t + settle + 1, CUBE][:, 2].max() > CUBE_HALF + 0.10))
+    rel, carried = np.asarray(rel).reshape(-1, 3), np.asarray(carried, bool)
+    near = np.linalg.norm(rel, axis=-1) < 0.06  # the hand at the cube (a regrasp from afar doesn't count)
+    rel, carried = rel[near], carried[near]
+    if carried.sum() < 3:
+        raise UserError(f"catch_box: {carried.sum()} right-hand closes carried the cube; collect expert episodes")
+    lo, hi = rel[carried].min(0), rel[carried].max(0)
+    box = []
+    for k in range(3):
+        others = [i for i in range(3) if i != k]
+        level = ~carried & np.all((rel[:, others] >= lo[others]) & (rel[:, others] <= hi[others]), 1)
+        below, above = rel[level & (rel[:, k] < lo[k]), k], rel[level & (rel[:, k] > hi[k]), k]
+        box.append([round(float((lo[k] + below.max()) / 2 if len(below) else lo[k] - 0.005), 4),
+                    round(float((hi[k] + above.min()) / 2 if len(above) else hi[k] + 0.005), 4)])
+    return box
 
 
 def fit_servo(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log) -> dict:
