@@ -120,3 +120,22 @@ def test_recipe_end_to_end(tmp_path):
     obs, _ = env.reset(seed=0)
     assert obs["observation.images.top"].shape == (480, 640, 3) and obs["observation.state"].shape == (14,)
     check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_train_sim_names_the_tasks_with_a_recipe(tmp_path, capsys):
+    from cosmos3_robot.cli import main
+
+    assert main(["train-sim", "--task", "pusht", "--dataset", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no learned-simulator recipe" in err and "aloha_transfer_cube" in err and "franka_cube" in err
+    assert main(["train-sim", "--task", "aloha", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no collected episodes" in capsys.readouterr().err  # the alias reaches the recipe, which checks its data
+
+
+def test_rerun_draws_the_right_hands_path():
+    from cosmos3_robot.embodiments.world_frame import end_effector_path
+
+    state = np.array([[0, -0.96, 1.16, 0, -0.3, 0, 1.0, 0, -0.96, 1.16, 0, -0.3, 0, 1.0]], np.float32)
+    path = end_effector_path(load_spec("aloha"), np.repeat(state, 3, 0))
+    ik = ArmIK(aloha_model(), "right")
+    np.testing.assert_allclose(path[0], ik.pose(state[0, 7:13].astype(np.float64))[0], atol=1e-6)

@@ -701,7 +701,8 @@ def add_train_sim_parser(sub) -> None:
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
-    p.add_argument("--env", default="pusht", choices=task_choices(demo=True), help="franka_cube: the Franka cube scene")
+    p.add_argument("--env", "--task", dest="env", default="pusht", choices=task_choices(demo=True),
+                   help="the task (--task is the same option)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="default: 120 (pusht), 200 (droid)")
@@ -719,8 +720,8 @@ def add_embodiments_parser(sub) -> None:
 
 def add_collect_parser(sub) -> None:
     p = sub.add_parser("collect", help="closed-loop data collection from a real or a learned simulator")
-    p.add_argument("--env", default="pusht", choices=task_choices(),
-                   help="droid: the MuJoCo Franka cube scene")
+    p.add_argument("--env", "--task", dest="env", default="pusht", choices=task_choices(),
+                   help="the task (--task is the same option)")
     p.add_argument("--policy", default="expert",
                    help="the task's ladder (pusht: expert, expert-noise0.2, expert-lag2, ...; droid: expert, "
                         "expert-noise1, expert-mix, ...), random")

@@ -58,6 +58,17 @@ def tower_config(**overrides) -> EntityTowerConfig:
                              workspace_high=[0.5, 0.9, 0.5], action_kind="point3", length_scale=0.1, **kw)
 
 
+_RIGHT: list = []  # the right arm's chain, read from gym-aloha's model on first use
+
+
+def hand_path(states: np.ndarray) -> np.ndarray:
+    """(T, 14) spec states -> (T, 3) the right hand's grasp point (the hand that carries the cube)."""
+    if not _RIGHT:
+        chain = shift_joints(chain_parameters(aloha_model(), body=HANDS[1]), -1)
+        _RIGHT.append({**chain, "site_pos": GRASP.tolist()})
+    return forward(_RIGHT[0], np.asarray(states, np.float64)[:, :14])[1]
+
+
 def finger_slide(reading: np.ndarray) -> np.ndarray:
     """A gripper reading (0 closed .. 1 open) -> each finger's slide from the gripper's axis (m)."""
     return FINGER[0] + np.asarray(reading) * (FINGER[1] - FINGER[0])
