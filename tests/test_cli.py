@@ -113,7 +113,7 @@ def test_tasks_come_from_the_registry_and_old_names_still_work(capsys):
 
     choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["eval"]._actions
                    if "--task" in a.option_strings).choices
-    assert set(choices) == {t.name for t in REGISTRY.values() if t.learned_id} | {"droid"}
+    assert set(choices) == {t.name for t in REGISTRY.values() if t.learned_id} | {"droid", "aloha"}
     assert task_info("droid", warn=True).name == "franka_cube"
     assert "'droid' is deprecated; use 'franka_cube'" in capsys.readouterr().err
     assert task_info("pusht").embodiment == "pusht" and task_info("franka_cube").embodiment == "droid"
