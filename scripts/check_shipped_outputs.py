@@ -13,7 +13,8 @@ import hashlib
 
 import numpy as np
 
-CHECKPOINTS = {"pusht_tower": "pusht", "pusht_fast": "pusht", "pusht_small": "pusht", "franka_cube": "droid"}
+CHECKPOINTS = {"pusht_tower": "pusht", "pusht_fast": "pusht", "pusht_small": "pusht", "franka_cube": "droid",
+               "aloha_transfer_cube": "aloha_transfer_cube"}
 
 
 def rollouts(checkpoint: str, env_name: str, seeds: int, steps: int) -> dict[str, np.ndarray]:

@@ -25,6 +25,33 @@ class Perception:
 PERCEPTIONS: dict[str, Perception] = {}
 
 
+def largest_blob(image: np.ndarray, ranges) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB -> (n, 2) pixel coordinates (x, y) of the largest blob of a colour (HSV `ranges`,
+    OpenCV's H in [0, 180)), or None."""
+    import cv2
+
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for lo, hi in ranges:
+        mask |= cv2.inRange(hsv, np.array(lo), np.array(hi))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if n < 2:
+        return None
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    ys, xs = np.nonzero(labels == k)
+    return np.stack([xs, ys], 1).astype(np.float64)
+
+
+def pixel_rays_to_plane(calib, pixels: np.ndarray, z: float) -> np.ndarray:
+    """(N, 2) pixels of a `CameraCalibration` -> (N, 3) world points where their viewing rays meet the plane at
+    height z."""
+    rays = np.concatenate([calib.normalized_coordinates(pixels), np.ones((len(pixels), 1))], axis=1)
+    R, origin = calib.camera_to_world[:3, :3], calib.camera_to_world[:3, 3]
+    dirs = rays @ R.T
+    s = (z - origin[2]) / dirs[:, 2]
+    return origin + s[:, None] * dirs
+
+
 def register_perception(name: str, perception: Perception) -> None:
     PERCEPTIONS[name] = perception
 

@@ -1,6 +1,6 @@
 """The one training loop. Every fit in the package (frame tokenizer, world model stages, renderer, task
-dynamics heads) hands `fit` a loss function of the step and its optimizer; `fit` does the update, the
-progress bar and the log records, so they all behave and log alike."""
+dynamics heads, the arms' joint servos through `fit_servo`) hands `fit` a loss function of the step and its
+optimizer; `fit` does the update, the progress bar and the log records, so they all behave and log alike."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -60,3 +61,25 @@ def fit(loss_fn: Callable[[int], torch.Tensor | dict], opt: torch.optim.Optimize
         if on_step is not None:
             on_step(step)
     return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+
+
+def fit_servo(servo: torch.nn.Module, now, prev, action, nxt, context, steps: int, seed: int, *, stage: str,
+              log=None, progress: bool = True) -> dict:
+    """Fit a learned joint servo: `servo(now, prev, action, context)` predicts the step's change in units of its
+    `SCALE`, `(nxt - now) / servo.SCALE`; arrays (N, ...) of transitions. Batches of 512 drawn by a generator
+    seeded `seed`, AdamW with a one-cycle schedule at 2e-3. Returns the step count, transitions and last losses."""
+    now, prev, action, nxt, context = (torch.from_numpy(np.concatenate(x)).float()
+                                       for x in (now, prev, action, nxt, context))
+    target = (nxt - now) / servo.SCALE
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(servo.parameters(), 2e-3, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
+
+    def loss_fn(step):
+        idx = torch.randint(0, len(now), (512,), generator=gen)
+        return {"loss": ((servo(now[idx], prev[idx], action[idx], context[idx]) - target[idx]) ** 2).mean()}
+
+    servo.train()
+    last = fit(loss_fn, opt, steps, sched=sched, stage=stage, log=log, progress=progress)
+    servo.eval()
+    return {"steps": steps, "transitions": len(now), **last}

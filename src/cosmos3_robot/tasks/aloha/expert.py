@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 
-import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from ...embodiments import CameraCalibration
+from ...embodiments.perception import largest_blob, pixel_rays_to_plane
 from ...errors import UserError
 from ...policies import RandomPolicy
 from ...policies.base import Policy
@@ -52,22 +52,13 @@ def top_calibration(model=None) -> CameraCalibration:
 
 
 def find_cube(image: np.ndarray, calib: CameraCalibration) -> np.ndarray | None:
-    """(480, 640, 3) RGB -> the cube's centre (3,) on the table, from its red blob; None when none is seen."""
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    mask = np.zeros(image.shape[:2], np.uint8)
-    for lo, hi in RED:
-        mask |= cv2.inRange(hsv, np.array(lo), np.array(hi))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    if n < 2:
+    """(480, 640, 3) RGB -> the cube's centre (3,) on the table, from its red blob; None when none is seen. The
+    blob's centroid is the top face's centre more than the cube's: it is cast onto the top face's plane."""
+    blob = largest_blob(image, RED)
+    if blob is None:
         return None
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    ys, xs = np.nonzero(labels == k)
-    px = np.array([[xs.mean(), ys.mean()]])
-    ray = np.r_[calib.normalized_coordinates(px)[0], 1.0] @ calib.camera_to_world[:3, :3].T
-    origin = calib.camera_to_world[:3, 3]
-    # the blob's centroid is the top face's centre more than the cube's: cast it onto the top face's plane
-    point = origin + (2 * CUBE_HALF - origin[2]) / ray[2] * ray
-    return np.array([point[0], point[1], CUBE_HALF])
+    x, y, _ = pixel_rays_to_plane(calib, blob.mean(0)[None], 2 * CUBE_HALF)[0]
+    return np.array([x, y, CUBE_HALF])
 
 
 class ArmIK:

@@ -74,14 +74,20 @@ def finger_slide(reading: np.ndarray) -> np.ndarray:
     return FINGER[0] + np.asarray(reading) * (FINGER[1] - FINGER[0])
 
 
+def hands(chains: list[dict], world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, W) -> each hand's grasp point (B, 2, 3) and rotation (B, 2, 3, 3) (left, right; one pass per chain)."""
+    out = [forward(c, world[:, Q]) for c in chains]
+    return np.stack([o[1] for o in out], 1), np.stack([o[2] for o in out], 1)
+
+
 def grasp_points(chains: list[dict], world: np.ndarray) -> np.ndarray:
     """(B, W) -> (B, 2, 3): each hand's grasp point (left, right)."""
-    return np.stack([forward(c, world[:, Q])[1] for c in chains], 1)
+    return hands(chains, world)[0]
 
 
 def hand_frames(chains: list[dict], world: np.ndarray) -> np.ndarray:
     """(B, W) -> (B, 2, 3, 3): each gripper's rotation (x along the fingers, y across them)."""
-    return np.stack([forward(c, world[:, Q])[2] for c in chains], 1)
+    return hands(chains, world)[1]
 
 
 class ArmServo(nn.Module):
@@ -159,28 +165,29 @@ class AlohaTransferCubeWorld(nn.Module):
     def rest_actions(self, world: np.ndarray) -> np.ndarray:
         return world[:, Q].astype(np.float64)
 
-    def cube_in_hands(self, world: np.ndarray) -> np.ndarray:
-        """(B, W) -> (B, 6): the cube from each hand's grasp point, in that hand's frame."""
-        pts, R = grasp_points(self.chains, world), hand_frames(self.chains, world)
+    def cube_in_hands(self, world: np.ndarray, at=None) -> np.ndarray:
+        """(B, W) -> (B, 6): the cube from each hand's grasp point, in that hand's frame (`at`: `hands(world)`
+        where the caller has it)."""
+        pts, R = at if at is not None else hands(self.chains, world)
         return np.einsum("bhji,bhj->bhi", R, world[:, None, CUBE] - pts).reshape(len(world), 6).astype(np.float32)
 
-    def between_left_fingers(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def between_left_fingers(self, world: np.ndarray, rel=None) -> tuple[np.ndarray, np.ndarray]:
         """(B, W) -> (B,) bool: the cube between the left fingers (depth and height, `estimate_grasp`), and
-        (B, 3) where it sits in the left hand's frame."""
+        (B, 3) where it sits in the left hand's frame (`rel`: `cube_in_hands(world)` where the caller has it)."""
         g = self.grasp["left"]
-        rel = self.cube_in_hands(world).reshape(-1, 2, 3)[:, 0]
+        rel = (self.cube_in_hands(world) if rel is None else rel).reshape(-1, 2, 3)[:, 0]
         return (rel[:, 0] >= g["depth"][0]) & (rel[:, 0] <= g["depth"][1]) & (np.abs(rel[:, 2]) <= g["height"]), rel
 
-    def touching(self, world: np.ndarray) -> np.ndarray:
+    def touching(self, world: np.ndarray, rel=None) -> np.ndarray:
         """(B, W) -> (B,) bool: both left fingers on the cube: it is between them, centred (within `centred`),
         and their slide is down to `slide` (`train.estimate_grasp`'s left numbers)."""
         if self.grasp is None:
             return np.zeros(len(world), bool)
         g = self.grasp["left"]
-        inside, rel = self.between_left_fingers(world)
+        inside, rel = self.between_left_fingers(world, rel)
         return inside & (np.abs(rel[:, 1]) <= g["centred"]) & (finger_slide(world[:, GRIPS[0]]) <= g["slide"])
 
-    def holding(self, world: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    def holding(self, world: np.ndarray, actions: np.ndarray, rel=None) -> np.ndarray:
         """(B, W), (B, 14) -> (B, 2) bool per hand (left, right), with a closing command (below 0.5): the right
         hand holds where its reading is in the band that holds the cube and the cube sits in its grip (`box`
         about `offset`, in its frame); the left where its fingers touch the cube (`touching`)."""
@@ -188,27 +195,30 @@ class AlohaTransferCubeWorld(nn.Module):
         if self.grasp is None:
             return out
         g = self.grasp["right"]
-        rel = self.cube_in_hands(world).reshape(-1, 2, 3)[:, 1]
+        rel = self.cube_in_hands(world) if rel is None else rel
         reading = world[:, GRIPS[1]]
-        d, box = rel - np.asarray(g["offset"]), np.asarray(g["box"])
+        d, box = rel.reshape(-1, 2, 3)[:, 1] - np.asarray(g["offset"]), np.asarray(g["box"])
         near = np.all((d >= box[:, 0]) & (d <= box[:, 1]), 1)
         out[:, 1] = (actions[:, GRIPS[1]] < 0.5) & (reading >= g["hold"][0]) & (reading <= g["hold"][1]) & near
-        out[:, 0] = (actions[:, GRIPS[0]] < 0.5) & self.touching(world)
+        out[:, 0] = (actions[:, GRIPS[0]] < 0.5) & self.touching(world, rel)
         return out
 
     @torch.no_grad()
     def step(self, world: np.ndarray, actions: np.ndarray, prev_actions: np.ndarray, noise=None):
         now, prev = world[:, -1], world[:, -2 if world.shape[1] > 1 else -1]
         t = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
-        q = self.servo.step(t(now[:, Q]), t(prev[:, Q]), t(actions), t(self.cube_in_hands(now))).numpy()
+        at_now = hands(self.chains, now)
+        rel_now = self.cube_in_hands(now, at_now)
+        q = self.servo.step(t(now[:, Q]), t(prev[:, Q]), t(actions), t(rel_now)).numpy()
         q = np.clip(q, self.q_low, self.q_high)
-        held = self.holding(now, actions)
+        held = self.holding(now, actions, rel_now)
         if self.grasp is not None:  # fingers closed on the cube stop on it
             rows = held[:, 1]
             q[rows, GRIPS[1]] = np.maximum(q[rows, GRIPS[1]], self.grasp["right"]["hold"][0] + 0.03)
         nxt = now.copy()
         nxt[:, Q] = q
-        pts_now, pts_next, pts_prev = (grasp_points(self.chains, w) for w in (now, nxt, prev))
+        at_next = hands(self.chains, nxt)
+        pts_now, pts_next, pts_prev = at_now[0], at_next[0], grasp_points(self.chains, prev)
         g_now, g_next = now[:, list(GRIPS)], nxt[:, list(GRIPS)]
         action = np.concatenate([pts_next[:, 1], pts_next[:, 0], g_now, g_next], -1)
         prev_action = np.concatenate([pts_now[:, 1], pts_now[:, 0], prev[:, list(GRIPS)], g_now], -1)
@@ -233,11 +243,11 @@ class AlohaTransferCubeWorld(nn.Module):
             g = self.grasp["left"]
             moved = nxt.copy()
             moved[:, CUBE] = cube
-            inside, rel = self.between_left_fingers(moved)
+            inside, rel = self.between_left_fingers(moved, self.cube_in_hands(moved, at_next))  # nxt's joints
             room = np.maximum(finger_slide(nxt[:, GRIPS[0]]) - (g["slide"] - g["centred"]), 0.0)
             push = inside & (np.abs(rel[:, 1]) > room)
             if push.any():
-                R = hand_frames(self.chains, nxt[push])[:, 0]
+                R = at_next[1][push][:, 0]
                 shift = np.sign(rel[push, 1]) * (np.abs(rel[push, 1]) - room[push])
                 cube[push] -= R[:, :, 1] * shift[:, None]
             free = ~held.any(1)

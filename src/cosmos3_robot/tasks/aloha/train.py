@@ -23,12 +23,12 @@ from ...embodiments import load_spec
 from ...errors import UserError
 from ...model.checkpoint import refuse_overwrite
 from ...model.keypoint_renderer import KeypointRendererConfig
-from ...train import JsonlLogger, fit
+from ...train import JsonlLogger, fit_servo
 from ...train.entity import entity_transitions, fit_entity_tower
 from ...train.renderers import fit_keypoint_renderer
 from .expert import CUBE_HALF
 from .structured import (CUBE, ENTRY_POINT, GRIPS, RENDER_SIZE, AlohaTransferCubeWorld, finger_slide, grasp_points,
-                         hand_frames, task_config)
+                         hands, task_config)
 
 
 def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-mix", max_steps: int = 250,
@@ -52,7 +52,7 @@ def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-
         for _ in range(max_steps):
             states.append(obs["observation.state"])
             frames.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0])
-            cubes.append(info["state"][16:19] if "state" in info else env.get_state()[16:19])
+            cubes.append(info["state"][16:19])  # MuJoCo's qpos: the arms' 16, then the cube's free joint
             action = pol.select_action(obs)
             actions.append(action)
             obs, _, terminated, truncated, info = env.step(action)
@@ -61,7 +61,7 @@ def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-
                 break
         states.append(obs["observation.state"])
         frames.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0])
-        cubes.append(env.get_state()[16:19])
+        cubes.append(info["state"][16:19])
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, state=np.asarray(states, np.float32), action=np.asarray(actions, np.float32),
                             frames=np.asarray(frames, np.uint8), cube=np.asarray(cubes, np.float32),
@@ -112,7 +112,8 @@ def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
     rel, readings = [], []
     for ep in episodes:
         w, a = ep["world"], ep["action"]
-        pts, R, cube = grasp_points(world.chains, w)[:, 1], hand_frames(world.chains, w)[:, 1], w[:, CUBE]
+        at, cube = hands(world.chains, w), w[:, CUBE]
+        pts, R = at[0][:, 1], at[1][:, 1]
         moved = np.linalg.norm((cube[1:] - cube[:-1]) - (pts[1:] - pts[:-1]), axis=-1) < 0.003
         lifted = cube[:-1, 2] > CUBE_HALF + 0.02
         closing = a[: len(w) - 1, GRIPS[1]] < 0.5
@@ -192,7 +193,7 @@ def catch_box(world: AlohaTransferCubeWorld, episodes: list[dict], offset, settl
     return box
 
 
-def fit_servo(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log) -> dict:
+def fit_arms(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log) -> dict:
     now, prev, act, nxt, rel = [], [], [], [], []
     for ep in episodes:
         w = ep["world"]
@@ -202,20 +203,7 @@ def fit_servo(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int, s
         act.append(ep["action"][: len(q) - 1])
         nxt.append(q[1:])
         rel.append(world.cube_in_hands(w[:-1]))
-    now, prev, act, nxt, rel = (torch.from_numpy(np.concatenate(x)).float() for x in (now, prev, act, nxt, rel))
-    target = (nxt - now) / world.servo.SCALE
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(world.servo.parameters(), 2e-3, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
-
-    def loss_fn(step):
-        idx = torch.randint(0, len(now), (512,), generator=gen)
-        return {"loss": ((world.servo(now[idx], prev[idx], act[idx], rel[idx]) - target[idx]) ** 2).mean()}
-
-    world.servo.train()
-    last = fit(loss_fn, opt, steps, sched=sched, stage="servo", log=log, progress=progress)
-    world.servo.eval()
-    return {"steps": steps, "transitions": len(now), **last}
+    return fit_servo(world.servo, now, prev, act, nxt, rel, steps, seed, stage="servo", log=log, progress=progress)
 
 
 def tower_data(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
@@ -255,7 +243,7 @@ def train(data, out, seed: int = 0, servo_steps: int = 3000, tower_epochs: int =
     log = JsonlLogger(out / "losses.jsonl")
     world.config["grasp"] = world.grasp = estimate_grasp(world, episodes)
     provenance = {"data": str(data), "episodes": len(episodes), "seed": seed, "grasp": world.grasp,
-                  "servo": fit_servo(world, episodes, servo_steps, seed, progress, log)}
+                  "servo": fit_arms(world, episodes, servo_steps, seed, progress, log)}
     provenance["tower"] = fit_entity_tower(world.dynamics, tower_data(world, episodes), epochs=tower_epochs,
                                            seed=seed, progress=progress, log=log)
     world.config["tower"] = world.dynamics.cfg.to_dict()

@@ -8,35 +8,13 @@ import cv2
 import numpy as np
 
 from ...embodiments import CameraCalibration
+from ...embodiments.perception import largest_blob, pixel_rays_to_plane
 
 CAMERA = "exterior_1_left"
 EXTERIORS = ("exterior_1_left", "exterior_2_left")
 # HSV ranges (OpenCV: H in [0, 180)) of the scene's red cube and green target.
 RED = [((0, 120, 60), (8, 255, 255)), ((172, 120, 60), (180, 255, 255))]
 GREEN = [((45, 120, 60), (80, 255, 255))]
-
-
-def largest_blob(image: np.ndarray, ranges) -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB -> (n, 2) pixel coordinates (x, y) of the largest blob of a colour, or None."""
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    mask = np.zeros(image.shape[:2], np.uint8)
-    for lo, hi in ranges:
-        mask |= cv2.inRange(hsv, np.array(lo), np.array(hi))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    if n < 2:
-        return None
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    ys, xs = np.nonzero(labels == k)
-    return np.stack([xs, ys], 1).astype(np.float64)
-
-
-def pixel_rays_to_plane(calib: CameraCalibration, pixels: np.ndarray, z: float) -> np.ndarray:
-    """(N, 2) pixels -> (N, 3) base-frame points where their viewing rays meet the plane at height z."""
-    rays = np.concatenate([calib.normalized_coordinates(pixels), np.ones((len(pixels), 1))], axis=1)
-    R, origin = calib.camera_to_world[:3, :3], calib.camera_to_world[:3, 3]
-    dirs = rays @ R.T
-    s = (z - origin[2]) / dirs[:, 2]
-    return origin + s[:, None] * dirs
 
 
 def find_on_table(image: np.ndarray, calib: CameraCalibration, ranges, z: float):

@@ -22,7 +22,7 @@ from ...model.entity_tower import EntityTower
 from ...train.entity import entity_transitions, fit_entity_tower
 from ...model.keypoint_renderer import KeypointRenderer, KeypointRendererConfig
 from ...train.renderers import fit_keypoint_renderer
-from ...train import JsonlLogger, fit
+from ...train import JsonlLogger, fit_servo
 from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
@@ -164,20 +164,7 @@ def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int,
         act.append(np.concatenate([rest[:, :7], cmd[:, None]], -1))
         nxt.append(rest)
         rel += [r[:-1], r[:-1][still][::rest_every]]
-    now, prev, act, nxt, rel = (torch.from_numpy(np.concatenate(x)).float() for x in (now, prev, act, nxt, rel))
-    target = (nxt - now) / world.arm.SCALE
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(world.arm.parameters(), 2e-3, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
-
-    def loss_fn(step):
-        idx = torch.randint(0, len(now), (512,), generator=gen)
-        return {"loss": ((world.arm(now[idx], prev[idx], act[idx], rel[idx]) - target[idx]) ** 2).mean()}
-
-    world.arm.train()
-    last = fit(loss_fn, opt, steps, sched=sched, stage="arm", log=log, progress=progress)
-    world.arm.eval()
-    return {"steps": steps, "transitions": len(now), **last}
+    return fit_servo(world.arm, now, prev, act, nxt, rel, steps, seed, stage="arm", log=log, progress=progress)
 
 
 def tower_data(episodes: list[dict]) -> dict:
