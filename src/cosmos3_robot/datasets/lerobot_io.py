@@ -61,8 +61,8 @@ LOSSLESS_VCODEC = "h264"  # SVT-AV1 encodes 4:2:0 only; libx264 does 4:4:4 at CR
 def _encoder(vcodec: str | None, quality: str = "standard"):
     """lerobot's RGB encoder config; `vcodec` None: lerobot's default codec (AV1), or H.264 for "lossless".
     "standard" is lerobot's default (yuv420p, CRF 30, GOP 2): small files,
-    but at 96x96 its per-frame error (about 1.3 grey levels on average, up to ~100 on the small PushT
-    pusher) is larger than most frame-to-frame changes, so a world model trained on it learns the codec's
+    but at 96x96 its per-frame error (about 1.3 grey levels on average, up to ~100 on a small moving
+    sprite) is larger than most frame-to-frame changes, so a world model trained on it learns the codec's
     flicker instead of the dynamics. "lossless" keeps full-resolution chroma at CRF 0 (lossless in YUV;
     RGB<->YUV rounding remains): the format for world-model training data."""
     from lerobot.configs import RGBEncoderConfig

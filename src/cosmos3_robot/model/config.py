@@ -69,7 +69,7 @@ class ModelConfig:
     # how generator tokens become frame latents: "linear" (one projection per token to its latent patch, DiT
     # style) or "conv" (the projection gives features per latent pixel, and a small conv net over [those
     # features, the noisy input, the last two context latents, pixel coordinates] makes the prediction:
-    # measured, a 4x4 token grid cannot place the sub-token motion of the PushT pusher with a linear head,
+    # measured, a 4x4 token grid cannot place the sub-token motion of a small moving object with a linear head,
     # and a conv net over the latent grid can; docs/research-log.md)
     frame_head: str = "linear"
     conv_head_width: int = 96
@@ -158,7 +158,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
-    # The shipped learned PushT simulator, sized to train on 2 CPU cores: 96x96 frames -> 12x12x8
+    # The shipped MoT simulator's size, sized to train on 2 CPU cores: 96x96 frames -> 12x12x8
     # latents -> 4x4 tokens of 3x3 latent patches; 4 MoT layers of width 160.
     "small": ModelConfig(
         dim=160, n_layers=4, n_heads=5, n_kv_heads=1, head_dim=32, ffn_dim=480, max_text_len=24,

@@ -3,7 +3,7 @@ entities' keypoints (a robot's link origins, an object's corners) through each c
 group of segments between keypoints becomes a plane on the pixel grid (how near each pixel is to the group's
 nearest segment, and that segment's depth there); a conv net reads the planes, the pixel coordinates and the
 camera's index and paints the frame. Projecting first is what a learned renderer of a 3-D scene needs to be
-trained in minutes: the net only learns what a link or a cube looks like where the geometry says it is
+trained in minutes: the net only learns what a link or an object looks like where the geometry says it is
 (as keypoint-conditioned image generators do; e.g. Siarohin et al. 2019, "First Order Motion Model")."""
 
 from __future__ import annotations
