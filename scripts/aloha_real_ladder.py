@@ -10,7 +10,6 @@ eval_partial.json that `cosmos3-robot eval --real-from` reads.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 from pathlib import Path
 
@@ -22,18 +21,10 @@ from cosmos3_robot.tasks import make_policy, make_real_env
 TASK = "aloha_transfer_cube"
 
 
-def run(env, policy: str, seed: int, max_steps: int, first_frame_only: bool) -> dict:
+def run(env, policy: str, seed: int, max_steps: int) -> dict:
     pol = make_policy(TASK, policy, seed=seed)
     pol.reset(seed)
-    task = env._env._env.task
-    task.__dict__.pop("get_observation", None)  # gym-aloha's own (the scene renders top at reset)
-    env._render_top_only()
     obs, _ = env.reset(seed=seed)
-    if first_frame_only:  # later observations keep the first frame; the ladder does not read it again
-        frame = obs["observation.images.top"]
-        task.get_observation = lambda physics: collections.OrderedDict(
-            qpos=task.get_qpos(physics), qvel=task.get_qvel(physics), env_state=task.get_env_state(physics),
-            images={"top": frame})
     ret, success, length = 0.0, False, 0
     for length in range(1, max_steps + 1):
         obs, reward, terminated, truncated, info = env.step(pol.select_action(obs))
@@ -57,11 +48,14 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"seeds": seeds, "args": vars(a), "policies": {}}
-    env = make_real_env(TASK, max_episode_steps=a.max_steps)  # one scene for every episode (each costs ~130 MB)
+    # one scene of each kind for every episode (each costs ~130 MB); frames="first": later observations repeat
+    # the first frame, which the ladder does not read again
+    env = make_real_env(TASK, max_episode_steps=a.max_steps, frames="first")
+    full_env = make_real_env(TASK, max_episode_steps=a.max_steps) if a.check else None
     for name in a.policies.split(","):
-        rows = [run(env, name, s, a.max_steps, True) for s in tqdm(seeds, desc=name)]
+        rows = [run(env, name, s, a.max_steps) for s in tqdm(seeds, desc=name)]
         for s, row in zip(seeds[: a.check], rows):
-            full = run(env, name, s, a.max_steps, False)
+            full = run(full_env, name, s, a.max_steps)
             if full != row:
                 raise SystemExit(f"{name} seed {s}: first-frame-only {row} != full scene {full}")
         report["policies"][name] = {"real": {k: [r[k] for r in rows] for k in ("success", "return", "length")}}

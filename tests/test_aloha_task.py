@@ -145,3 +145,90 @@ def test_rerun_draws_the_right_hands_path():
     path = end_effector_path(load_spec("aloha"), np.repeat(state, 3, 0))
     ik = ArmIK(aloha_model(), "right")
     np.testing.assert_allclose(path[0], ik.pose(state[0, 7:13].astype(np.float64))[0], atol=1e-6)
+
+
+def test_real_scene_can_render_only_each_first_frame():
+    with pytest.raises(UserError, match="frames='all'"):
+        make_real_env("aloha_transfer_cube", frames="all")
+    first, every = (make_real_env("aloha_transfer_cube", max_episode_steps=20, frames=f) for f in ("first", "every"))
+    try:
+        runs = []
+        for env in (first, every):
+            pol = make_policy("aloha_transfer_cube", "expert", seed=5)
+            pol.reset(5)
+            obs, _ = env.reset(seed=5)
+            frames, states = [obs["observation.images.top"]], [obs["observation.state"]]
+            for _ in range(15):
+                obs, *_ = env.step(pol.select_action(obs))
+                frames.append(obs["observation.images.top"])
+                states.append(obs["observation.state"])
+            runs.append((np.stack(frames), np.stack(states)))
+        (f_first, s_first), (f_every, s_every) = runs
+        assert all((f == f_first[0]).all() for f in f_first)  # the reset's frame, repeated
+        assert not (f_every[-1] == f_every[0]).all()  # the arms moved in view
+        np.testing.assert_array_equal(f_first[0], f_every[0])
+        np.testing.assert_array_equal(s_first, s_every)  # the same physics
+        obs, _ = first.reset(seed=6)  # a new episode draws its own first frame
+        assert not (obs["observation.images.top"] == f_first[0]).all()
+    finally:
+        first.close()
+        every.close()
+
+
+def test_closing_left_fingers_pull_only_a_cube_within_their_span():
+    world = _world()
+    w = _state_with_cube_in_right_hand(world)
+    pts, R = grasp_points(world.chains, w)[0, 0], hand_frames(world.chains, w)[0, 0]
+    w[0, CUBE] = pts + R @ np.array([0.03, 0.2, 0.0])  # in line with the fingers' closing, 20 cm past them
+    w[0, GRIPS[0]] = 0.9
+    action = w[:, :14].astype(np.float64).copy()
+    action[0, GRIPS[0]] = 0.0  # the left fingers close
+    action[0, GRIPS[1]] = 1.0
+    nxt, _ = world.step(np.stack([w, w], 1), action, action)
+    assert np.linalg.norm(nxt[0, CUBE] - w[0, CUBE]) < 0.031  # the tower's step at most, never a pull to the hand
+
+
+def test_a_shaken_right_hand_can_lose_the_cube_and_the_table_stops_a_hand():
+    import torch
+
+    world = _world()
+    w = _state_with_cube_in_right_hand(world)
+    action = w[:, :14].astype(np.float64).copy()
+    action[0, 7] += 0.05
+    action[0, GRIPS[1]] = 0.0
+    hist = np.stack([w, w], 1)
+    draws = lambda shape: torch.zeros((1, *shape))  # noqa: E731  the median draw: u = 0.5
+    world.grasp["right"]["slip"] = {"acc": [0.0, 0.01], "hazard": [0.4, 0.6]}
+    nxt, _ = world.step(hist, action, action, noise=draws)  # a slow hand: 0.5 > 0.4, it holds
+    carried = nxt[0, CUBE] - w[0, CUBE]
+    world.grasp["right"]["slip"] = {"acc": [0.0, 0.01], "hazard": [0.6, 0.6]}  # 0.5 < 0.6: it slips
+    lost, _ = world.step(hist, action, action, noise=draws)
+    assert np.linalg.norm(lost[0, CUBE] - w[0, CUBE] - carried) > 0.005  # not carried with the hand
+    assert lost[0, CUBE][2] < w[0, CUBE][2] and not world.holding(lost, action)[0, 1]  # it left the grip, down
+    # the table: a hand the servo would take below `floor` stops at it
+    world.grasp.pop("slip", None)
+    world.grasp["right"].pop("slip")
+    down = action.copy()
+    down[0, 8] += 0.6  # the right shoulder pitches down
+    free, _ = world.step(hist, down, down)
+    z_free = grasp_points(world.chains, free)[0, 1, 2]
+    world.grasp["floor"] = float(z_free + 0.03)
+    stopped, _ = world.step(hist, down, down)
+    z0, z = grasp_points(world.chains, w)[0, 1, 2], grasp_points(world.chains, stopped)[0, 1, 2]
+    assert z0 > world.grasp["floor"] and z >= world.grasp["floor"] - 1e-6 and z < z0
+
+
+def test_slip_numbers_from_state_only_episodes(tmp_path):
+    from cosmos3_robot.tasks.aloha.train import SLIP_ACC, _collect, estimate_slip, load
+
+    paths = _collect(tmp_path, 3, seed=0, policy="expert-noise3", progress=False, frames=False)
+    paths += _collect(tmp_path, 2, seed=0, policy="expert", progress=False, frames=False)
+    with np.load(paths[0]) as z:
+        assert "frames" not in z and z["state"].shape[1] == 14
+    with pytest.raises(UserError, match="state-only episode"):
+        load(tmp_path)
+    world = _world()
+    slip = estimate_slip(world, load(tmp_path, frames=False))
+    hazard = np.asarray(slip["hazard"])
+    assert len(hazard) == len(SLIP_ACC) and hazard[0] == 0.0 and (np.diff(hazard) >= -1e-9).all()
+    assert sum(slip["steps"]) >= 100 and (hazard <= 1).all()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 from torch import nn
 
 from ...datasets.video import resize_to
@@ -188,9 +189,10 @@ class AlohaTransferCubeWorld(nn.Module):
         return inside & (np.abs(rel[:, 1]) <= g["centred"]) & (finger_slide(world[:, GRIPS[0]]) <= g["slide"])
 
     def holding(self, world: np.ndarray, actions: np.ndarray, rel=None) -> np.ndarray:
-        """(B, W), (B, 14) -> (B, 2) bool per hand (left, right), with a closing command (below 0.5): the right
-        hand holds where its reading is in the band that holds the cube and the cube sits in its grip (`box`
-        about `offset`, in its frame); the left where its fingers touch the cube (`touching`)."""
+        """(B, W), (B, 14) -> (B, 2) bool per hand (left, right): the right hand holds where its reading is in
+        the band that holds the cube and the cube sits in its grip (`box` about `offset`, in its frame), whatever
+        its command (fingers told to open hold the cube until they have opened out of the band); the left, under a
+        closing command (below 0.5), where its fingers touch the cube (`touching`)."""
         out = np.zeros((len(world), 2), bool)
         if self.grasp is None:
             return out
@@ -199,8 +201,58 @@ class AlohaTransferCubeWorld(nn.Module):
         reading = world[:, GRIPS[1]]
         d, box = rel.reshape(-1, 2, 3)[:, 1] - np.asarray(g["offset"]), np.asarray(g["box"])
         near = np.all((d >= box[:, 0]) & (d <= box[:, 1]), 1)
-        out[:, 1] = (actions[:, GRIPS[1]] < 0.5) & (reading >= g["hold"][0]) & (reading <= g["hold"][1]) & near
+        out[:, 1] = (reading >= g["hold"][0]) & (reading <= g["hold"][1]) & near
         out[:, 0] = (actions[:, GRIPS[0]] < 0.5) & self.touching(world, rel)
+        return out
+
+    def slips(self, held: np.ndarray, before: np.ndarray, now: np.ndarray, after: np.ndarray,
+              draws: np.ndarray | None) -> np.ndarray:
+        """(B,) bool: where the right hand, holding the cube alone, loses it this step. Its chance rises with the
+        grasp point's acceleration |after - 2 now + before| (m per step per step), as measured in the scene
+        (`train.estimate_slip`: the hazard over the hand at rest, per step). `draws`: one standard normal per row
+        from the session's noise stream; without them (None) the step takes the likelier outcome."""
+        slip = (self.grasp or {}).get("right", {}).get("slip")
+        out = np.zeros(len(held), bool)
+        if slip is None:
+            return out
+        acc = np.linalg.norm(after - 2 * now + before, axis=-1)
+        hazard = np.asarray(slip["hazard"])[np.clip(np.searchsorted(slip["acc"], acc, "right") - 1, 0, None)]
+        u = np.full(len(held), 0.5) if draws is None else ndtr(draws)
+        return held[:, 1] & ~held[:, 0] & (u < hazard)
+
+    def stop_at_table(self, now: np.ndarray, nxt: np.ndarray, iters: int = 6) -> np.ndarray:
+        """The table stops a hand: where the servo would take an arm's grasp point below `floor` (the grasp
+        points' heights' 1st percentile in the collected episodes, 5 mm lower; `train.estimate_grasp`) and lower
+        than it is now, that arm goes only part of the way (the largest fraction, by bisection, that keeps its
+        grasp point at the floor or where it was)."""
+        floor = self.grasp["floor"]
+        limit = np.minimum(grasp_points(self.chains, now)[:, :, 2], floor)  # a hand below it may not go lower
+        out = nxt.copy()
+        for h, arm in enumerate((slice(0, 6), slice(7, 13))):
+            rows = np.flatnonzero(grasp_points(self.chains, out)[:, h, 2] < limit[:, h] - 1e-6)
+            if len(rows) == 0:
+                continue
+            lo, hi = np.zeros(len(rows)), np.ones(len(rows))
+            trial = out[rows].copy()
+            for _ in range(iters):
+                mid = (lo + hi) / 2
+                trial[:, arm] = now[rows, arm] + mid[:, None] * (nxt[rows, arm] - now[rows, arm])
+                good = grasp_points(self.chains, trial)[:, h, 2] >= limit[rows, h] - 1e-6
+                lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+            out[rows, arm] = now[rows, arm] + lo[:, None] * (nxt[rows, arm] - now[rows, arm])
+        return out
+
+    def out_of_grip(self, cube: np.ndarray, point: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """(N, 3) cubes that slipped from the right hand at `point` (N, 3), frame R (N, 3, 3): each left where it
+        was, lowered (no lower than the table) until it sits 5 mm out of the grip's `box`."""
+        g = self.grasp["right"]
+        box, d = np.asarray(g["box"]), np.einsum("nji,nj->ni", R, cube - point) - np.asarray(g["offset"])
+        down = -R[:, 2, :]  # the grip-frame move of a world move (0, 0, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.where(down > 0, (box[:, 1] - d) / down, np.where(down < 0, (box[:, 0] - d) / down, np.inf))
+        drop = np.min(np.where(reach >= 0, reach, np.inf), 1) + 0.005
+        out = cube.copy()
+        out[:, 2] = np.maximum(cube[:, 2] - np.minimum(drop, cube[:, 2]), CUBE_HALF)
         return out
 
     @torch.no_grad()
@@ -212,13 +264,25 @@ class AlohaTransferCubeWorld(nn.Module):
         q = self.servo.step(t(now[:, Q]), t(prev[:, Q]), t(actions), t(rel_now)).numpy()
         q = np.clip(q, self.q_low, self.q_high)
         held = self.holding(now, actions, rel_now)
-        if self.grasp is not None:  # fingers closed on the cube stop on it
-            rows = held[:, 1]
-            q[rows, GRIPS[1]] = np.maximum(q[rows, GRIPS[1]], self.grasp["right"]["hold"][0] + 0.03)
         nxt = now.copy()
         nxt[:, Q] = q
+        if self.grasp is not None and "floor" in self.grasp:
+            nxt[:, Q] = self.stop_at_table(now, nxt)[:, Q]
+            q = nxt[:, Q].copy()
         at_next = hands(self.chains, nxt)
         pts_now, pts_next, pts_prev = at_now[0], at_next[0], grasp_points(self.chains, prev)
+        shape = (self.dynamics.cfg.samples, len(ENTITIES), self.dynamics.max_change)
+        draws = None if noise is None else noise((int(np.prod(shape)) + 1,)).numpy()  # the tower's, then one more
+        slipped = self.slips(held, pts_prev[:, 1], pts_now[:, 1], pts_next[:, 1],
+                             None if draws is None else draws[:, -1])
+        held[slipped, 1] = False
+        if self.grasp is not None:  # fingers closed on the cube stop on it, and a closing command keeps them there
+            rows = held[:, 1]
+            q[rows, GRIPS[1]] = np.maximum(q[rows, GRIPS[1]], self.grasp["right"]["hold"][0] + 0.03)
+            pressed = rows & (actions[:, GRIPS[1]] < 0.5)
+            q[pressed, GRIPS[1]] = np.minimum(q[pressed, GRIPS[1]], np.maximum(now[pressed, GRIPS[1]],
+                                                                              self.grasp["right"]["hold"][0] + 0.03))
+            nxt[:, Q] = q
         g_now, g_next = now[:, list(GRIPS)], nxt[:, list(GRIPS)]
         action = np.concatenate([pts_next[:, 1], pts_next[:, 0], g_now, g_next], -1)
         prev_action = np.concatenate([pts_now[:, 1], pts_now[:, 0], prev[:, list(GRIPS)], g_now], -1)
@@ -228,7 +292,7 @@ class AlohaTransferCubeWorld(nn.Module):
             out = self.dynamics.sample(states_now, states_prev, t(action), t(prev_action))
         else:
             out = self._sample(states_now, states_prev, t(action), t(prev_action),
-                               noise((self.dynamics.cfg.samples, len(ENTITIES), self.dynamics.max_change)))
+                               torch.from_numpy(draws[:, :-1].reshape(len(draws), *shape)))
         (_, _, cube), disagreement = out[0], out[1]
         cube = cube.numpy().astype(np.float64)
         move = cube - now[:, CUBE]
@@ -245,11 +309,15 @@ class AlohaTransferCubeWorld(nn.Module):
             moved[:, CUBE] = cube
             inside, rel = self.between_left_fingers(moved, self.cube_in_hands(moved, at_next))  # nxt's joints
             room = np.maximum(finger_slide(nxt[:, GRIPS[0]]) - (g["slide"] - g["centred"]), 0.0)
-            push = inside & (np.abs(rel[:, 1]) > room)
+            # only a cube within the fingers' span before they close (a finger's slide now, plus the cube's half)
+            span = finger_slide(now[:, GRIPS[0]]) + CUBE_HALF
+            push = inside & (np.abs(rel[:, 1]) > room) & (np.abs(rel[:, 1]) <= span)
             if push.any():
                 R = at_next[1][push][:, 0]
                 shift = np.sign(rel[push, 1]) * (np.abs(rel[push, 1]) - room[push])
                 cube[push] -= R[:, :, 1] * shift[:, None]
+            if slipped.any():  # a cube shaken out of the right grip leaves it downwards, out of its box
+                cube[slipped] = self.out_of_grip(now[slipped, CUBE], at_next[0][slipped, 1], at_next[1][slipped, 1])
             free = ~held.any(1)
             z, z_before = now[:, CUBE][:, 2], prev[:, CUBE][:, 2]
             up = free & (z > CUBE_HALF + 0.002)

@@ -32,8 +32,10 @@ from .structured import (CUBE, ENTRY_POINT, GRIPS, RENDER_SIZE, AlohaTransferCub
 
 
 def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-mix", max_steps: int = 250,
-            progress: bool = True) -> list[Path]:
-    """Episodes `seed`..`seed + episodes - 1` of `policy` into `data/<policy>_<seed>.npz` (finished ones kept)."""
+            progress: bool = True, frames: bool = True) -> list[Path]:
+    """Episodes `seed`..`seed + episodes - 1` of `policy` into `data/<policy>_<seed>.npz` (finished ones kept).
+    frames=False: state-only episodes (no frames; the scene renders only each first frame, which the scripted
+    policies read), for the numbers that need many episodes and no pixels (`estimate_slip`)."""
     from ...datasets.video import resize_to
     from .. import make_policy, make_real_env
 
@@ -44,14 +46,15 @@ def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-
         out.append(path)
         if path.exists():
             continue
-        env = env or make_real_env("aloha_transfer_cube", max_episode_steps=max_steps)
+        env = env or make_real_env("aloha_transfer_cube", max_episode_steps=max_steps,
+                                   frames="every" if frames else "first")
         pol = make_policy("aloha_transfer_cube", policy, seed=s)
         pol.reset(s)
         obs, info = env.reset(seed=s)
-        states, actions, frames, cubes, success = [], [], [], [], False
+        states, actions, images, cubes, success = [], [], [], [], False
         for _ in range(max_steps):
             states.append(obs["observation.state"])
-            frames.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0])
+            images.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0] if frames else None)
             cubes.append(info["state"][16:19])  # MuJoCo's qpos: the arms' 16, then the cube's free joint
             action = pol.select_action(obs)
             actions.append(action)
@@ -60,21 +63,21 @@ def _collect(data: Path, episodes: int, seed: int = 1000, policy: str = "expert-
             if terminated or truncated:
                 break
         states.append(obs["observation.state"])
-        frames.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0])
+        images.append(resize_to(obs["observation.images.top"][None], *RENDER_SIZE)[0] if frames else None)
         cubes.append(info["state"][16:19])
         tmp = path.with_suffix(".tmp.npz")
+        arrays = {"frames": np.asarray(images, np.uint8)} if frames else {}
         np.savez_compressed(tmp, state=np.asarray(states, np.float32), action=np.asarray(actions, np.float32),
-                            frames=np.asarray(frames, np.uint8), cube=np.asarray(cubes, np.float32),
-                            success=success)
+                            cube=np.asarray(cubes, np.float32), success=success, **arrays)
         tmp.replace(path)  # an interrupted episode leaves no file
     if env is not None:
         env.close()
     return out
 
 
-def load(data: Path) -> list[dict]:
-    """Collected episodes -> {"world" (T, W), "action" (T-1, 14), "frames" (T, h, w, 3) at the renderer's size,
-    "success", "name"}."""
+def load(data: Path, frames: bool = True) -> list[dict]:
+    """Collected episodes -> {"world" (T, W), "action" (T-1, 14), "frames" (T, h, w, 3) at the renderer's size
+    (frames=False: none; state-only episodes), "success", "name"}."""
     from ...datasets.video import resize_to
 
     files = sorted(Path(data).glob("*.npz"))
@@ -85,10 +88,15 @@ def load(data: Path) -> list[dict]:
     for f in files:
         with np.load(f) as z:  # plain arrays: np.load refuses pickled objects by default
             world = np.concatenate([z["state"], z["cube"]], -1).astype(np.float32)
-            frames = z["frames"]
-            if frames.shape[1:3] != RENDER_SIZE:  # collected for a renderer of another size
-                frames = resize_to(frames, *RENDER_SIZE)
-            out.append({"world": world, "action": z["action"].astype(np.float64), "frames": frames,
+            images = None
+            if frames:
+                if "frames" not in z:
+                    raise UserError(f"{f}: a state-only episode (no frames); the renderer's fit needs episodes "
+                                     "collected with frames")
+                images = z["frames"]
+                if images.shape[1:3] != RENDER_SIZE:  # collected for a renderer of another size
+                    images = resize_to(images, *RENDER_SIZE)
+            out.append({"world": world, "action": z["action"].astype(np.float64), "frames": images,
                         "success": bool(z["success"]), "name": f.stem})
     return out
 
@@ -136,7 +144,53 @@ def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
     out["left"].update(fit_touch(world, episodes, out["left"]), touches=len(done))
     out["right"]["box"] = catch_box(world, episodes, out["right"]["offset"])
     out["fall"] = round(9.81 * 0.02**2, 5)
+    heights = np.concatenate([grasp_points(world.chains, ep["world"])[:, :, 2].ravel() for ep in episodes])
+    out["floor"] = r4(np.percentile(heights, 1) - 0.005)  # the table, under both hands
     return out
+
+
+SLIP_ACC = [0.0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08]  # m per step per step (50 Hz): the hazard's bins
+SLIP_WINDOW = 5  # steps: a loss is a hold not regained for this long under a closing command
+
+
+def estimate_slip(world: AlohaTransferCubeWorld, episodes: list[dict], min_steps: int = 5) -> dict:
+    """How often a shaken right hand loses the cube, from the scene's own episodes. Over the steps where the right
+    hand holds the cube by the learned step's rule (`holding`, on the recorded states) and the left does not
+    touch it: the fraction after which the hold is not regained for `SLIP_WINDOW` steps while the command stays
+    closing, per bin of the grasp point's acceleration (`SLIP_ACC`). The returned hazard is the excess over the
+    hand at rest (the first bin: losses there have other causes, such as the left hand's approach), made
+    non-decreasing in the acceleration (isotonic, weighted by the steps; scipy), 0 in bins with fewer than
+    `min_steps` steps unless a lower bin's is higher."""
+    from scipy.optimize import isotonic_regression
+
+    lost, acc = [], []
+    for ep in episodes:
+        w, a = ep["world"], ep["action"]
+        n = len(a)
+        if n < SLIP_WINDOW + 2:
+            continue
+        held = world.holding(w[:n], a)[:, 1]
+        touch = world.touching(w[:n])
+        closing = a[:, GRIPS[1]] < 0.5
+        p = grasp_points(world.chains, w)[:, 1]
+        for t in np.flatnonzero(held & ~touch):
+            if t < 1 or t + SLIP_WINDOW >= n:
+                continue
+            after = slice(t + 1, t + 1 + SLIP_WINDOW)
+            lost.append(not held[after].any() and closing[after].all() and not touch[after].any())
+            acc.append(np.linalg.norm(p[t + 1] - 2 * p[t] + p[t - 1]))
+    lost, acc = np.asarray(lost, float), np.asarray(acc)
+    if len(acc) < 100:
+        raise UserError(f"estimate_slip: {len(acc)} steps where the right hand holds the cube; the fit needs 100 "
+                         "(collect more expert-mix episodes)")
+    bins = np.clip(np.searchsorted(SLIP_ACC, acc, "right") - 1, 0, None)
+    steps = np.bincount(bins, minlength=len(SLIP_ACC))
+    losses = np.bincount(bins, weights=lost, minlength=len(SLIP_ACC))
+    rate = np.where(steps >= min_steps, losses / np.maximum(steps, 1), 0.0)
+    excess = np.clip(rate - rate[0], 0.0, 1.0)
+    hazard = isotonic_regression(excess, weights=np.maximum(steps, 1)).x
+    return {"acc": SLIP_ACC, "hazard": [round(float(h), 4) for h in hazard], "steps": steps.tolist(),
+            "losses": losses.astype(int).tolist(), "window": SLIP_WINDOW}
 
 
 def fit_touch(world: AlohaTransferCubeWorld, episodes: list[dict], region: dict) -> dict:
@@ -230,7 +284,10 @@ def fit_renderer(world: AlohaTransferCubeWorld, episodes: list[dict], steps: int
 
 
 def train(data, out, seed: int = 0, servo_steps: int = 3000, tower_epochs: int = 60, render_steps: int = 3000,
-          progress: bool = True, overwrite: bool = False):
+          states=None, progress: bool = True, overwrite: bool = False):
+    """Fit a transfer-cube checkpoint into `out`: the joint servo, the tower and the renderer on the episodes with
+    frames in `data`; the grasp, slip and table numbers (`measure`) on the state-only episodes in `states`
+    (default: the same episodes)."""
     from ...backends.structured import StructuredBackend
 
     out = Path(out)
@@ -239,11 +296,11 @@ def train(data, out, seed: int = 0, servo_steps: int = 3000, tower_epochs: int =
     episodes = load(Path(data))
     torch.manual_seed(seed)
     world = AlohaTransferCubeWorld(task_config(), spec)
+    world.config["grasp"] = world.grasp = measure(world, load(Path(states), frames=False) if states else episodes)
     out.mkdir(parents=True, exist_ok=True)
     log = JsonlLogger(out / "losses.jsonl")
-    world.config["grasp"] = world.grasp = estimate_grasp(world, episodes)
-    provenance = {"data": str(data), "episodes": len(episodes), "seed": seed, "grasp": world.grasp,
-                  "servo": fit_arms(world, episodes, servo_steps, seed, progress, log)}
+    provenance = {"data": str(data), "episodes": len(episodes), "states": str(states) if states else None,
+                  "seed": seed, "grasp": world.grasp, "servo": fit_arms(world, episodes, servo_steps, seed, progress, log)}
     provenance["tower"] = fit_entity_tower(world.dynamics, tower_data(world, episodes), epochs=tower_epochs,
                                            seed=seed, progress=progress, log=log)
     world.config["tower"] = world.dynamics.cfg.to_dict()
@@ -254,32 +311,78 @@ def train(data, out, seed: int = 0, servo_steps: int = 3000, tower_epochs: int =
     return backend
 
 
+def measure(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
+    """The scene's measured numbers: `estimate_grasp`, then `estimate_slip` under that grasp."""
+    world.grasp = estimate_grasp(world, episodes)
+    world.grasp["right"]["slip"] = estimate_slip(world, episodes)
+    return world.grasp
+
+
+def remeasure(checkpoint, states, out, overwrite: bool = False):
+    """A copy of `checkpoint` in `out` with its measured numbers (`measure`) taken again from the state-only
+    episodes in `states`; its networks are kept."""
+    from ...backends.structured import StructuredBackend
+
+    out = Path(out)
+    refuse_overwrite(out, overwrite)
+    backend = StructuredBackend.load(checkpoint, runtime="torch")
+    world = backend.task
+    world.config["grasp"] = measure(world, load(Path(states), frames=False))
+    backend.provenance.update(grasp=world.grasp, states=str(states))
+    backend.save(out)
+    return backend
+
+
+STATE_EPISODES, STATE_SEED = 400, 5000  # the dynamics' state-only expert-mix episodes (seeds 5000-5399)
+
+
 def train_sim(dataset, out, seed: int = 0, collect: int = 0, overwrite: bool = False):
-    """`cosmos3-robot train-sim --task aloha_transfer_cube`: collect `collect` expert-mix episodes (seeds 1000 on)
-    and 2 random ones into `dataset` (finished ones kept), then fit."""
+    """`cosmos3-robot train-sim --task aloha_transfer_cube`: with `collect`, collect that many expert-mix episodes
+    with frames (seeds 1000 on) and 2 random ones into `dataset`, and `STATE_EPISODES` state-only expert-mix
+    episodes into `dataset/states` (finished ones kept); then fit (the measured numbers on `dataset/states` where
+    it exists)."""
+    dataset = Path(dataset)
     if collect:
-        _collect(Path(dataset), collect, 1000, "expert-mix")
-        _collect(Path(dataset), 2, 3000, "random")
-    return train(dataset, out, seed, overwrite=overwrite)
+        _collect(dataset, collect, 1000, "expert-mix")
+        _collect(dataset, 2, 3000, "random")
+        _collect(dataset / "states", STATE_EPISODES, STATE_SEED, "expert-mix", frames=False)
+    states = dataset / "states" if (dataset / "states").is_dir() else None
+    return train(dataset, out, seed, states=states, overwrite=overwrite)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder of collected episodes (.npz)")
+    p.add_argument("--data", required=True, help="folder of collected episodes with frames (.npz)")
+    p.add_argument("--states", default=None,
+                   help="folder of state-only episodes for the grasp, slip and table numbers (default: --data)")
     p.add_argument("--out", default=None, help="checkpoint folder to write (omit to only collect)")
-    p.add_argument("--collect", type=int, default=0, help="collect this many expert-mix episodes first")
+    p.add_argument("--collect", type=int, default=0, help="collect this many expert-mix episodes with frames first")
     p.add_argument("--collect-seed", type=int, default=1000)
     p.add_argument("--collect-policy", default="expert-mix")
+    p.add_argument("--collect-states", type=int, default=0,
+                   help=f"collect this many state-only expert-mix episodes into --states first (seeds {STATE_SEED} on)")
+    p.add_argument("--remeasure", default=None, metavar="CHECKPOINT",
+                   help="copy this checkpoint to --out with its numbers measured again on --states (no fitting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--servo-steps", type=int, default=3000)
     p.add_argument("--tower-epochs", type=int, default=60)
     p.add_argument("--render-steps", type=int, default=3000)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
+    if a.collect_states and not a.states:
+        raise UserError("--collect-states needs --states DIR (where the state-only episodes go)")
     if a.collect:
         _collect(Path(a.data), a.collect, a.collect_seed, a.collect_policy)
-    if a.out:
-        train(a.data, a.out, a.seed, a.servo_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite)
+    if a.collect_states:
+        _collect(Path(a.states), a.collect_states, STATE_SEED, "expert-mix", frames=False)
+    if a.out and a.remeasure:
+        if not a.states:
+            raise UserError("--remeasure needs --states DIR (state-only episodes)")
+        remeasure(a.remeasure, a.states, a.out, overwrite=a.overwrite)
+        print(f"wrote {a.out}")
+    elif a.out:
+        train(a.data, a.out, a.seed, a.servo_steps, a.tower_epochs, a.render_steps, states=a.states,
+              overwrite=a.overwrite)
         print(f"wrote {a.out}")
     return 0
 
