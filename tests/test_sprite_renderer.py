@@ -130,3 +130,24 @@ def test_sprite_loss_weights_the_foreground_unless_legacy():
     frames = torch.from_numpy(scene(train)).permute(0, 3, 1, 2).contiguous()
     info = fit_sprites(SpriteRenderer(config()), torch.from_numpy(train), frames, steps=2, batch=4, legacy=True)
     assert info["legacy_loss"] is True
+
+
+def test_draw_in_windows_equals_the_full_composite():
+    """`draw` samples each sprite only in a window around it; the frames are the full composite's, bit for bit,
+    with sprites turned any way, off-centre boxes, entities at and beyond the image's edges, and overlaps."""
+    torch.manual_seed(3)
+    cfg = SpriteRendererConfig("point:0,pose:2", boxes=((0.0, 0.0, 0.1), (0.05, 0.25, 0.3)), image_size=SIZE,
+                               sprite_size=16)
+    r = SpriteRenderer(cfg)
+    with torch.no_grad():  # sprites with content everywhere, and a non-identity placement
+        r.colour.normal_()
+        r.alpha.normal_(1.0, 2.0)
+        r.place.copy_(torch.tensor([[0.9, 1.1, 0.05, -0.02], [1.0, 0.95, 0.0, 0.03]]))
+    states = torch.from_numpy(random_states(200, 7))
+    states[:40, :4] *= 1.6  # out to and past the edges
+    states[40:60, 2:4] = states[40:60, 0:2]  # on top of each other
+    with torch.no_grad():
+        full = r(states)
+    np.testing.assert_array_equal(r.composite_windows(states).numpy(), full.numpy())
+    assert r.draw(states).shape == (200, SIZE, SIZE, 3)
+    assert (r.draw(states[:1]) == r.draw(states)[:1]).all()

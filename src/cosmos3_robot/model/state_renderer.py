@@ -65,8 +65,9 @@ def geometry_planes(state: torch.Tensor, parts: list[tuple[str, int]], centres: 
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(b, 3, H, W) float in [0, 1] -> (b, H, W, 3) uint8."""
-    return (frames.float().permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    """(b, 3, H, W) float in [0, 1] -> (b, H, W, 3) uint8 (x 255, rounded half to even, clamped), C-contiguous."""
+    channels_last = frames.detach().float().permute(0, 2, 3, 1).contiguous()
+    return torch.round(channels_last * 255).clamp_(0, 255).to(torch.uint8).numpy()
 
 
 class StateRenderer(nn.Module):
