@@ -110,8 +110,8 @@ def test_reward_is_the_left_fingers_touch_in_the_air():
 
 @pytest.mark.slow
 def test_recipe_end_to_end(tmp_path):
-    """Collect 4 expert episodes (seeds 0-3: hand-overs, the grasp numbers need 3), fit a tiny checkpoint, step it
-    as a Gymnasium env from a real start."""
+    """Collect 4 expert episodes with frames and 12 state-only expert-mix ones (the grasp numbers need 3 hand-overs,
+    the slip hazard 100 held steps), fit a tiny checkpoint, step it as a Gymnasium env from a real start."""
     import gymnasium as gym
     from gymnasium.utils.env_checker import check_env
 
@@ -120,7 +120,10 @@ def test_recipe_end_to_end(tmp_path):
 
     paths = _collect(tmp_path / "data", 4, seed=0, policy="expert", progress=False)
     assert all(p.exists() for p in paths)
-    train(tmp_path / "data", tmp_path / "ck", servo_steps=50, tower_epochs=1, render_steps=5, progress=False)
+    # the measured numbers from state-only episodes (cheap: only each first frame is rendered)
+    _collect(tmp_path / "states", 12, seed=0, policy="expert-mix", progress=False, frames=False)
+    train(tmp_path / "data", tmp_path / "ck", servo_steps=50, tower_epochs=1, render_steps=5,
+          states=tmp_path / "states", progress=False)
     register_envs()
     env = gym.make("cosmos3_robot/AlohaTransferCube-v0", backend=str(tmp_path / "ck"))
     obs, _ = env.reset(seed=0)

@@ -182,7 +182,7 @@ def estimate_slip(world: AlohaTransferCubeWorld, episodes: list[dict], min_steps
     lost, acc = np.asarray(lost, float), np.asarray(acc)
     if len(acc) < 100:
         raise UserError(f"estimate_slip: {len(acc)} steps where the right hand holds the cube; the fit needs 100 "
-                         "(collect more expert-mix episodes)")
+                         "(collect more state-only expert-mix episodes: --collect-states N)")
     bins = np.clip(np.searchsorted(SLIP_ACC, acc, "right") - 1, 0, None)
     steps = np.bincount(bins, minlength=len(SLIP_ACC))
     losses = np.bincount(bins, weights=lost, minlength=len(SLIP_ACC))
