@@ -84,12 +84,15 @@ class SpriteRenderer(nn.Module):
         b = state.shape[0]
         out = torch.sigmoid(self.background).unsqueeze(0).expand(b, -1, -1, -1)
         for j in self._order:
-            a = torch.sigmoid(self.alpha[j])
-            sprite = torch.cat([torch.sigmoid(self.colour[j]) * a, a]).unsqueeze(0).expand(b, -1, -1, -1)
-            rgba = F.grid_sample(sprite, self._grid(state, j), mode="bilinear", padding_mode="zeros",
+            rgba = F.grid_sample(self._sprite(j, b), self._grid(state, j), mode="bilinear", padding_mode="zeros",
                                  align_corners=False)
             out = out * (1 - rgba[:, 3:]) + rgba[:, :3]
         return out
+
+    def _sprite(self, j: int, b: int) -> torch.Tensor:
+        """Entity j's sprite, premultiplied RGB and alpha, (b, 4, s, s) (one copy, expanded over the batch)."""
+        a = torch.sigmoid(self.alpha[j])
+        return torch.cat([torch.sigmoid(self.colour[j]) * a, a]).unsqueeze(0).expand(b, -1, -1, -1)
 
     def _theta(self, state: torch.Tensor, j: int) -> torch.Tensor:
         """Entity j's affine (b, 2, 3) from image coordinates to its sprite's (body = R(-angle) (pixel - centre);
@@ -134,9 +137,7 @@ class SpriteRenderer(nn.Module):
             grid_in = torch.stack([base[ix].unsqueeze(1).expand(b, win, win), base[iy].unsqueeze(2).expand(b, win, win),
                                    torch.ones(b, win, win)], -1).reshape(b, win * win, 3)
             grid = grid_in.bmm(theta.transpose(1, 2)).reshape(b, win, win, 2)
-            a = torch.sigmoid(self.alpha[j])
-            sprite = torch.cat([torch.sigmoid(self.colour[j]) * a, a]).unsqueeze(0).expand(b, -1, -1, -1)
-            rgba = F.grid_sample(sprite, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            rgba = F.grid_sample(self._sprite(j, b), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             index = (iy.unsqueeze(2) * size + ix.unsqueeze(1)).reshape(b, 1, win * win).expand(b, 3, -1)
             region = out.gather(2, index)
             rgba = rgba.reshape(b, 4, win * win)

@@ -11,14 +11,12 @@ from ...errors import UserError
 _PARKED: list = []  # closed gym-aloha scenes, kept alive until exit (see AlohaRealEnv.close)
 
 
-def _render_top_only(task, frames: str = "every", held: list | None = None) -> None:
+def _render_top_only(task, frames: str, held: list) -> None:
     """gym-aloha's tasks render three 480x640 cameras per step (top, angle, front_close) and its env returns only
     `top`: render that one (0.1 s a step here instead of 0.33; the same pixels, by the same renderer). With
     frames="first" only the first observation after a reset is rendered and later ones repeat it (`held`: a
     one-item list the env empties at reset)."""
     import collections
-
-    held = held if held is not None else []
 
     def observation(physics):
         obs = collections.OrderedDict(qpos=task.get_qpos(physics), qvel=task.get_qvel(physics),

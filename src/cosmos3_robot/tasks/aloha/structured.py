@@ -267,8 +267,7 @@ class AlohaTransferCubeWorld(nn.Module):
         nxt = now.copy()
         nxt[:, Q] = q
         if self.grasp is not None and "floor" in self.grasp:
-            nxt[:, Q] = self.stop_at_table(now, nxt)[:, Q]
-            q = nxt[:, Q].copy()
+            nxt = self.stop_at_table(now, nxt)
         at_next = hands(self.chains, nxt)
         pts_now, pts_next, pts_prev = at_now[0], at_next[0], grasp_points(self.chains, prev)
         shape = (self.dynamics.cfg.samples, len(ENTITIES), self.dynamics.max_change)
@@ -277,12 +276,11 @@ class AlohaTransferCubeWorld(nn.Module):
                              None if draws is None else draws[:, -1])
         held[slipped, 1] = False
         if self.grasp is not None:  # fingers closed on the cube stop on it, and a closing command keeps them there
-            rows = held[:, 1]
-            q[rows, GRIPS[1]] = np.maximum(q[rows, GRIPS[1]], self.grasp["right"]["hold"][0] + 0.03)
+            rows, stop = held[:, 1], self.grasp["right"]["hold"][0] + 0.03
+            grip = nxt[:, GRIPS[1]]  # a view: the grippers do not move the grasp points (`at_next` stands)
+            grip[rows] = np.maximum(grip[rows], stop)
             pressed = rows & (actions[:, GRIPS[1]] < 0.5)
-            q[pressed, GRIPS[1]] = np.minimum(q[pressed, GRIPS[1]], np.maximum(now[pressed, GRIPS[1]],
-                                                                              self.grasp["right"]["hold"][0] + 0.03))
-            nxt[:, Q] = q
+            grip[pressed] = np.minimum(grip[pressed], np.maximum(now[pressed, GRIPS[1]], stop))
         g_now, g_next = now[:, list(GRIPS)], nxt[:, list(GRIPS)]
         action = np.concatenate([pts_next[:, 1], pts_next[:, 0], g_now, g_next], -1)
         prev_action = np.concatenate([pts_now[:, 1], pts_now[:, 0], prev[:, list(GRIPS)], g_now], -1)

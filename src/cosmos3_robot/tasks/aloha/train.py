@@ -117,10 +117,11 @@ def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
       carried the cube and those that missed, not from the carries.
     - `fall`: g dt^2 at 50 Hz (m per step per step: a free cube falls until the table stops it)."""
     r4 = lambda x: round(float(x), 4)  # noqa: E731
-    rel, readings = [], []
+    rel, readings, heights = [], [], []
     for ep in episodes:
         w, a = ep["world"], ep["action"]
         at, cube = hands(world.chains, w), w[:, CUBE]
+        heights.append(at[0][:, :, 2].ravel())  # both grasp points, for the table's `floor`
         pts, R = at[0][:, 1], at[1][:, 1]
         moved = np.linalg.norm((cube[1:] - cube[:-1]) - (pts[1:] - pts[:-1]), axis=-1) < 0.003
         lifted = cube[:-1, 2] > CUBE_HALF + 0.02
@@ -144,8 +145,7 @@ def estimate_grasp(world: AlohaTransferCubeWorld, episodes: list[dict]) -> dict:
     out["left"].update(fit_touch(world, episodes, out["left"]), touches=len(done))
     out["right"]["box"] = catch_box(world, episodes, out["right"]["offset"])
     out["fall"] = round(9.81 * 0.02**2, 5)
-    heights = np.concatenate([grasp_points(world.chains, ep["world"])[:, :, 2].ravel() for ep in episodes])
-    out["floor"] = r4(np.percentile(heights, 1) - 0.005)  # the table, under both hands
+    out["floor"] = r4(np.percentile(np.concatenate(heights), 1) - 0.005)  # the table, under both hands
     return out
 
 
@@ -169,10 +169,12 @@ def estimate_slip(world: AlohaTransferCubeWorld, episodes: list[dict], min_steps
         n = len(a)
         if n < SLIP_WINDOW + 2:
             continue
-        held = world.holding(w[:n], a)[:, 1]
-        touch = world.touching(w[:n])
+        at = hands(world.chains, w[:n])  # one chain pass for the rules and the accelerations
+        rel = world.cube_in_hands(w[:n], at)
+        held = world.holding(w[:n], a, rel)[:, 1]
+        touch = world.touching(w[:n], rel)
         closing = a[:, GRIPS[1]] < 0.5
-        p = grasp_points(world.chains, w)[:, 1]
+        p = at[0][:, 1]  # t + SLIP_WINDOW < n: every p[t + 1] read is inside
         for t in np.flatnonzero(held & ~touch):
             if t < 1 or t + SLIP_WINDOW >= n:
                 continue

@@ -95,9 +95,16 @@ def pose_to_features(pose: np.ndarray) -> np.ndarray:
                      np.sin(p[..., 2])], axis=-1).astype(np.float32)
 
 
+def t_outlines(poses: np.ndarray) -> np.ndarray:
+    """(n, 3) poses -> (n, k, 2): the T's outline placed at each pose."""
+    p = np.asarray(poses)
+    c, s = np.cos(p[:, 2]), np.sin(p[:, 2])
+    turn = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # (n, 2, 2)
+    return T_OUTLINE @ turn + np.asarray(p[:, None, :2], dtype=np.float64)
+
+
 def t_polygon(pose: np.ndarray) -> Polygon:
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    return Polygon(T_OUTLINE @ np.array([[c, s], [-s, c]]) + np.asarray(pose[:2], dtype=np.float64))
+    return Polygon(t_outlines(np.asarray(pose)[None])[0])
 
 
 _GOAL = t_polygon(GOAL_POSE)
@@ -108,10 +115,7 @@ def goal_coverage(pose: np.ndarray) -> np.ndarray:
     import shapely
 
     p = np.asarray(pose, dtype=np.float64)
-    flat = p.reshape(-1, 3)
-    c, s = np.cos(flat[:, 2]), np.sin(flat[:, 2])
-    turn = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # (n, 2, 2): t_polygon's, for every pose
-    bodies = shapely.polygons(T_OUTLINE @ turn + flat[:, None, :2])  # one GEOS call per step, not one per pose
+    bodies = shapely.polygons(t_outlines(p.reshape(-1, 3)))  # one GEOS call per step, not one per pose
     cov = shapely.area(shapely.intersection(bodies, _GOAL)) / _GOAL.area
     return cov.reshape(p.shape[:-1])
 
