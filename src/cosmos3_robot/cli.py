@@ -241,10 +241,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         make_policy(task, name, 0)
     seeds = list(range(args.seed, args.seed + args.episodes))
     known = read_real_results(args.real_from, seeds) if args.real_from else None
-    real = args.real or known is not None
+    if args.real_budget is not None and args.real_budget > args.episodes:
+        raise UserError(f"--real-budget {args.real_budget} is more than --episodes {args.episodes}: the real episodes "
+                        "are the first K of the learned ones; lower it or raise --episodes")
+    real = args.real or known is not None or args.real_budget is not None
     out = prepare_out(args.out)
     run_args = {"task": task, "policies": policies, "seeds": seeds, "checkpoint": args.checkpoint, "real": real,
                 "real_from": args.real_from, "max_steps": args.max_steps}
+    if args.samples > 1 or args.real_budget is not None:  # (absent otherwise: earlier partial runs still resume)
+        run_args |= {"samples": args.samples, "real_budget": args.real_budget}
     prior = resume_eval(out, run_args, args.overwrite)
     backend_kwargs = {"precision": args.precision} if args.precision else {}
     if args.runtime != "auto":
@@ -276,7 +281,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       real_env=partial(make_real_env, task, max_episode_steps=args.max_steps, **real_kwargs) if real
                       else None,
                       config=EvalConfig(real_workers=args.real_workers if real else 0, workers=args.workers,
-                                        address=args.address, flag_threshold=args.flag_disagreement),
+                                        address=args.address, flag_threshold=args.flag_disagreement,
+                                        samples=args.samples, real_budget=args.real_budget),
                       on_policy=keep, real_results=known, vec_env_factory=factory, prior=prior)
     wire = {name: {"flavour": p.flavour, "action_space": p.action_space} for name in policies
             if name.startswith("openpi:") and (p := make_policy(task, name, 0))}  # what wire policies spoke
@@ -928,6 +934,13 @@ def add_eval_parser(sub) -> None:
                    help="droid: render only these cameras in the real scene, e.g. exterior_1_left (what the "
                         "scripted ladder reads); default all")
     p.add_argument("--real", action="store_true", help="also run the real simulator from the same seeds")
+    p.add_argument("--samples", type=int, default=1,
+                   help="learned rollouts per initial state on independent noise streams; > 1 gives each state a "
+                        "success probability (the report's trust numbers)")
+    p.add_argument("--real-budget", type=int, default=None,
+                   help="run only the first K initial states in the real simulator (implies --real) and estimate "
+                        "each policy's real success from them and the learned episodes, with a 95%% interval "
+                        "(prediction-powered inference)")
     p.add_argument("--real-workers", type=int, default=1,
                    help="processes that run the real simulator while the learned one runs (0: one after the other)")
     p.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
@@ -1025,7 +1038,7 @@ def build_parser() -> argparse.ArgumentParser:
 MINIMA = {"episodes": 1, "max_steps": 1, "seed": 0, "episode": 0, "starts": 1, "real_workers": 0, "steps": 0,
           "tokenizer_steps": 0, "judge_steps": 0, "batch_size": 1, "save_every": 1, "context": 1, "width": 1,
           "epochs": 1, "render_steps": 0, "pixel_steps": 0, "random_frames": 0, "render_batch": 1,
-          "render_width": 1, "render_layers": 2, "lr": 1e-12}
+          "render_width": 1, "render_layers": 2, "lr": 1e-12, "samples": 1, "real_budget": 2}
 COMMAND_MINIMA = {"eval-fidelity": {"steps": 2}}
 
 

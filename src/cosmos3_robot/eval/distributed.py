@@ -29,11 +29,12 @@ class EvalWorker:
         """Every policy's real episodes in order on one env, as the serial run does."""
         return {name: self.run(name, "real", seeds, len(seeds))[3] for name in names}
 
-    def run(self, name: str, where: str, seeds: list[int], batch: int) -> tuple[str, str, list[int], dict]:
+    def run(self, name: str, where: str, seeds: list[int], batch: int,
+            samples: int = 1) -> tuple[str, str, list[int], dict]:
         if where == "learned":
             if self._make_vec is None:
                 self._make_vec = self.vec_env_factory()
-            out = run_learned(self.make_policy, name, seeds, self._make_vec, batch=batch)
+            out = run_learned(self.make_policy, name, seeds, self._make_vec, batch=batch, samples=samples)
         else:
             if self._real is None:
                 self._real = self.real_env() if callable(self.real_env) else self.real_env
@@ -43,14 +44,16 @@ class EvalWorker:
 
 def run_on_ray(policies: list[str], make_policy, seeds: list[int], vec_env_factory=None, real_env=None,
                workers: int = 2, address: str | None = None, batch: int = 50, progress: bool = True,
-               skip_real: set | None = None) -> tuple[dict, dict]:
+               skip_real: set | None = None, samples: int = 1,
+               real_seeds: list[int] | None = None) -> tuple[dict, dict]:
     """-> (learned, real): name -> results as `run_learned` / `run_real` give them, for every policy (real ones
-    except those in `skip_real`). `vec_env_factory()` -> make_vec_env; it, `make_policy` and `real_env` must be
+    except those in `skip_real`, on `real_seeds` (default `seeds`); `samples` as `run_learned` takes it). `vec_env_factory()` -> make_vec_env; it, `make_policy` and `real_env` must be
     picklable (module-level functions or functools.partial)."""
     import ray
 
     if workers < 1:
         raise UserError(f"workers={workers}; give at least 1")
+    real_seeds = seeds if real_seeds is None else real_seeds
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
@@ -60,18 +63,18 @@ def run_on_ray(policies: list[str], make_policy, seeds: list[int], vec_env_facto
         real_names = [n for n in policies if real_env is not None and n not in (skip_real or set())]
         n_learned = max(1, workers - 1) if real_names else workers
         actors = [actor.remote(make_policy, vec_env_factory, real_env) for _ in range(n_learned)]
-        real_ref = actor.remote(make_policy, None, real_env).run_real_all.remote(real_names, seeds) if real_names else None
+        real_ref = actor.remote(make_policy, None, real_env).run_real_all.remote(real_names, real_seeds) if real_names else None
         chunks = [seeds[i : i + batch] for i in range(0, len(seeds), batch)]
         tasks = [(name, "learned", c) for name in policies for c in chunks] if vec_env_factory is not None else []
         pool = ray.util.ActorPool(actors)
         parts: dict = {}
-        bar = tqdm(total=len(seeds) * (len(policies) * bool(tasks) + len(real_names)), desc="episodes",
+        bar = tqdm(total=len(seeds) * len(policies) * bool(tasks) + len(real_seeds) * len(real_names), desc="episodes",
                    disable=not progress)
-        for name, _, chunk, out in pool.map_unordered(lambda a, t: a.run.remote(*t, batch), tasks):
+        for name, _, chunk, out in pool.map_unordered(lambda a, t: a.run.remote(*t, batch, samples), tasks):
             parts.setdefault(name, []).append((seeds.index(chunk[0]), out))
             bar.update(len(chunk))
         real = ray.get(real_ref) if real_ref is not None else {}
-        bar.update(len(seeds) * len(real_names))
+        bar.update(len(real_seeds) * len(real_names))
         bar.close()
     finally:
         if started:

@@ -8,16 +8,23 @@ import numpy as np
 from .rollout import rollout
 
 
-def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: int = 50) -> dict:
+def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: int = 50, samples: int = 1) -> dict:
     """All seeds in batches through a native batched learned env (`make_vec_env(n)` -> a VectorEnv whose
     `reset(seed=[...])` starts each sub-env from its seed): one backend call per step per batch. With
-    autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing."""
+    autoreset disabled (`LearnedVectorEnv(..., autoreset_mode="Disabled")`) finished episodes cost nothing.
+
+    With `samples` > 1 each seed is rolled that many times, on the backend's noise streams 0..samples-1
+    (`reset(options={"noise_stream": ...})`; the policy keeps the seed's own randomness, as in the real run):
+    "success", "return", "length" and the disagreement stay stream 0's (the single-sample run), and
+    "probability" is the share of the samples that succeed."""
+    runs = [(s, j) for j in range(samples) for s in seeds]  # stream 0 first: its batches are the 1-sample run's
     success, ret, length, disagreement, peak = [], [], [], [], []
     reported = False
-    for start in range(0, len(seeds), batch):
-        chunk = seeds[start : start + batch]
+    for start in range(0, len(runs), batch):
+        chunk = [s for s, _ in runs[start : start + batch]]
+        streams = [j for _, j in runs[start : start + batch]]
         venv = make_vec_env(len(chunk))
-        obs, _ = venv.reset(seed=chunk)
+        obs, _ = venv.reset(seed=chunk, options={"noise_stream": streams} if samples > 1 else None)
         policies = [make_policy(name, seed=s) for s in chunk]
         for p, s in zip(policies, chunk):
             p.reset(s)
@@ -47,9 +54,13 @@ def run_learned(make_policy, name: str, seeds: list[int], make_vec_env, batch: i
         length += steps.tolist()
         disagreement += (d_sum / np.maximum(steps, 1)).tolist()
         peak += d_max.tolist()
-    out = {"success": np.array(success, float), "return": np.array(ret), "length": np.array(length, float)}
+    n = len(seeds)
+    all_success = np.array(success, float).reshape(samples, n)
+    out = {"success": all_success[0], "return": np.array(ret[:n]), "length": np.array(length[:n], float)}
+    if samples > 1:
+        out["probability"] = all_success.mean(0)
     if reported:
-        out |= {"disagreement": np.array(disagreement), "disagreement_max": np.array(peak)}
+        out |= {"disagreement": np.array(disagreement[:n]), "disagreement_max": np.array(peak[:n])}
     return out
 
 

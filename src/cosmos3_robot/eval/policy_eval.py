@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .episodes import run_learned, run_real
 from .metrics import bootstrap_ci, uncertainty_report
+from .trust import estimate_real_success, outcome_trust
 from ..errors import UserError
 
 
@@ -34,9 +35,10 @@ def die_with_parent(parent: int | None = None) -> None:
 
 
 def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers, on_policy,
-                progress) -> tuple[dict, dict]:
+                progress, samples: int = 1, real_seeds: list[int] | None = None) -> tuple[dict, dict]:
     """`evaluate`'s work in this process (the real simulator in `real_workers` processes beside it)."""
     learned, real = {}, {}
+    real_seeds = seeds if real_seeds is None else real_seeds
     pool = futures = None
     threads = torch.get_num_threads()
     if real_env is not None and real_workers > 0:
@@ -45,20 +47,20 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
 
         pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=die_with_parent, initargs=(os.getpid(),))
-        futures = {name: pool.submit(run_real, make_policy, name, seeds, real_env) for name in policies
+        futures = {name: pool.submit(run_real, make_policy, name, real_seeds, real_env) for name in policies
                    if name not in known}
         # the workers take cores of their own: more model threads than the cores left only wait on each other
         torch.set_num_threads(max(1, threads - real_workers))
     try:
         for name in tqdm(policies, desc="policies", disable=not progress):
             if make_vec_env is not None:
-                learned[name] = run_learned(make_policy, name, seeds, make_vec_env)
+                learned[name] = run_learned(make_policy, name, seeds, make_vec_env, samples=samples)
             if name in known:
                 real[name] = known[name]
             elif futures is not None:
                 real[name] = futures[name].result()
             elif real_env is not None:
-                real[name] = run_real(make_policy, name, seeds, real_env)
+                real[name] = run_real(make_policy, name, real_seeds, real_env)
             if on_policy is not None:
                 on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
     finally:
@@ -75,7 +77,10 @@ class EvalConfig:
     """How `evaluate` runs. `real_workers` > 0: the real simulator in that many worker processes beside the
     learned one; `workers` > 0: (policy, seed batch) tasks over that many Ray actors (a local Ray cluster, or the
     one at `address`); `flag_threshold`: flag episodes whose mean disagreement is above it; `n_boot`: bootstrap
-    resamples of each metric's CI."""
+    resamples of each metric's CI; `samples` > 1: each initial state rolled that many times in the learned
+    simulator on independent noise streams (a success probability per state); `real_budget`: run only the
+    first that many initial states in the real simulator and estimate real success from them and the learned
+    episodes (`trust.estimate_real_success`)."""
 
     progress: bool = True
     n_boot: int = 1000
@@ -83,6 +88,8 @@ class EvalConfig:
     workers: int = 0
     address: str | None = None
     flag_threshold: float | None = None
+    samples: int = 1
+    real_budget: int | None = None
 
 
 class Metric(TypedDict):
@@ -136,10 +143,17 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
         raise UserError("evaluate needs at least one seed (--episodes >= 1)")
     cfg = config or EvalConfig()
     progress, n_boot, real_workers, workers = cfg.progress, cfg.n_boot, cfg.real_workers, cfg.workers
-    address, flag_threshold = cfg.address, cfg.flag_threshold
+    address, flag_threshold, samples, budget = cfg.address, cfg.flag_threshold, cfg.samples, cfg.real_budget
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise UserError(f"samples={samples!r}: give a whole number >= 1 of learned rollouts per initial state (--samples)")
+    if budget is not None and not (isinstance(budget, (int, np.integer)) and 2 <= budget <= len(seeds)):
+        raise UserError(f"real_budget={budget!r}: give a whole number of real episodes from 2 to the number of seeds "
+                        f"({len(seeds)}) (--real-budget, at most --episodes)")
+    real_seeds = seeds if budget is None else seeds[:budget]
     prior = {k: v for k, v in (prior or {}).items() if k in policies}
     all_policies, policies = policies, [p for p in policies if p not in prior]
-    known = {k: {m: np.asarray(v, float) for m, v in r.items()} for k, r in (real_results or {}).items()}
+    known = {k: {m: np.asarray(v, float)[: len(real_seeds)] if np.ndim(v) else np.asarray(v, float)
+                 for m, v in r.items()} for k, r in (real_results or {}).items()}
     if workers > 0:
         from .distributed import run_on_ray
 
@@ -147,7 +161,8 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
             raise UserError("workers > 0 needs vec_env_factory (a picklable () -> make_vec_env); each actor builds "
                              "its own learned env")
         learned, real = run_on_ray(policies, make_policy, seeds, vec_env_factory, real_env, workers, address,
-                                   progress=progress, skip_real=set(known))
+                                   progress=progress, skip_real=set(known), samples=samples,
+                                   real_seeds=real_seeds)
         for name in policies:
             if name in known:
                 real[name] = known[name]
@@ -155,33 +170,41 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
                 on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
     else:
         learned, real = _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers,
-                                    on_policy, progress)
+                                    on_policy, progress, samples, real_seeds)
     for name, rows in prior.items():
         for where, res in (("learned", learned), ("real", real)):
             if rows.get(where) is not None:
                 res[name] = {k: np.asarray(v, float) for k, v in rows[where].items()}
     policies = all_policies
     report = {"seeds": seeds, "policies": {}, "metrics": {}}
+    if budget is not None:
+        report["real_seeds"] = real_seeds
     for name in policies:
         row = {}
         for where, res in (("learned", learned), ("real", real)):
             if name in res:
                 row[where] = {k: float(v.mean()) for k, v in res[name].items()}
                 row[where]["episodes"] = [float(x) for x in res[name]["success"]]
-                for key in ("return", "length", "disagreement", "disagreement_max"):
+                for key in ("return", "length", "disagreement", "disagreement_max", "probability"):
                     if key in res[name]:
                         row[where][f"{key}_per_episode"] = [float(x) for x in res[name][key]]
+        if budget is not None and name in learned and name in real:
+            predicted = learned[name].get("probability", learned[name]["success"])
+            row["estimate"] = estimate_real_success(predicted, real[name]["success"])
         report["policies"][name] = row
+    k = len(real_seeds)  # learned episodes paired with real ones: the first k
+    paired = lambda res, key: [res[p][key][:k] for p in policies]  # noqa: E731
     if learned and real and len(policies) >= 2:
         for metric in ("pearson", "spearman", "mmrv", "mae"):
-            value, lo, hi = bootstrap_ci([learned[p]["success"] for p in policies],
-                                         [real[p]["success"] for p in policies], metric, n_boot=n_boot)
+            value, lo, hi = bootstrap_ci(paired(learned, "success"), paired(real, "success"), metric, n_boot=n_boot)
             report["metrics"][metric] = {"value": value, "ci95": [lo, hi]}
     if learned and real and all("disagreement" in learned[p] for p in policies):
         report["uncertainty"] = uncertainty_report(
-            [learned[p]["success"] for p in policies], [real[p]["success"] for p in policies],
-            [learned[p]["disagreement"] for p in policies], flag_threshold,
-            disagreement_max=[learned[p]["disagreement_max"] for p in policies])
+            paired(learned, "success"), paired(real, "success"), paired(learned, "disagreement"), flag_threshold,
+            disagreement_max=paired(learned, "disagreement_max"))
+    if learned and real and samples > 1:
+        report["trust"] = outcome_trust(paired(learned, "probability"), paired(learned, "success"),
+                                        paired(real, "success")) | {"samples": samples}
     return report
 
 
@@ -219,14 +242,28 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     """Markdown table, JSON, and a learned-vs-real success scatter (PNG) in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["| policy | learned success | learned return | learned length | real success | real return | real length |",
-             "|---|---|---|---|---|---|---|"]
+    sampled = any("probability" in r.get("learned", {}) for r in report["policies"].values())
+    lines = ["| policy | learned success | learned return | learned length | real success | real return | real length |"
+             + (" learned P(success), mean over states |" if sampled else ""), "|---|---|---|---|---|---|---|"
+             + ("---|" if sampled else "")]
     for name, row in report["policies"].items():
         cells = []
         for where in ("learned", "real"):
             r = row.get(where)
             cells += ["-"] * 3 if r is None else [f"{r['success']:.2f}", f"{r['return']:.1f}", f"{r['length']:.0f}"]
+        if sampled:
+            cells.append(f"{row['learned']['probability']:.2f}" if "probability" in row.get("learned", {}) else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    estimates = {n: r["estimate"] for n, r in report["policies"].items() if "estimate" in r}
+    if estimates:
+        lines += ["", "Real success estimated from the first K initial states run in the real simulator and the "
+                      "learned simulator's predictions on all of them (prediction-powered inference, PPI++):", "",
+                  "| policy | K | estimate | 95% CI | real-only (K) | Wilson 95% CI | real trials at the same width |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, e in estimates.items():
+            lines.append(f"| {name} | {e['real_episodes']} | {e['value']:.2f} | [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}] "
+                         f"| {e['real_only']['value']:.2f} | [{e['real_only']['ci95'][0]:.2f}, "
+                         f"{e['real_only']['ci95'][1]:.2f}] | {'-' if e['real_trials_same_width'] is None else round(e['real_trials_same_width'])} |")
     if report["metrics"]:
         lines += ["", "| metric | value | 95% CI (bootstrap over episodes) |", "|---|---|---|"]
         for m, v in report["metrics"].items():
@@ -239,6 +276,12 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         if "threshold" in u:
             lines.append(f"Flagged above {u['threshold']:g}: {u['flagged']} episodes; mismatch rate "
                          f"{u['mismatch_rate_flagged']:.3f} flagged, {u['mismatch_rate_unflagged']:.3f} unflagged.")
+    if "trust" in report:
+        t = report["trust"]
+        lines += ["", f"Trust ({t['samples']} learned samples per initial state, success probability p per episode): "
+                      f"Brier {t['brier']:.3f} (one sample: {t['brier_single_sample']:.3f}); AUROC of p(1-p) against "
+                      f"learned/real mismatch {t['auroc']:.3f} ({t['mismatches']} mismatches in {t['episodes']} "
+                      "episodes). Per episode: `probability_per_episode` in eval.json."]
     for name, w in report.get("wire", {}).items():
         lines.append(f"{name}: served over {w['flavour']}'s protocol, action space {w['action_space']}.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
@@ -257,6 +300,10 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         for name, lr, rr in rows:
             ax.scatter(rr, lr)
             ax.annotate(name, (rr, lr), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if name in estimates:  # the real-success estimate and its interval, along the real axis
+                e = estimates[name]
+                ax.errorbar(e["value"], lr, xerr=[[e["value"] - e["ci95"][0]], [e["ci95"][1] - e["value"]]],
+                            fmt="x", color="gray", capsize=3, lw=1)
         ax.set(xlabel="real success rate", ylabel="learned-simulator success rate", xlim=(-0.05, 1.05),
                ylim=(-0.05, 1.05), title="policy success: learned vs real")
         ax.legend(loc="lower right")

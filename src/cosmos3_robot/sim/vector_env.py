@@ -18,12 +18,24 @@ from .start import context_from_observations, last_observation
 from ..errors import UserError
 
 
+def noise_streams(value, n: int) -> list[int]:
+    """`reset(options={"noise_stream": ...})`: one non-negative whole number, or a list of n."""
+    values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n
+    if len(values) != n or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+                                   for v in values):
+        raise UserError(f"options['noise_stream']={value!r}: give a whole number >= 0 or a list of {n} of them "
+                        "(one per sub-env being reset)")
+    return [int(v) for v in values]
+
+
 class LearnedVectorEnv(VectorEnv):
     """`gymnasium.make_vec(<learned env id>, num_envs=N)`. `reset(seed=s)` starts sub-env i from the
     start source with seed s + i (a list gives each its seed); autoresets draw seeds from `np_random`.
     Sub-envs are truncated after `max_episode_steps`. With `autoreset_mode=AutoresetMode.DISABLED` a
     finished sub-env is not stepped again (reward 0, its last observation) until
-    `reset(options={"reset_mask": mask})`: evaluation then spends no model calls on finished episodes."""
+    `reset(options={"reset_mask": mask})`: evaluation then spends no model calls on finished episodes.
+    `reset(options={"noise_stream": j})` (or one j per sub-env) rolls the same starts on independent noise
+    streams of the backend (j = 0 is the default stream)."""
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP, "render_fps": 10}
 
@@ -61,8 +73,12 @@ class LearnedVectorEnv(VectorEnv):
         instruction = (options or {}).get("instruction", self.instruction)
         ctx = context_from_observations(self.embodiment, self.cameras, [self.start(s) for s in seeds],
                                         self.backend.history, instruction)
-        # each session gets the seed a single env reset with its start seed would give it: batch == single
-        session = self.backend.reset(ctx, seed=[int(np_random(s)[0].integers(2**31)) for s in seeds])
+        # each session gets the seed a single env reset with its start seed would give it: batch == single.
+        # options["noise_stream"] (an int, or one per sub-env) j > 0 takes the (j+1)-th draw instead: the same start
+        # rolled again on an independent noise stream (stream 0 is the default)
+        streams = noise_streams((options or {}).get("noise_stream", 0), len(seeds))
+        session = self.backend.reset(ctx, seed=[int(np_random(s)[0].integers(2**31, size=j + 1)[j])
+                                                for s, j in zip(seeds, streams)])
         return session, last_observation(self.embodiment, self.cameras, ctx)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
