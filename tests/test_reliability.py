@@ -213,10 +213,10 @@ def test_eval_keeps_each_finished_policy_when_a_later_one_fails(tiny_checkpoint,
 
     real_run = policy_eval.run_learned
 
-    def run_learned(make_policy, name, seeds, make_vec_env, batch=50):
+    def run_learned(make_policy, name, seeds, make_vec_env, batch=50, **kwargs):
         if name == "random":
             raise RuntimeError("the machine went away")
-        return real_run(make_policy, name, seeds, make_vec_env, batch)
+        return real_run(make_policy, name, seeds, make_vec_env, batch, **kwargs)
 
     monkeypatch.setattr(policy_eval, "run_learned", run_learned)
     out = tmp_path / "eval"
