@@ -126,6 +126,7 @@ def test_eval_with_a_real_budget_runs_only_k_real_episodes(tower_checkpoint, tmp
     text = paths["markdown"].read_text()
     assert "prediction-powered" in text and "Brier" in text
     assert json.loads(paths["json"].read_text())["policies"]["expert"]["estimate"]["real_episodes"] == 3
+    assert paths["rerun"].name == "eval_trust.rrd" and paths["rerun"].stat().st_size > 0
     with pytest.raises(UserError, match="real-budget"):
         evaluate(["expert"], lambda name, seed: make_pusht_policy(name, seed=seed), seeds,
                  config=EvalConfig(progress=False, real_budget=6))

@@ -102,3 +102,24 @@ def test_contact_sheet(episode, tmp_path):
     assert img.shape[1] == 3 * (96 * 2 + 2) and img.shape[0] == 96 * 2 + 2
     with pytest.raises(KeyError, match="no images at"):
         read_images(path, "cameras/nope")
+
+
+def test_eval_trust_view_has_each_policys_probabilities_and_interval(tmp_path):
+    from cosmos3_robot.viz.rerun_log import save_eval_report
+
+    report = {"policies": {
+        "expert": {"learned": {"success": 0.75, "episodes": [1, 1, 0, 1], "probability_per_episode": [1, .5, .25, 1]},
+                   "real": {"success": 0.5, "episodes": [1, 0, 0, 1]}, "estimate": {"ci95": [0.2, 0.9]}},
+        "world-model#chunk=8&plan=1": {"learned": {"success": 0.25, "episodes": [0, 0, 1, 0]}}}}
+    path = save_eval_report(report, tmp_path / "t.rrd")
+    table = rr.chunk.RrdReader(str(path)).stream().collect().reader(index="episode").to_arrow_table()
+    p = [v[0] for v in table.column("/trust/expert/probability:Scalars:scalars").to_pylist()]
+    np.testing.assert_allclose(p, [1, .5, .25, 1])
+    real = [v[0] for v in table.column("/trust/expert/real:Scalars:scalars").to_pylist()]
+    np.testing.assert_allclose(real, [1, 0, 0, 1])
+    assert "/trust/world-model_chunk_8_plan_1/learned:Scalars:scalars" in table.column_names
+    static = rr.chunk.RrdReader(str(path)).stream().collect().reader(index=None).to_arrow_table()
+    (point,) = static.column("/trust/success/policies:Points2D:positions").to_pylist()[0]
+    np.testing.assert_allclose(point, [50, 25])  # real 0.5 across, learned 0.75 up (y down in 2-D views)
+    (bar,) = static.column("/trust/success/estimate_ci95:LineStrips2D:strips").to_pylist()[0]
+    np.testing.assert_allclose(bar, [[20, 25], [90, 25]])

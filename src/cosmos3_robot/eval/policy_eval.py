@@ -239,7 +239,8 @@ def read_real_results(path: str | Path, seeds: list[int]) -> dict:
 
 
 def write_report(report: dict, out: str | Path) -> dict[str, Path]:
-    """Markdown table, JSON, and a learned-vs-real success scatter (PNG) in `out`."""
+    """Markdown table, JSON, and a learned-vs-real success scatter (PNG) in `out`; with sampled probabilities or
+    real-success estimates also their Rerun view (eval_trust.rrd)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sampled = any("probability" in r.get("learned", {}) for r in report["policies"].values())
@@ -311,4 +312,8 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         paths["plot"] = out / "eval_scatter.png"
         fig.savefig(paths["plot"], dpi=120)
         plt.close(fig)
+    if sampled or estimates:  # the trust view in Rerun: per-episode probabilities and the success plot
+        from ..viz.rerun_log import save_eval_report
+
+        paths["rerun"] = save_eval_report(report, out / "eval_trust.rrd")
     return paths

@@ -28,6 +28,10 @@ import numpy as np
 from .metrics import auroc
 from ..errors import UserError
 
+# Pseudo pairs per outcome added to the labelled residuals' variance (ppi_mean); chosen on the choosing set's
+# seeds and policies only (docs/trust.md).
+PSEUDO_PAIRS = 0
+
 
 def wilson_interval(successes: float, trials: int, level: float = 0.95) -> list[float]:
     """Wilson's score interval of a success rate (scipy's `binomtest(...).proportion_ci(method="wilson")`)."""
@@ -57,8 +61,11 @@ def real_trials_for_width(p: float, width: float, level: float = 0.95) -> float:
 
 
 def ppi_mean(y: np.ndarray, f_labelled: np.ndarray, f_unlabelled: np.ndarray, level: float = 0.95,
-             lam: float | None = None) -> dict:
-    """PPI++ estimate of E[Y] (module docstring): -> {"value", "ci95", "se", "lambda"}."""
+             lam: float | None = None, pseudo: int = PSEUDO_PAIRS) -> dict:
+    """PPI++ estimate of E[Y] (module docstring): -> {"value", "ci95", "se", "lambda"}. `pseudo` > 0 adds that
+    many pseudo pairs (Y = 1, f = mean f) and as many (Y = 0, f = mean f) to the labelled residuals' variance
+    only, as Agresti and Coull's interval adds pseudo successes and failures: K identical residuals otherwise
+    give a zero-width interval (module docstring)."""
     from scipy.stats import t
 
     y, fl, fu = (np.asarray(a, float).ravel() for a in (y, f_labelled, f_unlabelled))
@@ -73,13 +80,17 @@ def ppi_mean(y: np.ndarray, f_labelled: np.ndarray, f_unlabelled: np.ndarray, le
         cov = np.mean((y - y.mean()) * (fl - fl.mean()))
         lam = 0.0 if var_f <= 0 else float(np.clip(cov / ((1 + k / n) * var_f), 0.0, 1.0))
     value = (lam * fu.mean() if n else 0.0) + np.mean(y - lam * fl)
-    se = np.sqrt((lam**2 * fu.var() / n if n else 0.0) + (y - lam * fl).var() / k)
+    resid = y - lam * fl
+    if pseudo:
+        resid = np.concatenate([resid, np.repeat([1.0 - lam * fl.mean(), -lam * fl.mean()], pseudo)])
+    se = np.sqrt((lam**2 * fu.var() / n if n else 0.0) + resid.var() / k)
     half = t.ppf(0.5 + level / 2, k - 1) * se
     return {"value": float(value), "ci95": [float(value - half), float(value + half)], "se": float(se),
             "lambda": float(lam)}
 
 
-def estimate_real_success(predicted: np.ndarray, real: np.ndarray, level: float = 0.95) -> dict:
+def estimate_real_success(predicted: np.ndarray, real: np.ndarray, level: float = 0.95,
+                          pseudo: int = PSEUDO_PAIRS) -> dict:
     """Real success from `real` (K outcomes of the first K initial states) and `predicted` (the learned
     simulator's success probability, or its 0/1 outcome, on all initial states, the first K paired with the
     real ones). -> {"value", "ci95" (clipped to [0, 1]), "real_episodes", "lambda", "real_only":
@@ -90,7 +101,7 @@ def estimate_real_success(predicted: np.ndarray, real: np.ndarray, level: float 
     if k > len(predicted):
         raise UserError(f"{k} real episodes but only {len(predicted)} learned ones; the real ones pair with the "
                         "first learned initial states")
-    est = ppi_mean(real, predicted[:k], predicted[k:], level)
+    est = ppi_mean(real, predicted[:k], predicted[k:], level, pseudo=pseudo)
     lo, hi = max(0.0, est["ci95"][0]), min(1.0, est["ci95"][1])
     same = real_trials_for_width(min(max(est["value"], 0.0), 1.0), hi - lo, level)
     finite = np.isfinite(same)  # a zero-width interval (every prediction and outcome alike): no finite count

@@ -9,10 +9,13 @@ Layout (entity paths):
   world/ee_path, world/ee_path_predicted (LineStrips3D), world/ee     end-effector in 3-D
   world/cameras/<cam> (Transform3D + Pinhole), .../image              calibrated frustums with the frame
 Timelines: `step` (control step) and `time` (seconds at the spec's control rate).
+An evaluation's trust view (`save_eval_report`): trust/<policy>/{probability,learned,real} on an `episode`
+timeline, and trust/success/{policies,estimate_ci95,diagonal} (the learned-vs-real success plot).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,3 +197,39 @@ def episode_log(episode: dict, spec: EmbodimentSpec | str, name: str = "episode"
         variant = spec.default_action if spec.default_action in widths or not widths else widths[0]
     return RolloutLog(spec=spec, real=frames, actions=episode.get("action"), states=episode.get("state"),
                       calibrations=episode.get("calibrations") or {}, name=name, action_variant=variant)
+
+
+def save_eval_report(report: dict, rrd: str | Path) -> Path:
+    """An evaluation's trust view as an .rrd: per policy, the per-episode learned success probability, the one
+    learned outcome and the real outcome as series on an `episode` timeline (`trust/<policy>/...`), and the
+    success plot `trust/success`: each policy at (real success, learned success) in a 100 x 100 square (learned
+    up), the real-success estimate's 95% interval as a horizontal bar through it, and the diagonal."""
+    rec = open_recording("eval_trust", rrd)
+    rec.log("trust/success/diagonal", rr.LineStrips2D([[[0, 100], [100, 0]]], colors=[[128, 128, 128]],
+                                                      radii=0.2), static=True)
+    points, labels, bars = [], [], []
+    for name, row in report["policies"].items():
+        learned, real = row.get("learned", {}), row.get("real")
+        entity = "trust/" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        per_episode = {"learned": learned.get("episodes"), "probability": learned.get("probability_per_episode"),
+                       "real": real.get("episodes") if real else None}
+        for series, values in per_episode.items():
+            if values:
+                values = np.asarray(values, np.float64)
+                rr.send_columns(f"{entity}/{series}", indexes=[rr.TimeColumn("episode", sequence=np.arange(len(values)))],
+                                columns=rr.Scalars.columns(scalars=values), recording=rec)
+        if real is None or "success" not in learned:
+            continue
+        y = 100 * (1 - learned["success"])
+        points.append([100 * real["success"], y])
+        labels.append(name)
+        if "estimate" in row:
+            lo, hi = row["estimate"]["ci95"]
+            bars.append([[100 * lo, y], [100 * hi, y]])
+    if points:
+        rec.log("trust/success/policies", rr.Points2D(points, labels=labels, radii=1.0), static=True)
+    if bars:
+        rec.log("trust/success/estimate_ci95", rr.LineStrips2D(bars, radii=0.4), static=True)
+    rec.flush()
+    rec.disconnect()
+    return Path(rrd)
