@@ -70,6 +70,10 @@ def test_outcome_trust_scores_probabilities_against_real_outcomes():
     assert sure["brier"] == pytest.approx(0.25 / 4) and sure["brier_single_sample"] == pytest.approx(0.25)
     blind = outcome_trust([np.array([0.5, 1.0, 0.5, 0.5])], learned, real)
     assert blind["auroc"] == 0.0
+    # 4 samples: after stream 0's success in episode 1 the other three all failed (p' = 0): mismatch likely
+    q = outcome_trust([np.array([1.0, 0.25, 0.75, 0.25])], learned, real, samples=4)
+    assert q["auroc_mismatch_probability"] == 1.0
+    assert "auroc_mismatch_probability" not in sure
 
 
 def test_noise_streams_roll_the_same_start_again(tower_checkpoint):
@@ -140,3 +144,17 @@ def test_cli_refuses_a_real_budget_above_the_episodes(tmp_path, capsys):
     assert main(["eval", "--policies", "expert", "--samples", "0", "--out", str(tmp_path)]) == 2
     assert "--samples 0" in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_pseudo_pairs_keep_an_all_alike_sample_from_a_zero_width_interval():
+    y, f = np.ones(5), np.ones(5)  # five real successes, each predicted: no spread anywhere
+    bare = ppi_mean(y, f, np.ones(45), pseudo=0)
+    assert bare["ci95"][0] == bare["ci95"][1] == 1.0
+    padded = ppi_mean(y, f, np.ones(45), pseudo=1)
+    assert padded["value"] == 1.0 and padded["ci95"][0] < 0.9  # the point estimate is untouched
+    rng = np.random.default_rng(1)
+    y = (rng.random(20) < 0.5).astype(float)
+    fl, fu = np.clip(y + rng.normal(0, 0.3, 20), 0, 1), rng.random(80)
+    padded, bare = ppi_mean(y, fl, fu, pseudo=1), ppi_mean(y, fl, fu, pseudo=0)
+    assert padded["value"] == bare["value"] and padded["lambda"] == bare["lambda"]
+    assert bare["se"] < padded["se"] < 1.5 * bare["se"]  # wider, by the two pseudo pairs' share at K = 20

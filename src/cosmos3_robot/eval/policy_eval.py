@@ -204,7 +204,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
             disagreement_max=paired(learned, "disagreement_max"))
     if learned and real and samples > 1:
         report["trust"] = outcome_trust(paired(learned, "probability"), paired(learned, "success"),
-                                        paired(real, "success")) | {"samples": samples}
+                                        paired(real, "success"), samples) | {"samples": samples}
     return report
 
 
@@ -281,8 +281,11 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         t = report["trust"]
         lines += ["", f"Trust ({t['samples']} learned samples per initial state, success probability p per episode): "
                       f"Brier {t['brier']:.3f} (one sample: {t['brier_single_sample']:.3f}); AUROC of p(1-p) against "
-                      f"learned/real mismatch {t['auroc']:.3f} ({t['mismatches']} mismatches in {t['episodes']} "
-                      "episodes). Per episode: `probability_per_episode` in eval.json."]
+                      f"learned/real mismatch {t['auroc']:.3f}"
+                      + (f", of the other samples' mismatch probability {t['auroc_mismatch_probability']:.3f}"
+                         if "auroc_mismatch_probability" in t else "")
+                      + f" ({t['mismatches']} mismatches in {t['episodes']} episodes). Per episode: "
+                      "`probability_per_episode` in eval.json."]
     for name, w in report.get("wire", {}).items():
         lines.append(f"{name}: served over {w['flavour']}'s protocol, action space {w['action_space']}.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}

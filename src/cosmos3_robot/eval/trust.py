@@ -12,8 +12,10 @@
       lam   = cov(Y, f) / ((1 + K / N) var(f)), clipped to [0, 1] (lam = 0 is the real-only mean)
 
   as `ppi_py.ppi_mean_ci` computes it (variances with ddof 0, lam from the labelled covariance and the pooled
-  variance of f); the interval uses Student's t with K - 1 degrees of freedom instead of the normal quantile
-  (K is small here; a few more real trials' worth of width, chosen on held-out seeds, docs/trust.md).
+  variance of f, the normal quantile). One change for small K: the labelled residuals' variance counts two pseudo
+  pairs (Y = 1, f = mean f) and two (Y = 0, f = mean f), as Agresti and Coull's interval adds z^2 / 2 = 2 pseudo
+  successes and failures; K alike residuals (every real trial a success, say) otherwise give a zero-width
+  interval. Chosen on held-out seeds and policies (docs/trust.md) over Student's t and 0 or 1 pseudo pairs.
   The real-only interval beside it is Wilson's score interval of the K real outcomes.
 
 - **A success probability per initial state**: the share of N learned rollouts of that state, on independent
@@ -30,7 +32,8 @@ from ..errors import UserError
 
 # Pseudo pairs per outcome added to the labelled residuals' variance (ppi_mean); chosen on the choosing set's
 # seeds and policies only (docs/trust.md).
-PSEUDO_PAIRS = 0
+PSEUDO_PAIRS = 2
+QUANTILE = "normal"  # the interval's quantile: "normal" (ppi_py's) or "t" (Student's, K - 1 degrees of freedom)
 
 
 def wilson_interval(successes: float, trials: int, level: float = 0.95) -> list[float]:
@@ -61,12 +64,12 @@ def real_trials_for_width(p: float, width: float, level: float = 0.95) -> float:
 
 
 def ppi_mean(y: np.ndarray, f_labelled: np.ndarray, f_unlabelled: np.ndarray, level: float = 0.95,
-             lam: float | None = None, pseudo: int = PSEUDO_PAIRS) -> dict:
+             lam: float | None = None, pseudo: int = PSEUDO_PAIRS, quantile: str = QUANTILE) -> dict:
     """PPI++ estimate of E[Y] (module docstring): -> {"value", "ci95", "se", "lambda"}. `pseudo` > 0 adds that
     many pseudo pairs (Y = 1, f = mean f) and as many (Y = 0, f = mean f) to the labelled residuals' variance
     only, as Agresti and Coull's interval adds pseudo successes and failures: K identical residuals otherwise
     give a zero-width interval (module docstring)."""
-    from scipy.stats import t
+    from scipy.stats import norm, t
 
     y, fl, fu = (np.asarray(a, float).ravel() for a in (y, f_labelled, f_unlabelled))
     k, n = len(y), len(fu)
@@ -84,13 +87,13 @@ def ppi_mean(y: np.ndarray, f_labelled: np.ndarray, f_unlabelled: np.ndarray, le
     if pseudo:
         resid = np.concatenate([resid, np.repeat([1.0 - lam * fl.mean(), -lam * fl.mean()], pseudo)])
     se = np.sqrt((lam**2 * fu.var() / n if n else 0.0) + resid.var() / k)
-    half = t.ppf(0.5 + level / 2, k - 1) * se
+    half = (t.ppf(0.5 + level / 2, k - 1) if quantile == "t" else norm.ppf(0.5 + level / 2)) * se
     return {"value": float(value), "ci95": [float(value - half), float(value + half)], "se": float(se),
             "lambda": float(lam)}
 
 
 def estimate_real_success(predicted: np.ndarray, real: np.ndarray, level: float = 0.95,
-                          pseudo: int = PSEUDO_PAIRS) -> dict:
+                          pseudo: int = PSEUDO_PAIRS, quantile: str = QUANTILE) -> dict:
     """Real success from `real` (K outcomes of the first K initial states) and `predicted` (the learned
     simulator's success probability, or its 0/1 outcome, on all initial states, the first K paired with the
     real ones). -> {"value", "ci95" (clipped to [0, 1]), "real_episodes", "lambda", "real_only":
@@ -101,7 +104,7 @@ def estimate_real_success(predicted: np.ndarray, real: np.ndarray, level: float 
     if k > len(predicted):
         raise UserError(f"{k} real episodes but only {len(predicted)} learned ones; the real ones pair with the "
                         "first learned initial states")
-    est = ppi_mean(real, predicted[:k], predicted[k:], level, pseudo=pseudo)
+    est = ppi_mean(real, predicted[:k], predicted[k:], level, pseudo=pseudo, quantile=quantile)
     lo, hi = max(0.0, est["ci95"][0]), min(1.0, est["ci95"][1])
     same = real_trials_for_width(min(max(est["value"], 0.0), 1.0), hi - lo, level)
     finite = np.isfinite(same)  # a zero-width interval (every prediction and outcome alike): no finite count
@@ -111,14 +114,21 @@ def estimate_real_success(predicted: np.ndarray, real: np.ndarray, level: float 
             "real_trials_saved": round(max(0.0, same - k), 1) if finite else None}
 
 
-def outcome_trust(probability: list[np.ndarray], learned: list[np.ndarray], real: list[np.ndarray]) -> dict:
+def outcome_trust(probability: list[np.ndarray], learned: list[np.ndarray], real: list[np.ndarray],
+                  samples: int | None = None) -> dict:
     """Per-episode success probabilities (N learned samples each) against the real outcomes of the same initial
-    states, pooled over policies: Brier score (and the single learned outcome's, for reference), and the AUROC of
-    the uncertainty p (1 - p) against a mismatch between the learned outcome (stream 0) and the real one."""
+    states, pooled over policies: Brier score (and the single learned outcome's, for reference), and two AUROCs
+    against a mismatch between the learned outcome (stream 0) and the real one: of the uncertainty p (1 - p),
+    and (with `samples` = N > 1) of the mismatch probability the other N - 1 samples give the stream-0 outcome,
+    q = 1 - p' after a learned success and p' after a failure (p' their success share)."""
     p = np.concatenate([np.asarray(a, float)[: len(r)] for a, r in zip(probability, real)])
     single = np.concatenate([np.asarray(a, float)[: len(r)] for a, r in zip(learned, real)])
     y = np.concatenate([np.asarray(r, float) for r in real])
     mismatch = single != y
-    return {"episodes": int(len(y)), "mismatches": int(mismatch.sum()),
-            "brier": float(np.mean((p - y) ** 2)), "brier_single_sample": float(np.mean((single - y) ** 2)),
-            "auroc": auroc(p * (1 - p), mismatch)}
+    out = {"episodes": int(len(y)), "mismatches": int(mismatch.sum()),
+           "brier": float(np.mean((p - y) ** 2)), "brier_single_sample": float(np.mean((single - y) ** 2)),
+           "auroc": auroc(p * (1 - p), mismatch)}
+    if samples and samples > 1:
+        others = np.clip((samples * p - single) / (samples - 1), 0.0, 1.0)
+        out["auroc_mismatch_probability"] = auroc(np.where(single > 0.5, 1 - others, others), mismatch)
+    return out
