@@ -207,3 +207,25 @@ def test_rollout_logs_the_imagined_future_beside_the_real_frames(policy_checkpoi
     frames, states = imagined_track(plans, first, np.zeros(2), 5)
     np.testing.assert_array_equal(states[:, 0], [0, 1, 2, 3, 4])
     assert [int(f[0, 0, 0]) for f in frames["top"]] == [0, 7, 7, 9, 9]
+
+
+def test_shipped_heads_plan_with_dynamics_the_judge_does_not_use():
+    """A planning head picks chunks by what its own dynamics imagines. If that were the judge's (the learned
+    simulator the head is evaluated in), the planner would pick the chunks the judge is wrong about in its favour.
+    Each shipped head's dynamics is trained apart from its task's shipped learned simulator, and its noise comes
+    from the policy's own seeded stream, never the environment's."""
+    from cosmos3_robot.backends import load_backend
+    from cosmos3_robot.policies import StructuredPolicy
+    from cosmos3_robot.tasks import REGISTRY
+
+    pairs = [(t.policy_head, t.checkpoint) for t in REGISTRY.values() if t.policy_head and t.checkpoint]
+    assert pairs, "no task ships a policy head"
+    for head_name, judge_name in pairs:
+        head, judge = load_backend(head_name).task.dynamics, load_backend(judge_name).task.dynamics
+        h, j = head.state_dict(), judge.state_dict()
+        weights = [k for k in j if k in h and h[k].shape == j[k].shape and h[k].dtype.is_floating_point
+                   and h[k].numel() > 1 and j[k].std() > 0]
+        same = [k for k in weights if torch.equal(h[k], j[k])]
+        assert weights and not same, f"{head_name} plans with {judge_name}'s weights {same}"
+        policy = StructuredPolicy(head_name, seed=3)
+        assert policy._gen is not None and policy.candidates > 1  # its own torch.Generator, seeded per episode
