@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from cosmos3_robot.eval.metrics import auroc
 from cosmos3_robot.eval.trust import estimate_real_success, outcome_trust
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     opts = {} if args.pseudo is None else {"pseudo": args.pseudo}
     opts |= {} if args.quantile is None else {"quantile": args.quantile}
     rng = np.random.default_rng(0)
-    rows, trust_in = [], {"p": [], "single": [], "real": [], "is_learned": []}
+    rows, trust_in = [], {"p": [], "single": [], "real": [], "is_learned": [], "names": []}
     print("| policy | real (all n) | learned | K | estimate, first K | 95% CI | covers | Wilson CI (first K) | "
           "narrower | coverage over draws | mean width / Wilson's |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -43,6 +44,7 @@ def main() -> None:
             trust_in["p"].append(p)
             trust_in["single"].append(np.asarray(learned["episodes"], float))
             trust_in["real"].append(real)
+            trust_in["names"].append(name)
             trust_in["is_learned"].append(any(name.startswith(x) for x in args.learned.split(",") if x))
             truth = real.mean()
             for k in budgets:
@@ -85,7 +87,23 @@ def main() -> None:
             continue
         pick = lambda key: [a for a, k in zip(trust_in[key], keep) if k]  # noqa: E731
         g = per_group[group] = outcome_trust(pick("p"), pick("single"), pick("real"), n_samples)
-        print(f"\nper episode ({group} policies): Brier {g['brier']:.3f} (one sample {g['brier_single_sample']:.3f}), "
+        # where the signal comes from: the policy's mean p(1 - p) alone (between policies), and within each policy
+        ps, ys, ss = pick("p"), pick("real"), pick("single")
+        mism = [np.asarray(a[: len(y)]) != y for a, y in zip(ss, ys)]
+        flat = lambda arrs: np.concatenate([np.asarray(a, float) for a in arrs])  # noqa: E731
+        g["auroc_policy_mean_only"] = auroc(flat([np.full(len(y), np.mean(p[: len(y)]) * (1 - np.mean(p[: len(y)])))
+                                                  for p, y in zip(ps, ys)]), flat(mism).astype(bool))
+        within = [auroc(p[: len(y)] * (1 - p[: len(y)]), m) for p, y, m in zip(ps, ys, mism) if 0 < m.sum() < len(m)]
+        g["auroc_within_policy_mean"] = float(np.nanmean(within)) if within else float("nan")
+        g["corr_within_policy"] = {n: c for n, c in zip(
+            [n for n, k in zip(trust_in["names"], keep) if k],
+            [float(np.corrcoef(p[: len(y)], y)[0, 1]) if np.std(p[: len(y)]) > 0 and np.std(y) > 0 else None
+             for p, y in zip(ps, ys)])}
+        print(f"\nper episode ({group} policies): the policy's mean p(1-p) alone: AUROC {g['auroc_policy_mean_only']:.3f}; "
+              f"within a policy (mean over {len(within)}): {g['auroc_within_policy_mean']:.3f}; correlation of p "
+              f"with the real outcome within a policy: " + ", ".join(
+                  f"{n} {c:.2f}" for n, c in g["corr_within_policy"].items() if c is not None))
+        print(f"per episode ({group} policies): Brier {g['brier']:.3f} (one sample {g['brier_single_sample']:.3f}), "
               f"AUROC against mismatch: p(1-p) {g['auroc']:.3f}, other samples' mismatch probability "
               f"{g.get('auroc_mismatch_probability', float('nan')):.3f} ({g['mismatches']} mismatches in "
               f"{g['episodes']} episodes)")

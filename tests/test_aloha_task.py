@@ -131,14 +131,29 @@ def test_recipe_end_to_end(tmp_path):
     check_env(env.unwrapped, skip_render_check=True)
 
 
-def test_train_sim_names_the_tasks_with_a_recipe(tmp_path, capsys):
-    from cosmos3_robot.cli import main
+def test_train_sim_checks_its_inputs_before_any_work(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from cosmos3_robot.cli import main, run_step
+    from cosmos3_robot.errors import UserError
+    from cosmos3_robot.tasks import REGISTRY
 
     assert main(["train-sim", "--task", "pusht", "--dataset", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "no learned-simulator recipe" in err and "aloha_transfer_cube" in err and "franka_cube" in err
+    assert "does not exist" in err and "--collect" in err
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "config.json").write_text("{}")
+    assert main(["train-sim", "--task", "franka_cube", "--dataset", str(tmp_path), "--out", str(done)]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
     assert main(["train-sim", "--task", "aloha", "--dataset", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no collected episodes" in capsys.readouterr().err  # the alias reaches the recipe, which checks its data
+    monkeypatch.setitem(REGISTRY, "pusht", replace(REGISTRY["pusht"], trainer=None))
+    assert main(["train-sim", "--task", "pusht", "--dataset", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no learned-simulator recipe" in err and "aloha_transfer_cube" in err and "franka_cube" in err
+    with pytest.raises(UserError, match="stopped: `cosmos3-robot eval --policies nosuch"):  # a failed step ends a recipe
+        run_step(["eval", "--policies", "nosuch", "--out", str(tmp_path / "e")])
 
 
 def test_rerun_draws_the_right_hands_path():

@@ -1055,6 +1055,13 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} {value}: give at least {least:g}")
 
 
+def run_step(argv: list[str]) -> None:
+    """One command of a recipe (`train-sim`): run it, and stop the recipe if it fails (its error is printed)."""
+    if main(argv) != 0:
+        raise UserError(f"stopped: `cosmos3-robot {' '.join(argv)}` failed (its error is above); fix that and rerun, "
+                         "finished steps are kept")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

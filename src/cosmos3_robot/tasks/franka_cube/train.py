@@ -241,7 +241,7 @@ def train_sim(dataset, out, seed: int = 0, collect: int = 0, overwrite: bool = F
     (scripts/train_franka_cube.sh: `collect` expert-mix episodes from seed 1000, a quarter as many of the expert
     from seed 2000 and 4 random ones from seed 3000, lossless, 200 steps; finished ones are kept); then the fit
     and the tower's ONNX graph."""
-    from ...cli import main as cli
+    from ...cli import run_step as cli
 
     if collect:
         base = ["collect", "--env", "franka_cube", "--format", "lerobot", "--video-quality", "lossless", "--out",

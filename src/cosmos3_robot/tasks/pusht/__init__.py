@@ -41,4 +41,5 @@ register_task(TaskInfo(
     real_entry_point="cosmos3_robot.tasks.pusht.real:PushTRealEnv", learned_id="cosmos3_robot/PushT-v0",
     checkpoint=SHIPPED_CHECKPOINT, episode_limit=300,  # gym-pusht's
     policy_factory="cosmos3_robot.tasks.pusht:make_pusht_policy", policy_head=SHIPPED_POLICY,
-    demo_policies=("expert", "expert-noise0.4", "random"), success_kwarg="success_threshold"))
+    demo_policies=("expert", "expert-noise0.4", "random"), success_kwarg="success_threshold",
+    trainer="cosmos3_robot.tasks.pusht.recipe:train_sim"))

@@ -297,3 +297,4 @@ def train_policy(init, dataset, out, policies: list[str] | None = None, chunk: i
                             base.history, base.success_threshold, provenance, policy)
     backend.save(out)
     return backend
+
