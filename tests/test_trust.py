@@ -158,3 +158,15 @@ def test_pseudo_pairs_keep_an_all_alike_sample_from_a_zero_width_interval():
     padded, bare = ppi_mean(y, fl, fu, pseudo=1), ppi_mean(y, fl, fu, pseudo=0)
     assert padded["value"] == bare["value"] and padded["lambda"] == bare["lambda"]
     assert bare["se"] < padded["se"] < 1.5 * bare["se"]  # wider, by the two pseudo pairs' share at K = 20
+
+
+def test_the_report_says_where_the_wall_time_went(tower_checkpoint, tmp_path):
+    seeds = [0, 1]
+    report = evaluate(["expert", "random"], lambda name, seed: make_pusht_policy(name, seed=seed), seeds,
+                      make_vec_env=lambda n: LearnedVectorEnv(n, checkpoint=tower_checkpoint, start=START,
+                                                              max_episode_steps=5),
+                      real_env=PushTRealEnv(max_episode_steps=5), config=EvalConfig(progress=False, n_boot=10))
+    w = report["wall_s"]
+    assert set(w) == {"learned", "real", "waiting_for_real", "total"}
+    assert w["learned"] > 0 and w["real"] > 0 and w["learned"] + w["real"] <= w["total"] + 0.05
+    assert "Wall time: learned" in write_report(report, tmp_path)["markdown"].read_text()

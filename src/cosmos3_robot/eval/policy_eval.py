@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -34,10 +35,21 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
+def _timed(fn, *args):
+    """(fn(*args), its wall seconds): a real-simulator worker's task, timed where it runs."""
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
+
+
 def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers, on_policy,
-                progress, samples: int = 1, real_seeds: list[int] | None = None) -> tuple[dict, dict]:
-    """`evaluate`'s work in this process (the real simulator in `real_workers` processes beside it)."""
+                progress, samples: int = 1, real_seeds: list[int] | None = None,
+                wall: dict | None = None) -> tuple[dict, dict]:
+    """`evaluate`'s work in this process (the real simulator in `real_workers` processes beside it). `wall` gets
+    the seconds spent: "learned" (this process), "real" (summed over the real runs, wherever they ran) and
+    "waiting_for_real" (this process idle until a worker's real run finished)."""
     learned, real = {}, {}
+    wall = {} if wall is None else wall
+    wall.update(learned=0.0, real=0.0, waiting_for_real=0.0)
     real_seeds = seeds if real_seeds is None else real_seeds
     pool = futures = None
     threads = torch.get_num_threads()
@@ -47,20 +59,26 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
 
         pool = ProcessPoolExecutor(real_workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=die_with_parent, initargs=(os.getpid(),))
-        futures = {name: pool.submit(run_real, make_policy, name, real_seeds, real_env) for name in policies
+        futures = {name: pool.submit(_timed, run_real, make_policy, name, real_seeds, real_env) for name in policies
                    if name not in known}
         # the workers take cores of their own: more model threads than the cores left only wait on each other
         torch.set_num_threads(max(1, threads - real_workers))
     try:
         for name in tqdm(policies, desc="policies", disable=not progress):
             if make_vec_env is not None:
-                learned[name] = run_learned(make_policy, name, seeds, make_vec_env, samples=samples)
+                learned[name], seconds = _timed(lambda: run_learned(make_policy, name, seeds, make_vec_env,
+                                                                    samples=samples))
+                wall["learned"] += seconds
             if name in known:
                 real[name] = known[name]
             elif futures is not None:
-                real[name] = futures[name].result()
+                start = time.perf_counter()
+                real[name], seconds = futures[name].result()
+                wall["waiting_for_real"] += time.perf_counter() - start
+                wall["real"] += seconds
             elif real_env is not None:
-                real[name] = run_real(make_policy, name, real_seeds, real_env)
+                real[name], seconds = _timed(run_real, make_policy, name, real_seeds, real_env)
+                wall["real"] += seconds
             if on_policy is not None:
                 on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
     finally:
@@ -108,13 +126,19 @@ class PolicyResult(TypedDict, total=False):
 class EvalReport(TypedDict, total=False):
     """`evaluate`'s result, as eval.json stores it: the seeds; per policy its "learned" and "real"
     `PolicyResult`; "metrics" (pearson, spearman, mmrv, mae) of learned against real success; "uncertainty"
-    (`metrics.uncertainty_report`) where the backend reports a disagreement; "wire" where policies were served."""
+    (`metrics.uncertainty_report`) where the backend reports a disagreement; "wire" where policies were served;
+    "real_seeds" (with a real budget), "trust" (with samples > 1); "wall_s": seconds in the learned simulator,
+    the real one (summed over its runs, in workers beside the learned one where `real_workers` > 0), waiting for
+    those workers, and in all (Ray runs: the total only)."""
 
     seeds: list[int]
     policies: dict[str, dict[str, PolicyResult]]
     metrics: dict[str, Metric]
     uncertainty: dict
     wire: dict
+    real_seeds: list[int]
+    trust: dict
+    wall_s: dict[str, float]
 
 
 def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=None, real_env=None,
@@ -150,6 +174,7 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
         raise UserError(f"real_budget={budget!r}: give a whole number of real episodes from 2 to the number of seeds "
                         f"({len(seeds)}) (--real-budget, at most --episodes)")
     real_seeds = seeds if budget is None else seeds[:budget]
+    started, wall = time.perf_counter(), {}
     prior = {k: v for k, v in (prior or {}).items() if k in policies}
     all_policies, policies = policies, [p for p in policies if p not in prior]
     known = {k: {m: np.asarray(v, float)[: len(real_seeds)] if np.ndim(v) else np.asarray(v, float)
@@ -170,13 +195,14 @@ def evaluate(policies: list[str], make_policy, seeds: list[int], make_vec_env=No
                 on_policy(name, {"learned": learned.get(name), "real": real.get(name)})
     else:
         learned, real = _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers,
-                                    on_policy, progress, samples, real_seeds)
+                                    on_policy, progress, samples, real_seeds, wall)
     for name, rows in prior.items():
         for where, res in (("learned", learned), ("real", real)):
             if rows.get(where) is not None:
                 res[name] = {k: np.asarray(v, float) for k, v in rows[where].items()}
     policies = all_policies
-    report = {"seeds": seeds, "policies": {}, "metrics": {}}
+    report = {"seeds": seeds, "policies": {}, "metrics": {},
+              "wall_s": {k: round(v, 2) for k, v in {**wall, "total": time.perf_counter() - started}.items()}}
     if budget is not None:
         report["real_seeds"] = real_seeds
     for name in policies:
@@ -286,6 +312,9 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
                          if "auroc_mismatch_probability" in t else "")
                       + f" ({t['mismatches']} mismatches in {t['episodes']} episodes). Per episode: "
                       "`probability_per_episode` in eval.json."]
+    if report.get("wall_s"):
+        w = report["wall_s"]
+        lines += ["", "Wall time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in w.items()) + "."]
     for name, w in report.get("wire", {}).items():
         lines.append(f"{name}: served over {w['flavour']}'s protocol, action space {w['action_space']}.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
