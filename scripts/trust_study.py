@@ -39,7 +39,12 @@ def main() -> None:
     for path in args.reports:
         report = json.load(open(path))
         for name, row in report["policies"].items():
-            learned, real = row["learned"], np.asarray(row["real"]["episodes"], float)
+            learned, real = row["learned"], row["real"]
+            if "episodes" not in real:  # eval_partial.json: per-episode lists under the metric's own name
+                learned = {"episodes": learned["success"], "probability_per_episode": learned.get("probability",
+                                                                                                   learned["success"])}
+                real = {"episodes": real["success"]}
+            real = np.asarray(real["episodes"], float)
             p = np.asarray(learned.get("probability_per_episode", learned["episodes"]), float)
             trust_in["p"].append(p)
             trust_in["single"].append(np.asarray(learned["episodes"], float))
@@ -76,7 +81,8 @@ def main() -> None:
               f"{np.mean([r['coverage_draws'] for r in sel]):.3f} (Wilson's "
               f"{np.mean([r['wilson_coverage_draws'] for r in sel]):.3f}); mean width / Wilson's "
               f"{np.mean([r['width_ratio'] for r in sel]):.2f}")
-    samples = {json.load(open(path)).get("trust", {}).get("samples") for path in args.reports}
+    samples = {json.load(open(path)).get("trust", {}).get("samples") or json.load(open(path)).get("args", {}).get("samples")
+               for path in args.reports}
     n_samples = samples.pop() if len(samples) == 1 else None
     groups = {"all": [True] * len(trust_in["p"])}
     if args.learned:
