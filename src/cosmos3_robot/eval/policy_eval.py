@@ -314,7 +314,8 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
                       "`probability_per_episode` in eval.json."]
     if report.get("wall_s"):
         w = report["wall_s"]
-        lines += ["", "Wall time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in w.items()) + "."]
+        lines += ["", "Wall time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in w.items()
+                                             if v or k in ("learned", "total")) + "."]
     for name, w in report.get("wire", {}).items():
         lines.append(f"{name}: served over {w['flavour']}'s protocol, action space {w['action_space']}.")
     paths = {"markdown": out / "eval.md", "json": out / "eval.json"}
