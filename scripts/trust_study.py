@@ -36,8 +36,8 @@ def main() -> None:
     print("| policy | real (all n) | learned | K | estimate, first K | 95% CI | covers | Wilson CI (first K) | "
           "narrower | coverage over draws | mean width / Wilson's |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for path in args.reports:
-        report = json.load(open(path))
+    reports = {path: json.load(open(path)) for path in args.reports}
+    for path, report in reports.items():
         for name, row in report["policies"].items():
             learned, real = row["learned"], row["real"]
             if "episodes" not in real:  # eval_partial.json: per-episode lists under the metric's own name
@@ -81,8 +81,7 @@ def main() -> None:
               f"{np.mean([r['coverage_draws'] for r in sel]):.3f} (Wilson's "
               f"{np.mean([r['wilson_coverage_draws'] for r in sel]):.3f}); mean width / Wilson's "
               f"{np.mean([r['width_ratio'] for r in sel]):.2f}")
-    samples = {json.load(open(path)).get("trust", {}).get("samples") or json.load(open(path)).get("args", {}).get("samples")
-               for path in args.reports}
+    samples = {r.get("trust", {}).get("samples") or r.get("args", {}).get("samples") for r in reports.values()}
     n_samples = samples.pop() if len(samples) == 1 else None
     groups = {"all": [True] * len(trust_in["p"])}
     if args.learned:

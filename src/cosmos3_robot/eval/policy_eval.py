@@ -35,10 +35,10 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
-def _timed(fn, *args):
-    """(fn(*args), its wall seconds): a real-simulator worker's task, timed where it runs."""
+def _timed(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), its wall seconds), timed where it runs (a real-simulator worker's task too)."""
     start = time.perf_counter()
-    return fn(*args), time.perf_counter() - start
+    return fn(*args, **kwargs), time.perf_counter() - start
 
 
 def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, real_workers, on_policy,
@@ -66,8 +66,7 @@ def _run_serial(policies, make_policy, seeds, make_vec_env, real_env, known, rea
     try:
         for name in tqdm(policies, desc="policies", disable=not progress):
             if make_vec_env is not None:
-                learned[name], seconds = _timed(lambda: run_learned(make_policy, name, seeds, make_vec_env,
-                                                                    samples=samples))
+                learned[name], seconds = _timed(run_learned, make_policy, name, seeds, make_vec_env, samples=samples)
                 wall["learned"] += seconds
             if name in known:
                 real[name] = known[name]
