@@ -122,3 +122,28 @@ def test_tasks_come_from_the_registry_and_old_names_still_work(capsys):
     with pytest.raises(ValueError, match="registered already"):
         register_task(TaskInfo(name="other", embodiment="droid", real_id="x", real_entry_point="x:y",
                                aliases=("droid",)))
+
+
+def test_a_task_brings_its_own_commands_and_defaults(monkeypatch, tmp_path, capsys):
+    """TaskInfo.commands adds a task's own subcommands; TaskInfo.default_for picks a command's default task;
+    `rollout` runs any registered task (here the Franka scene, learned, a few steps)."""
+    import dataclasses
+
+    from cosmos3_robot.cli import build_parser
+    from cosmos3_robot.tasks import REGISTRY
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    owners = {t.name for t in REGISTRY.values() if t.commands}
+    assert "train-policy" in sub and owners  # a registered task's command
+    first = next(iter(REGISTRY))
+    monkeypatch.setitem(REGISTRY, first, dataclasses.replace(REGISTRY[first], commands=None))
+    sub = build_parser()._subparsers._group_actions[0].choices
+    assert "train-policy" not in sub or any(REGISTRY[n].commands for n in owners if n != first)
+    other = next(n for n in REGISTRY if n != first)
+    monkeypatch.setitem(REGISTRY, other, dataclasses.replace(REGISTRY[other], default_for=("rollout",)))
+    rollout = next(a for a in build_parser()._subparsers._group_actions[0].choices["rollout"]._actions
+                   if "--env" in a.option_strings)
+    assert rollout.default == other and rollout.default != first
+    assert main(["rollout", "--task", "franka_cube", "--sim", "learned", "--max-steps", "4",
+                 "--rrd", str(tmp_path / "f.rrd")]) == 0
+    assert "learned success" in capsys.readouterr().out and (tmp_path / "f.rrd").stat().st_size > 0

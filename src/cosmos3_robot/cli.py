@@ -137,13 +137,30 @@ def task_info(name: str, warn: bool = False):
     return info(name, warn)
 
 
-def task_choices(learned: bool = False, demo: bool = False) -> list[str]:
-    """Registered task names and their earlier names, for --task / --env (`learned`: those with a shipped
-    learned simulator; `demo`: those with a demo table)."""
+def task_infos(learned: bool = False, demo: bool = False) -> list:
+    """Registered tasks (`learned`: those with a shipped learned simulator; `demo`: those with a demo table)."""
     from .tasks import REGISTRY
 
-    infos = [t for t in REGISTRY.values() if (t.learned_id or not learned) and (t.demo_policies or not demo)]
+    return [t for t in REGISTRY.values() if (t.learned_id or not learned) and (t.demo_policies or not demo)]
+
+
+def task_choices(learned: bool = False, demo: bool = False) -> list[str]:
+    """Registered task names and their earlier names, for --task / --env."""
+    infos = task_infos(learned, demo)
     return [t.name for t in infos] + [a for t in infos for a in t.aliases]
+
+
+def default_task(command: str) -> str:
+    """The task `command` runs when none is named (TaskInfo.default_for; else the first registered)."""
+    from .tasks.registry import default_task as default
+
+    return default(command)
+
+
+def task_max_steps(args: argparse.Namespace) -> None:
+    """--max-steps left out: the task's episode limit."""
+    if args.max_steps is None:
+        args.max_steps = task_info(args.env).episode_limit or 300
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -155,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .viz import RolloutLog, save_rollout
 
     task = args.env
-    max_steps = args.max_steps or {"pusht": 120}.get(task) or episode_limit(task)
+    max_steps = args.max_steps or task_info(task).demo_steps or episode_limit(task)
     out = prepare_out(args.out)
     prepare_rrd(args)
     learned = learned_env(task, args.checkpoint, max_episode_steps=max_steps)
@@ -323,6 +340,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .tasks import learned_env_id, make_policy
 
     policy = make_policy(args.env, args.policy, args.seed)  # an unknown name fails before the simulator starts
+    task_max_steps(args)
     if args.sim == "real" and args.checkpoint:
         raise SystemExit("--checkpoint names a learned simulator; add --sim learned")
     if args.sim == "learned":
@@ -344,11 +362,13 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
         from .backends import checkpoint_path
 
         ckpt = args.checkpoint or gym.spec(learned_env_id(args.env)).kwargs["backend"]
-        env = learned_env(args.env, ckpt, success_threshold=args.success_threshold, **kwargs)
+        if args.success_threshold is not None:
+            kwargs["success_threshold"] = args.success_threshold
+        env = learned_env(args.env, ckpt, **kwargs)
         meta = {"imagined": True, "checkpoint": str(ckpt), "checkpoint_path": str(checkpoint_path(ckpt))}
     else:
         success = task_info(args.env).success_kwarg
-        if success:
+        if success and args.success_threshold is not None:
             kwargs[success] = args.success_threshold
         env = make_real_env(args.env, **kwargs)
     extra = {}
@@ -441,43 +461,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_policy(args: argparse.Namespace) -> int:
-    from .backends.structured import export_graphs
-    from .tasks.pusht.train import train_policy
-
-    policies = args.policies.split(",") if args.policies else None
-    backend = train_policy(args.init, args.dataset, args.out, policies=policies, chunk=args.chunk, epochs=args.epochs,
-                           seed=args.seed, width=args.width, flow_steps=args.flow_steps,
-                           n_action_steps=args.n_action_steps, candidates=args.candidates,
-                           relabel_with=args.relabel_with, overwrite=args.overwrite)
-    export_graphs(args.out)
-    info = backend.provenance["policy"]
-    print(f"trained the policy head on {info['samples']} states of {info['episodes']} episodes of {args.dataset} "
-          f"(final loss {info['loss']:.4f}); checkpoint in {args.out}; run it as world-model:{args.out}")
-    return 0
-
-
-def cmd_train_dynamics(args: argparse.Namespace) -> int:
-    from .tasks.pusht.train import train_dynamics
-
-    backend = train_dynamics(args.init, args.dataset, args.out, width=args.width, epochs=args.epochs, seed=args.seed,
-                             render_steps=args.render_steps, render_width=args.render_width,
-                             render_layers=args.render_layers, render_batch=args.render_batch,
-                             pixel_steps=args.pixel_steps, random_frames=args.random_frames, device=args.device,
-                             overwrite=args.overwrite, dynamics=args.dynamics, lr=args.lr,
-                             tower={k: v for k, v in (("layers", args.layers), ("samples", args.samples),
-                                                      ("flow_steps", args.flow_steps)) if v is not None},
-                             rest_every=args.rest_every, settle_every=args.settle_every)
-    from .backends.structured import export_graphs
-
-    export_graphs(args.out)  # its first load under ONNX Runtime then needs no export
-    info = backend.provenance["tower" if args.dynamics == "tower" else "pose_dynamics"]
-    what = "Generator tower" if args.dynamics == "tower" else "pose dynamics MLP"
-    print(f"trained the {what} on {info['transitions']} transitions of {args.dataset} "
-          f"(final loss {info['loss']:.4f}); structured checkpoint in {args.out}")
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from functools import partial
 
@@ -488,7 +471,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     kwargs = {"runtime": args.runtime} if args.runtime != "auto" else {}
     if args.policy is not None:  # an unknown name fails before the server starts
-        task = read_raw_config(checkpoint_path(args.checkpoint)).get("embodiment", "pusht")
+        task = read_raw_config(checkpoint_path(args.checkpoint)).get("embodiment") or default_task("serve")
         make_policy(task, args.policy, 0)
         kwargs["policy_factory"] = partial(make_policy, task, args.policy, 0)
     print(f"serving {args.checkpoint} on http://{args.host}:{args.port} (vLLM-Omni video API: POST /v1/videos/sync)",
@@ -628,6 +611,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .viz import RolloutLog, log_rollout, open_recording
 
     prepare_rrd(args)
+    task_max_steps(args)
     policy = make_policy(args.env, args.policy, args.seed)
     learned = learned_env(args.env, args.checkpoint, max_episode_steps=args.max_steps) if args.sim != "real" else None
     real = make_real_env(args.env, max_episode_steps=args.max_steps) if args.sim != "learned" else None
@@ -639,7 +623,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         log = RolloutLog(spec=spec, real={cam: res["real"]["frames"][:n]}, predicted={cam: res["learned"]["frames"][:n]},
                          actions=res["real"]["actions"][:n], states=res["real"]["states"][:n],
                          success_prob=res["learned"]["rewards"][:n], disagreement=res["learned"].get("disagreement"),
-                         name=f"{args.policy}-seed{args.seed}")
+                         name=f"{args.policy}-seed{args.seed}", action_variant=getattr(real, "action_variant", None))
         summary = (f"real success {res['real']['success']} in {res['real']['length']} steps, learned success "
                    f"{res['learned']['success']} in {res['learned']['length']}; mean frame PSNR {res['psnr'].mean():.1f} dB")
     else:
@@ -657,7 +641,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         log = RolloutLog(spec=spec, real=frames if real else {}, predicted=predicted, predicted_states=predicted_states,
                          actions=ep["actions"], states=ep["states"],
                          success_prob=None if real else ep["rewards"], disagreement=ep.get("disagreement"),
-                         name=f"{args.policy}-seed{args.seed}")
+                         name=f"{args.policy}-seed{args.seed}", action_variant=getattr(env, "action_variant", None))
         summary = f"{args.sim} success {ep['success']} in {ep['length']} steps"
         if predicted_states is not None:
             summary += f"; the policy's imagined future is logged as the predicted frames ({len(policy.plans)} chunks)"
@@ -707,11 +691,12 @@ def add_train_sim_parser(sub) -> None:
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the shipped defaults")
-    p.add_argument("--env", "--task", dest="env", default="pusht", choices=task_choices(demo=True),
+    p.add_argument("--env", "--task", dest="env", default=default_task("demo"), choices=task_choices(demo=True),
                    help="the task (--task is the same option)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=None, help="default: 120 (pusht), 200 (droid)")
+    p.add_argument("--max-steps", type=int, default=None, help="default: the task's demo length "
+                   f"({', '.join(f'{t.name} {t.demo_steps or t.episode_limit}' for t in task_infos(demo=True))})")
     p.add_argument("--episodes", type=int, default=4, help="seeds per policy in the evaluation table")
     p.add_argument("--rrd", default="outputs/demo.rrd")
     p.add_argument("--out", default="outputs/demo_eval")
@@ -726,24 +711,23 @@ def add_embodiments_parser(sub) -> None:
 
 def add_collect_parser(sub) -> None:
     p = sub.add_parser("collect", help="closed-loop data collection from a real or a learned simulator")
-    p.add_argument("--env", "--task", dest="env", default="pusht", choices=task_choices(),
+    p.add_argument("--env", "--task", dest="env", default=default_task("collect"), choices=task_choices(),
                    help="the task (--task is the same option)")
     p.add_argument("--policy", default="expert",
-                   help="the task's ladder (pusht: expert, expert-noise0.2, expert-lag2, ...; droid: expert, "
-                        "expert-noise1, expert-mix, ...), random")
+                   help="a policy of the task's ladder (expert, expert-noise..., see docs/adding_a_task.md), random")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--out", required=True, help="dataset directory (appended to if it exists)")
     p.add_argument("--format", default="lerobot", choices=["lerobot", "droid"])
     p.add_argument("--seed", type=int, default=0, help="first episode seed (episodes use seed, seed+1, ...)")
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=None, help="default: the task's episode limit")
     p.add_argument("--sim", default="real", choices=["real", "learned"],
                    help="learned: record imagined episodes from the task's learned simulator (marked imagined)")
     p.add_argument("--checkpoint", default=None, help="with --sim learned: the checkpoint (default: the shipped one)")
-    p.add_argument("--success-threshold", type=float, default=0.95,
-                   help="PushT goal coverage counted as success; 0.95 is gym-pusht's and lerobot/pusht's")
+    p.add_argument("--success-threshold", type=float, default=None,
+                   help="the task's success threshold, for tasks whose real env takes one (default: the env's own)")
     p.add_argument("--video-quality", default="standard", choices=["standard", "lossless"],
                    help="lerobot format: standard = lerobot 0.6.1's default encoding (AV1, yuv420p, CRF 30: small, "
-                        "lossy; merges with lerobot/pusht); lossless = H.264 4:4:4 at CRF 0, for world-model "
+                        "lossy; merges with LeRobot's hub datasets); lossless = H.264 4:4:4 at CRF 0, for world-model "
                         "training data (lerobot's aggregate_datasets merges it only with data encoded the same way)")
     p.add_argument("--video-codec", default=None, choices=["libsvtav1", "h264"],
                    help="lerobot format: override the codec (default: libsvtav1 for standard, h264 for lossless); "
@@ -795,7 +779,7 @@ def add_train_parser(sub) -> None:
                    help="train part of the windows on the model's own context, imagined this many steps ahead")
     p.add_argument("--rollout-share", type=float, default=0.5, help="fraction of windows with --rollout-steps")
     p.add_argument("--perceive-state", default=None,
-                   help="append a perceived state read off the frames to the model's state (e.g. pusht_block_pose)")
+                   help="append a perceived state read off the frames to the model's state (a perceiver a task registers)")
     p.add_argument("--conv-head-state", type=int, default=None,
                    help="the conv frame head draws the frame from this many leading state dims (a new head starts fresh)")
     p.add_argument("--hint-teacher", type=float, default=0.5,
@@ -805,7 +789,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--render-steps", type=int, default=0,
                    help="first train the conv frame head alone to draw frames from the true state (needs --conv-head-state)")
     p.add_argument("--state-geometry", default=None,
-                   help="draw those state dims as planar geometry, e.g. 'point:0,pose:2' (PushT: pusher, T pose)")
+                   help="draw those state dims as planar geometry, e.g. 'point:0,pose:2' (a point at dim 0, a pose at 2)")
     p.add_argument("--residual-state", action=argparse.BooleanOptionalAction, default=None,
                    help="generate the future state as a change from the last context state")
     p.add_argument("--frame-pos-embed", action="store_true",
@@ -817,68 +801,10 @@ def add_train_parser(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def add_train_policy_parser(sub) -> None:
-    p = sub.add_parser("train-policy", help="PushT: train the policy head (the Generator tower in policy mode) of a "
-                       "structured checkpoint on recorded episodes; its dynamics and renderer are kept")
-    p.add_argument("--init", required=True, help="a structured PushT checkpoint, e.g. pusht_tower")
-    p.add_argument("--dataset", required=True, help="a dataset directory, or several joined by commas")
-    p.add_argument("--out", required=True)
-    p.add_argument("--policies", default="expert", help="train on the successful episodes of these recorded "
-                   "policies (comma-separated; empty: every successful episode)")
-    p.add_argument("--relabel-with", default=None, help="a scripted policy (e.g. expert) whose answer to each "
-                   "recorded observation replaces the recorded action; every episode is kept, failed ones too")
-    p.add_argument("--chunk", type=int, default=16, help="actions predicted per call")
-    p.add_argument("--flow-steps", type=int, default=4, help="Euler steps per chunk (default at run time)")
-    p.add_argument("--n-action-steps", type=int, default=1,
-                   help="actions played of each chunk before the next call (default at run time)")
-    p.add_argument("--candidates", type=int, default=1, help="chunks sampled per call, the best kept by the reward "
-                   "the checkpoint's dynamics imagines for each (default at run time; world-model#plan=K)")
-    p.add_argument("--width", type=int, default=96, help="the tower's token width")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
-    p.set_defaults(func=cmd_train_policy)
-
-
-def add_train_dynamics_parser(sub) -> None:
-    p = sub.add_parser("train-dynamics", help="PushT: train the state dynamics (the Generator tower over entity "
-                       "tokens, or the baseline pose MLP) and write a structured-backend checkpoint")
-    p.add_argument("--init", required=True, help="a structured checkpoint (its renderer is kept; "
-                   "scripts/train_pusht_renderer.py makes one), or a world model checkpoint with a perceived pose")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--dynamics", default="tower", choices=["tower", "mlp"],
-                   help="tower: the Generator tower over entity tokens; mlp: the baseline body-frame pose MLP")
-    p.add_argument("--width", type=int, default=256, help="the tower's token width, or the MLP's width")
-    p.add_argument("--layers", type=int, default=None, help="tower layers")
-    p.add_argument("--samples", type=int, default=None, help="tower: samples per step (their spread: disagreement)")
-    p.add_argument("--flow-steps", type=int, default=None, help="tower: Euler steps per sample")
-    p.add_argument("--rest-every", type=int, default=10,
-                   help="tower: add the exact held-still transition of every k-th recorded state (0: none)")
-    p.add_argument("--settle-every", type=int, default=20,
-                   help="tower: from every k-th recorded state, a pusher settling on a near target, run in "
-                        "gym-pusht (0: none)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--render-steps", type=int, default=0,
-                   help="> 0: retrain the conv frame head to draw frames from the state alone")
-    p.add_argument("--render-width", type=int, default=None, help="conv head width of that renderer")
-    p.add_argument("--render-layers", type=int, default=None, help="conv head layers of that renderer")
-    p.add_argument("--render-batch", type=int, default=256)
-    p.add_argument("--pixel-steps", type=int, default=0,
-                   help="then fine-tune that renderer with the tokenizer's decoder in pixel space for this many steps")
-    p.add_argument("--random-frames", type=int, default=0,
-                   help="extra frames of random gym-pusht states for the pixel fine-tune")
-    p.add_argument("--device", default="cpu", help="torch device for the renderer training (cuda on a GPU)")
-    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
-    p.set_defaults(func=cmd_train_dynamics)
-
-
-
 def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a checkpoint over vLLM-Omni's Cosmos 3 video API (forward dynamics)")
-    p.add_argument("--checkpoint", default="pusht_tower", help="a checkpoint directory or shipped name")
+    p.add_argument("--checkpoint", default=task_info(default_task("serve")).checkpoint,
+                   help="a checkpoint directory or shipped name")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"])
@@ -895,7 +821,7 @@ def add_serve_parser(sub) -> None:
 
 def add_serve_policy_parser(sub) -> None:
     p = sub.add_parser("serve-policy", help="serve a policy over openpi's websocket protocol")
-    p.add_argument("--env", default="franka_cube", choices=task_choices())
+    p.add_argument("--env", "--task", dest="env", default=default_task("serve-policy"), choices=task_choices())
     p.add_argument("--policy", default="expert", help="a ladder name, random, or lerobot:<pretrained_model dir>")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -927,11 +853,10 @@ def add_eval_parser(sub) -> None:
                    help="comma-separated names; lerobot:<dir> loads a lerobot pretrained_model directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default="pusht", choices=task_choices(learned=True),
-                   help="task whose learned simulator to evaluate (franka_cube: the Franka cube scene; droid is "
-                        "its earlier name)")
+    p.add_argument("--task", "--env", dest="task", default=default_task("eval"), choices=task_choices(learned=True),
+                   help="task whose learned simulator to evaluate")
     p.add_argument("--real-cameras", default=None,
-                   help="droid: render only these cameras in the real scene, e.g. exterior_1_left (what the "
+                   help="render only these cameras of the real scene, comma-separated (e.g. the one camera the "
                         "scripted ladder reads); default all")
     p.add_argument("--real", action="store_true", help="also run the real simulator from the same seeds")
     p.add_argument("--samples", type=int, default=1,
@@ -956,7 +881,7 @@ def add_eval_parser(sub) -> None:
                    help="flag learned episodes whose mean disagreement (the backend's uncertainty) exceeds this")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--max-steps", type=int, default=None,
-                   help="episode length limit; default the task's (PushT 300, droid 200)")
+                   help="episode length limit; default the task's")
     p.add_argument("--out", default="outputs/eval")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished eval in --out, or discard an unfinished one of other arguments")
@@ -966,9 +891,9 @@ def add_eval_parser(sub) -> None:
 def add_eval_fidelity_parser(sub) -> None:
     p = sub.add_parser("eval-fidelity", help="open-loop PSNR/SSIM of the learned simulator on held-out episodes")
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--env", default="pusht", choices=task_choices(learned=True),
-                   help="franka_cube: the Franka cube scene")
-    p.add_argument("--policy", default="expert-noise0.2", help="a policy of the task's ladder (droid: e.g. expert-noise1)")
+    p.add_argument("--env", "--task", dest="env", default=default_task("eval-fidelity"),
+                   choices=task_choices(learned=True))
+    p.add_argument("--policy", default="expert-noise0.2", help="a policy of the task's ladder")
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--seed", type=int, default=5000, help="first held-out seed (training used 1000-1719)")
     p.add_argument("--steps", type=int, default=120)
@@ -982,19 +907,19 @@ def add_view_parser(sub) -> None:
     p.add_argument("dataset")
     p.add_argument("--episode", type=int, default=0)
     p.add_argument("--embodiment", default=None,
-                   help="the spec of a LeRobot dataset that does not name one (e.g. lerobot/pusht: pusht)")
+                   help="the spec of a LeRobot dataset that does not name one (see `cosmos3-robot embodiments`)")
     _add_sinks(p)
     p.set_defaults(func=cmd_view)
 
 
 def add_rollout_parser(sub) -> None:
     p = sub.add_parser("rollout", help="run and log a closed-loop rollout (real, learned, or both)")
-    p.add_argument("--env", default="pusht", choices=["pusht"])
+    p.add_argument("--env", "--task", dest="env", default=default_task("rollout"), choices=task_choices())
     p.add_argument("--policy", default="expert")
     p.add_argument("--sim", default="both", choices=["real", "learned", "both"])
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=None, help="default: the task's episode limit")
     _add_sinks(p)
     p.set_defaults(func=cmd_rollout, rrd="rollout.rrd")
 
@@ -1006,10 +931,10 @@ def add_convert_droid_parser(sub) -> None:
     p.add_argument("--video-codec", default=None, choices=["libsvtav1", "h264"],
                    help="--layout spec: the codec (default: lerobot's, AV1; appending keeps the dataset's own)")
     p.add_argument("--layout", default="spec", choices=["spec", "lerobot-port"],
-                   help="spec (default): the embodiment spec's features (droid: 14-D state with the cartesian pose, "
+                   help="spec (default): the embodiment spec's features (the 14-D state with the cartesian pose, "
                         "the recorded action), what this package's simulators and policies read, appended to and "
                         "resumable; lerobot-port: the layout of LeRobot's own DROID port (examples/port_datasets/"
-                        "port_droid.py: 8-D state and action, DROID's sub-features, robot_type Franka), written whole")
+                        "port_droid.py: 8-D state and action, DROID's sub-features, the spec's port_robot_type), written whole")
     p.set_defaults(func=cmd_convert_droid)
 
 
@@ -1020,9 +945,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_embodiments_parser(sub)
     add_collect_parser(sub)
     add_train_parser(sub)
-    add_train_policy_parser(sub)
-    add_train_dynamics_parser(sub)
     add_train_sim_parser(sub)
+    from .backends.registry import resolve_entry_point
+
+    for info in task_infos():  # a task's own commands (TaskInfo.commands)
+        if info.commands:
+            resolve_entry_point(info.commands)(sub)
     add_serve_parser(sub)
     add_serve_policy_parser(sub)
     add_export_onnx_parser(sub)

@@ -20,7 +20,9 @@ class TaskInfo:
     `success_kwarg`: the real env's argument that sets its success threshold, where it has one; `trainer`:
     "module:function" running the task's learned-simulator recipe (`train-sim`), called as
     `function(dataset, out, seed=..., collect=..., overwrite=...)`; `aliases`: earlier names that still work,
-    with a deprecation line."""
+    with a deprecation line; `demo_steps`: the demo's episode length (default `episode_limit`); `commands`:
+    "module:function" adding the task's own CLI subcommands (`function(subparsers)`); `default_for`: the CLI
+    commands whose --task/--env defaults to this task (the first registered task is every other's default)."""
 
     name: str
     embodiment: str
@@ -36,6 +38,9 @@ class TaskInfo:
     success_kwarg: str | None = None
     trainer: str | None = None
     aliases: tuple[str, ...] = ()
+    demo_steps: int | None = None
+    commands: str | None = None
+    default_for: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, TaskInfo] = {}
@@ -69,3 +74,12 @@ def task_info(name: str, warn: bool = False) -> TaskInfo:
     if len(users) == 1:
         return users[0]
     raise UserError(f"unknown task {name!r}; choose one of {task_names()}")
+
+
+def default_task(command: str | None = None) -> str:
+    """The task a CLI command runs when none is named: the one registered as `command`'s default, else the first
+    registered."""
+    if not REGISTRY:
+        raise UserError("no task is registered")
+    return next((t.name for t in REGISTRY.values() if command in t.default_for), next(iter(REGISTRY)))
+

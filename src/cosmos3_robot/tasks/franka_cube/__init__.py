@@ -44,4 +44,5 @@ register_task(TaskInfo(
     checkpoint=SHIPPED_CHECKPOINT, episode_limit=200,
     policy_factory="cosmos3_robot.tasks.franka_cube:make_franka_policy",
     demo_policies=("expert", "expert-noise1.5", "random"), demo_real_kwargs={"cameras": ["exterior_1_left"]},
-    trainer="cosmos3_robot.tasks.franka_cube.train:train_sim", aliases=("droid",)))
+    trainer="cosmos3_robot.tasks.franka_cube.train:train_sim", aliases=("droid",),
+    default_for=("serve-policy",)))

@@ -42,4 +42,5 @@ register_task(TaskInfo(
     checkpoint=SHIPPED_CHECKPOINT, episode_limit=300,  # gym-pusht's
     policy_factory="cosmos3_robot.tasks.pusht:make_pusht_policy", policy_head=SHIPPED_POLICY,
     demo_policies=("expert", "expert-noise0.4", "random"), success_kwarg="success_threshold",
-    trainer="cosmos3_robot.tasks.pusht.recipe:train_sim"))
+    trainer="cosmos3_robot.tasks.pusht.recipe:train_sim", demo_steps=120,
+    commands="cosmos3_robot.tasks.pusht.cli:add_commands"))
