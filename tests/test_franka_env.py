@@ -192,3 +192,32 @@ def test_render_only_the_cameras_a_run_needs():
     with pytest.raises(ValueError, match=r"\['top'\] not in the droid spec"):
         FrankaCubeRealEnv(cameras=["top"])
     env.close(), blind.close()
+
+
+def test_wait_and_turn_families(env):
+    """expert-wait<k> holds the joints it reads, gripper open, for k steps before it looks; expert-turn<deg>
+    grasps with the hand's yaw turned by deg from the expert's."""
+    from cosmos3_robot.tasks import make_policy
+
+    obs, _ = env.reset(seed=3)
+    waiter, expert = make_policy("franka_cube", "expert-wait3", 3), make_policy("franka_cube", "expert", 3)
+    for _ in range(3):
+        a = waiter.select_action(obs)
+        assert np.allclose(a[:7], obs["observation.state"][:7]) and a[7] == 0.0 and waiter.plan is None
+        obs, *_ = env.step(a)
+    assert not np.allclose(waiter.select_action(obs), obs["observation.state"][:7].tolist() + [0.0])
+    turned = make_policy("franka_cube", "expert-turn45", 3)
+    turned.select_action(obs), expert.select_action(obs)
+    yaw = lambda p: Rotation.from_matrix(p.rot).as_euler("xyz")[2]  # noqa: E731
+    assert abs(np.rad2deg(yaw(expert) - yaw(turned)) % 360 - 45) < 1e-6
+
+
+def test_object_emphasis_weighs_the_cube_and_target_only():
+    from cosmos3_robot.tasks.franka_cube.train import object_emphasis
+
+    frame = np.full((1, 48, 80, 3), 120, np.uint8)
+    frame[0, 10:12, 20:22] = (220, 20, 20)  # a red cube, 2 px
+    frame[0, 30:33, 50:53] = (20, 200, 20)  # a green target
+    w = object_emphasis(30.0)(frame)[0]
+    assert w[10, 20] == 30 and w[31, 51] == 30 and w[8, 18] == 30  # grown by 2 px
+    assert w[0, 0] == 0 and w[20, 40] == 0 and (w > 0).sum() == 6 * 6 + 7 * 7

@@ -148,11 +148,12 @@ def fit_sprites(renderer: SpriteRenderer, states: torch.Tensor, frames: torch.Te
 
 def fit_keypoint_renderer(renderer: KeypointRenderer, points: torch.Tensor, camera: torch.Tensor,
                           frames: torch.Tensor, steps: int = 3000, batch: int = 32, lr: float = 2e-3, seed: int = 0,
-                          progress: bool = True, log=None, focus: float = 8.0) -> dict:
+                          progress: bool = True, log=None, focus: float = 8.0, emphasis=None) -> dict:
     """Fit on keypoints (N, P, 3), camera indices (N,) and frames (N, H, W, 3) uint8. The loss is the pixel
     MSE, weighted `focus` times more where a frame differs from its camera's median frame (the arm and the
-    objects, a small part of each frame, would otherwise be lost in the background's error). Deterministic
-    for a seed."""
+    objects, a small part of each frame, would otherwise be lost in the background's error). `emphasis`, the
+    task's: frames (B, H, W, 3) uint8 -> (B, H, W) extra weights (e.g. on small objects a policy locates by
+    colour, a few pixels each). Deterministic for a seed."""
 
     gen = torch.Generator().manual_seed(seed)
     cams = int(renderer.cfg.cameras)
@@ -167,11 +168,13 @@ def fit_keypoint_renderer(renderer: KeypointRenderer, points: torch.Tensor, came
         target = frames[idx].float()
         cam = camera[idx]
         w = 1 + focus * ((target - background[cam]).abs().amax(-1, keepdim=True) > 24).float()
+        if emphasis is not None:
+            w = w + torch.as_tensor(emphasis(frames[idx].numpy()), dtype=torch.float32)[..., None]
         pred = renderer(points[idx], cam).permute(0, 2, 3, 1) * 255
         loss = (w * (pred - target) ** 2).mean() / 255**2
         return {"loss": loss}
 
     last = fit(loss_fn, opt, steps, sched=sched, stage="keypoint_renderer", log=log, progress=progress)
     renderer.eval()
-    return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, **last}
+    return {"steps": steps, "batch": batch, "lr": lr, "seed": seed, **({"emphasis": True} if emphasis else {}), **last}
 

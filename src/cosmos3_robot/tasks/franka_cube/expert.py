@@ -31,14 +31,17 @@ class FrankaPickPlaceExpert:
     end-effector step), `offset` (m: the grasp aims this far from the perceived cube, in a direction drawn per
     episode), `close_early` (the gripper closes when the descent to the grasp is this many steps from its
     end), `speed` (fraction of the expert's end-effector speed), `release_height` (m above the place height
-    at which the cube is let go)."""
+    at which the cube is let go), `wait` (steps the arm first holds still, gripper open, before the expert
+    looks and plans), `turn` (rad: the hand's yaw turned this far from the cube's faces at the grasp)."""
 
     def __init__(self, calibration: CameraCalibration, name: str = "expert", noise: float = 0.0, seed: int = 0,
-                 offset: float = 0.0, close_early: float = 0.0, speed: float = 1.0, release_height: float = 0.0):
+                 offset: float = 0.0, close_early: float = 0.0, speed: float = 1.0, release_height: float = 0.0,
+                 wait: float = 0.0, turn: float = 0.0):
         if not 0.0 < speed <= 4.0:
             raise UserError(f"speed={speed}: give a fraction of the expert's speed in (0, 4]")
         self.calibration, self.name, self.noise = calibration, name, noise
         self.offset, self.close_early, self.speed, self.release_height = offset, close_early, speed, release_height
+        self.wait, self.turn = int(wait), turn
         self.ik = FrankaIK()
         self._seed = seed
         self.reset(seed)
@@ -46,7 +49,7 @@ class FrankaPickPlaceExpert:
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(self._seed if seed is None else seed)
         self.plan: list[tuple[np.ndarray, float, int]] | None = None
-        self.stage, self.hold = 0, 0
+        self.stage, self.hold, self.waited = 0, 0, 0
 
     def _make_plan(self, image: np.ndarray) -> None:
         cube = find_on_table(image, self.calibration, RED, CUBE_HALF)  # top face seen: its centre height
@@ -66,11 +69,14 @@ class FrankaPickPlaceExpert:
             (np.r_[t, place], 0.0, 6), (np.r_[t, HOVER], 0.0, 1000),
         ]
         # gripper pointing down, fingers across the cube's faces (the hand's yaw is 45 degrees off link 7)
-        self.rot = Rotation.from_euler("xyz", [np.pi, 0.0, -(yaw + np.pi / 4)]).as_matrix()
+        self.rot = Rotation.from_euler("xyz", [np.pi, 0.0, -(yaw + np.pi / 4 + self.turn)]).as_matrix()
 
     def select_action(self, observation: dict) -> np.ndarray:
         state = np.asarray(observation["observation.state"], np.float64)
         q, ee = state[:7], state[8:11]
+        if self.waited < self.wait:  # hold still: joint targets = the joints now, gripper open
+            self.waited += 1
+            return np.r_[q, 0.0].astype(np.float32)
         if self.plan is None:
             self._make_plan(np.asarray(observation[f"observation.images.{CAMERA}"]))
         max_step = MAX_STEP * self.speed
@@ -106,6 +112,19 @@ class FrankaMixedExpert(FrankaPickPlaceExpert):
         self.release_height = on[4] * self.rng.uniform(0.0, 0.08)
 
 
+class FrankaVariedExpert(FrankaMixedExpert):
+    """Data collection beyond the mix: its degradations, and each half the time a rest of 1-40 steps before
+    the expert looks (the arm held still) and a grasp with the hand turned -45 to 45 degrees from the cube's
+    faces, so the data hold rests and turned grasps (docs/eval_franka.md)."""
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        on = self.rng.random(2) < 0.5
+        self.wait = int(on[0] * self.rng.integers(1, 41))
+        self.turn = on[1] * self.rng.uniform(-np.pi / 4, np.pi / 4)
+        self.waited = 0
+
+
 class FrankaRandomPolicy:
     """Uniform joint targets within a small box around the current joints, random gripper."""
 
@@ -125,14 +144,16 @@ class FrankaRandomPolicy:
 LADDER = ["expert", "expert-noise1", "expert-slow40", "expert-noise1.5", "expert-offset3", "expert-noise2",
           "expert-early3", "random"]
 DEGRADATIONS = {"noise": ("noise", 0.01), "offset": ("offset", 0.01), "early": ("close_early", 1.0),
-                "slow": ("speed", 0.01), "drop": ("release_height", 0.01)}
+                "slow": ("speed", 0.01), "drop": ("release_height", 0.01), "wait": ("wait", 1.0),
+                "turn": ("turn", np.pi / 180)}
 
 
 def make_franka_policy(name: str, seed: int = 0):
     """The ladder (`LADDER`): expert; expert-noise<s> (Gaussian noise of s cm on each end-effector step);
     expert-offset<d> (grasp aimed d cm off the cube); expert-early<k> (gripper closes k steps before the hand
     is down); expert-slow<p> (p % of the expert's speed); expert-drop<h> (cube let go h cm above the place
-    height); random. expert-mix: degradations drawn per episode (data collection)."""
+    height); expert-wait<k> (the arm holds still k steps, then the expert looks and plans); expert-turn<deg>
+    (the hand's yaw turned deg degrees from the cube's faces at the grasp); random. expert-mix: degradations drawn per episode (data collection)."""
     import re
 
     if name == "random":
@@ -142,8 +163,11 @@ def make_franka_policy(name: str, seed: int = 0):
         return FrankaPickPlaceExpert(calib, seed=seed)
     if name == "expert-mix":
         return FrankaMixedExpert(calib, name=name, seed=seed)
-    if m := re.fullmatch(r"expert-(noise|offset|early|slow|drop)([0-9.]+)", name):
+    if name == "expert-varied":
+        return FrankaVariedExpert(calib, name=name, seed=seed)
+    if m := re.fullmatch(r"expert-(noise|offset|early|slow|drop|wait|turn)([0-9.]+)", name):
         field, unit = DEGRADATIONS[m.group(1)]
         return FrankaPickPlaceExpert(calib, name=name, seed=seed, **{field: float(m.group(2)) * unit})
     raise UserError(f"unknown Franka policy {name!r}; use expert, expert-noise<cm>, expert-offset<cm>, "
-                     "expert-early<steps>, expert-slow<percent>, expert-drop<cm>, expert-mix or random")
+                     "expert-early<steps>, expert-slow<percent>, expert-drop<cm>, expert-wait<steps>, "
+                     "expert-turn<degrees>, expert-mix, expert-varied or random")

@@ -80,16 +80,18 @@ def perceive_episode(world: FrankaCubeWorld, frames: dict[str, np.ndarray], stat
 
 
 def load_world_episodes(dataset, world: FrankaCubeWorld, size: tuple[int, int], progress: bool = True) -> list[dict]:
-    """Episodes -> {"world" (T, W), "action" (T, 8), "frames" (T, cameras, h, w, 3) at the renderer's size}."""
+    """Episodes of a dataset, or of several joined by commas -> {"world" (T, W), "action" (T, 8), "frames"
+    (T, cameras, h, w, 3) at the renderer's size}."""
     from ...datasets import load_episodes
     from ...datasets.lerobot_io import open_dataset
     from ...datasets.video import resize_to
 
     spec = world.spec
-    n = open_dataset(dataset).meta.total_episodes
+    roots = [r for r in str(dataset).split(",") if r]
+    todo = [(root, i) for root in roots for i in range(open_dataset(root).meta.total_episodes)]
     out = []
-    for i in tqdm(range(n), desc="perceive episodes", disable=not progress):
-        ep = load_episodes(dataset, episodes=[i])[0]
+    for root, i in tqdm(todo, desc="perceive episodes", disable=not progress):
+        ep = load_episodes(root, episodes=[i])[0]
         frames = {c.name: ep["frames"][c.key] for c in spec.cameras}
         w = perceive_episode(world, frames, np.asarray(ep["state"], np.float64))
         small = np.stack([resize_to(frames[c], *size) for c in world.cameras], 1)
@@ -180,7 +182,7 @@ def tower_data(episodes: list[dict]) -> dict:
 
 def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int = 100, render_steps: int = 3000,
           tower: dict | None = None, render: dict | None = None, progress: bool = True, overwrite: bool = False,
-          init=None, grasp: bool = True):
+          init=None, grasp: bool = True, refine_steps: int = 1500):
     """See the module docstring. `init`: an earlier checkpoint whose renderer is kept (the servo and the tower are
     fitted); `tower` overrides EntityTowerConfig fields; `grasp=False` leaves the grasp constraint out (the tower
     alone moves the cube)."""
@@ -203,7 +205,7 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
         world.renderer = KeypointRenderer(KeypointRendererConfig.from_dict(world.config["renderer"]))
         world.renderer.load_state_dict({k.removeprefix("renderer."): v for k, v in weights.items()
                                         if k.startswith("renderer.")})
-        keep = {"renderer": raw["provenance"]["renderer"]}
+        keep = {k: raw["provenance"][k] for k in ("renderer", "renderer_refine") if k in raw["provenance"]}
         render_steps = 0
     out.mkdir(parents=True, exist_ok=True)
     log = JsonlLogger(out / "losses.jsonl")
@@ -221,6 +223,8 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
     world.config["tower"] = world.dynamics.cfg.to_dict()  # with the change scale the fit set from the data
     if render_steps:
         provenance["renderer"] = fit_renderer(world, episodes, render_steps, seed, progress, log)
+        if refine_steps:
+            provenance["renderer_refine"] = refine_renderer(world, episodes, refine_steps, seed, progress, log)
     backend = StructuredBackend(world, spec, history=2, success_threshold=0.5, entry_point=ENTRY_POINT,
                                 provenance=provenance, action_variant="joint_position")
     backend.save(out)
@@ -236,18 +240,75 @@ def fit_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed:
                                  frames.reshape(-1, *frames.shape[2:]), steps=steps, seed=seed, progress=progress, log=log)
 
 
+def object_emphasis(weight: float = 30.0):
+    """The renderer's extra loss weight on the cube and the target (their colours, grown by 2 pixels so that
+    colour painted around them counts too): a few pixels each at the renderer's size, where a policy that
+    locates them by colour reads the frame. Without it the rendered cube read 3.9 cm off where it was drawn
+    (docs/eval_franka.md)."""
+    import cv2
+
+    kernel = np.ones((5, 5), np.uint8)
+
+    def emphasis(frames: np.ndarray) -> np.ndarray:
+        out = np.zeros(frames.shape[:3], np.float32)
+        for i, frame in enumerate(frames):
+            hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+            mask = np.zeros(frame.shape[:2], np.uint8)
+            for lo, hi in RED + GREEN:
+                mask |= cv2.inRange(hsv, np.array(lo), np.array(hi))
+            out[i] = weight * (cv2.dilate(mask, kernel) > 0)
+        return out
+
+    return emphasis
+
+
+def refine_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
+                    weight: float = 30.0, lr: float = 5e-4) -> dict:
+    """Continue the keypoint renderer's fit with `object_emphasis` (the recipe's last renderer step)."""
+    worlds = np.concatenate([ep["world"] for ep in episodes])
+    points = torch.from_numpy(world.project(worlds))
+    frames = torch.from_numpy(np.concatenate([ep["frames"] for ep in episodes]))
+    C = points.shape[1]
+    info = fit_keypoint_renderer(world.renderer, points.reshape(-1, *points.shape[2:]),
+                                 torch.arange(C).repeat(len(points)), frames.reshape(-1, *frames.shape[2:]),
+                                 steps=steps, lr=lr, seed=seed, progress=progress, log=log,
+                                 emphasis=object_emphasis(weight))
+    return {**info, "weight": weight}
+
+
+def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: float = 30.0, progress: bool = True,
+           overwrite: bool = False):
+    """A checkpoint -> the same with its renderer refined on `dataset` by `refine_renderer` (servo, tower and
+    grasp numbers kept)."""
+    from ...backends import checkpoint_path
+    from ...backends.structured import StructuredBackend
+
+    out = Path(out)
+    if out.resolve() != checkpoint_path(checkpoint).resolve():
+        refuse_overwrite(out, overwrite)
+    backend = StructuredBackend.load(checkpoint_path(checkpoint), runtime="torch")
+    world = backend.task
+    episodes = load_world_episodes(dataset, world, (world.renderer.cfg.height, world.renderer.cfg.width), progress)
+    out.mkdir(parents=True, exist_ok=True)
+    info = refine_renderer(world, episodes, steps, seed, progress, JsonlLogger(out / "losses.jsonl"), weight)
+    backend.provenance["renderer_refine"] = {**info, "dataset": str(dataset), "episodes": len(episodes),
+                                             "from": str(checkpoint)}
+    backend.save(out)
+    return backend
+
+
 def train_sim(dataset, out, seed: int = 0, collect: int = 0, overwrite: bool = False):
     """`cosmos3-robot train-sim --task franka_cube`: with `collect`, the shipped recipe's data first
     (scripts/train_franka_cube.sh: `collect` expert-mix episodes from seed 1000, a quarter as many of the expert
-    from seed 2000 and 4 random ones from seed 3000, lossless, 200 steps; finished ones are kept); then the fit
-    and the tower's ONNX graph."""
+    from seed 2000, 4 random ones from seed 3000 and half as many expert-varied (rests, turned grasps) from seed
+    4000, lossless, 200 steps; finished ones are kept); then the fit and the tower's ONNX graph."""
     from ...cli import run_step as cli
 
     if collect:
         base = ["collect", "--env", "franka_cube", "--format", "lerobot", "--video-quality", "lossless", "--out",
                 str(dataset), "--max-steps", "200"]
         for policy, n, first in (("expert", max(1, collect // 4), 2000), ("expert-mix", collect, 1000),
-                                 ("random", 4, 3000)):
+                                 ("random", 4, 3000), ("expert-varied", max(1, collect // 2), 4000)):
             cli([*base, "--policy", policy, "--episodes", str(n), "--seed", str(first)])
     backend = train(dataset, out, seed, overwrite=overwrite)
     cli(["export-onnx", str(out)])
@@ -265,12 +326,20 @@ def main(argv=None) -> int:
     p.add_argument("--tower", default=None, help='EntityTowerConfig overrides as JSON, e.g. {"dim": 96, "samples": 8}')
     p.add_argument("--init", default=None, help="keep this checkpoint's renderer; fit the servo and the tower")
     p.add_argument("--no-grasp", action="store_true", help="no grasp constraint: the tower alone moves the cube")
+    p.add_argument("--refine-steps", type=int, default=1500,
+                   help="steps of the renderer's fit with the cube and target weighted (object_emphasis)")
+    p.add_argument("--refine-renderer", default=None, metavar="CKPT",
+                   help="only refine this checkpoint's renderer on --dataset (--refine-steps) and write --out")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     import json
 
-    train(a.dataset, a.out, a.seed, a.arm_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite,
-          tower=json.loads(a.tower) if a.tower else None, init=a.init, grasp=not a.no_grasp)
+    if a.refine_renderer:
+        refine(a.refine_renderer, a.dataset, a.out, a.refine_steps, a.seed, overwrite=a.overwrite)
+    else:
+        train(a.dataset, a.out, a.seed, a.arm_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite,
+              tower=json.loads(a.tower) if a.tower else None, init=a.init, grasp=not a.no_grasp,
+              refine_steps=a.refine_steps)
     print(f"wrote {a.out}")
     return 0
 
