@@ -210,6 +210,10 @@ def test_wait_and_turn_families(env):
     turned.select_action(obs), expert.select_action(obs)
     yaw = lambda p: Rotation.from_matrix(p.rot).as_euler("xyz")[2]  # noqa: E731
     assert abs(np.rad2deg(yaw(expert) - yaw(turned)) % 360 - 45) < 1e-6
+    high, miss = make_policy("franka_cube", "expert-high10", 3), make_policy("franka_cube", "expert-miss4", 3)
+    high.select_action(obs), miss.select_action(obs)
+    assert np.isclose(high.plan[3][0][2] - expert.plan[3][0][2], 0.10)  # the carry waypoint
+    assert np.isclose(np.linalg.norm(miss.plan[5][0][:2] - expert.plan[5][0][:2]), 0.04)  # the place waypoint
 
 
 def test_object_emphasis_weighs_the_cube_and_target_only():

@@ -130,13 +130,14 @@ def test_shipped_scene_has_the_real_spaces_and_steps_without_mujoco(monkeypatch)
 def _grasp_episodes(chain, shifts, settle_to):
     """One synthetic episode per (hand-frame shift of the cube from a centred grasp, reading the fingers settle
     at): the arm still at HOME_QPOS, the command closing at step 5, the reading ramping to `settle_to`."""
-    from cosmos3_robot.tasks.franka_cube.structured import CUBE, EE, GRIP, Q, WORLD_DIMS
+    from cosmos3_robot.tasks.franka_cube.structured import CUBE, EE, GRIP, Q, WORLD_DIMS, YAW
 
     _, ee, R = forward(chain, HOME_QPOS[None])
     eps = []
     for shift, settle in zip(shifts, settle_to):
         w = np.zeros((20, WORLD_DIMS), np.float32)
         w[:, Q], w[:, EE] = HOME_QPOS, ee[0]
+        w[:, YAW] = np.arctan2(R[0, 1, 0], R[0, 0, 0])  # the cube's faces square to the fingers
         w[:, CUBE] = ee[0] + R[0] @ (np.array([0.0, 0.0, 0.024]) + shift)
         w[5:, GRIP] = np.minimum(settle, 0.12 * np.arange(1, 16))
         action = np.zeros((20, 8))
@@ -196,3 +197,25 @@ def test_grasp_constraint_carries_holds_drops_and_pushes_the_cube():
     assert abs(pushed[0, 1] - cube[0, 1]) > 0.015 and pushed[0, 2] == cube[0, 2]
     clear = push_by_fingers(cube, np.zeros(1), np.array([[0.5, 0.0, 0.2]]), R0, np.zeros(1))
     np.testing.assert_array_equal(clear, cube)
+
+
+def test_a_turned_cube_reaches_further_across_the_pads():
+    """turned_reach: 0 with the cube's faces square to the hand, CUBE_HALF (sqrt 2 - 1) at 45 degrees, the same
+    every 90 degrees; with `turned` grasp numbers a cube that far across is still held at 45 degrees, not square."""
+    from cosmos3_robot.backends import load_backend
+    from cosmos3_robot.tasks.franka_cube.structured import CUBE, GRIP, YAW, turned_reach
+
+    chain = chain_parameters()
+    world = _grasp_episodes(chain, [np.zeros(3)], [0.36])[0]["world"][[11]].copy()
+    _, ee, R = forward(chain, world[:, :7])
+    hand_yaw = np.arctan2(R[0, 1, 0], R[0, 0, 0])
+    turned = np.repeat(world, 4, 0)
+    turned[:, YAW] = hand_yaw + np.deg2rad([0, 45, 90, -45])  # (float32 world: reach 0 to 1e-9)
+    np.testing.assert_allclose(turned_reach(chain, turned), CUBE_HALF * (np.sqrt(2) - 1) * np.array([0, 1, 0, 1]),
+                               atol=1e-9)
+    task = load_backend("franka_cube", runtime="torch").task
+    task.grasp = {**task.grasp, "turned": True, "across": 0.015}
+    turned[:, GRIP] = task.grasp["hold"]
+    turned[:, CUBE] = ee[0] + R[0] @ (np.asarray(task.grasp["offset"]) + [0.02, 0, 0])  # 2 cm across the pads
+    held = task.holding(turned, np.ones(4))
+    assert held.tolist() == [False, True, False, True]

@@ -32,16 +32,18 @@ class FrankaPickPlaceExpert:
     episode), `close_early` (the gripper closes when the descent to the grasp is this many steps from its
     end), `speed` (fraction of the expert's end-effector speed), `release_height` (m above the place height
     at which the cube is let go), `wait` (steps the arm first holds still, gripper open, before the expert
-    looks and plans), `turn` (rad: the hand's yaw turned this far from the cube's faces at the grasp)."""
+    looks and plans), `turn` (rad: the hand's yaw turned this far from the cube's faces at the grasp), `carry`
+    (m: the cube carried this much higher), `miss` (m: placed this far from the target, in a direction drawn per
+    episode)."""
 
     def __init__(self, calibration: CameraCalibration, name: str = "expert", noise: float = 0.0, seed: int = 0,
                  offset: float = 0.0, close_early: float = 0.0, speed: float = 1.0, release_height: float = 0.0,
-                 wait: float = 0.0, turn: float = 0.0):
+                 wait: float = 0.0, turn: float = 0.0, carry: float = 0.0, miss: float = 0.0):
         if not 0.0 < speed <= 4.0:
             raise UserError(f"speed={speed}: give a fraction of the expert's speed in (0, 4]")
         self.calibration, self.name, self.noise = calibration, name, noise
         self.offset, self.close_early, self.speed, self.release_height = offset, close_early, speed, release_height
-        self.wait, self.turn = int(wait), turn
+        self.wait, self.turn, self.carry, self.miss = int(wait), turn, carry, miss
         self.ik = FrankaIK()
         self._seed = seed
         self.reset(seed)
@@ -60,12 +62,15 @@ class FrankaPickPlaceExpert:
         if self.offset:
             angle = self.rng.uniform(0, 2 * np.pi)
             c = c + self.offset * np.array([np.cos(angle), np.sin(angle)])
+        if self.miss:
+            angle = self.rng.uniform(0, 2 * np.pi)
+            t = t + self.miss * np.array([np.cos(angle), np.sin(angle)])
         grasp = CUBE_HALF + GRASP_OFFSET
         place = grasp + 0.005 + self.release_height
         # (end-effector position, gripper, steps to hold after reaching)
         self.plan = [
             (np.r_[c, HOVER], 0.0, 0), (np.r_[c, grasp], 0.0, 2), (np.r_[c, grasp], 1.0, 8),
-            (np.r_[c, CARRY], 1.0, 0), (np.r_[t, CARRY], 1.0, 0), (np.r_[t, place], 1.0, 2),
+            (np.r_[c, CARRY + self.carry], 1.0, 0), (np.r_[t, CARRY + self.carry], 1.0, 0), (np.r_[t, place], 1.0, 2),
             (np.r_[t, place], 0.0, 6), (np.r_[t, HOVER], 0.0, 1000),
         ]
         # gripper pointing down, fingers across the cube's faces (the hand's yaw is 45 degrees off link 7)
@@ -145,7 +150,7 @@ LADDER = ["expert", "expert-noise1", "expert-slow40", "expert-noise1.5", "expert
           "expert-early3", "random"]
 DEGRADATIONS = {"noise": ("noise", 0.01), "offset": ("offset", 0.01), "early": ("close_early", 1.0),
                 "slow": ("speed", 0.01), "drop": ("release_height", 0.01), "wait": ("wait", 1.0),
-                "turn": ("turn", np.pi / 180)}
+                "turn": ("turn", np.pi / 180), "high": ("carry", 0.01), "miss": ("miss", 0.01)}
 
 
 def make_franka_policy(name: str, seed: int = 0):
@@ -153,7 +158,9 @@ def make_franka_policy(name: str, seed: int = 0):
     expert-offset<d> (grasp aimed d cm off the cube); expert-early<k> (gripper closes k steps before the hand
     is down); expert-slow<p> (p % of the expert's speed); expert-drop<h> (cube let go h cm above the place
     height); expert-wait<k> (the arm holds still k steps, then the expert looks and plans); expert-turn<deg>
-    (the hand's yaw turned deg degrees from the cube's faces at the grasp); random. expert-mix: degradations drawn per episode (data collection)."""
+    (the hand's yaw turned deg degrees from the cube's faces at the grasp); expert-high<cm> (carried cm higher);
+    expert-miss<cm> (placed cm from the target, success within 3 cm); random. expert-mix: degradations drawn per
+    episode (data collection); expert-varied: those, rests and turned grasps (data collection)."""
     import re
 
     if name == "random":
@@ -165,9 +172,9 @@ def make_franka_policy(name: str, seed: int = 0):
         return FrankaMixedExpert(calib, name=name, seed=seed)
     if name == "expert-varied":
         return FrankaVariedExpert(calib, name=name, seed=seed)
-    if m := re.fullmatch(r"expert-(noise|offset|early|slow|drop|wait|turn)([0-9.]+)", name):
+    if m := re.fullmatch(r"expert-(noise|offset|early|slow|drop|wait|turn|high|miss)([0-9.]+)", name):
         field, unit = DEGRADATIONS[m.group(1)]
         return FrankaPickPlaceExpert(calib, name=name, seed=seed, **{field: float(m.group(2)) * unit})
     raise UserError(f"unknown Franka policy {name!r}; use expert, expert-noise<cm>, expert-offset<cm>, "
                      "expert-early<steps>, expert-slow<percent>, expert-drop<cm>, expert-wait<steps>, "
-                     "expert-turn<degrees>, expert-mix, expert-varied or random")
+                     "expert-turn<degrees>, expert-high<cm>, expert-miss<cm>, expert-mix, expert-varied or random")

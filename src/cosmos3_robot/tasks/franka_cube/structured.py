@@ -200,11 +200,14 @@ class FrankaCubeWorld(nn.Module):
         """(B, W) world, (B,) gripper command -> (B,) bool: the fingers hold the cube (the command closes them;
         their reading at least TOUCH and no more than the cube's own `hold` + SLACK, so they are not already
         narrower than the cube; and the cube sits in the grip: within `across`, `along` and `depth` of where a
-        grasped cube sits in the hand's frame). Always False without a `grasp` config."""
+        grasped cube sits in the hand's frame; with `turned`, `across` counts from the turned cube's edge,
+        `turned_reach`). Always False without a `grasp` config."""
         if self.grasp is None:
             return np.zeros(len(world), bool)
         g = world[:, GRIP]
         d = np.abs(in_hand(self.config["chain"], world) - np.asarray(self.grasp["offset"]))
+        if self.grasp.get("turned"):  # a cube turned in the hand reaches further across the pads
+            d[:, 0] = np.maximum(d[:, 0] - turned_reach(self.config["chain"], world), 0.0)
         near = (d[:, 0] < self.grasp["across"]) & (d[:, 1] < self.grasp["along"]) & (d[:, 2] < self.grasp["depth"])
         return (command >= 0.5) & (g >= TOUCH) & (g <= self.grasp["hold"] + SLACK) & near
 
@@ -313,6 +316,15 @@ def in_hand(chain: dict, world: np.ndarray) -> np.ndarray:
     their travel, z down them)."""
     _, ee, R = forward(chain, world[:, Q])
     return np.einsum("bji,bj->bi", R, world[:, CUBE] - ee)
+
+
+def turned_reach(chain: dict, world: np.ndarray) -> np.ndarray:
+    """(B, W) -> (B,) m: how much further the cube reaches across the fingers' pads (the hand's x) than a cube
+    whose faces are square to them, CUBE_HALF (|cos a| + |sin a| - 1) for the yaw a between the hand's x axis and
+    a face's normal (geometry: 0 square to the faces, 1.04 cm at 45 degrees)."""
+    _, _, R = forward(chain, world[:, Q])
+    a = np.arctan2(R[:, 1, 0], R[:, 0, 0]) - world[:, YAW]
+    return CUBE_HALF * (np.abs(np.cos(a)) + np.abs(np.sin(a)) - 1.0)
 
 
 def finger_centres(ee: np.ndarray, R: np.ndarray, grip: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
 from .structured import (CUBE, EE, ENTRY_POINT, GRIP, HOLD_MAX, TARGET, TOUCH, WORLD_DIMS, YAW, FrankaCubeWorld,
-                         in_hand, joints, keypoint_groups, tower_config)
+                         in_hand, joints, keypoint_groups, tower_config, turned_reach)
 from ...errors import UserError
 
 
@@ -106,11 +106,12 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
     fingers stopped on it (`settle` steps later their reading is in the cube's band, TOUCH..HOLD_MAX, not
     closed on air). `offset`: the median of the grasps that stopped on it; `across`, `along` and `depth`: how
     far from that offset a grasp still catches the cube, each halfway between the farthest grasp that caught
-    it and the nearest miss beyond that, among the closes within 10 cm of it (`missed_inside` counts the
+    it and the nearest miss beyond that, among the closes within 10 cm of it (`across` among the grasps square to
+    the cube's faces, where the pads meet a face; a turned cube reaches `turned_reach` further, by geometry) (`missed_inside` counts the
     misses nearer than that: closes on air where the perceived cube sat, which a stale perceived place gives);
     `hold`: the median reading the fingers settled at on the cube; `fall`: g dt^2 at 15 Hz (m per step per
     step: a free cube above the table falls ballistically until the table stops it)."""
-    rel, caught, readings = [], [], []
+    rel, caught, readings, reach = [], [], [], []
     for ep in episodes:
         w, closing = ep["world"], np.asarray(ep["action"])[:, 7] >= 0.5
         for t in np.flatnonzero(np.diff(closing.astype(int)) == 1) + 1:
@@ -118,6 +119,7 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
             # the step the fingers start to close
             touch = min(t + int(np.argmax(np.r_[w[t:, GRIP], 1.0] >= TOUCH)), len(w) - 1)
             rel.append(in_hand(chain, w[touch : touch + 1])[0])
+            reach.append(turned_reach(chain, w[touch : touch + 1])[0])
             caught.append(bool(TOUCH <= later <= HOLD_MAX and closing[t : t + settle + 1].all()))
             readings.append(later)
     rel, caught = np.asarray(rel, np.float64).reshape(-1, 3), np.asarray(caught, bool)
@@ -126,6 +128,7 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
                          "data needs both (collect expert and expert-mix episodes, scripts/train_franka_cube.sh)")
     offset = np.median(rel[caught], 0)
     d = np.abs(rel - offset)
+    d[:, 0] = np.maximum(d[:, 0] - np.asarray(reach), 0.0)  # across: from the (turned) cube's edge
     attempt = np.linalg.norm(d, axis=-1) < 0.1  # the hand at the cube (random closes elsewhere don't count)
 
     def boundary(dist, among):
@@ -135,7 +138,8 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
         return float(far + beyond.min()) / 2 if len(beyond) else float(far) * 1.1
 
     level = attempt & (d[:, 2] < 0.03)
-    across = boundary(d[:, 0], level & (d[:, 1] < 0.01))
+    square = np.asarray(reach) < 0.002  # the faces within ~5 degrees of square to the pads
+    across = boundary(d[:, 0], level & (d[:, 1] < 0.01) & square)
     along = boundary(d[:, 1], level & (d[:, 0] < across))
     depth = boundary(d[:, 2], attempt & (d[:, 0] < across) & (d[:, 1] < along))
     inside = attempt & (d[:, 0] < across) & (d[:, 1] < along) & (d[:, 2] < depth)
@@ -143,7 +147,7 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
     r4 = lambda x: round(float(x), 4)  # noqa: E731
     return {"offset": [r4(x) for x in offset], "across": r4(across), "along": r4(along), "depth": r4(depth),
             "hold": r4(hold), "fall": r4(9.81 / 15**2), "events": int(len(caught)), "caught": int(caught.sum()),
-            "missed_inside": int((inside & ~caught).sum())}
+            "missed_inside": int((inside & ~caught).sum()), "turned": True}
 
 
 def fit_arm(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
@@ -263,7 +267,7 @@ def object_emphasis(weight: float = 30.0):
 
 
 def refine_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
-                    weight: float = 30.0, lr: float = 5e-4) -> dict:
+                    weight: float = 60.0, lr: float = 5e-4) -> dict:
     """Continue the keypoint renderer's fit with `object_emphasis` (the recipe's last renderer step)."""
     worlds = np.concatenate([ep["world"] for ep in episodes])
     points = torch.from_numpy(world.project(worlds))
@@ -276,7 +280,7 @@ def refine_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, se
     return {**info, "weight": weight}
 
 
-def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: float = 30.0, progress: bool = True,
+def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: float = 60.0, progress: bool = True,
            overwrite: bool = False):
     """A checkpoint -> the same with its renderer refined on `dataset` by `refine_renderer` (servo, tower and
     grasp numbers kept)."""
@@ -293,6 +297,23 @@ def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: f
     info = refine_renderer(world, episodes, steps, seed, progress, JsonlLogger(out / "losses.jsonl"), weight)
     backend.provenance["renderer_refine"] = {**info, "dataset": str(dataset), "episodes": len(episodes),
                                              "from": str(checkpoint)}
+    backend.save(out)
+    return backend
+
+
+def remeasure(checkpoint, dataset, out, progress: bool = True, overwrite: bool = False):
+    """A checkpoint -> the same with its grasp numbers measured again from `dataset` (`estimate_grasp`)."""
+    from ...backends import checkpoint_path
+    from ...backends.structured import StructuredBackend
+
+    out = Path(out)
+    if out.resolve() != checkpoint_path(checkpoint).resolve():
+        refuse_overwrite(out, overwrite)
+    backend = StructuredBackend.load(checkpoint_path(checkpoint), runtime="torch")
+    world = backend.task
+    episodes = load_world_episodes(dataset, world, (world.renderer.cfg.height, world.renderer.cfg.width), progress)
+    world.config["grasp"] = world.grasp = estimate_grasp(episodes, world.config["chain"])
+    backend.provenance["grasp"] = {"dataset": str(dataset), "episodes": len(episodes), "from": str(checkpoint)}
     backend.save(out)
     return backend
 
@@ -330,11 +351,15 @@ def main(argv=None) -> int:
                    help="steps of the renderer's fit with the cube and target weighted (object_emphasis)")
     p.add_argument("--refine-renderer", default=None, metavar="CKPT",
                    help="only refine this checkpoint's renderer on --dataset (--refine-steps) and write --out")
+    p.add_argument("--remeasure", default=None, metavar="CKPT",
+                   help="only measure this checkpoint's grasp numbers again on --dataset and write --out")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     import json
 
-    if a.refine_renderer:
+    if a.remeasure:
+        remeasure(a.remeasure, a.dataset, a.out, overwrite=a.overwrite)
+    elif a.refine_renderer:
         refine(a.refine_renderer, a.dataset, a.out, a.refine_steps, a.seed, overwrite=a.overwrite)
     else:
         train(a.dataset, a.out, a.seed, a.arm_steps, a.tower_epochs, a.render_steps, overwrite=a.overwrite,
