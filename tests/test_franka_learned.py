@@ -90,7 +90,9 @@ def test_recipe_trains_a_learned_scene_from_collected_data(tmp_path):
     # 12 steps never reach a grasp, so the grasp constraint (estimated from grasps) is left out here
     with pytest.raises(ValueError, match="grasps caught the cube"):
         train(data, tmp_path / "no", arm_steps=1, tower_epochs=1, render_steps=1, progress=False)
-    trained = train(data, out, arm_steps=20, tower_epochs=1, render_steps=5, progress=False, grasp=False)
+    trained = train(data, out, arm_steps=20, tower_epochs=1, render_steps=5, progress=False, grasp=False,
+                    refine_steps=3)
+    assert trained.provenance["renderer_refine"]["steps"] == 3 and trained.provenance["renderer_refine"]["emphasis"]
     loaded = load_backend(out, runtime="torch")
     # the tower's change scale (set from the data by the fit) is what the checkpoint holds
     assert not torch.allclose(trained.task.dynamics.change_scale, torch.ones_like(trained.task.dynamics.change_scale))
