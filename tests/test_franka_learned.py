@@ -103,6 +103,13 @@ def test_recipe_trains_a_learned_scene_from_collected_data(tmp_path):
     assert obs["observation.images.wrist_left"].shape == (180, 320, 3)
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         train_main(["--dataset", str(data), "--out", str(out)])
+    # the renderer refit alone: the rest of the checkpoint kept, the renderer changed
+    assert train_main(["--refine-renderer", str(out), "--dataset", str(data), "--out", str(tmp_path / "r"),
+                       "--refine-steps", "2"]) == 0
+    refit = load_backend(tmp_path / "r", runtime="torch")
+    torch.testing.assert_close(refit.task.arm.gain, loaded.task.arm.gain)
+    assert not torch.equal(refit.task.renderer.net[0].weight, loaded.task.renderer.net[0].weight)
+    assert refit.provenance["renderer_refine"]["from"] == str(out)
 
 
 def test_shipped_scene_has_the_real_spaces_and_steps_without_mujoco(monkeypatch):

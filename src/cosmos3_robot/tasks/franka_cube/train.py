@@ -280,10 +280,8 @@ def refine_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, se
     return {**info, "weight": weight}
 
 
-def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: float = 60.0, progress: bool = True,
-           overwrite: bool = False):
-    """A checkpoint -> the same with its renderer refined on `dataset` by `refine_renderer` (servo, tower and
-    grasp numbers kept)."""
+def _reopen(checkpoint, dataset, out, progress: bool, overwrite: bool):
+    """A checkpoint to change in one step -> (its backend, the dataset's world episodes, the output folder)."""
     from ...backends import checkpoint_path
     from ...backends.structured import StructuredBackend
 
@@ -294,7 +292,15 @@ def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: f
     world = backend.task
     episodes = load_world_episodes(dataset, world, (world.renderer.cfg.height, world.renderer.cfg.width), progress)
     out.mkdir(parents=True, exist_ok=True)
-    info = refine_renderer(world, episodes, steps, seed, progress, JsonlLogger(out / "losses.jsonl"), weight)
+    return backend, episodes, out
+
+
+def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: float = 60.0, progress: bool = True,
+           overwrite: bool = False):
+    """A checkpoint -> the same with its renderer refined on `dataset` by `refine_renderer` (servo, tower and
+    grasp numbers kept)."""
+    backend, episodes, out = _reopen(checkpoint, dataset, out, progress, overwrite)
+    info = refine_renderer(backend.task, episodes, steps, seed, progress, JsonlLogger(out / "losses.jsonl"), weight)
     backend.provenance["renderer_refine"] = {**info, "dataset": str(dataset), "episodes": len(episodes),
                                              "from": str(checkpoint)}
     backend.save(out)
@@ -303,15 +309,8 @@ def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: f
 
 def remeasure(checkpoint, dataset, out, progress: bool = True, overwrite: bool = False):
     """A checkpoint -> the same with its grasp numbers measured again from `dataset` (`estimate_grasp`)."""
-    from ...backends import checkpoint_path
-    from ...backends.structured import StructuredBackend
-
-    out = Path(out)
-    if out.resolve() != checkpoint_path(checkpoint).resolve():
-        refuse_overwrite(out, overwrite)
-    backend = StructuredBackend.load(checkpoint_path(checkpoint), runtime="torch")
+    backend, episodes, out = _reopen(checkpoint, dataset, out, progress, overwrite)
     world = backend.task
-    episodes = load_world_episodes(dataset, world, (world.renderer.cfg.height, world.renderer.cfg.width), progress)
     world.config["grasp"] = world.grasp = estimate_grasp(episodes, world.config["chain"])
     backend.provenance["grasp"] = {"dataset": str(dataset), "episodes": len(episodes), "from": str(checkpoint)}
     backend.save(out)
