@@ -15,6 +15,7 @@ import numpy as np
 from cosmos3_robot.cli import learned_env
 from cosmos3_robot.tasks.franka_cube.perception import CAMERA, GREEN, RED, find_on_table
 from cosmos3_robot.tasks.franka_cube.real import CUBE_HALF
+from cosmos3_robot.tasks.franka_cube.structured import CUBE, TARGET
 
 
 def main(argv=None) -> int:
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
         frames = {"real frame": np.asarray(obs[f"observation.images.{CAMERA}"]),
                   "drawn frame": np.asarray(task.render(world[None])[CAMERA][0])}
         for src, image in frames.items():
-            for obj, ranges, z, truth in (("cube", RED, CUBE_HALF, world[14:16]), ("target", GREEN, 0.0, world[18:20])):
+            for obj, ranges, z, truth in (("cube", RED, CUBE_HALF, world[CUBE][:2]), ("target", GREEN, 0.0, world[TARGET])):
                 found = find_on_table(image, calib, ranges, z)
                 err[src, obj].append(np.inf if found is None else float(np.linalg.norm(found[0] - truth)))
     print(f"seeds {lo}-{hi}, {a.checkpoint or 'the shipped checkpoint'}: where the object is read, from the world "

@@ -779,7 +779,8 @@ def add_train_parser(sub) -> None:
                    help="train part of the windows on the model's own context, imagined this many steps ahead")
     p.add_argument("--rollout-share", type=float, default=0.5, help="fraction of windows with --rollout-steps")
     p.add_argument("--perceive-state", default=None,
-                   help="append a perceived state read off the frames to the model's state (a perceiver a task registers)")
+                   help="append a perceived state read off the frames to the model's state (a perceiver a task "
+                        "registers)")
     p.add_argument("--conv-head-state", type=int, default=None,
                    help="the conv frame head draws the frame from this many leading state dims (a new head starts fresh)")
     p.add_argument("--hint-teacher", type=float, default=0.5,
@@ -789,7 +790,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--render-steps", type=int, default=0,
                    help="first train the conv frame head alone to draw frames from the true state (needs --conv-head-state)")
     p.add_argument("--state-geometry", default=None,
-                   help="draw those state dims as planar geometry, e.g. 'point:0,pose:2' (a point at dim 0, a pose at 2)")
+                   help="draw those state dims as planar geometry, e.g. 'point:0,pose:2' (a point at dim 0, a pose "
+                        "at 2)")
     p.add_argument("--residual-state", action=argparse.BooleanOptionalAction, default=None,
                    help="generate the future state as a change from the last context state")
     p.add_argument("--frame-pos-embed", action="store_true",
@@ -934,7 +936,8 @@ def add_convert_droid_parser(sub) -> None:
                    help="spec (default): the embodiment spec's features (the 14-D state with the cartesian pose, "
                         "the recorded action), what this package's simulators and policies read, appended to and "
                         "resumable; lerobot-port: the layout of LeRobot's own DROID port (examples/port_datasets/"
-                        "port_droid.py: 8-D state and action, DROID's sub-features, the spec's port_robot_type), written whole")
+                        "port_droid.py: 8-D state and action, DROID's sub-features, the spec's port_robot_type), "
+                        "written whole")
     p.set_defaults(func=cmd_convert_droid)
 
 

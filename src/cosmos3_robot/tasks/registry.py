@@ -82,4 +82,3 @@ def default_task(command: str | None = None) -> str:
     if not REGISTRY:
         raise UserError("no task is registered")
     return next((t.name for t in REGISTRY.values() if command in t.default_for), next(iter(REGISTRY)))
-

@@ -165,11 +165,12 @@ def fit_keypoint_renderer(renderer: KeypointRenderer, points: torch.Tensor, came
 
     def loss_fn(step):
         idx = torch.randint(0, len(points), (batch,), generator=gen)
-        target = frames[idx].float()
+        picked = frames[idx]
+        target = picked.float()
         cam = camera[idx]
         w = 1 + focus * ((target - background[cam]).abs().amax(-1, keepdim=True) > 24).float()
         if emphasis is not None:
-            w = w + torch.as_tensor(emphasis(frames[idx].numpy()), dtype=torch.float32)[..., None]
+            w = w + torch.as_tensor(emphasis(picked.numpy()), dtype=torch.float32)[..., None]
         pred = renderer(points[idx], cam).permute(0, 2, 3, 1) * 255
         loss = (w * (pred - target) ** 2).mean() / 255**2
         return {"loss": loss}

@@ -127,7 +127,6 @@ class FrankaVariedExpert(FrankaMixedExpert):
         on = self.rng.random(2) < 0.5
         self.wait = int(on[0] * self.rng.integers(1, 41))
         self.turn = on[1] * self.rng.uniform(-np.pi / 4, np.pi / 4)
-        self.waited = 0
 
 
 class FrankaRandomPolicy:

@@ -205,9 +205,10 @@ class FrankaCubeWorld(nn.Module):
         if self.grasp is None:
             return np.zeros(len(world), bool)
         g = world[:, GRIP]
-        d = np.abs(in_hand(self.config["chain"], world) - np.asarray(self.grasp["offset"]))
+        rel, reach = grasp_frame(self.config["chain"], world)
+        d = np.abs(rel - np.asarray(self.grasp["offset"]))
         if self.grasp.get("turned"):  # a cube turned in the hand reaches further across the pads
-            d[:, 0] = np.maximum(d[:, 0] - turned_reach(self.config["chain"], world), 0.0)
+            d[:, 0] = np.maximum(d[:, 0] - reach, 0.0)
         near = (d[:, 0] < self.grasp["across"]) & (d[:, 1] < self.grasp["along"]) & (d[:, 2] < self.grasp["depth"])
         return (command >= 0.5) & (g >= TOUCH) & (g <= self.grasp["hold"] + SLACK) & near
 
@@ -311,20 +312,25 @@ class FrankaCubeWorld(nn.Module):
         return (on_target & resting & (world[:, GRIP] < RELEASED)).astype(np.float64)
 
 
+def grasp_frame(chain: dict, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, W) -> the cube in the hand's frame, `in_hand` (B, 3), and its `turned_reach` (B,), from one pass of
+    the chain's kinematics."""
+    _, ee, R = forward(chain, world[:, Q])
+    a = np.arctan2(R[:, 1, 0], R[:, 0, 0]) - world[:, YAW]  # the hand's x axis against a face's normal
+    return np.einsum("bji,bj->bi", R, world[:, CUBE] - ee), CUBE_HALF * (np.abs(np.cos(a)) + np.abs(np.sin(a)) - 1.0)
+
+
 def in_hand(chain: dict, world: np.ndarray) -> np.ndarray:
     """(B, W) -> (B, 3) where the cube sits from the hand, in the hand's frame (x across the fingers, y along
     their travel, z down them)."""
-    _, ee, R = forward(chain, world[:, Q])
-    return np.einsum("bji,bj->bi", R, world[:, CUBE] - ee)
+    return grasp_frame(chain, world)[0]
 
 
 def turned_reach(chain: dict, world: np.ndarray) -> np.ndarray:
     """(B, W) -> (B,) m: how much further the cube reaches across the fingers' pads (the hand's x) than a cube
     whose faces are square to them, CUBE_HALF (|cos a| + |sin a| - 1) for the yaw a between the hand's x axis and
     a face's normal (geometry: 0 square to the faces, 1.04 cm at 45 degrees)."""
-    _, _, R = forward(chain, world[:, Q])
-    a = np.arctan2(R[:, 1, 0], R[:, 0, 0]) - world[:, YAW]
-    return CUBE_HALF * (np.abs(np.cos(a)) + np.abs(np.sin(a)) - 1.0)
+    return grasp_frame(chain, world)[1]
 
 
 def finger_centres(ee: np.ndarray, R: np.ndarray, grip: np.ndarray) -> np.ndarray:

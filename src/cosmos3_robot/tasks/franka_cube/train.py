@@ -27,7 +27,7 @@ from .kinematics import camera_mount, chain_parameters
 from .perception import CAMERA, GREEN, RED, find_on_table, locate_cube
 from .real import CUBE_HALF, exterior_calibrations
 from .structured import (CUBE, EE, ENTRY_POINT, GRIP, HOLD_MAX, TARGET, TOUCH, WORLD_DIMS, YAW, FrankaCubeWorld,
-                         in_hand, joints, keypoint_groups, tower_config, turned_reach)
+                         grasp_frame, joints, keypoint_groups, tower_config)
 from ...errors import UserError
 
 
@@ -106,10 +106,10 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
     fingers stopped on it (`settle` steps later their reading is in the cube's band, TOUCH..HOLD_MAX, not
     closed on air). `offset`: the median of the grasps that stopped on it; `across`, `along` and `depth`: how
     far from that offset a grasp still catches the cube, each halfway between the farthest grasp that caught
-    it and the nearest miss beyond that, among the closes within 10 cm of it (`across` among the grasps square to
-    the cube's faces, where the pads meet a face; a turned cube reaches `turned_reach` further, by geometry) (`missed_inside` counts the
-    misses nearer than that: closes on air where the perceived cube sat, which a stale perceived place gives);
-    `hold`: the median reading the fingers settled at on the cube; `fall`: g dt^2 at 15 Hz (m per step per
+    it and the nearest miss beyond that, among the closes within 10 cm of it (`across` among the grasps square
+    to the cube's faces, where the pads meet a face; a turned cube reaches `turned_reach` further, by geometry;
+    `missed_inside` counts the misses nearer than that: closes on air where the perceived cube sat, which a
+    stale perceived place gives); `hold`: the median reading the fingers settled at on the cube; `fall`: g dt^2 at 15 Hz (m per step per
     step: a free cube above the table falls ballistically until the table stops it)."""
     rel, caught, readings, reach = [], [], [], []
     for ep in episodes:
@@ -118,17 +118,18 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
             later = w[min(t + settle, len(w) - 1), GRIP]
             # the step the fingers start to close
             touch = min(t + int(np.argmax(np.r_[w[t:, GRIP], 1.0] >= TOUCH)), len(w) - 1)
-            rel.append(in_hand(chain, w[touch : touch + 1])[0])
-            reach.append(turned_reach(chain, w[touch : touch + 1])[0])
+            at, turned = grasp_frame(chain, w[touch : touch + 1])
+            rel.append(at[0])
+            reach.append(turned[0])
             caught.append(bool(TOUCH <= later <= HOLD_MAX and closing[t : t + settle + 1].all()))
             readings.append(later)
-    rel, caught = np.asarray(rel, np.float64).reshape(-1, 3), np.asarray(caught, bool)
+    rel, caught, reach = np.asarray(rel, np.float64).reshape(-1, 3), np.asarray(caught, bool), np.asarray(reach)
     if caught.sum() < 3 or (~caught).sum() < 1:
         raise UserError(f"estimate_grasp: {caught.sum()} grasps caught the cube and {(~caught).sum()} missed; the "
                          "data needs both (collect expert and expert-mix episodes, scripts/train_franka_cube.sh)")
     offset = np.median(rel[caught], 0)
     d = np.abs(rel - offset)
-    d[:, 0] = np.maximum(d[:, 0] - np.asarray(reach), 0.0)  # across: from the (turned) cube's edge
+    d[:, 0] = np.maximum(d[:, 0] - reach, 0.0)  # across: from the (turned) cube's edge
     attempt = np.linalg.norm(d, axis=-1) < 0.1  # the hand at the cube (random closes elsewhere don't count)
 
     def boundary(dist, among):
@@ -138,7 +139,7 @@ def estimate_grasp(episodes: list[dict], chain: dict, settle: int = 8) -> dict:
         return float(far + beyond.min()) / 2 if len(beyond) else float(far) * 1.1
 
     level = attempt & (d[:, 2] < 0.03)
-    square = np.asarray(reach) < 0.002  # the faces within ~5 degrees of square to the pads
+    square = reach < 0.002  # the faces within ~5 degrees of square to the pads
     across = boundary(d[:, 0], level & (d[:, 1] < 0.01) & square)
     along = boundary(d[:, 1], level & (d[:, 0] < across))
     depth = boundary(d[:, 2], attempt & (d[:, 0] < across) & (d[:, 1] < along))
@@ -226,28 +227,37 @@ def train(dataset, out, seed: int = 0, arm_steps: int = 3000, tower_epochs: int 
                                            progress=progress, log=log)
     world.config["tower"] = world.dynamics.cfg.to_dict()  # with the change scale the fit set from the data
     if render_steps:
-        provenance["renderer"] = fit_renderer(world, episodes, render_steps, seed, progress, log)
+        data = renderer_data(world, episodes)
+        provenance["renderer"] = fit_renderer(world, data, render_steps, seed, progress, log)
         if refine_steps:
-            provenance["renderer_refine"] = refine_renderer(world, episodes, refine_steps, seed, progress, log)
+            provenance["renderer_refine"] = refine_renderer(world, data, refine_steps, seed, progress, log)
     backend = StructuredBackend(world, spec, history=2, success_threshold=0.5, entry_point=ENTRY_POINT,
                                 provenance=provenance, action_variant="joint_position")
     backend.save(out)
     return backend
 
 
-def fit_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log) -> dict:
-    worlds = np.concatenate([ep["world"] for ep in episodes])
-    points = torch.from_numpy(world.project(worlds))  # (N, C, P, 3)
-    frames = torch.from_numpy(np.concatenate([ep["frames"] for ep in episodes]))  # (N, C, h, w, 3)
+def renderer_data(world: FrankaCubeWorld, episodes: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Episodes -> the keypoint renderer's training set: keypoints (N, P, 3), camera indices (N,) and frames
+    (N, h, w, 3), every camera of every step."""
+    points = torch.from_numpy(world.project(np.concatenate([ep["world"] for ep in episodes])))  # (T, C, P, 3)
+    frames = torch.from_numpy(np.concatenate([ep["frames"] for ep in episodes]))  # (T, C, h, w, 3)
     C = points.shape[1]
-    return fit_keypoint_renderer(world.renderer, points.reshape(-1, *points.shape[2:]), torch.arange(C).repeat(len(points)),
-                                 frames.reshape(-1, *frames.shape[2:]), steps=steps, seed=seed, progress=progress, log=log)
+    return (points.reshape(-1, *points.shape[2:]), torch.arange(C).repeat(len(points)),
+            frames.reshape(-1, *frames.shape[2:]))
+
+
+def fit_renderer(world: FrankaCubeWorld, data: tuple, steps: int, seed: int, progress: bool, log, lr: float = 2e-3,
+                 emphasis=None) -> dict:
+    """Fit the keypoint renderer on `renderer_data`."""
+    return fit_keypoint_renderer(world.renderer, *data, steps=steps, lr=lr, seed=seed, progress=progress, log=log,
+                                 emphasis=emphasis)
 
 
 def object_emphasis(weight: float = 30.0):
     """The renderer's extra loss weight on the cube and the target (their colours, grown by 2 pixels so that
     colour painted around them counts too): a few pixels each at the renderer's size, where a policy that
-    locates them by colour reads the frame. Without it the rendered cube read 3.9 cm off where it was drawn
+    locates them by colour reads the frame. Without it the drawn cube was read 4.3 cm off on seeds 0-29
     (docs/eval_franka.md)."""
     import cv2
 
@@ -266,17 +276,11 @@ def object_emphasis(weight: float = 30.0):
     return emphasis
 
 
-def refine_renderer(world: FrankaCubeWorld, episodes: list[dict], steps: int, seed: int, progress: bool, log,
+def refine_renderer(world: FrankaCubeWorld, data: tuple, steps: int, seed: int, progress: bool, log,
                     weight: float = 60.0, lr: float = 5e-4) -> dict:
-    """Continue the keypoint renderer's fit with `object_emphasis` (the recipe's last renderer step)."""
-    worlds = np.concatenate([ep["world"] for ep in episodes])
-    points = torch.from_numpy(world.project(worlds))
-    frames = torch.from_numpy(np.concatenate([ep["frames"] for ep in episodes]))
-    C = points.shape[1]
-    info = fit_keypoint_renderer(world.renderer, points.reshape(-1, *points.shape[2:]),
-                                 torch.arange(C).repeat(len(points)), frames.reshape(-1, *frames.shape[2:]),
-                                 steps=steps, lr=lr, seed=seed, progress=progress, log=log,
-                                 emphasis=object_emphasis(weight))
+    """Continue the keypoint renderer's fit on `renderer_data` with `object_emphasis` (the recipe's last renderer
+    step)."""
+    info = fit_renderer(world, data, steps, seed, progress, log, lr=lr, emphasis=object_emphasis(weight))
     return {**info, "weight": weight}
 
 
@@ -300,7 +304,8 @@ def refine(checkpoint, dataset, out, steps: int = 1500, seed: int = 0, weight: f
     """A checkpoint -> the same with its renderer refined on `dataset` by `refine_renderer` (servo, tower and
     grasp numbers kept)."""
     backend, episodes, out = _reopen(checkpoint, dataset, out, progress, overwrite)
-    info = refine_renderer(backend.task, episodes, steps, seed, progress, JsonlLogger(out / "losses.jsonl"), weight)
+    info = refine_renderer(backend.task, renderer_data(backend.task, episodes), steps, seed, progress,
+                           JsonlLogger(out / "losses.jsonl"), weight)
     backend.provenance["renderer_refine"] = {**info, "dataset": str(dataset), "episodes": len(episodes),
                                              "from": str(checkpoint)}
     backend.save(out)
