@@ -1,7 +1,8 @@
 """Learned-env speed in-process against the same checkpoint served by `cosmos3-robot serve` (vLLM-Omni's video
 API over HTTP, lossless MP4 frames), in one run: env steps/s at 1 and 16 envs, stateful (a server-side session)
 and stateless (every request carries the last frame, as a plain vLLM-Omni needs), and with 2 env-worker
-processes (16 envs each) sharing the one server.
+processes (8 and 16 envs each) sharing the one server. Two or more started sessions of a vector env travel in one
+request (the server's /v1/sessions/step); a single env's requests are vLLM-Omni's own.
 Usage: .venv/bin/python benchmarks/remote_bench.py [--checkpoint pusht_tower] [--steps 20]"""
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default="pusht_tower")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--serve-args", default="", help="extra `serve` options, e.g. '--threads 1'")
     args = parser.parse_args()
     from cosmos3_robot.backends import load_backend
     from cosmos3_robot.backends.remote import RemoteBackend
@@ -55,7 +57,7 @@ def main():
     s.close()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "cosmos3_robot.cli", "serve", "--checkpoint", args.checkpoint,
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--port", str(port), *args.serve_args.split()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
             try:
@@ -69,14 +71,21 @@ def main():
             rows.append(("remote, stateful (server-side session)", n, rate(lambda: RemoteBackend(url), n, args.steps)))
             rows.append(("remote, stateless (as against vLLM-Omni: last frame as PNG, chunk padded to 4)", n,
                          rate(lambda: RemoteBackend(url, stateless=True), n, args.steps)))
-        q = mp.get_context("spawn").Queue()
-        procs = [mp.get_context("spawn").Process(target=worker, args=(url, 16, args.steps, q)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        total = sum(q.get() for _ in procs)
-        for p in procs:
-            p.join()
-        rows.append(("remote, 2 worker processes x 16 envs", 32, total))
+        rows.append(("in-process", 32, rate(lambda: load_backend(args.checkpoint), 32, args.steps)))
+        stats = httpx.get(url + "/v1/models").json()["data"][0]["cosmos3_robot"]["batching"]
+        seen = stats["rows"], stats["calls"]
+        for per in (8, 16):  # one server, 2 client processes (the server joins their sessions in one model call)
+            q = mp.get_context("spawn").Queue()
+            procs = [mp.get_context("spawn").Process(target=worker, args=(url, per, args.steps, q)) for _ in range(2)]
+            for p in procs:
+                p.start()
+            total = sum(q.get() for _ in procs)
+            for p in procs:
+                p.join()
+            stats = httpx.get(url + "/v1/models").json()["data"][0]["cosmos3_robot"]["batching"]
+            rows.append((f"remote, stateful, 2 client processes x {per} envs (server: {stats['rows'] - seen[0]} "
+                         f"rows in {stats['calls'] - seen[1]} model calls)", 2 * per, total))
+            seen = stats["rows"], stats["calls"]
     finally:
         server.terminate()
     print("| simulator | envs | env steps/s |\n|---|---|---|")

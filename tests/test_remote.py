@@ -163,6 +163,110 @@ def test_batched_stateless_and_model_scale_clients_agree(server):
             np.testing.assert_allclose(ra, rb, atol=1e-4)
 
 
+def test_a_vector_env_steps_its_sessions_in_one_request_raw_or_mp4(server):
+    """Started sessions of a vector env travel in one /v1/sessions/step request; frames come back raw (same host)
+    or as one lossless MP4, and either way the rollout is the in-process one's."""
+    actions = np.random.default_rng(3).uniform(0, 512, (5, 3, 2))
+    local = run(LearnedVectorEnv(3, load_backend("pusht_tower"), START), [1, 2, 3], actions)
+    for frames in ("raw", "mp4"):
+        backend = RemoteBackend(server, frames=frames)
+        paths = []
+        send = backend._request
+        backend._request = lambda method, path, **kw: paths.append(path) or send(method, path, **kw)
+        assert backend.frames == frames and backend.session_step == "/v1/sessions/step"
+        got = run(LearnedVectorEnv(3, backend, START), [1, 2, 3], actions)
+        for t, ((oa, ra, *_), (ob, rb, *_)) in enumerate(zip(local, got)):
+            np.testing.assert_array_equal(oa["observation.image"], ob["observation.image"], err_msg=f"step {t}")
+            np.testing.assert_array_equal(oa["observation.state"], ob["observation.state"])
+            np.testing.assert_array_equal(ra, rb)
+        # the start: one vLLM-Omni-shaped request per session; then one request per step for all three
+        assert paths.count("/v1/videos/sync") == 3 and paths.count("/v1/sessions/step") == 4
+    assert RemoteBackend(server).frames == "raw"  # auto: raw to a server on this host
+
+
+def test_a_batch_request_is_checked_field_by_field_and_a_retry_is_not_stepped_twice(pusht_app):
+    obs = real_frame(5)
+    mp4 = mp4_bytes(obs["observation.image"][None], 10)
+    ep = {"action_mode": "forward_dynamics", "action": [[100.0, 100.0]], "session_id": "new",
+          "state": [obs["observation.state"].tolist()]}
+    with TestClient(pusht_app) as c:
+        sids = [c.post("/v1/videos/sync", data={"prompt": "p", "extra_params": json.dumps(ep)},
+                       files={"input_reference": ("c.mp4", mp4)}).headers["x-cosmos3-robot-session"] for _ in range(2)]
+
+        def step(body):
+            return c.post("/v1/sessions/step", json=body)
+
+        def param(res):
+            return res.status_code, res.json()["error"]["param"]
+
+        a = [[300.0, 200.0]]
+        assert param(step({"sessions": [{"id": sids[0], "action": [[1.0, 2.0, 3.0]]}]})) == (400, "sessions[0].action")
+        assert param(step({"sessions": [{"id": sids[0], "action": a}, {"id": sids[0], "action": a}]})) == \
+            (400, "sessions[1].id")
+        assert param(step({"sessions": [{"id": sids[0], "action": a}, {"id": sids[1], "action": a * 2}]})) == \
+            (400, "sessions[1].action")
+        nan = json.dumps({"sessions": [{"id": sids[0], "action": [[float("nan"), 1.0]]}]})  # Python's json writes NaN
+        assert param(c.post("/v1/sessions/step", content=nan)) == (400, "sessions[0].action")
+        assert param(step({"sessions": [{"id": sids[0], "action": a}], "frames": "gif"})) == (400, "frames")
+        assert param(step({"sessions": [{"id": "nobody", "action": a}]})) == (404, "extra_params.session_id")
+        assert param(step({"sessions": [{"id": sids[0], "step": 5, "action": a}]})) == (409, "sessions[0].step")
+        assert param(step({"sessions": [{"id": s, "action": a * 5} for s in sids]})) == (400, "sessions")  # 10 > 9
+        assert c.post("/v1/sessions/step", content=b"{not json").status_code == 400
+
+        body = {"frames": "raw", "sessions": [{"id": s, "step": 1, "action": a} for s in sids]}
+        first, again = step(body), step(body)  # a retry of the request just served: the same reply, no step
+        assert first.status_code == again.status_code == 200 and first.content == again.content
+        assert [s["steps"] for s in json.loads(first.content[:int(first.headers["x-cosmos3-robot-json-bytes"])])[
+            "sessions"]] == [2, 2]
+        assert c.get(f"/v1/sessions/{sids[0]}").json()["steps"] == 2
+        nxt = step({**body, "sessions": [{"id": s, "step": 2, "action": a} for s in sids]})
+        assert nxt.status_code == 200 and nxt.content != first.content
+
+
+def test_the_server_steps_the_sessions_of_waiting_requests_in_one_call():
+    """Sessions of several requests join one backend call, and each steps as it would alone (its noise is its own)."""
+    import threading
+
+    from cosmos3_robot.backends.base import Context
+    from cosmos3_robot.serve.batcher import StepBatcher, _Waiting
+
+    backend = load_backend("pusht_tower")
+    obs = real_frame(6)
+    ctx = Context({"top": obs["observation.image"][None, None]}, obs["observation.state"][None, None].astype(float))
+    calls = []
+    step = backend.step
+    backend.step = lambda session, actions: calls.append(len(actions)) or step(session, actions)
+    batcher = StepBatcher(backend, threading.Lock())
+    rng = np.random.default_rng(4)
+    acts = rng.uniform(0, 512, (4, 1, 2))
+    alone = []
+    for i in range(4):
+        s = backend.reset(ctx, seed=[10 + i])
+        alone.append(backend.step(s, acts[i]))
+    calls.clear()
+    sessions = [backend.reset(ctx, seed=[10 + i]) for i in range(4)]
+    items = [_Waiting(sessions[:3], list(acts[:3])), _Waiting(sessions[3:], list(acts[3:]))]
+    batcher._serve(items)  # two requests waiting at once: one call
+    assert calls == [4]
+    got = items[0].result + items[1].result
+    for a, b in zip(alone, got):
+        np.testing.assert_allclose(a.state, b.state, atol=1e-3)
+        np.testing.assert_allclose(a.frames["top"].astype(float), b.frames["top"].astype(float), atol=2)
+    assert [len(s) for s in sessions] == [1, 1, 1, 1] and [int(s.data["t"][0]) for s in sessions] == [1, 1, 1, 1]
+    bad = _Waiting([backend.reset(ctx, seed=[1])], [np.zeros((1, 7))])  # a bad request fails alone
+    good = _Waiting([backend.reset(ctx, seed=[2])], [acts[0]])
+    batcher._serve([bad, good])
+    assert bad.error is not None and good.error is None and good.result is not None
+    before = batcher.rows
+    threads = [threading.Thread(target=lambda i=i: batcher.step([sessions[i]], [acts[i]])) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert batcher.rows - before == 4 and all(int(s.data["t"][0]) == 2 for s in sessions)
+    batcher.close()
+
+
 def test_scaling_twice_would_show(server):
     """The same model-scale numbers sent as raw units land somewhere else: the flag is what decides."""
     a = np.array([[400.0, 100.0]])

@@ -481,6 +481,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("max_num_frames", "max_upload_mb", "max_queue"):
         if not getattr(args, name) >= 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads {args.threads}: must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)  # torch's and (through it) ONNX Runtime's intra-op threads
     limits = ServeLimits(max_num_frames=args.max_num_frames, max_upload_mb=args.max_upload_mb,
                          max_queue=args.max_queue)
     serve(args.checkpoint, host=args.host, port=args.port, limits=limits, api_key=args.api_key,
@@ -817,6 +823,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-num-frames", type=int, default=1025, help="the most frames one request may ask for")
     p.add_argument("--max-upload-mb", type=float, default=64.0, help="the largest input_reference accepted (MiB)")
     p.add_argument("--max-queue", type=int, default=16, help="async jobs that may wait; more get a 429")
+    p.add_argument("--threads", type=int, default=None,
+                   help="the model's threads (default: all cores); 1 on a machine shared with its clients")
     p.set_defaults(func=cmd_serve)
 
 

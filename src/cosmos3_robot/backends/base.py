@@ -71,6 +71,23 @@ class Session:
             v[torch.as_tensor(idx) if isinstance(v, torch.Tensor) else idx] = other.data[k]
 
 
+def concat_sessions(sessions: Sequence[Session]) -> Session:
+    """Sessions of one backend -> one Session holding all their rows, in order (a server steps the sessions of
+    several requests in one call). Only sessions without a batch-wide `generator` can join: their randomness
+    lives in their rows, so a row samples the same in any batch. Sessions with a generator, of different backends
+or with different instructions raise ValueError."""
+    if any(s.generator is not None for s in sessions):
+        raise ValueError("a session with a batch-wide generator cannot join others (its noise would change)")
+    keys = sessions[0].data.keys()
+    if any(s.data.keys() != keys for s in sessions):
+        raise ValueError("sessions of different backends cannot join")
+    if len({s.instruction for s in sessions}) > 1:
+        raise ValueError("sessions with different instructions cannot join")
+    data = {k: torch.cat([s.data[k] for s in sessions]) if isinstance(sessions[0].data[k], torch.Tensor)
+            else np.concatenate([s.data[k] for s in sessions]) for k in keys}
+    return Session(data, None, sessions[0].instruction)
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A learned simulator's model. `reset` starts B sessions from a context (its history may be shorter

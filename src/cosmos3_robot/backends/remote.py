@@ -13,7 +13,9 @@ Two ways, chosen by what GET /v1/models says (or `stateless=`):
   frames only: the robot state is carried over and the reward is 0.
 - **stateful**, against `cosmos3-robot serve`: the session lives on the server (its id issued there), the first
   request sends the context frames and state, later ones only the actions; the state, reward and success come
-  back per frame.
+  back per frame. Two or more started sessions (a vector env) step in one request to the server's extension
+  `/v1/sessions/step`, whose frames come back as raw bytes to a server on this host (`frames="auto"`) or as one
+  lossless MP4; the server steps the sessions of all waiting requests in one model call.
 
 `step_chunk` sends a whole action chunk in one request (the env's `step` with a (T, A) chunk uses it): users trade
 latency against open-loop drift by the chunk length. Errors name the URL and the field. A failed step leaves the
@@ -34,7 +36,7 @@ from ..errors import Unreachable
 from .base import Context, Prediction, Session, pad_history, session_seeds
 from ..errors import UserError
 
-HEADERS = {k: f"x-cosmos3-robot-{k}" for k in ("state", "reward", "success", "info", "steps", "session")}
+HEADERS = {k: f"x-cosmos3-robot-{k}" for k in ("state", "reward", "success", "info", "steps", "session", "json-bytes")}
 TEMPORAL_COMPRESSION = 4  # vllm-omni 0.30.0 cosmos3/utils.py COSMOS3_VAE_TEMPORAL_COMPRESSION
 
 
@@ -99,7 +101,9 @@ class RemoteBackend:
                  domain_name: str | None = None, action_scale: str = "raw", timeout: float = 60.0,
                  stateless: bool | None = None, history: int | None = None, success_threshold: float | None = None,
                  prompt: str | None = None, workers: int = 8, api_key: str | None = None,
-                 num_inference_steps: int | None = None):
+                 num_inference_steps: int | None = None, frames: str = "auto"):
+        if frames not in ("auto", "mp4", "raw"):
+            raise UserError(f"frames={frames!r}; 'mp4', 'raw' or 'auto' (raw to a server on this host)")
         if action_scale not in ("raw", "model"):
             raise UserError(f"action_scale={action_scale!r}; 'raw' (the server scales) or 'model' (we send [-1, 1])")
         self.url, self.action_scale, self.timeout = url.rstrip("/"), action_scale, float(timeout)
@@ -131,6 +135,12 @@ class RemoteBackend:
         self.success_threshold = float(success_threshold if success_threshold is not None
                                        else info.get("success_threshold", 1.0))
         self.prompt, self.num_inference_steps = prompt, num_inference_steps
+        # our server steps many started sessions in one request (its /v1/sessions/step); others one per request
+        self.session_step = None if self.stateless else info.get("session_step")
+        self.max_frames = int(info.get("max_num_frames", 1025))
+        # frames of many sessions: raw bytes to a server on this host (no coding either side), else lossless MP4
+        self.frames = ("raw" if httpx.URL(self.url).host in ("127.0.0.1", "localhost", "::1") else "mp4") \
+            if frames == "auto" else frames
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers))
 
     # ------------------------------------------------------------------ HTTP
@@ -234,22 +244,68 @@ class RemoteBackend:
                                "info": json.loads(res.headers.get(HEADERS["info"], "{}"))}]
         else:
             out["records"] = self._request("GET", f"/v1/sessions/{out['session_id']}").json()["frames"]
-        for r in out["records"]:
+        self._check_records(where, out["records"])
+        return out
+
+    def _check_records(self, where: str, records: list[dict]) -> None:
+        for r in records:
             r["state"] = np.asarray(r["state"], np.float64)
             if r["state"].shape != (self.spec.state.dims,):
                 raise RemoteError(f"{where}: the server sent a state of shape {r['state'].shape}, expected "
                                   f"({self.spec.state.dims},)")
-        return out
+
+    def _many(self, session: Session, idx: list[int], actions: np.ndarray) -> list[dict]:
+        """Started sessions `idx`, chunks (len(idx), T, A) -> per session what `_one` gives, in one request to our
+        server's /v1/sessions/step (sessions untouched)."""
+        where, data, T = self._where(self.session_step), session.data, actions.shape[1]
+        body = {"action_scale": self.action_scale, "frames": self.frames, "sessions": [
+            {"id": str(data["session_id"][b]), "step": int(data["steps"][b]),
+             "action": (to_model(self.action, a) if self.action_scale == "model" else a).tolist()}
+            for b, a in zip(idx, actions)]}
+        if self.model:
+            body["model"] = self.model
+        res = self._request("POST", self.session_step, json=body)
+        try:
+            n = int(res.headers[HEADERS["json-bytes"]])
+            payload, sent = json.loads(res.content[:n]), res.content[n:]
+            video = frames_from_mp4(sent) if payload.get("frames", "mp4") == "mp4" else \
+                np.frombuffer(sent, np.uint8).reshape([int(n) for n in payload["shape"]])
+        except Exception as e:  # noqa: BLE001
+            raise RemoteError(f"{where}: the reply is not a JSON record and frames ({type(e).__name__}: {e})") from e
+        if len(video) != len(idx) * T or len(payload.get("sessions", [])) != len(idx):
+            raise RemoteError(f"{where}: the reply has {len(video)} frames for {len(payload.get('sessions', []))} "
+                              f"sessions; expected {len(idx) * T} for {len(idx)}")
+        outs = []
+        for k, (b, got) in enumerate(zip(idx, payload["sessions"])):
+            if got.get("id") != data["session_id"][b] or len(got.get("frames", [])) != T:
+                raise RemoteError(f"{where}: the reply's sessions[{k}] is not session {b}'s {T} frames")
+            self._check_records(where, got["frames"])
+            outs.append({"frames": split_views(self.spec, video[k * T:(k + 1) * T], self.cameras),
+                         "session_id": got["id"], "records": got["frames"]})
+        return outs
 
     def step_chunk(self, session: Session, actions: np.ndarray) -> list[Prediction]:
-        """(B, T, A) actions -> T predictions, one request per session."""
+        """(B, T, A) actions -> T predictions: two or more started sessions in one request to our server's
+        /v1/sessions/step (as many as its max_num_frames allows per request), others one request per session."""
         actions = np.asarray(actions, np.float64)
         B = len(session)
         if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != self.action.dims:
             raise UserError(f"actions have shape {actions.shape}; expected ({B}, T, {self.action.dims}) "
                              f"({self.action_variant})")
         prompt = session.instruction or self.prompt or self.spec.task
-        outs = list(self.pool.map(lambda b: self._one(session, b, actions[b], prompt), range(B)))
+        started = [b for b in range(B) if self.session_step and session.data["session_id"][b] is not None]
+        started = started if len(started) > 1 else []  # one session: the plain vLLM-Omni-shaped request
+        per = max(1, self.max_frames // actions.shape[1])
+        parts = [started[i: i + per] for i in range(0, len(started), per)]
+        singles = {b: self.pool.submit(self._one, session, b, actions[b], prompt)
+                   for b in sorted(set(range(B)) - set(started))}
+        many = [(p, self.pool.submit(self._many, session, p, actions[p])) for p in parts]
+        outs = [None] * B
+        for b, job in singles.items():
+            outs[b] = job.result()
+        for p, job in many:
+            for b, o in zip(p, job.result()):
+                outs[b] = o
         data = session.data  # every request succeeded: now the sessions move on
         for b, o in enumerate(outs):
             ctx = data["frames"][b]

@@ -22,6 +22,13 @@ What a learned simulator needs beyond the API is an extension beside it, never i
   "model" (the spec's limits mapped to [-1, 1], undone here exactly once). `deterministic_seed`.
 - reply headers `x-cosmos3-robot-state` / `-reward` / `-success` hold the last frame's values (bounded at any
   chunk length); `GET /v1/sessions/{id}` gives every frame of the session's last request as JSON.
+- `POST /v1/sessions/step` (JSON) steps many started sessions in one request, as a vector env needs: `sessions`
+  [{id, step, action [T, D]}] (one T for all), `action_scale`, `frames` "mp4" (default) or "raw". The reply's body
+  is a JSON record (its length in the `x-cosmos3-robot-json-bytes` header: `frames_per_session` T, `shape`, and
+  per session its `id`, `steps` and per-frame `frames` records), then the B x T new frames (session after session,
+  no opening frame): one lossless MP4, or raw uint8 bytes of `shape` (no coding, for a client on the same host). A retry of a request just served is answered again, not stepped.
+Every model step goes through one `StepBatcher`: the sessions of all requests waiting at that moment are stepped in
+one backend call.
 Videos are lossless H.264 RGB. Several cameras travel in the spec's concat layout (Cosmos' multi-view layout)."""
 
 from __future__ import annotations
@@ -36,13 +43,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ..backends.base import Context, action_variant_of
 from ..backends.remote import HEADERS, from_model, join_views, layout_size, split_views
 from ..datasets.video import mp4_bytes, resize_to
 from ..embodiments import EmbodimentSpec
 from . import errors, video_form
+from .batcher import StepBatcher
 from .errors import ApiError
 
 
@@ -70,6 +78,7 @@ class Served:
         self.domain_id = self.spec.cosmos3_domain_id
         self.aliases = tuple(a for a in (self.domain, self.spec.name) if a)
         self.model_lock = threading.Lock()  # one model call at a time
+        self.batcher = StepBatcher(backend, self.model_lock)  # the sessions of all waiting requests in one call
 
     def parse(self, form, limits: ServeLimits) -> video_form.VideoRequest:
         model = form.get("model")
@@ -84,6 +93,51 @@ class Served:
                 req.action = from_model(self.action, req.action)  # the one place a "model" action is unscaled
             req.action = np.clip(req.action, self.action.lower, self.action.upper)  # as the env's default
         return req
+
+    def parse_batch(self, body, limits: ServeLimits) -> tuple[list[tuple[str, int | None, np.ndarray]], str]:
+        """A /v1/sessions/step body -> [(session id, step or None, actions (T, A) physical units)] and the frames'
+        format, every field checked (the same action rules as a single request's), before anything is stepped."""
+        if not isinstance(body, dict):
+            raise ApiError(None, "the body must be a JSON object with 'sessions'")
+        model = body.get("model")
+        if model is not None and model != self.name:
+            raise ApiError("model", f"Model mismatch: request specifies {str(model)[:100]!r} but server is running "
+                           f"{self.name!r} (omit model to use the served one)")
+        scale = body.get("action_scale", "raw")
+        if scale not in ("raw", "model"):
+            raise ApiError("action_scale", f"{scale!r}; 'raw' (physical units) or 'model' (the spec's limits mapped "
+                           "to [-1, 1])")
+        if body.get("frames", "mp4") not in ("mp4", "raw"):
+            raise ApiError("frames", f"{body['frames']!r}; 'mp4' (lossless H.264, small) or 'raw' (uint8 bytes, no "
+                           "coding: for a client on the same host or a fast link)")
+        items = body.get("sessions")
+        if not isinstance(items, list) or not items:
+            raise ApiError("sessions", "must be a non-empty list of {\"id\", \"step\", \"action\"}")
+        out, seen, chunk = [], set(), None
+        for i, item in enumerate(items):
+            where = f"sessions[{i}]"
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise ApiError(f"{where}.id", "missing: each entry is {\"id\": session id, \"step\", \"action\"}")
+            if item["id"] in seen:
+                raise ApiError(f"{where}.id", "repeats an earlier entry; step a session once per request")
+            seen.add(item["id"])
+            step = None if item.get("step") is None else video_form._int(item["step"], f"{where}.step", 0)
+            action = video_form._array(item.get("action"), f"{where}.action", "[T, D]")
+            if action.ndim != 2 or not 1 <= action.shape[1] <= self.action.dims or len(action) < 1:
+                raise ApiError(f"{where}.action", f"shape {list(action.shape)}; expected [T, D] with D <= "
+                               f"{self.action.dims} ({self.layouts[0]})")
+            if chunk is not None and len(action) != chunk:
+                raise ApiError(f"{where}.action", f"{len(action)} steps; every session of a request takes the same "
+                               f"number ({chunk})")
+            chunk = len(action)
+            action = np.pad(action, ((0, 0), (0, self.action.dims - action.shape[1])))
+            if scale == "model":
+                action = from_model(self.action, action)
+            out.append((item["id"], step, np.clip(action, self.action.lower, self.action.upper)))
+        if len(out) * chunk > limits.max_num_frames:
+            raise ApiError("sessions", f"{len(out)} sessions x {chunk} steps = {len(out) * chunk} frames; this "
+                           f"server answers at most {limits.max_num_frames} per request (--max-num-frames): split it")
+        return out, body.get("frames", "mp4")
 
     def context(self, req: video_form.VideoRequest, clip: bool = False) -> Context:
         """The request's frames (resized to the cameras; the first `history` of them, as vLLM-Omni keeps the
@@ -123,8 +177,7 @@ class Served:
         for a in actions:
             if cancelled():
                 raise ApiError(None, "cancelled", 409)
-            with self.model_lock:
-                pred = self.backend.step(session, a[None])
+            pred = self.batcher.step([session], [a[None]])[0]
             frames.append({c: f[0] for c, f in pred.frames.items()})
             records.append({"state": np.asarray(pred.state[0], np.float64).tolist(), "reward": float(pred.reward[0]),
                             "success": bool(pred.success[0]),
@@ -151,6 +204,7 @@ def create_app(backend, name: str, policy_factory=None, limits: ServeLimits | No
     jobs = JobQueue(served, limits)
     app.router.on_startup.append(jobs.start)
     app.router.on_shutdown.append(jobs.stop)
+    app.router.on_shutdown.append(served.batcher.close)
 
     @app.middleware("http")
     async def bearer(request: Request, call_next):
@@ -168,7 +222,10 @@ def create_app(backend, name: str, policy_factory=None, limits: ServeLimits | No
                               "history": backend.history, "success_threshold": backend.success_threshold,
                               "action_space": served.layouts[0], "raw_action_dim": served.action.dims,
                               "fps": served.spec.video_fps, "size": "{}x{}".format(*layout_size(served.spec, served.cameras)),
-                              "max_num_frames": limits.max_num_frames}}]}
+                              "max_num_frames": limits.max_num_frames,
+                              "session_step": "/v1/sessions/step",
+                              "batching": {"calls": served.batcher.calls, "rows": served.batcher.rows,
+                                           "largest": served.batcher.largest}}}]}
 
     @app.get("/health")
     @app.get("/healthz")
@@ -184,6 +241,15 @@ def create_app(backend, name: str, policy_factory=None, limits: ServeLimits | No
                            "(policy and inverse_dynamics are async jobs: POST /v1/videos)")
         req.frames = await video_form.read_reference(form, int(limits.max_upload_mb * 2**20), limits.max_num_frames)
         return await asyncio.to_thread(_forward, served, sessions, req)
+
+    @app.post("/v1/sessions/step")
+    async def sessions_step(request: Request):
+        try:
+            body = await request.json()
+        except Exception:  # noqa: BLE001 (starlette/json raise several kinds)
+            raise ApiError(None, "the body is not JSON; send {\"sessions\": [{\"id\", \"step\", \"action\"}]}") from None
+        batch, form = served.parse_batch(body, limits)
+        return await asyncio.to_thread(_step_batch, served, sessions, batch, form)
 
     @app.get("/v1/sessions/{session_id}")
     def session_record(session_id: str):
@@ -252,6 +318,7 @@ class Kept:
     steps: int
     records: list
     reply: Response | None = None
+    views: dict | None = None  # camera -> (T, H, W, 3): the frames of the last request, for a retried batch
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -306,6 +373,7 @@ def _forward(served: Served, sessions: SessionStore, req: video_form.VideoReques
 def _advance(served: Served, req: video_form.VideoRequest, kept: Kept, sid: str | None,
              sessions: SessionStore) -> Response:
     views, records = served.roll(kept.session, req.action)
+    stepped = views
     if req.chunk == req.num_frames - 1:  # the video opens with the conditioning frame
         views = {c: np.concatenate([kept.last[c], v]) for c, v in views.items()}
     headers = _bounded_headers(records)
@@ -315,8 +383,53 @@ def _advance(served: Served, req: video_form.VideoRequest, kept: Kept, sid: str 
     if sid is not None:
         kept.last, kept.steps, kept.records, kept.reply = {c: v[-1:] for c, v in views.items()}, kept.steps + 1, \
             records, reply
+        kept.views = stepped
         sessions.put(sid, kept)
     return reply
+
+
+def _step_batch(served: Served, sessions: SessionStore, batch: list, form: str = "mp4") -> Response:
+    """A /v1/sessions/step request, in a worker thread: each time step of every session in one batcher call."""
+    kept = [sessions.get(sid) for sid, _, _ in batch]
+    order = sorted(range(len(batch)), key=lambda i: batch[i][0])  # locks in one order: no deadlock
+    for i in order:
+        kept[i].lock.acquire()
+    try:
+        todo = []
+        for i, ((sid, step, _), k) in enumerate(zip(batch, kept)):
+            if step is not None and step == k.steps - 1 and k.views is not None:
+                if len(next(iter(k.views.values()))) != len(batch[i][2]):
+                    raise ApiError(f"sessions[{i}].step", f"{step} repeats a request of another length", 409)
+                continue  # a retry of the request just served: answered from the record, not stepped again
+            if step is not None and step != k.steps:
+                raise ApiError(f"sessions[{i}].step", f"{step}; session {sid[:16]}... has taken {k.steps} requests",
+                               409)
+            todo.append(i)
+        T = len(batch[0][2])
+        frames = {i: [] for i in todo}
+        records = {i: [] for i in todo}
+        for t in range(T):
+            preds = served.batcher.step([kept[i].session for i in todo], [batch[i][2][t][None] for i in todo])
+            for i, pred in zip(todo, preds):
+                frames[i].append({c: f[0] for c, f in pred.frames.items()})
+                records[i].append({"state": np.asarray(pred.state[0], np.float64).tolist(),
+                                   "reward": float(pred.reward[0]), "success": bool(pred.success[0]),
+                                   "info": {k: float(np.asarray(v)[0]) for k, v in pred.info.items()}})
+        for i in todo:
+            k = kept[i]
+            views = {c: np.stack([f[c] for f in frames[i]]) for c in served.cameras}
+            k.last, k.steps, k.records, k.views, k.reply = {c: v[-1:] for c, v in views.items()}, k.steps + 1, \
+                records[i], views, None
+        video = np.concatenate([join_views(served.spec, k.views, served.cameras) for k in kept])
+        data = mp4_bytes(video, served.spec.video_fps) if form == "mp4" else np.ascontiguousarray(video).tobytes()
+        record = json.dumps({"object": "session.step", "model": served.name, "frames_per_session": T, "frames": form,
+                             "shape": list(video.shape), "sessions": [{"id": sid, "steps": k.steps, "frames": k.records}
+                                                                      for (sid, _, _), k in zip(batch, kept)]}).encode()
+        return Response(record + data, media_type="application/octet-stream",
+                        headers={HEADERS["json-bytes"]: str(len(record))})
+    finally:
+        for i in order:
+            kept[i].lock.release()
 
 
 class JobQueue:
