@@ -1,11 +1,11 @@
-"""Steps the sessions of every request waiting at that moment in one backend call (issue 38).
+"""Steps the sessions of every request waiting at that moment in one backend call.
 
 Requests hand their sessions and actions to `StepBatcher.step` and wait; one stepping thread takes everything
 waiting, joins the sessions that can be joined (`concat_sessions`: no batch-wide generator, same instruction) and
 steps them with one `backend.step`. While that call runs, new requests queue up and the next call takes them all:
 there is no timer, so a lone request waits for nothing. Sessions that cannot join are stepped alone, as before.
-A failed joint call is retried one request at a time, so a bad request fails alone. The sessions of a failed
-call stay as they were (the joint call steps a copy)."""
+A failed joint call is retried one request at a time, so a bad request fails alone; it leaves the sessions as they
+were (it steps a joined copy of them)."""
 
 from __future__ import annotations
 
