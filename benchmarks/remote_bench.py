@@ -57,7 +57,8 @@ def main():
     s.close()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "cosmos3_robot.cli", "serve", "--checkpoint", args.checkpoint,
-                               "--port", str(port), *args.serve_args.split()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--port", str(port), *args.serve_args.split()],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
             try:

@@ -74,8 +74,8 @@ class Session:
 def concat_sessions(sessions: Sequence[Session]) -> Session:
     """Sessions of one backend -> one Session holding all their rows, in order (a server steps the sessions of
     several requests in one call). Only sessions without a batch-wide `generator` can join: their randomness
-    lives in their rows, so a row samples the same in any batch. Sessions with a generator, of different backends
-or with different instructions raise ValueError."""
+    lives in their rows, so a row samples the same in any batch. Sessions with a generator, of different
+    backends or with different instructions raise ValueError."""
     if any(s.generator is not None for s in sessions):
         raise ValueError("a session with a batch-wide generator cannot join others (its noise would change)")
     keys = sessions[0].data.keys()

@@ -26,7 +26,8 @@ What a learned simulator needs beyond the API is an extension beside it, never i
   [{id, step, action [T, D]}] (one T for all), `action_scale`, `frames` "mp4" (default) or "raw". The reply's body
   is a JSON record (its length in the `x-cosmos3-robot-json-bytes` header: `frames_per_session` T, `shape`, and
   per session its `id`, `steps` and per-frame `frames` records), then the B x T new frames (session after session,
-  no opening frame): one lossless MP4, or raw uint8 bytes of `shape` (no coding, for a client on the same host). A retry of a request just served is answered again, not stepped.
+  no opening frame): one lossless MP4, or raw uint8 bytes of `shape` (no coding, for a client on the same host).
+  A retry of a request just served is answered again, not stepped.
 Every model step goes through one `StepBatcher`: the sessions of all requests waiting at that moment are stepped in
 one backend call.
 Videos are lossless H.264 RGB. Several cameras travel in the spec's concat layout (Cosmos' multi-view layout)."""
@@ -81,28 +82,31 @@ class Served:
         self.batcher = StepBatcher(backend, self.model_lock)  # the sessions of all waiting requests in one call
 
     def parse(self, form, limits: ServeLimits) -> video_form.VideoRequest:
-        model = form.get("model")
-        if model is not None and model != self.name:
-            raise ApiError("model", f"Model mismatch: request specifies {str(model)[:100]!r} but server is running "
-                           f"{self.name!r} (omit model to use the served one)")
+        self.check_model(form.get("model"))
         req = video_form.parse(form, served_dims=self.action.dims, served_layouts=self.layouts,
                                max_num_frames=limits.max_num_frames)
         video_form.resolve_domain(req.extra, self.domain, self.domain_id, self.aliases)
         if req.action is not None:
-            if req.extra.get("action_scale") == "model":
-                req.action = from_model(self.action, req.action)  # the one place a "model" action is unscaled
-            req.action = np.clip(req.action, self.action.lower, self.action.upper)  # as the env's default
+            req.action = self.physical(req.action, req.extra.get("action_scale", "raw"))
         return req
+
+    def check_model(self, model) -> None:
+        if model is not None and model != self.name:
+            raise ApiError("model", f"Model mismatch: request specifies {str(model)[:100]!r} but server is running "
+                           f"{self.name!r} (omit model to use the served one)")
+
+    def physical(self, action: np.ndarray, scale: str) -> np.ndarray:
+        """A checked action (T, D) in `scale` -> physical units inside the limits, as the env's default clips."""
+        if scale == "model":
+            action = from_model(self.action, action)  # the one place a "model" action is unscaled
+        return np.clip(action, self.action.lower, self.action.upper)
 
     def parse_batch(self, body, limits: ServeLimits) -> tuple[list[tuple[str, int | None, np.ndarray]], str]:
         """A /v1/sessions/step body -> [(session id, step or None, actions (T, A) physical units)] and the frames'
         format, every field checked (the same action rules as a single request's), before anything is stepped."""
         if not isinstance(body, dict):
             raise ApiError(None, "the body must be a JSON object with 'sessions'")
-        model = body.get("model")
-        if model is not None and model != self.name:
-            raise ApiError("model", f"Model mismatch: request specifies {str(model)[:100]!r} but server is running "
-                           f"{self.name!r} (omit model to use the served one)")
+        self.check_model(body.get("model"))
         scale = body.get("action_scale", "raw")
         if scale not in ("raw", "model"):
             raise ApiError("action_scale", f"{scale!r}; 'raw' (physical units) or 'model' (the spec's limits mapped "
@@ -131,9 +135,7 @@ class Served:
                                f"number ({chunk})")
             chunk = len(action)
             action = np.pad(action, ((0, 0), (0, self.action.dims - action.shape[1])))
-            if scale == "model":
-                action = from_model(self.action, action)
-            out.append((item["id"], step, np.clip(action, self.action.lower, self.action.upper)))
+            out.append((item["id"], step, self.physical(action, scale)))
         if len(out) * chunk > limits.max_num_frames:
             raise ApiError("sessions", f"{len(out)} sessions x {chunk} steps = {len(out) * chunk} frames; this "
                            f"server answers at most {limits.max_num_frames} per request (--max-num-frames): split it")
@@ -173,16 +175,21 @@ class Served:
 
     def roll(self, session, actions: np.ndarray, cancelled=lambda: False) -> tuple[dict, list[dict]]:
         """Step the session through `actions` -> camera -> (T, H, W, 3) frames and per-frame records."""
-        frames, records = [], []
-        for a in actions:
+        return self.roll_many([session], [actions], cancelled)[0]
+
+    def roll_many(self, sessions: list, actions: list[np.ndarray], cancelled=lambda: False) -> list[tuple[dict, list]]:
+        """Step each session through its actions (T, A), one T for all, every time step of all sessions in one
+        batcher call -> per session what `roll` gives."""
+        frames, records = [[] for _ in sessions], [[] for _ in sessions]
+        for t in range(len(actions[0])):
             if cancelled():
                 raise ApiError(None, "cancelled", 409)
-            pred = self.batcher.step([session], [a[None]])[0]
-            frames.append({c: f[0] for c, f in pred.frames.items()})
-            records.append({"state": np.asarray(pred.state[0], np.float64).tolist(), "reward": float(pred.reward[0]),
-                            "success": bool(pred.success[0]),
-                            "info": {k: float(np.asarray(v)[0]) for k, v in pred.info.items()}})
-        return {c: np.stack([f[c] for f in frames]) for c in self.cameras}, records
+            for i, pred in enumerate(self.batcher.step(sessions, [a[t][None] for a in actions])):
+                frames[i].append({c: f[0] for c, f in pred.frames.items()})
+                records[i].append({"state": np.asarray(pred.state[0], np.float64).tolist(),
+                                   "reward": float(pred.reward[0]), "success": bool(pred.success[0]),
+                                   "info": {k: float(np.asarray(v)[0]) for k, v in pred.info.items()}})
+        return [({c: np.stack([f[c] for f in fs]) for c in self.cameras}, rs) for fs, rs in zip(frames, records)]
 
 
 def _bounded_headers(records: list[dict]) -> dict[str, str]:
@@ -406,20 +413,11 @@ def _step_batch(served: Served, sessions: SessionStore, batch: list, form: str =
                                409)
             todo.append(i)
         T = len(batch[0][2])
-        frames = {i: [] for i in todo}
-        records = {i: [] for i in todo}
-        for t in range(T):
-            preds = served.batcher.step([kept[i].session for i in todo], [batch[i][2][t][None] for i in todo])
-            for i, pred in zip(todo, preds):
-                frames[i].append({c: f[0] for c, f in pred.frames.items()})
-                records[i].append({"state": np.asarray(pred.state[0], np.float64).tolist(),
-                                   "reward": float(pred.reward[0]), "success": bool(pred.success[0]),
-                                   "info": {k: float(np.asarray(v)[0]) for k, v in pred.info.items()}})
-        for i in todo:
+        rolled = served.roll_many([kept[i].session for i in todo], [batch[i][2] for i in todo]) if todo else []
+        for i, (views, records) in zip(todo, rolled):
             k = kept[i]
-            views = {c: np.stack([f[c] for f in frames[i]]) for c in served.cameras}
             k.last, k.steps, k.records, k.views, k.reply = {c: v[-1:] for c, v in views.items()}, k.steps + 1, \
-                records[i], views, None
+                records, views, None
         video = np.concatenate([join_views(served.spec, k.views, served.cameras) for k in kept])
         data = mp4_bytes(video, served.spec.video_fps) if form == "mp4" else np.ascontiguousarray(video).tobytes()
         record = json.dumps({"object": "session.step", "model": served.name, "frames_per_session": T, "frames": form,
