@@ -163,13 +163,14 @@ def test_batched_stateless_and_model_scale_clients_agree(server):
             np.testing.assert_allclose(ra, rb, atol=1e-4)
 
 
-def test_a_vector_env_steps_its_sessions_in_one_request_raw_or_mp4(server):
+def test_a_vector_env_steps_its_sessions_in_one_request_raw_or_mp4(server, ref):
     """Started sessions of a vector env travel in one /v1/sessions/step request; frames come back raw (same host)
     or as one lossless MP4, and either way the rollout is the in-process one's."""
     actions = np.random.default_rng(3).uniform(0, 512, (5, 3, 2))
     local = run(LearnedVectorEnv(3, load_backend("pusht_tower"), START), [1, 2, 3], actions)
     for frames in ("raw", "mp4"):
         backend = RemoteBackend(server, frames=frames)
+        seen = capture(backend, ref)  # the sessions' starts are vLLM-Omni requests, checked by its own code
         paths = []
         send = backend._request
         backend._request = lambda method, path, **kw: paths.append(path) or send(method, path, **kw)
@@ -180,7 +181,7 @@ def test_a_vector_env_steps_its_sessions_in_one_request_raw_or_mp4(server):
             np.testing.assert_array_equal(oa["observation.state"], ob["observation.state"])
             np.testing.assert_array_equal(ra, rb)
         # the start: one vLLM-Omni-shaped request per session; then one request per step for all three
-        assert paths.count("/v1/videos/sync") == 3 and paths.count("/v1/sessions/step") == 4
+        assert paths.count("/v1/videos/sync") == 3 and paths.count("/v1/sessions/step") == 4 and len(seen) == 3
     assert RemoteBackend(server).frames == "raw"  # auto: raw to a server on this host
 
 
