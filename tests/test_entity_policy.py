@@ -156,6 +156,44 @@ def test_planning_keeps_the_chunk_its_own_dynamics_imagines_best(policy_checkpoi
         make_policy("pusht", f"world-model:{policy_checkpoint}#plan=0")
 
 
+def test_pessimistic_planning_scores_each_chunk_by_its_worst_imagined_future(policy_checkpoint):
+    """#horizon=H&draws=M: each candidate's first H actions are imagined M times on independent noise, and the
+    chunk whose worst future earns the most is kept; a chunk the model is unsure about loses to a sure one."""
+    from cosmos3_robot.tasks import make_policy
+    from cosmos3_robot.tasks.pusht.real import PushTRealEnv
+
+    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#plan=3&horizon=2&draws=4", seed=0)
+    assert (policy.candidates, policy.horizon, policy.draws) == (3, 2, 4)
+    task, seen = policy.task, {"rows": [], "score": 0.0}
+    act, step = task.act, task.step
+    goal = np.array([0.3, -0.2], np.float32)
+
+    def recording_act(*a, **k):
+        seen["chunks"] = act(*a, **k)
+        return seen["chunks"]
+
+    def recording_step(*a, **k):
+        out = step(*a, **k)
+        seen["rows"].append(len(out[0]))
+        seen["score"] = seen["score"] - np.linalg.norm(out[0][:, :2] - goal, axis=-1)
+        return out
+
+    task.act, task.step = recording_act, recording_step
+    task.reward = lambda world: -np.linalg.norm(world[:, :2] - goal, axis=-1)
+    try:
+        obs, _ = PushTRealEnv().reset(seed=1)
+        chosen = policy.select_action(obs)
+    finally:
+        del task.act, task.step, task.reward
+    assert seen["rows"] == [12, 12]  # 3 candidates x 4 draws, 2 imagined steps
+    per_draw = seen["score"].reshape(3, 4)
+    assert np.ptp(per_draw, axis=1).max() > 0  # the draws differ: independent noise per future
+    np.testing.assert_array_equal(chosen, seen["chunks"][int(np.argmax(per_draw.min(1))), 0].astype(np.float32))
+    for bad, match in (("horizon=5", "imagine 1..4"), ("draws=0", "draws=0"), ("horizon=x", "horizon=x")):
+        with pytest.raises(ValueError, match=match):
+            make_policy("pusht", f"world-model:{policy_checkpoint}#plan=2&{bad}")
+
+
 @pytest.mark.slow  # an end-to-end training run: kept out of the 10-minute default suite
 def test_train_policy_relabels_with_the_expert_and_writes_a_runnable_head(policy_checkpoint, tmp_path, capsys):
     from cosmos3_robot.backends import load_backend

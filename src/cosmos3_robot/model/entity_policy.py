@@ -29,13 +29,18 @@ class EntityPolicyConfig:
     n_action_steps: int = 1  # actions played of each chunk before the next call (the agent's default)
     flow_steps: int = 4
     candidates: int = 1  # chunks the agent samples per call, keeping the one its own dynamics imagines best
+    horizon: int = 0  # imagined steps each candidate is scored over (0: the whole chunk)
+    draws: int = 1  # imagined futures per candidate, on independent noise; its score is the worst of them
     head_width: int = 256
     action_scale: list[float] = field(default_factory=list)  # per action dim (set by fit_entity_policy)
 
     def __post_init__(self):
-        if self.chunk < 1 or self.flow_steps < 1 or self.candidates < 1:
-            raise UserError(f"EntityPolicyConfig: chunk={self.chunk}, flow_steps={self.flow_steps} and "
-                             f"candidates={self.candidates} must be >= 1")
+        if self.chunk < 1 or self.flow_steps < 1 or self.candidates < 1 or self.draws < 1:
+            raise UserError(f"EntityPolicyConfig: chunk={self.chunk}, flow_steps={self.flow_steps}, "
+                             f"candidates={self.candidates} and draws={self.draws} must be >= 1")
+        if not 0 <= self.horizon <= self.chunk:
+            raise UserError(f"EntityPolicyConfig: horizon={self.horizon} must lie in 0..chunk={self.chunk} "
+                             "(0: the whole chunk)")
         if not 1 <= self.n_action_steps <= self.chunk:
             raise UserError(f"EntityPolicyConfig: n_action_steps={self.n_action_steps} must lie in "
                              f"1..chunk={self.chunk}")

@@ -4,7 +4,9 @@ policy mode) samples an action chunk, and the first `n_action_steps` of it are p
 (default: the head's own `n_action_steps`).
 With `candidates=K` (default: the head's own), each call samples K chunks, rolls each through the same
 checkpoint's dynamics and keeps the one whose imagined states earn the most of the task's reward: the
-world model plans with what it imagines (model-predictive selection over its own samples).
+world model plans with what it imagines (model-predictive selection over its own samples). `horizon=H` scores
+only the chunk's first H imagined steps; `draws=M` imagines each candidate M times on independent noise and
+scores it by the worst (pessimistic planning: a chunk that wins only on some of the model's futures loses).
 With `imagine=True` the same checkpoint's dynamics and renderer also roll the chunk forward from what the
 policy sees, so each chunk comes with the states and frames the model expects (`imagined`): one model that
 both acts and imagines what its action will do."""
@@ -23,7 +25,8 @@ from ..errors import UserError
 
 class StructuredPolicy:
     def __init__(self, checkpoint, n_action_steps: int | None = None, flow_steps: int | None = None,
-                 seed: int = 0, imagine: bool = False, candidates: int | None = None, name: str = "world-model"):
+                 seed: int = 0, imagine: bool = False, candidates: int | None = None, horizon: int | None = None,
+                 draws: int | None = None, name: str = "world-model"):
         self.backend = checkpoint if not isinstance(checkpoint, str) else load_backend(checkpoint)
         task = self.backend.task
         if getattr(task, "policy", None) is None or not hasattr(task, "act"):
@@ -38,6 +41,13 @@ class StructuredPolicy:
         self.candidates = candidates or getattr(task.policy.cfg, "candidates", 1)
         if self.candidates < 1:
             raise UserError(f"candidates={candidates}: sample at least 1 chunk per call")
+        self.horizon = horizon or getattr(task.policy.cfg, "horizon", 0) or chunk
+        if not 1 <= self.horizon <= chunk:
+            raise UserError(f"horizon={self.horizon}: this policy head predicts chunks of {chunk}; imagine 1..{chunk} "
+                             "steps of each")
+        self.draws = draws or getattr(task.policy.cfg, "draws", 1)
+        if self.draws < 1:
+            raise UserError(f"draws={draws}: imagine each candidate at least once")
         self.flow_steps, self.imagine, self.name, self._seed = flow_steps, imagine, name, seed
         self.imagined: dict | None = None  # per chunk: "actions" (n, A), "states" (n, S), "frames" camera -> (n, H, W, 3)
         self.plans: list[tuple[int, dict]] = []  # with imagine: (the step the chunk starts at, its `imagined`)
@@ -78,16 +88,19 @@ class StructuredPolicy:
         return action
 
     def _choose(self, history: np.ndarray) -> np.ndarray:
-        """Sample `candidates` chunks, roll each whole chunk through the checkpoint's own dynamics (sampled as
-        the learned env steps) and keep the one whose imagined states earn the most of the task's reward
-        (summed over the chunk); ties keep the first sample, so a flat reward leaves the plain policy."""
-        K = self.candidates
+        """Sample `candidates` chunks, roll the first `horizon` actions of each through the checkpoint's own
+        dynamics `draws` times (sampled as the learned env steps, each draw on its own noise) and keep the chunk
+        whose worst draw earns the most of the task's reward (summed over the horizon); ties keep the first
+        sample, so a flat reward leaves the plain policy."""
+        K, M, H = self.candidates, self.draws, self.horizon
         hist = np.repeat(history, K, 0)
         last, prev = np.repeat(self._last[None], K, 0), np.repeat(self._prev[None], K, 0)
         chunks = self.task.act(hist, last, prev, self.flow_steps, self._gen)
-        worlds = self._roll(hist, chunks, last, noise=lambda shape: torch.randn((K, *shape), generator=self._gen))
-        score = sum(self.task.reward(worlds[:, k]) for k in range(worlds.shape[1]))
-        return chunks[int(np.argmax(score))]
+        rows = K * M  # each candidate's M draws side by side
+        worlds = self._roll(np.repeat(hist, M, 0), np.repeat(chunks[:, :H], M, 0), np.repeat(last, M, 0),
+                            noise=lambda shape: torch.randn((rows, *shape), generator=self._gen))
+        score = sum(self.task.reward(worlds[:, k]) for k in range(H))
+        return chunks[int(np.argmax(np.asarray(score).reshape(K, M).min(1)))]
 
     def _imagine(self, history: np.ndarray, plan: np.ndarray) -> dict:
         """Roll the planned actions through the checkpoint's own dynamics (sampled as the learned env steps, from

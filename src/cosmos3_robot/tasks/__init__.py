@@ -51,10 +51,11 @@ def learned_env_id(name: str) -> str:
 
 
 def world_model_policy(name: str, policy: str, seed: int = 0):
-    """`world-model[:<checkpoint>][#chunk=N&steps=S&plan=K]`: the policy head of a checkpoint (default: the
-    task's shipped one, `POLICY_HEADS`), playing N actions of each chunk (default: the head's n_action_steps),
-    sampled with S flow steps (default: the head's), the best of K sampled chunks by the reward the
-    checkpoint's own dynamics imagines for each (default: the head's `candidates`; structured checkpoints).
+    """`world-model[:<checkpoint>][#chunk=N&steps=S&plan=K&horizon=H&draws=M]`: the policy head of a checkpoint
+    (default: the task's shipped one, `POLICY_HEADS`), playing N actions of each chunk (default: the head's
+    n_action_steps), sampled with S flow steps (default: the head's), the best of K sampled chunks by the reward
+    the checkpoint's own dynamics imagines for each over H steps, the worst of M imagined futures (defaults: the
+    head's `candidates`, `horizon`, `draws`; structured checkpoints).
     Structured checkpoints -> `StructuredPolicy`, MoT ones -> `WorldModelPolicy`."""
     from ..backends.registry import backend_name
 
@@ -63,8 +64,9 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
     opts = {}
     for part in filter(None, fragment.split("&")):
         key, _, value = part.partition("=")
-        if key not in ("chunk", "steps", "plan") or not value.isdigit() or int(value) < 1:
-            raise UserError(f"policy {policy!r}: options are #chunk=N&steps=S&plan=K with positive integers, "
+        if key not in ("chunk", "steps", "plan", "horizon", "draws") or not value.isdigit() or int(value) < 1:
+            raise UserError(f"policy {policy!r}: options are #chunk=N&steps=S&plan=K&horizon=H&draws=M with positive "
+                             "integers, "
                              f"got {part!r}")
         opts[key] = int(value)
     if not ckpt:
@@ -77,12 +79,13 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
         from ..policies import StructuredPolicy
 
         return StructuredPolicy(ckpt, n_action_steps=opts.get("chunk"), flow_steps=opts.get("steps"), seed=seed,
-                                candidates=opts.get("plan"), name=policy)
+                                candidates=opts.get("plan"), horizon=opts.get("horizon"), draws=opts.get("draws"),
+                                name=policy)
     from ..policies import WorldModelPolicy
 
-    if "plan" in opts:
-        raise UserError(f"policy {policy!r}: #plan=K needs a structured checkpoint (its dynamics imagines each "
-                         f"chunk); {ckpt!r} is a {backend_name(ckpt)!r} one")
+    if opts.keys() & {"plan", "horizon", "draws"}:
+        raise UserError(f"policy {policy!r}: #plan=K, #horizon=H and #draws=M need a structured checkpoint (its "
+                         f"dynamics imagines each chunk); {ckpt!r} is a {backend_name(ckpt)!r} one")
     chunk = opts.get("chunk", 4)
     return WorldModelPolicy(ckpt, chunk=chunk, sample_steps=opts.get("steps"), seed=seed, name=policy)
 
