@@ -121,49 +121,12 @@ def test_the_policy_head_acts_by_name_and_imagines_its_chunk(policy_checkpoint):
         make_policy("pusht", f"world-model:{policy_checkpoint}#chunk=9")
 
 
-def test_planning_keeps_the_chunk_its_own_dynamics_imagines_best(policy_checkpoint):
-    """#plan=K: K chunks sampled, each rolled through the checkpoint's dynamics, the best by the task's reward."""
-    from cosmos3_robot.tasks import make_policy
+def plan_once(policy) -> tuple[np.ndarray, dict]:
+    """One planning call from a real first frame, with a reward that differs per chunk (the pusher near a point):
+    the action played, and what the planner saw: its sampled `chunks`, the `rows` of each imagined step, and each
+    imagined row's `score` summed over the steps."""
     from cosmos3_robot.tasks.pusht.real import PushTRealEnv
 
-    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#plan=5", seed=0)
-    assert policy.candidates == 5 and make_policy("pusht", f"world-model:{policy_checkpoint}").candidates == 1
-    task, seen = policy.task, {}
-    act, step = task.act, task.step
-    goal = np.array([0.3, -0.2], np.float32)  # a reward that differs per chunk: the pusher near a point
-
-    def recording_act(*a, **k):
-        seen["chunks"] = act(*a, **k)
-        seen["score"] = np.zeros(len(seen["chunks"]))
-        return seen["chunks"]
-
-    def recording_step(*a, **k):
-        out = step(*a, **k)
-        seen["score"] -= np.linalg.norm(out[0][:, :2] - goal, axis=-1)
-        return out
-
-    task.act, task.step = recording_act, recording_step
-    task.reward = lambda world: -np.linalg.norm(world[:, :2] - goal, axis=-1)
-    try:
-        obs, _ = PushTRealEnv().reset(seed=1)
-        chosen = policy.select_action(obs)
-    finally:
-        del task.act, task.step, task.reward
-    best = int(np.argmax(seen["score"]))
-    assert len(seen["chunks"]) == 5 and np.ptp(seen["score"]) > 0  # the candidates differ in imagined reward
-    np.testing.assert_array_equal(chosen, seen["chunks"][best, 0].astype(np.float32))
-    with pytest.raises(ValueError, match="plan=0"):
-        make_policy("pusht", f"world-model:{policy_checkpoint}#plan=0")
-
-
-def test_pessimistic_planning_scores_each_chunk_by_its_worst_imagined_future(policy_checkpoint):
-    """#horizon=H&draws=M: each candidate's first H actions are imagined M times on independent noise, and the
-    chunk whose worst future earns the most is kept; a chunk the model is unsure about loses to a sure one."""
-    from cosmos3_robot.tasks import make_policy
-    from cosmos3_robot.tasks.pusht.real import PushTRealEnv
-
-    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#plan=3&horizon=2&draws=4", seed=0)
-    assert (policy.candidates, policy.horizon, policy.draws) == (3, 2, 4)
     task, seen = policy.task, {"rows": [], "score": 0.0}
     act, step = task.act, task.step
     goal = np.array([0.3, -0.2], np.float32)
@@ -185,6 +148,31 @@ def test_pessimistic_planning_scores_each_chunk_by_its_worst_imagined_future(pol
         chosen = policy.select_action(obs)
     finally:
         del task.act, task.step, task.reward
+    return chosen, seen
+
+
+def test_planning_keeps_the_chunk_its_own_dynamics_imagines_best(policy_checkpoint):
+    """#plan=K: K chunks sampled, each rolled through the checkpoint's dynamics, the best by the task's reward."""
+    from cosmos3_robot.tasks import make_policy
+
+    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#plan=5", seed=0)
+    assert policy.candidates == 5 and make_policy("pusht", f"world-model:{policy_checkpoint}").candidates == 1
+    chosen, seen = plan_once(policy)
+    assert seen["rows"] == [5] * 4  # the whole chunk of 4 imagined, one draw per candidate
+    assert np.ptp(seen["score"]) > 0  # the candidates differ in imagined reward
+    np.testing.assert_array_equal(chosen, seen["chunks"][int(np.argmax(seen["score"])), 0].astype(np.float32))
+    with pytest.raises(ValueError, match="plan=0"):
+        make_policy("pusht", f"world-model:{policy_checkpoint}#plan=0")
+
+
+def test_pessimistic_planning_scores_each_chunk_by_its_worst_imagined_future(policy_checkpoint):
+    """#horizon=H&draws=M: each candidate's first H actions are imagined M times on independent noise, and the
+    chunk whose worst future earns the most is kept; a chunk the model is unsure about loses to a sure one."""
+    from cosmos3_robot.tasks import make_policy
+
+    policy = make_policy("pusht", f"world-model:{policy_checkpoint}#plan=3&horizon=2&draws=4", seed=0)
+    assert (policy.candidates, policy.horizon, policy.draws) == (3, 2, 4)
+    chosen, seen = plan_once(policy)
     assert seen["rows"] == [12, 12]  # 3 candidates x 4 draws, 2 imagined steps
     per_draw = seen["score"].reshape(3, 4)
     assert np.ptp(per_draw, axis=1).max() > 0  # the draws differ: independent noise per future
