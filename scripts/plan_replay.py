@@ -35,16 +35,19 @@ class Replay:
     def reset(self, seed=None):
         self.t = 0
 
-    def select_action(self, observation):
-        action = self.actions[min(self.t, len(self.actions) - 1)]
+    def select_action(self, observation):  # `replay` stops after the last one (max_steps)
+        action = self.actions[self.t]
         self.t += 1
         return action
 
 
-def replay(env, actions: np.ndarray, seed: int) -> dict:
-    policy = Replay(actions)
-    run = record(env, policy, seed, max_steps=len(actions))
+def outcome(run: dict) -> dict:
+    """A recorded episode -> its success and best goal coverage."""
     return {"success": bool(run["success"]), "best": float(np.max(run["rewards"]))}
+
+
+def replay(env, actions: np.ndarray, seed: int) -> dict:
+    return outcome(record(env, Replay(actions), seed, max_steps=len(actions)))
 
 
 def main() -> None:
@@ -64,10 +67,9 @@ def main() -> None:
         policy = make_policy(args.task, name, seed=0)
         eps = []
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc=name):
-            policy.reset(seed)
-            run = record(real, policy, seed)
-            eps.append({"seed": seed, "real": {"success": bool(run["success"]), "best": float(np.max(run["rewards"]))},
-                        "judge": replay(judge, run["actions"], seed), "planner": replay(planner, run["actions"], seed)})
+            run = record(real, policy, seed)  # the rollout resets the policy with the seed
+            eps.append({"seed": seed, "real": outcome(run), "judge": replay(judge, run["actions"], seed),
+                        "planner": replay(planner, run["actions"], seed)})
         rows[name] = eps
         r = np.array([e["real"]["success"] for e in eps])
         line = [name, f"{r.mean():.2f}"]

@@ -66,8 +66,7 @@ def world_model_policy(name: str, policy: str, seed: int = 0):
         key, _, value = part.partition("=")
         if key not in ("chunk", "steps", "plan", "horizon", "draws") or not value.isdigit() or int(value) < 1:
             raise UserError(f"policy {policy!r}: options are #chunk=N&steps=S&plan=K&horizon=H&draws=M with positive "
-                             "integers, "
-                             f"got {part!r}")
+                             f"integers, got {part!r}")
         opts[key] = int(value)
     if not ckpt:
         ckpt = task_info(name).policy_head
