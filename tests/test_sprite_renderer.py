@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cosmos3_robot.model import SpriteRenderer, SpriteRendererConfig, StateRenderer, make_renderer
+from cosmos3_robot.model.state_renderer import to_uint8
 from cosmos3_robot.train.renderers import fit_sprites
 
 SIZE = 48
@@ -149,5 +150,10 @@ def test_draw_in_windows_equals_the_full_composite():
     with torch.no_grad():
         full = r(states)
     np.testing.assert_array_equal(r.composite_windows(states).numpy(), full.numpy())
-    assert r.draw(states).shape == (200, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(r.draw(states), to_uint8(full))  # windows converted to bytes, the rest cached
     assert (r.draw(states[:1]) == r.draw(states)[:1]).all()
+    with torch.no_grad():  # drawing caches what the weights give; changed weights draw anew
+        r.colour.add_(0.5)
+        r.background.mul_(0.5)
+        full = r(states)
+    np.testing.assert_array_equal(r.draw(states), to_uint8(full))

@@ -74,6 +74,7 @@ class SpriteRenderer(nn.Module):
         self.place = nn.Parameter(torch.tensor([[1.0, 1.0, 0.0, 0.0]] * n))
         self.register_buffer("boxes", torch.tensor(cfg.boxes, dtype=torch.float32), persistent=False)
         self._order = list(cfg.draw_order) or list(range(n))
+        self._cached = None  # (parameters' versions, constants) for drawing; see `_constants`
 
     def _grid(self, state: torch.Tensor, j: int) -> torch.Tensor:
         """The sampling grid of entity j: each pixel's place in the sprite, (b, H, W, 2) in [-1, 1]."""
@@ -113,36 +114,132 @@ class SpriteRenderer(nn.Module):
 
     @torch.no_grad()
     def draw(self, state: torch.Tensor) -> np.ndarray:
-        """Frames (b, H, W, 3) uint8: `forward`'s, computed only in a window around each sprite (the pixels that
-        can see it; outside it a sprite adds nothing), the same numbers in a fraction of the work."""
-        return to_uint8(self.composite_windows(state))
+        """Frames (b, H, W, 3) uint8: the same bytes as `to_uint8(forward(state))`, computed only in a window
+        around each sprite (outside it a sprite adds nothing); elsewhere a frame is the background's bytes,
+        converted once. The work per frame is the windows', not the image's."""
+        b, size = state.shape[0], self.cfg.image_size
+        frames = np.empty((b, size * size, 3), np.uint8)
+        frames[:] = self._constants()["background_u8"]
+        frames = frames.reshape(b, size, size, 3)
+        for start, win, region in self._windows(state):  # in draw order: a later window overwrites
+            # to_uint8's arithmetic, then channels last on the bytes
+            values = torch.round(region * 255).clamp_(0, 255).to(torch.uint8).numpy().reshape(b, 3, win, win)
+            for i, (x0, y0) in enumerate(start.tolist()):  # a square of each frame: slices
+                frames[i, y0 : y0 + win, x0 : x0 + win] = values[i].transpose(1, 2, 0)
+        return frames
 
     @torch.no_grad()
     def composite_windows(self, state: torch.Tensor) -> torch.Tensor:
-        """`forward`'s frames (b, 3, H, W), sampling each sprite only in its window."""
+        """`forward`'s frames (b, 3, H, W), the same numbers, sampling each sprite only in windows."""
         b, size = state.shape[0], self.cfg.image_size
-        base = torch.linspace(-1, 1, size) * (size - 1) / size  # affine_grid's pixel centres (align_corners=False)
-        out = torch.sigmoid(self.background).reshape(1, 3, size * size).expand(b, -1, -1).contiguous()
+        out = self._constants()["background"].repeat(b, 1, 1)  # a new frame
+        for start, win, region in self._windows(state):
+            out.scatter_(2, torch.from_numpy(self._flat(start, win)).unsqueeze(1).expand(b, 3, -1), region)
+        return out.view(b, 3, size, size)
+
+    def _flat(self, start: np.ndarray, win: int) -> np.ndarray:
+        """The flat pixel indices (b, win * win) of windows whose corners are `start` (b, 2: x, y)."""
+        rows = np.arange(win)
+        return ((start[:, 1:2, None] + rows[:, None]) * self.cfg.image_size + (start[:, 0:1, None] + rows)).reshape(
+            len(start), -1)
+
+    def _windows(self, state: torch.Tensor) -> list[tuple[np.ndarray, int, torch.Tensor]]:
+        """Per entity, in draw order: its window's corner (b, 2: x, y) and size, and the frame's final values in
+        it, (b, 3, win * win), for every entity drawn up to and including it. A pixel's final value is that of
+        the last window holding it: entities drawn later add nothing there. So each window composites the
+        entities before it too, in the frames where their windows overlap it (elsewhere they add exactly
+        nothing). The placements and affines run in numpy (the same float32 operations as `_theta`, so the
+        same bits, at a fraction of torch's per-call cost for the few numbers of a small batch); the sampling
+        and blending in torch, the same operations as `forward`'s."""
+        const = self._constants()
+        b, size = state.shape[0], self.cfg.image_size
+        s = np.ascontiguousarray(state.detach().numpy(), np.float32)
+        placed = []
         for j in self._order:
-            theta, centre, cos, sin = self._theta(state, j)
-            cx, cy, half = self.boxes[j, 0], self.boxes[j, 1], self.boxes[j, 2]
+            win = const["windows"][j]
+            theta, centre, cos, sin = self._theta_np(s, j, const)
+            cx, cy = const["boxes"][j, 0], const["boxes"][j, 1]
             # the sprite box's centre in the image, and a window that holds the box turned any way, with a
             # texel's bilinear reach and a pixel's rounding to spare
-            mid = centre + torch.stack([cos * cx - sin * cy, sin * cx + cos * cy], -1)
-            reach = float(half) * 2**0.5 * (1 + 2 / self.cfg.sprite_size)
-            win = min(size, int(np.ceil(2 * reach * size / 2)) + 4)
-            start = torch.floor((mid + 1) * size / 2 - win / 2).long().clamp(0, size - win)  # (b, 2): x, y
-            ix = start[:, 0:1] + torch.arange(win)  # (b, win)
-            iy = start[:, 1:2] + torch.arange(win)
-            grid_in = torch.stack([base[ix].unsqueeze(1).expand(b, win, win), base[iy].unsqueeze(2).expand(b, win, win),
-                                   torch.ones(b, win, win)], -1).reshape(b, win * win, 3)
-            grid = grid_in.bmm(theta.transpose(1, 2)).reshape(b, win, win, 2)
-            rgba = F.grid_sample(self._sprite(j, b), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            index = (iy.unsqueeze(2) * size + ix.unsqueeze(1)).reshape(b, 1, win * win).expand(b, 3, -1)
-            region = out.gather(2, index)
-            rgba = rgba.reshape(b, 4, win * win)
-            out.scatter_(2, index, region * (1 - rgba[:, 3:]) + rgba[:, :3])
-        return out.reshape(b, 3, size, size)
+            mid = centre + np.stack([cos * cx - sin * cy, sin * cx + cos * cy], -1)
+            start = np.clip(np.floor((mid + 1) * size / 2 - win / 2).astype(np.int64), 0, size - win)  # (b, 2)
+            placed.append((j, theta, start, win))
+        background = const["background"].numpy().reshape(3, size, size)
+        out = []
+        for n, (_, _, start, win) in enumerate(placed):
+            region = np.empty((b, 3, win, win), np.float32)
+            for i, (x0, y0) in enumerate(start.tolist()):  # the background in each frame's window: slices
+                region[i] = background[:, y0 : y0 + win, x0 : x0 + win]
+            region = torch.from_numpy(region).view(b, 3, win * win)
+            x, y = const["base"][start[:, 0:1] + np.arange(win)], const["base"][start[:, 1:2] + np.arange(win)]
+            for k, theta, other, other_win in placed[: n + 1]:
+                rows = None
+                if other is not start:  # an earlier entity: only the frames where its window meets this one
+                    meet = np.all((other < start + win) & (start < other + other_win), axis=1)
+                    if not meet.any():
+                        continue
+                    rows = np.flatnonzero(meet)
+                rgba = self._sample(k, theta, x, y, const, rows)
+                if rows is None:
+                    region = region * (1 - rgba[:, 3:]) + rgba[:, :3]
+                else:
+                    index = torch.from_numpy(rows)
+                    region[index] = region[index] * (1 - rgba[:, 3:]) + rgba[:, :3]
+            out.append((start, win, region))
+        return out
+
+    def _sample(self, j: int, theta: np.ndarray, x: np.ndarray, y: np.ndarray, const: dict, rows=None) -> torch.Tensor:
+        """Entity j's premultiplied RGBA (b, 4, n * m) at the pixels of a window whose columns' and rows' centres
+        are x (b, m) and y (b, n), in frames `rows` (all if None)."""
+        if rows is not None:
+            theta, x, y = theta[rows], x[rows], y[rows]
+        b, m, n = len(theta), x.shape[1], y.shape[1]
+        # each pixel through the affine: (x t0 + y t1) + t2, as `affine_grid`'s bmm sums them (no fused
+        # multiply-add: the same bits), from one product per row and per column
+        grid = np.empty((b, n, m, 2), np.float32)
+        for c in range(2):
+            grid[..., c] = ((x * theta[:, c, 0:1])[:, None, :] + (y * theta[:, c, 1:2])[:, :, None]) \
+                + theta[:, c, 2, None, None]
+        return F.grid_sample(const["sprites"][j].expand(b, -1, -1, -1), torch.from_numpy(grid), mode="bilinear",
+                             padding_mode="zeros", align_corners=False).reshape(b, 4, n * m)
+
+    def _constants(self) -> dict:
+        """What drawing reads that only the weights change (sigmoids, premultiplied sprites, placements, window
+        sizes), computed once and again only after a parameter changes (in-place updates bump its version)."""
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        size, n = self.cfg.image_size, len(self._parts)
+        with torch.no_grad():
+            base = (torch.linspace(-1, 1, size) * (size - 1) / size).numpy()  # affine_grid's pixel centres
+            windows = []
+            for j in range(n):
+                reach = float(self.boxes[j, 2]) * 2**0.5 * (1 + 2 / self.cfg.sprite_size)
+                win = min(size, int(np.ceil(2 * reach * size / 2)) + 4)
+                windows.append(win)
+            background = torch.sigmoid(self.background).reshape(1, 3, size * size)
+            const = {"background": background, "background_u8": to_uint8(background.unsqueeze(-1))[0, :, 0],
+                     "sprites": [self._sprite(j, 1).contiguous() for j in range(n)],
+                     "place": self.place.detach().numpy().copy(), "boxes": self.boxes.numpy().copy(),
+                     "windows": windows, "base": base}
+        self._cached = (key, const)
+        return const
+
+    def _theta_np(self, state: np.ndarray, j: int, const: dict):
+        """`_theta` in numpy float32, operation for operation (the same bits)."""
+        kind, i = self._parts[j]
+        place, (cx, cy, half) = const["place"][j], const["boxes"][j]
+        centre = state[:, i : i + 2] * place[:2] + place[2:]
+        if kind == "pose":
+            cos, sin = state[:, i + 2], state[:, i + 3]
+            # torch's own sqrt: its vectorised kernel does not always round as numpy's does
+            norm = np.maximum(torch.sqrt(torch.from_numpy(cos * cos + sin * sin)).numpy(), np.float32(1e-6))
+            cos, sin = cos / norm, sin / norm
+        else:
+            cos, sin = np.ones_like(centre[:, 0]), np.zeros_like(centre[:, 0])
+        rot = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], 1) / half  # (b, 2, 2)
+        shift = -(rot @ centre[:, :, None])[:, :, 0] - np.stack([cx, cy]) / half
+        return np.concatenate([rot, shift[:, :, None]], -1), centre, cos, sin
 
     def drawer(self, runtime: str = "torch", search=()):
         """-> f(state (b, k)) -> (b, H, W, 3) uint8, like `draw`. Eager under either runtime: the work is a

@@ -20,6 +20,7 @@ from ...embodiments import EmbodimentSpec, load_spec
 from ...model.checkpoint import load_state_checked, read_raw_config, read_weights, write_checkpoint
 from ...model.runtime import ONNX_DIR, RUNTIMES
 from ..base import Context, Prediction, Session, pad_history, session_seeds
+from ..streams import session_normals
 from ..registry import resolve_task_entry_point
 from ...errors import UserError
 
@@ -185,8 +186,7 @@ class StructuredBackend:
         seeds, t = session.data["noise_seed"], session.data["t"]
 
         def noise(shape: tuple[int, ...]) -> torch.Tensor:  # one stream per session: batch == single
-            return torch.from_numpy(np.stack([np.random.default_rng([int(s), int(k)]).standard_normal(shape)
-                                              for s, k in zip(seeds, t)])).float()
+            return torch.from_numpy(session_normals(seeds, t, shape)).float()
 
         nxt, session.data["world"], info = advance(self.task, world, actions, session.data["prev_action"], noise)
         session.data["t"] = t + 1
