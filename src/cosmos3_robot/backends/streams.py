@@ -74,6 +74,9 @@ def _pcg64_states(entropy: np.ndarray) -> list[dict]:
 def session_normals(seeds: np.ndarray, steps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """(b, *shape) float64: row i is `np.random.default_rng([seeds[i], steps[i]]).standard_normal(shape)`."""
     seeds, steps = np.asarray(seeds, np.int64).reshape(-1), np.asarray(steps, np.int64).reshape(-1)
+    if len(seeds) < _BATCHED:  # numpy's own seeding: the batched hash's ~90 array operations cost more
+        return np.stack([np.random.default_rng([s, k]).standard_normal(shape)
+                         for s, k in zip(seeds.tolist(), steps.tolist())])
     out = np.empty((len(seeds), *shape))
     fast = (seeds >= 0) & (seeds <= _MASK32) & (steps >= 0) & (steps <= _MASK32)  # two words of entropy
     if fast.sum() >= _BATCHED:
@@ -84,7 +87,6 @@ def session_normals(seeds: np.ndarray, steps: np.ndarray, shape: tuple[int, ...]
             out[i] = generator.standard_normal(shape)
     else:
         fast[:] = False
-    for i in np.flatnonzero(~fast):  # numpy's own seeding: a small batch (the batched hash's ~90 array
-        # operations cost more than it saves), longer entropy, or a negative seed (which default_rng refuses)
+    for i in np.flatnonzero(~fast):  # longer entropy, or a negative seed (which default_rng refuses)
         out[i] = np.random.default_rng([int(seeds[i]), int(steps[i])]).standard_normal(shape)
     return out

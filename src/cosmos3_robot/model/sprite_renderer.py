@@ -122,8 +122,8 @@ class SpriteRenderer(nn.Module):
         frames[:] = self._constants()["background_u8"]
         frames = frames.reshape(b, size, size, 3)
         for start, win, region in self._windows(state):  # in draw order: a later window overwrites
-            # to_uint8's arithmetic, then channels last on the bytes
-            values = torch.round(region * 255).clamp_(0, 255).to(torch.uint8).numpy().reshape(b, 3, win, win)
+            # to_uint8's arithmetic (x 255, half to even, clamp), then channels last on the bytes
+            values = np.clip(np.rint(region * 255), 0, 255).astype(np.uint8).reshape(b, 3, win, win)
             for i, (x0, y0) in enumerate(start.tolist()):  # a square of each frame: slices
                 frames[i, y0 : y0 + win, x0 : x0 + win] = values[i].transpose(1, 2, 0)
         return frames
@@ -134,7 +134,8 @@ class SpriteRenderer(nn.Module):
         b, size = state.shape[0], self.cfg.image_size
         out = self._constants()["background"].repeat(b, 1, 1)  # a new frame
         for start, win, region in self._windows(state):
-            out.scatter_(2, torch.from_numpy(self._flat(start, win)).unsqueeze(1).expand(b, 3, -1), region)
+            out.scatter_(2, torch.from_numpy(self._flat(start, win)).unsqueeze(1).expand(b, 3, -1),
+                         torch.from_numpy(region))
         return out.view(b, 3, size, size)
 
     def _flat(self, start: np.ndarray, win: int) -> np.ndarray:
@@ -143,25 +144,23 @@ class SpriteRenderer(nn.Module):
         return ((start[:, 1:2, None] + rows[:, None]) * self.cfg.image_size + (start[:, 0:1, None] + rows)).reshape(
             len(start), -1)
 
-    def _windows(self, state: torch.Tensor) -> list[tuple[np.ndarray, int, torch.Tensor]]:
+    def _windows(self, state: torch.Tensor) -> list[tuple[np.ndarray, int, np.ndarray]]:
         """Per entity, in draw order: its window's corner (b, 2: x, y) and size, and the frame's final values in
         it, (b, 3, win * win), for every entity drawn up to and including it. A pixel's final value is that of
         the last window holding it: entities drawn later add nothing there. So each window composites the
         entities before it too, in the frames where their windows overlap it (elsewhere they add exactly
         nothing). The placements and affines run in numpy (the same float32 operations as `_theta`, so the
-        same bits, at a fraction of torch's per-call cost for the few numbers of a small batch); the sampling
-        and blending in torch, the same operations as `forward`'s."""
+        same bits, at a fraction of torch's per-call cost for a small batch); so does the blending, the same
+        float32 operations as `forward`'s; the sampling is torch's `grid_sample`."""
         const = self._constants()
         b, size = state.shape[0], self.cfg.image_size
         s = np.ascontiguousarray(state.detach().numpy(), np.float32)
         placed = []
         for j in self._order:
             win = const["windows"][j]
-            theta, centre, cos, sin = self._theta_np(s, j, const)
-            cx, cy = const["boxes"][j, 0], const["boxes"][j, 1]
-            # the sprite box's centre in the image, and a window that holds the box turned any way, with a
-            # texel's bilinear reach and a pixel's rounding to spare
-            mid = centre + np.stack([cos * cx - sin * cy, sin * cx + cos * cy], -1)
+            theta, mid = self._theta_np(s, j, const)
+            # a window around the sprite box's centre that holds the box turned any way, with a texel's
+            # bilinear reach and a pixel's rounding to spare
             start = np.clip(np.floor((mid + 1) * size / 2 - win / 2).astype(np.int64), 0, size - win)  # (b, 2)
             placed.append((j, theta, start, win))
         background = const["background"].numpy().reshape(3, size, size)
@@ -170,7 +169,7 @@ class SpriteRenderer(nn.Module):
             region = np.empty((b, 3, win, win), np.float32)
             for i, (x0, y0) in enumerate(start.tolist()):  # the background in each frame's window: slices
                 region[i] = background[:, y0 : y0 + win, x0 : x0 + win]
-            region = torch.from_numpy(region).view(b, 3, win * win)
+            region = region.reshape(b, 3, win * win)
             x, y = const["base"][start[:, 0:1] + np.arange(win)], const["base"][start[:, 1:2] + np.arange(win)]
             for k, theta, other, other_win in placed[: n + 1]:
                 rows = None
@@ -183,12 +182,11 @@ class SpriteRenderer(nn.Module):
                 if rows is None:
                     region = region * (1 - rgba[:, 3:]) + rgba[:, :3]
                 else:
-                    index = torch.from_numpy(rows)
-                    region[index] = region[index] * (1 - rgba[:, 3:]) + rgba[:, :3]
+                    region[rows] = region[rows] * (1 - rgba[:, 3:]) + rgba[:, :3]
             out.append((start, win, region))
         return out
 
-    def _sample(self, j: int, theta: np.ndarray, x: np.ndarray, y: np.ndarray, const: dict, rows=None) -> torch.Tensor:
+    def _sample(self, j: int, theta: np.ndarray, x: np.ndarray, y: np.ndarray, const: dict, rows=None) -> np.ndarray:
         """Entity j's premultiplied RGBA (b, 4, n * m) at the pixels of a window whose columns' and rows' centres
         are x (b, m) and y (b, n), in frames `rows` (all if None)."""
         if rows is not None:
@@ -201,7 +199,7 @@ class SpriteRenderer(nn.Module):
             grid[..., c] = ((x * theta[:, c, 0:1])[:, None, :] + (y * theta[:, c, 1:2])[:, :, None]) \
                 + theta[:, c, 2, None, None]
         return F.grid_sample(const["sprites"][j].expand(b, -1, -1, -1), torch.from_numpy(grid), mode="bilinear",
-                             padding_mode="zeros", align_corners=False).reshape(b, 4, n * m)
+                             padding_mode="zeros", align_corners=False).numpy().reshape(b, 4, n * m)
 
     def _constants(self) -> dict:
         """What drawing reads that only the weights change (sigmoids, premultiplied sprites, placements, window
@@ -225,21 +223,27 @@ class SpriteRenderer(nn.Module):
         self._cached = (key, const)
         return const
 
-    def _theta_np(self, state: np.ndarray, j: int, const: dict):
-        """`_theta` in numpy float32, operation for operation (the same bits)."""
+    def _theta_np(self, state: np.ndarray, j: int, const: dict) -> tuple[np.ndarray, np.ndarray]:
+        """`_theta`'s affine (b, 2, 3) in numpy float32, operation for operation (the same bits), and the centre
+        of entity j's sprite box in the image (b, 2)."""
         kind, i = self._parts[j]
         place, (cx, cy, half) = const["place"][j], const["boxes"][j]
-        centre = state[:, i : i + 2] * place[:2] + place[2:]
+        c0, c1 = state[:, i] * place[0] + place[2], state[:, i + 1] * place[1] + place[3]
         if kind == "pose":
             cos, sin = state[:, i + 2], state[:, i + 3]
             # torch's own sqrt: its vectorised kernel does not always round as numpy's does
             norm = np.maximum(torch.sqrt(torch.from_numpy(cos * cos + sin * sin)).numpy(), np.float32(1e-6))
             cos, sin = cos / norm, sin / norm
         else:
-            cos, sin = np.ones_like(centre[:, 0]), np.zeros_like(centre[:, 0])
-        rot = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], 1) / half  # (b, 2, 2)
-        shift = -(rot @ centre[:, :, None])[:, :, 0] - np.stack([cx, cy]) / half
-        return np.concatenate([rot, shift[:, :, None]], -1), centre, cos, sin
+            cos, sin = np.ones_like(c0), np.zeros_like(c0)
+        theta = np.empty((len(state), 2, 3), np.float32)
+        theta[:, 0, 0], theta[:, 0, 1] = cos / half, sin / half  # rot = [[cos, sin], [-sin, cos]] / half
+        theta[:, 1, 0], theta[:, 1, 1] = -sin / half, theta[:, 0, 0]
+        theta[:, 0, 2] = -(theta[:, 0, 0] * c0 + theta[:, 0, 1] * c1) - cx / half  # -(rot @ centre) - box / half
+        theta[:, 1, 2] = -(theta[:, 1, 0] * c0 + theta[:, 1, 1] * c1) - cy / half
+        mid = np.empty((len(state), 2), np.float32)
+        mid[:, 0], mid[:, 1] = c0 + (cos * cx - sin * cy), c1 + (sin * cx + cos * cy)
+        return theta, mid
 
     def drawer(self, runtime: str = "torch", search=()):
         """-> f(state (b, k)) -> (b, H, W, 3) uint8, like `draw`. Eager under either runtime: the work is a
