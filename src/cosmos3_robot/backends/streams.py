@@ -1,8 +1,9 @@
 """Per-session noise streams: session i's draws at step t are `np.random.default_rng([seed_i, t])`'s, so a
 session samples the same alone or in any batch. Building a Generator costs ~20 us, mostly numpy's
-`SeedSequence` hash; a batch of 64 sessions spent ~1.4 ms a step on it. For larger batches
-`session_normals` runs that hash for the whole batch at once in numpy uint32 arithmetic and seeds one reused PCG64 per session
-from it: the same numbers, bit for bit (tests/test_streams.py checks them against `default_rng`).
+`SeedSequence` hash; a batch of 64 sessions spent ~1.4 ms a step on it. From 16 sessions up,
+`session_normals` runs that hash for the whole batch at once in numpy uint32 arithmetic and seeds one reused
+PCG64 per session from it: the same numbers, bit for bit (tests/test_streams.py checks them against
+`default_rng`).
 
 The hash is numpy's `SeedSequence` (numpy/random/bit_generator.pyx: `hashmix`, `mix`, `mix_entropy`,
 `generate_state`, after M. E. O'Neill's seed_seq), and the seeding is PCG64's `pcg64_set_seed`
@@ -79,14 +80,11 @@ def session_normals(seeds: np.ndarray, steps: np.ndarray, shape: tuple[int, ...]
                          for s, k in zip(seeds.tolist(), steps.tolist())])
     out = np.empty((len(seeds), *shape))
     fast = (seeds >= 0) & (seeds <= _MASK32) & (steps >= 0) & (steps <= _MASK32)  # two words of entropy
-    if fast.sum() >= _BATCHED:
-        generator = np.random.Generator(np.random.PCG64(0))
-        rows = np.flatnonzero(fast)
-        for i, state in zip(rows, _pcg64_states(np.stack([seeds[rows], steps[rows]], 1).astype(np.uint32))):
-            generator.bit_generator.state = state
-            out[i] = generator.standard_normal(shape)
-    else:
-        fast[:] = False
+    rows = np.flatnonzero(fast)
+    generator = np.random.Generator(np.random.PCG64(0))
+    for i, state in zip(rows, _pcg64_states(np.stack([seeds[rows], steps[rows]], 1).astype(np.uint32))):
+        generator.bit_generator.state = state
+        out[i] = generator.standard_normal(shape)
     for i in np.flatnonzero(~fast):  # longer entropy, or a negative seed (which default_rng refuses)
         out[i] = np.random.default_rng([int(seeds[i]), int(steps[i])]).standard_normal(shape)
     return out

@@ -171,9 +171,9 @@ class SpriteRenderer(nn.Module):
                 region[i] = background[:, y0 : y0 + win, x0 : x0 + win]
             region = region.reshape(b, 3, win * win)
             x, y = const["base"][start[:, 0:1] + np.arange(win)], const["base"][start[:, 1:2] + np.arange(win)]
-            for k, theta, other, other_win in placed[: n + 1]:
+            for m, (k, theta, other, other_win) in enumerate(placed[: n + 1]):
                 rows = None
-                if other is not start:  # an earlier entity: only the frames where its window meets this one
+                if m < n:  # an earlier entity: only the frames where its window meets this one
                     meet = np.all((other < start + win) & (start < other + other_win), axis=1)
                     if not meet.any():
                         continue
