@@ -9,9 +9,13 @@
 #     time the agent samples 8 chunks per call and keeps the one the checkpoint's own dynamics imagines best
 #     (--candidates 8: held-out seeds 300000-300029 gave 0.50 / 0.50 / 0.77 / 0.73 real with 1 / 4 / 8 / 16).
 # The checkpoint keeps INIT's dynamics and renderer, so one model both acts and imagines; shipped as
-# pusht_policy (pusht_tower stays without the head: the learned env loads only what it runs). INIT is the
-# shipped pusht_policy, whose dynamics are trained apart from the judge pusht_tower's (the planner must not
-# imagine with the judge's model); its head is fine-tuned for 50 epochs (docs/eval_policy_head.md, issue 40).
+# pusht_policy (pusht_tower stays without the head: the learned env loads only what it runs). INIT defaults to
+# the shipped pusht_policy, whose dynamics are trained apart from the judge pusht_tower's (the planner must not
+# imagine with the judge's model); its head is fine-tuned for 50 epochs. The shipped head was fine-tuned from the
+# one before it (docs/eval_policy_head.md, issue 40); to rebuild it, start from that one:
+#   mkdir -p outputs/prev && git archive cf46e29 src/cosmos3_robot/checkpoints/pusht_policy | tar -x -C outputs/prev
+#   INIT=outputs/prev/src/cosmos3_robot/checkpoints/pusht_policy scripts/train_pusht_policy.sh
+# (it read the episodes as two datasets of 263, so one dataset of 526 trains on the same states in another order).
 # Usage: scripts/train_pusht_policy.sh [SEED]   (INIT=..., DATA=..., OUT=..., EPOCHS=... to change them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
