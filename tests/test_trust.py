@@ -104,6 +104,36 @@ def test_samples_give_probabilities_and_keep_the_single_run(tower_checkpoint):
     assert many["probability"].shape == (3,) and ((many["probability"] >= 0) & (many["probability"] <= 1)).all()
 
 
+def test_members_take_the_samples_in_turn(tower_checkpoint):
+    """Sample j of a seed runs on member j mod M, on its noise stream j div M; sample 0 is the ordinary run."""
+    seen = {0: [], 1: []}
+
+    def member(m):
+        def make(n):
+            env = LearnedVectorEnv(n, checkpoint=tower_checkpoint, start=START, max_episode_steps=6,
+                                   success_threshold=0.0)
+            reset = env.reset
+
+            def recorded(*, seed=None, options=None):
+                seen[m].append((list(seed), list(options["noise_stream"])))
+                return reset(seed=seed, options=options)
+
+            env.reset = recorded
+            return env
+        return make
+
+    policy = lambda name, seed: make_pusht_policy(name, seed=seed)  # noqa: E731
+    plain = lambda n: LearnedVectorEnv(n, checkpoint=tower_checkpoint, start=START,  # noqa: E731
+                                       max_episode_steps=6, success_threshold=0.0)
+    one = run_learned(policy, "expert-noise0.4", [0, 1, 2], plain)
+    out = run_learned(policy, "expert-noise0.4", [0, 1, 2], [member(0), member(1)], samples=5)
+    assert seen[0] == [([0, 1, 2] * 3, [0, 0, 0, 1, 1, 1, 2, 2, 2])]  # samples 0, 2, 4
+    assert seen[1] == [([0, 1, 2] * 2, [0, 0, 0, 1, 1, 1])]  # samples 1, 3
+    for key in ("success", "return", "length", "disagreement"):
+        np.testing.assert_array_equal(out[key], one[key])
+    assert out["probability"].shape == (3,)
+
+
 def test_eval_with_a_real_budget_runs_only_k_real_episodes(tower_checkpoint, tmp_path):
     calls = []
 
@@ -143,6 +173,12 @@ def test_cli_refuses_a_real_budget_above_the_episodes(tmp_path, capsys):
     assert "--real-budget 5 is more than --episodes 3" in capsys.readouterr().err
     assert main(["eval", "--policies", "expert", "--samples", "0", "--out", str(tmp_path)]) == 2
     assert "--samples 0" in capsys.readouterr().err
+    assert main(["eval", "--policies", "expert", "--samples", "2", "--members", "pusht_fast,pusht_small",
+                 "--out", str(tmp_path)]) == 2
+    assert "--samples 3 or more" in capsys.readouterr().err
+    assert main(["eval", "--policies", "expert", "--task", "pusht", "--samples", "2", "--members",
+                 "aloha_transfer_cube", "--episodes", "1", "--out", str(tmp_path)]) == 2
+    assert "--members aloha_transfer_cube" in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()
 
 

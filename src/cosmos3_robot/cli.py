@@ -267,6 +267,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "real_from": args.real_from, "max_steps": args.max_steps}
     if args.samples > 1 or args.real_budget is not None:  # (absent otherwise: earlier partial runs still resume)
         run_args |= {"samples": args.samples, "real_budget": args.real_budget}
+    members = [m.strip() for m in (args.members or "").split(",") if m.strip()]
+    if members:
+        if args.samples < len(members) + 1:
+            raise UserError(f"--members gives {len(members) + 1} dynamics members with --checkpoint; --samples "
+                            f"{args.samples} would leave some unused: give --samples {len(members) + 1} or more")
+        run_args["members"] = members
     prior = resume_eval(out, run_args, args.overwrite)
     backend_kwargs = {"precision": args.precision} if args.precision else {}
     if args.runtime != "auto":
@@ -283,6 +289,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         make_real_env(task, **real_kwargs).close()  # a camera the scene lacks, or a scene without cameras=, fails now
     factory = partial(learned_vec_env, task, args.checkpoint, args.max_steps, **backend_kwargs)
     make_vec = factory() if args.workers == 0 else None  # Ray workers each load their own
+    if members:
+        if args.workers:
+            raise UserError("--members runs in this process; drop --workers")
+        make_vec = [make_vec, *(learned_vec_env(task, m, args.max_steps, **backend_kwargs) for m in members)]
+        first = make_vec[0](1)
+        for m, make in zip(members, make_vec[1:]):
+            probe = make(1)
+            if probe.single_observation_space != first.single_observation_space or \
+                    probe.single_action_space != first.single_action_space:
+                raise UserError(f"--members {m}: its observations or actions are not those of {task}'s "
+                                f"{args.checkpoint or 'shipped checkpoint'}; give checkpoints of the same task")
+            probe.close()
+        first.close()
     done = dict(prior)
 
     def keep(name, rows):  # each finished policy is on disk before the next starts
@@ -872,6 +891,10 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--samples", type=int, default=1,
                    help="learned rollouts per initial state on independent noise streams; > 1 gives each state a "
                         "success probability (the report's trust numbers)")
+    p.add_argument("--members", default=None,
+                   help="other checkpoints of the task, comma-separated, whose dynamics were trained apart from "
+                        "--checkpoint's: with --samples N, sample j runs on member j mod M (--checkpoint first) and "
+                        "its noise stream j div M, so the success probability spans models, not only noise")
     p.add_argument("--real-budget", type=int, default=None,
                    help="run only the first K initial states in the real simulator (implies --real) and estimate "
                         "each policy's real success from them and the learned episodes, with a 95%% interval "
