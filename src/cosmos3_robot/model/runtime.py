@@ -62,10 +62,11 @@ def fingerprint(module: nn.Module, example: tuple[torch.Tensor, ...]) -> str:
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())
     # buffers computed at construction (frequencies, bounds) differ in the last bit between CPUs (AMD vs Intel
-    # exp/sin): 6 significant digits of them, so a graph exported on one machine is found on another
+    # exp/sin): 4 significant digits of them, so a graph exported on one machine is found on another (6 digits
+    # were not enough: a frequency of 421.6965 read 421.696 on one Intel host and 421.697 on another)
     for name, t in sorted((n, b) for n, b in module.named_buffers() if n not in module.state_dict()):
         h.update(name.encode())
-        h.update(" ".join(f"{v:.6g}" for v in t.detach().cpu().double().reshape(-1).tolist()).encode())
+        h.update(" ".join(f"{v:.4g}" for v in t.detach().cpu().double().reshape(-1).tolist()).encode())
     for x in example:
         h.update(f"{tuple(x.shape[1:])}{x.dtype}".encode())
     files = sorted({inspect.getsourcefile(type(m)) for m in module.modules()
