@@ -134,7 +134,7 @@ def test_sprite_loss_weights_the_foreground_unless_legacy():
 
 
 def test_draw_in_windows_equals_the_full_composite():
-    """`draw` samples each sprite only in a window around it; the frames are the full composite's, bit for bit,
+    """`draw` samples each sprite only in a window around it; the frames are the full composite's, byte for byte,
     with sprites turned any way, off-centre boxes, entities at and beyond the image's edges, and overlaps."""
     torch.manual_seed(3)
     cfg = SpriteRendererConfig("point:0,pose:2", boxes=((0.0, 0.0, 0.1), (0.05, 0.25, 0.3)), image_size=SIZE,
@@ -149,7 +149,9 @@ def test_draw_in_windows_equals_the_full_composite():
     states[40:60, 2:4] = states[40:60, 0:2]  # on top of each other
     with torch.no_grad():
         full = r(states)
-    np.testing.assert_array_equal(r.composite_windows(states).numpy(), full.numpy())
+    # the float composite: the same operations, but on some CPUs torch's own kernels round a few values in the last
+    # bits differently (2% of them by up to 1.5e-6 on one Intel host); the frames' bytes are exact everywhere
+    np.testing.assert_allclose(r.composite_windows(states).numpy(), full.numpy(), rtol=0, atol=4e-6)
     np.testing.assert_array_equal(r.draw(states), to_uint8(full))  # windows converted to bytes, the rest cached
     assert (r.draw(states[:1]) == r.draw(states)[:1]).all()
     with torch.no_grad():  # drawing caches what the weights give; changed weights draw anew
