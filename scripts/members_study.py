@@ -1,9 +1,9 @@
 """Do dynamics members trained apart flag learned/real mismatches better than noise streams of one member?
 Each policy runs from each seed in the real PushT and, per member checkpoint, on `--streams` noise streams of the
-learned one; the judge is the first member's stream 0 (the ordinary learned run). Prints per policy and pooled the
-AUROC against a learned/real mismatch of the probability that the other samples disagree with the judge: from the
-first member's streams alone (noise), from all members (members), and the Brier score of each probability. Writes
-every outcome to --out (JSON). The run in docs/trust.md:
+learned one; the judge is the first member's stream 0 (the ordinary learned run). Prints per policy and, pooled
+(`eval.trust.outcome_trust`), the AUROC against a learned/real mismatch of the probability that the other samples
+disagree with the judge, from the first member's streams alone (noise) or from all members (members), and the Brier
+score of each success probability. Writes every outcome to --out (JSON). The run in docs/trust.md:
 
     .venv/bin/python scripts/members_study.py --policies "world-model#chunk=8&plan=1,world-model#chunk=16&plan=1" \\
         --seed 980000 --episodes 30 --streams 2 --out outputs/members.json
@@ -21,7 +21,7 @@ import numpy as np
 
 from cosmos3_robot.cli import learned_vec_env
 from cosmos3_robot.eval.episodes import run_learned, run_real
-from cosmos3_robot.eval.metrics import auroc
+from cosmos3_robot.eval.trust import outcome_trust
 from cosmos3_robot.tasks import make_policy, make_real_env
 
 
@@ -39,6 +39,9 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=2)
     p.add_argument("--out", required=True)
     a = p.parse_args()
+    if a.streams < 2:
+        p.error(f"--streams {a.streams}: the noise-only score compares the judge with its member's other streams; "
+                "give 2 or more")
     policies, members = a.policies.split(","), a.members.split(",")
     seeds = list(range(a.seed, a.seed + a.episodes))
     out = {}
@@ -54,22 +57,18 @@ def main() -> int:
             out[name]["real"] = real[name].result()
     with open(a.out, "w") as f:
         json.dump(out, f)
-    pooled = {k: [] for k in ("mismatch", "noise", "members", "p_noise", "p_members", "real")}
-    for name in policies:
-        y = np.array(out[name]["real"])
-        judge = np.array(out[name]["learned"][members[0]]["stream0"])
-        p_noise = np.array(out[name]["learned"][members[0]]["probability"])
-        p_members = np.mean([out[name]["learned"][m]["probability"] for m in members], 0)
-        other = lambda q: np.where(judge == 1, 1 - q, q)  # noqa: E731 (the chance another sample disagrees)
-        for k, v in (("mismatch", judge != y), ("noise", other(p_noise)), ("members", other(p_members)),
-                     ("p_noise", p_noise), ("p_members", p_members), ("real", y)):
-            pooled[k].append(v)
-        print(f"{name}: real {y.mean():.2f}, learned {judge.mean():.2f}, P noise {p_noise.mean():.2f}, P members "
-              f"{p_members.mean():.2f}, {int((judge != y).sum())} mismatches")
-    c = {k: np.concatenate(v) for k, v in pooled.items()}
-    print(f"pooled ({len(c['real'])} episodes, {int(c['mismatch'].sum())} mismatches): AUROC noise "
-          f"{auroc(c['noise'], c['mismatch']):.3f}, members {auroc(c['members'], c['mismatch']):.3f}; Brier noise "
-          f"{np.mean((c['p_noise'] - c['real']) ** 2):.3f}, members {np.mean((c['p_members'] - c['real']) ** 2):.3f}")
+    first = [out[name]["learned"][members[0]] for name in policies]
+    judge, real = [np.array(f["stream0"]) for f in first], [np.array(out[name]["real"]) for name in policies]
+    p_noise = [np.array(f["probability"]) for f in first]
+    p_members = [np.mean([out[name]["learned"][m]["probability"] for m in members], 0) for name in policies]
+    for name, j, y, pn, pm in zip(policies, judge, real, p_noise, p_members):
+        print(f"{name}: real {y.mean():.2f}, learned {j.mean():.2f}, P noise {pn.mean():.2f}, P members "
+              f"{pm.mean():.2f}, {int((j != y).sum())} mismatches")
+    noise = outcome_trust(p_noise, judge, real, samples=a.streams)
+    both = outcome_trust(p_members, judge, real, samples=a.streams * len(members))
+    print(f"pooled ({noise['episodes']} episodes, {noise['mismatches']} mismatches): AUROC of the other samples' "
+          f"mismatch probability, noise {noise['auroc_mismatch_probability']:.3f}, members "
+          f"{both['auroc_mismatch_probability']:.3f}; Brier noise {noise['brier']:.3f}, members {both['brier']:.3f}")
     return 0
 
 
