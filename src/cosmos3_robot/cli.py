@@ -418,10 +418,10 @@ def _collect_locked(args: argparse.Namespace, policy) -> int:
         raise
     writer.close()
     total = len(writer.existing_episodes())
-    rate = sum(r["success"] for r in results) / max(1, len(results))
+    rate = f'{sum(r["success"] for r in results) / len(results):.2f}' if results else "- (nothing new)"
     what = f"learned {args.env} ({meta['checkpoint']}, imagined)" if meta else args.env
     print(f"collected {len(results)} new episodes ({before} already there, {total} now) of {policy.name} on"
-          f" {what} into {args.out} [{args.format}]; success {rate:.2f}")
+          f" {what} into {args.out} [{args.format}]; success {rate}")
     return 0
 
 

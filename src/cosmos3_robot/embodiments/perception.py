@@ -81,3 +81,23 @@ def perceive(name: str, frames: np.ndarray) -> np.ndarray:
     out = p.perceive(frames)
     assert out.shape == (len(frames), p.dims), out.shape
     return out
+
+
+# (embodiment, LeRobot feature key) -> fn(observation dict) -> (D,) float32: an observation feature that a policy
+# trained elsewhere reads and that the task derives from what both its simulators give, e.g. gym-pusht's keypoints
+# of the T as LeRobot's `observation.environment_state`, read off the camera frame (never from a simulator's
+# internals, so the real and the learned simulator feed the policy the same way)
+OBSERVATION_FEATURES: dict[tuple[str, str], Callable[[dict], np.ndarray]] = {}
+
+
+def register_observation_feature(embodiment: str, key: str, fn: Callable[[dict], np.ndarray]) -> None:
+    OBSERVATION_FEATURES[(embodiment, key)] = fn
+
+
+def observation_feature(embodiment: str, key: str) -> Callable[[dict], np.ndarray] | None:
+    """The registered function deriving feature `key` for `embodiment`'s observations, or None."""
+    return OBSERVATION_FEATURES.get((embodiment, key))
+
+
+def derived_feature_keys(embodiment: str) -> list[str]:
+    return sorted(k for e, k in OBSERVATION_FEATURES if e == embodiment)

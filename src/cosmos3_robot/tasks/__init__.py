@@ -116,7 +116,7 @@ def make_policy(name: str, policy: str, seed: int = 0):
     if policy.startswith("lerobot:"):
         from ..policies import LeRobotPolicy  # torch and lerobot load only for it
 
-        return LeRobotPolicy(policy.removeprefix("lerobot:"), task=load_spec(name).task, name=policy)
+        return LeRobotPolicy(policy.removeprefix("lerobot:"), task=load_spec(name).task, name=policy, embodiment=name)
     if factory:
         return resolve_entry_point(factory)(policy, seed=seed)
     if policy == "random":

@@ -4,11 +4,12 @@ planar-push dynamics and the structured backend's PushT pieces."""
 import numpy as np
 
 from ...backends.registry import register_task_entry_point
-from ...embodiments.perception import Perception, register_perception
+from ...embodiments import load_spec
+from ...embodiments.perception import Perception, register_observation_feature, register_perception
 from ...embodiments.world_frame import register_end_effector
 from .experts import PUSHT_LEVELS, PushTExpert, make_pusht_policy
 from .real import PushTRealEnv, random_pusht_frames
-from .vision import block_pose_features, project_block_pose_features
+from .vision import block_pose_features, environment_state, project_block_pose_features
 
 # the learned simulator gym.make("cosmos3_robot/PushT-v0") runs; "pusht_small" draws sharper frames, 4x slower
 SHIPPED_CHECKPOINT = "pusht_tower"
@@ -16,6 +17,10 @@ SHIPPED_POLICY = "pusht_policy"  # the same checkpoint plus the policy head (scr
 
 # the T's pose (x, y, cos, sin), read off each frame: a world model's perceived state (--perceive-state)
 register_perception("pusht_block_pose", Perception(4, block_pose_features, project_block_pose_features))
+# gym-pusht's keypoints of the T (LeRobot's observation.environment_state, as lerobot/pusht_keypoints), read off the
+# camera frame, for LeRobot policies trained on them (scripts/lerobot_ladder.py)
+_IMAGE_KEY = load_spec("pusht").cameras[0].key
+register_observation_feature("pusht", "observation.environment_state", lambda obs: environment_state(obs[_IMAGE_KEY]))
 
 __all__ = ["PUSHT_LEVELS", "PushTExpert", "PushTRealEnv", "SHIPPED_CHECKPOINT", "SHIPPED_POLICY",
            "make_pusht_policy",

@@ -20,6 +20,9 @@ BLOCK_COLOURS = np.array([[143, 163, 184], [119, 136, 153]], dtype=np.float32)
 # the T's outline in its body frame and the goal pose (gym-pusht add_tee with scale 30; goal_pose)
 T_OUTLINE = np.array([(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120), (-15, 30), (-60, 30)], float)
 GOAL_POSE = np.array([256.0, 256.0, np.pi / 4])
+# gym-pusht's `get_keypoints` (its `environment_state`, lerobot/pusht_keypoints' observation.environment_state): the
+# vertices of the T's two boxes in the order pymunk keeps them, in the body frame
+T_KEYPOINTS = np.array([(-60, 0), (60, 0), (60, 30), (-60, 30), (-15, 30), (15, 30), (15, 120), (-15, 120)], float)
 
 
 def block_mask(image: np.ndarray, tol: float = 32.0) -> np.ndarray:
@@ -93,6 +96,23 @@ def pose_to_features(pose: np.ndarray) -> np.ndarray:
     p = np.asarray(pose, dtype=np.float64)
     return np.stack([p[..., 0] / (WORKSPACE / 2) - 1, p[..., 1] / (WORKSPACE / 2) - 1, np.cos(p[..., 2]),
                      np.sin(p[..., 2])], axis=-1).astype(np.float32)
+
+
+def t_keypoints(poses: np.ndarray) -> np.ndarray:
+    """(..., 3) poses -> (..., 8, 2) keypoints in workspace units, as gym-pusht's `get_keypoints` places them."""
+    p = np.asarray(poses, dtype=np.float64)
+    c, s = np.cos(p[..., 2])[..., None], np.sin(p[..., 2])[..., None]
+    x, y = T_KEYPOINTS[:, 0], T_KEYPOINTS[:, 1]
+    return np.stack([c * x - s * y + p[..., 0:1], s * x + c * y + p[..., 1:2]], axis=-1)
+
+
+def environment_state(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 frame -> (16,) float32 gym-pusht `environment_state` ([x0, y0, ..., x7, y7], workspace
+    units) of the T's pose read off the frame (the workspace centre at angle 0 where the T is not visible)."""
+    pose = estimate_block_pose(np.asarray(image))
+    if pose is None:
+        pose = np.array([WORKSPACE / 2, WORKSPACE / 2, 0.0])
+    return t_keypoints(pose).reshape(16).astype(np.float32)
 
 
 def t_outlines(poses: np.ndarray) -> np.ndarray:
